@@ -1,0 +1,124 @@
+//! Typed errors, one enum per kind of operation. Messages name the file and what to do; the
+//! binary maps each variant to an exit code.
+
+use std::io;
+use std::path::PathBuf;
+
+fn shown(p: &std::path::Path) -> std::path::Display<'_> {
+    p.display()
+}
+
+/// Opening or creating a database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// There is no database at the path.
+    #[error("{}: no database here; run `mediadb scan DIR` to create one, or pass --db PATH", shown(.path))]
+    NotFound {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// `create` found an existing file.
+    #[error("{}: already exists; open it instead, or remove it first", shown(.path))]
+    Exists {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is not a mediadb database.
+    #[error("{}: not a mediadb database ({detail}); check --db", shown(.path))]
+    NotADatabase {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// Written by a newer mediadb.
+    #[error("{}: written by a newer mediadb (format {found}, this build reads {supported}); upgrade mediadb", shown(.path))]
+    NewerVersion {
+        /// The database path.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// The committed data is damaged.
+    #[error("{}: damaged at byte {offset}: {what}; run `mediadb verify` for a full report and `mediadb recover OUT` to save what is intact", shown(.path))]
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// Another process holds the writer lock.
+    #[error("{}: locked by another writer{}; retry later or with --wait SECS", shown(.path), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Busy {
+        /// The database path.
+        path: PathBuf,
+        /// The holder's pid, when it wrote one.
+        pid: Option<u32>,
+    },
+    /// An I/O error, e.g. permissions or a read-only directory.
+    #[error("{}: {source}", shown(.path))]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// A commit (or starting a batch) failed. Nothing of the batch is committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// An earlier write or sync failed; this handle refuses further writes.
+    #[error("{}: an earlier write failed, so this handle stopped writing; reopen the database (everything committed is intact)", shown(.path))]
+    Poisoned {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The handle was opened read-only.
+    #[error("{}: opened read-only; open it for writing to change it", shown(.path))]
+    ReadOnly {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// A record cannot be stored.
+    #[error("record {}: {what}", String::from_utf8_lossy(.path))]
+    BadRecord {
+        /// The record's path.
+        path: Vec<u8>,
+        /// Why.
+        what: String,
+    },
+    /// The batch is larger than one frame may be.
+    #[error("{}: batch of {bytes} bytes exceeds the 1 GiB frame limit; commit smaller batches", shown(.path))]
+    TooLarge {
+        /// The database path.
+        path: PathBuf,
+        /// Size of the batch.
+        bytes: u64,
+    },
+    /// Reading an existing record failed while resolving a path.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing or syncing failed (e.g. the disk is full); the handle is now poisoned.
+    #[error("{}: write failed: {source}; nothing of this batch was committed (free space or fix the disk, then retry)", shown(.path))]
+    Io {
+        /// The database path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Reading a committed record failed: its bytes are damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("damaged record at byte {offset}: {what}; run `mediadb verify`")]
+pub struct ReadError {
+    /// Byte offset of the record.
+    pub offset: u64,
+    /// What is wrong.
+    pub what: String,
+}

@@ -1,0 +1,404 @@
+//! Media records: the owned [`Record`] callers build and receive, the zero-copy [`RecordView`]
+//! over a verified FlatBuffer in the map, and the encoder between them.
+
+use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, WIPOffset};
+
+use crate::store::fb;
+use crate::store::format::{MAX_RECORD_LEN, VERIFY_MAX_DEPTH, VERIFY_MAX_TABLES};
+
+/// What kind of media a file is, from its extension.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Anything else.
+    #[default]
+    Other,
+    /// Music and other sound.
+    Audio,
+    /// Moving pictures.
+    Video,
+    /// Still pictures.
+    Image,
+    /// Playlist files (m3u, pls, …).
+    Playlist,
+}
+
+impl Kind {
+    /// Every kind, in display order.
+    pub const ALL: [Kind; 5] = [
+        Kind::Audio,
+        Kind::Video,
+        Kind::Image,
+        Kind::Playlist,
+        Kind::Other,
+    ];
+
+    /// The stable lower-case name used in JSON and queries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Other => "other",
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+            Kind::Image => "image",
+            Kind::Playlist => "playlist",
+        }
+    }
+
+    pub(crate) fn to_fb(self) -> fb::Kind {
+        match self {
+            Kind::Other => fb::Kind::Other,
+            Kind::Audio => fb::Kind::Audio,
+            Kind::Video => fb::Kind::Video,
+            Kind::Image => fb::Kind::Image,
+            Kind::Playlist => fb::Kind::Playlist,
+        }
+    }
+
+    pub(crate) fn from_fb(k: fb::Kind) -> Kind {
+        match k {
+            fb::Kind::Audio => Kind::Audio,
+            fb::Kind::Video => Kind::Video,
+            fb::Kind::Image => Kind::Image,
+            fb::Kind::Playlist => Kind::Playlist,
+            // Other, and values a newer writer may add.
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// One indexed file, owned. `id` is assigned by the database; it is ignored on upsert.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[allow(
+    missing_docs,
+    reason = "field names are the documented record fields of BRIEF §2"
+)]
+pub struct Record {
+    pub id: u64,
+    /// Exact bytes of the path; not necessarily UTF-8.
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    pub kind: Kind,
+    /// Version of the tag extractor that produced the tags (a rescan re-reads older ones).
+    pub extractor_version: u16,
+    pub mime: Option<String>,
+    pub title: Option<String>,
+    pub artists: Vec<String>,
+    pub album: Option<String>,
+    pub album_artist: Option<String>,
+    pub genres: Vec<String>,
+    pub year: Option<i32>,
+    pub track: Option<u32>,
+    pub track_total: Option<u32>,
+    pub disc: Option<u32>,
+    pub disc_total: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+    pub bit_depth: Option<u8>,
+    pub compilation: Option<bool>,
+    pub has_cover: Option<bool>,
+    pub musicbrainz_track_id: Option<String>,
+    pub musicbrainz_album_id: Option<String>,
+    /// Why the file could not be read fully, if it could not.
+    pub error: Option<String>,
+}
+
+impl Record {
+    /// A record for `path` with nothing else set.
+    pub fn new(path: impl Into<Vec<u8>>) -> Record {
+        Record {
+            path: path.into(),
+            ..Record::default()
+        }
+    }
+
+    /// The artists joined for display (`"A; B"`), if any.
+    pub fn artist(&self) -> Option<String> {
+        join(&self.artists)
+    }
+
+    /// The genres joined for display, if any.
+    pub fn genre(&self) -> Option<String> {
+        join(&self.genres)
+    }
+}
+
+fn join(v: &[String]) -> Option<String> {
+    if v.is_empty() {
+        None
+    } else {
+        Some(v.join("; "))
+    }
+}
+
+fn opt_str<'b>(fbb: &mut FlatBufferBuilder<'b>, v: &Option<String>) -> Option<WIPOffset<&'b str>> {
+    v.as_deref().map(|x| fbb.create_string(x))
+}
+
+type StrList<'b> = WIPOffset<Vector<'b, ForwardsUOffset<&'b str>>>;
+
+fn str_list<'b>(fbb: &mut FlatBufferBuilder<'b>, v: &[String]) -> Option<StrList<'b>> {
+    if v.is_empty() {
+        return None;
+    }
+    let items: Vec<_> = v.iter().map(|x| fbb.create_string(x)).collect();
+    Some(fbb.create_vector(&items))
+}
+
+/// Encodes `rec` with `id` as a size-prefixed FlatBuffer, appended to `out`.
+pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out: &mut Vec<u8>) {
+    fbb.reset();
+    let path = fbb.create_vector(&rec.path);
+    let s = opt_str;
+    let list = str_list;
+    let mime = s(fbb, &rec.mime);
+    let title = s(fbb, &rec.title);
+    let artists = list(fbb, &rec.artists);
+    let album = s(fbb, &rec.album);
+    let album_artist = s(fbb, &rec.album_artist);
+    let genres = list(fbb, &rec.genres);
+    let mb_track = s(fbb, &rec.musicbrainz_track_id);
+    let mb_album = s(fbb, &rec.musicbrainz_album_id);
+    let error = s(fbb, &rec.error);
+    let root = fb::Record::create(
+        fbb,
+        &fb::RecordArgs {
+            id,
+            path: Some(path),
+            size: rec.size,
+            mtime_ns: rec.mtime_ns,
+            inode: rec.inode,
+            kind: rec.kind.to_fb(),
+            extractor_version: rec.extractor_version,
+            mime,
+            title,
+            artists,
+            album,
+            album_artist,
+            genres,
+            year: rec.year,
+            track: rec.track,
+            track_total: rec.track_total,
+            disc: rec.disc,
+            disc_total: rec.disc_total,
+            duration_ms: rec.duration_ms,
+            bitrate: rec.bitrate,
+            sample_rate: rec.sample_rate,
+            channels: rec.channels,
+            bit_depth: rec.bit_depth,
+            compilation: rec.compilation,
+            has_cover: rec.has_cover,
+            musicbrainz_track_id: mb_track,
+            musicbrainz_album_id: mb_album,
+            error,
+        },
+    );
+    fbb.finish_size_prefixed(root, None);
+    out.extend_from_slice(fbb.finished_data());
+}
+
+fn verifier_options(len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: VERIFY_MAX_DEPTH,
+        max_tables: VERIFY_MAX_TABLES,
+        max_apparent_size: len.saturating_mul(4),
+        ignore_missing_null_terminator: false,
+    }
+}
+
+/// Why a record buffer was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// The size prefix points past the available bytes or over the size limit.
+    BadLength(u64),
+    /// The FlatBuffers verifier refused it.
+    Invalid(String),
+}
+
+/// Verifies the size-prefixed record starting at `bytes[0]`; returns the view and the total
+/// length (prefix included, unpadded).
+pub(crate) fn verify(bytes: &[u8]) -> Result<(RecordView<'_>, usize), RecordProblem> {
+    let Some(prefix) = bytes.get(..4) else {
+        return Err(RecordProblem::BadLength(bytes.len() as u64));
+    };
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    if len > MAX_RECORD_LEN || len + 4 > bytes.len() || len < 4 {
+        return Err(RecordProblem::BadLength(len as u64));
+    }
+    let buf = &bytes[..len + 4];
+    let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record>(&verifier_options(len), buf)
+        .map_err(|e| RecordProblem::Invalid(e.to_string()))?;
+    Ok((RecordView { fb: rec }, len + 4))
+}
+
+/// A verified record inside the database map: zero-copy accessors, [`RecordView::to_record`]
+/// for an owned copy.
+#[derive(Clone, Copy)]
+pub struct RecordView<'a> {
+    fb: fb::Record<'a>,
+}
+
+#[allow(missing_docs, reason = "accessors mirror the fields of Record")]
+impl<'a> RecordView<'a> {
+    pub fn id(&self) -> u64 {
+        self.fb.id()
+    }
+    /// Exact path bytes.
+    pub fn path(&self) -> &'a [u8] {
+        self.fb.path().bytes()
+    }
+    pub fn size(&self) -> u64 {
+        self.fb.size()
+    }
+    pub fn mtime_ns(&self) -> i64 {
+        self.fb.mtime_ns()
+    }
+    pub fn inode(&self) -> u64 {
+        self.fb.inode()
+    }
+    pub fn kind(&self) -> Kind {
+        Kind::from_fb(self.fb.kind())
+    }
+    pub fn extractor_version(&self) -> u16 {
+        self.fb.extractor_version()
+    }
+    pub fn mime(&self) -> Option<&'a str> {
+        self.fb.mime()
+    }
+    pub fn title(&self) -> Option<&'a str> {
+        self.fb.title()
+    }
+    pub fn artists(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.fb.artists().into_iter().flat_map(|v| v.iter())
+    }
+    pub fn album(&self) -> Option<&'a str> {
+        self.fb.album()
+    }
+    pub fn album_artist(&self) -> Option<&'a str> {
+        self.fb.album_artist()
+    }
+    pub fn genres(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.fb.genres().into_iter().flat_map(|v| v.iter())
+    }
+    pub fn year(&self) -> Option<i32> {
+        self.fb.year()
+    }
+    pub fn track(&self) -> Option<u32> {
+        self.fb.track()
+    }
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.fb.duration_ms()
+    }
+    pub fn error(&self) -> Option<&'a str> {
+        self.fb.error()
+    }
+
+    /// An owned copy of every field.
+    pub fn to_record(&self) -> Record {
+        let f = &self.fb;
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Record {
+            id: f.id(),
+            path: self.path().to_vec(),
+            size: f.size(),
+            mtime_ns: f.mtime_ns(),
+            inode: f.inode(),
+            kind: self.kind(),
+            extractor_version: f.extractor_version(),
+            mime: owned(f.mime()),
+            title: owned(f.title()),
+            artists: self.artists().map(str::to_owned).collect(),
+            album: owned(f.album()),
+            album_artist: owned(f.album_artist()),
+            genres: self.genres().map(str::to_owned).collect(),
+            year: f.year(),
+            track: f.track(),
+            track_total: f.track_total(),
+            disc: f.disc(),
+            disc_total: f.disc_total(),
+            duration_ms: f.duration_ms(),
+            bitrate: f.bitrate(),
+            sample_rate: f.sample_rate(),
+            channels: f.channels(),
+            bit_depth: f.bit_depth(),
+            compilation: f.compilation(),
+            has_cover: f.has_cover(),
+            musicbrainz_track_id: owned(f.musicbrainz_track_id()),
+            musicbrainz_album_id: owned(f.musicbrainz_album_id()),
+            error: owned(f.error()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordView")
+            .field("id", &self.id())
+            .field("path", &String::from_utf8_lossy(self.path()))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Record {
+        Record {
+            id: 0,
+            path: b"/m/\xff/a.flac".to_vec(),
+            size: 10,
+            mtime_ns: -5,
+            inode: 77,
+            kind: Kind::Audio,
+            extractor_version: 3,
+            mime: Some("audio/flac".into()),
+            title: Some("T".into()),
+            artists: vec!["A".into(), "B".into()],
+            album: Some("Al".into()),
+            album_artist: Some("AA".into()),
+            genres: vec!["Rock".into()],
+            year: Some(1999),
+            track: Some(0),
+            track_total: Some(12),
+            disc: Some(1),
+            disc_total: Some(2),
+            duration_ms: Some(1234),
+            bitrate: Some(320),
+            sample_rate: Some(44100),
+            channels: Some(2),
+            bit_depth: Some(16),
+            compilation: Some(false),
+            has_cover: Some(true),
+            musicbrainz_track_id: Some("t".into()),
+            musicbrainz_album_id: Some("a".into()),
+            error: Some("e".into()),
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips_and_absent_stays_absent() {
+        let mut fbb = FlatBufferBuilder::new();
+        for rec in [full(), Record::new(b"/x".to_vec())] {
+            let mut out = Vec::new();
+            encode(&mut fbb, &rec, 9, &mut out);
+            let (view, len) = verify(&out).expect("verifies");
+            assert_eq!(len, out.len());
+            assert_eq!(view.to_record(), Record { id: 9, ..rec });
+        }
+    }
+
+    #[test]
+    fn truncated_and_oversized_buffers_are_refused() {
+        let mut out = Vec::new();
+        encode(&mut FlatBufferBuilder::new(), &full(), 1, &mut out);
+        for cut in 0..out.len() {
+            assert!(verify(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut big = out.clone();
+        big[..4].copy_from_slice(&(MAX_RECORD_LEN as u32 + 1).to_le_bytes());
+        assert!(matches!(verify(&big), Err(RecordProblem::BadLength(_))));
+    }
+}

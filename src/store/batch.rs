@@ -1,0 +1,396 @@
+//! Writing: a [`WriteBatch`] collects upserts and removals, encoding each record into the frame
+//! as it arrives, and `commit()` appends the frame and flips the header slot (docs/FORMAT.md §2).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use flatbuffers::FlatBufferBuilder;
+
+use super::format::{
+    ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
+    MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
+};
+use super::{Database, Version, fb, log};
+use crate::error::CommitError;
+use crate::record::{self, Record};
+
+/// What a commit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CommitInfo {
+    /// Sequence number of the commit (unchanged when the batch was empty and nothing was written).
+    pub seq: u64,
+    /// Records written (new and updated).
+    pub upserted: u64,
+    /// Of those, records that got a new id.
+    pub inserted: u64,
+    /// Records removed.
+    pub removed: u64,
+    /// Bytes appended to the file.
+    pub bytes: u64,
+}
+
+/// Keys are already hashes: use them as they are.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByHash = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+
+const NONE: u32 = u32::MAX;
+
+struct Pending {
+    entry: fb::RecordEntry,
+    live: bool,
+    /// Previous pending record with the same path hash, or `NONE`.
+    prev_same_hash: u32,
+}
+
+/// A set of changes that commit together or not at all. Operations apply in the order they are
+/// made; the last one on a path wins. Dropping a batch without committing discards it.
+pub struct WriteBatch<'db> {
+    db: &'db mut Database,
+    /// Frame being built: header placeholder, then the record area.
+    frame: Vec<u8>,
+    pending: Vec<Pending>,
+    by_hash: ByHash,
+    removals: Vec<u64>,
+    removed: HashSet<u64>,
+    next_id: u64,
+    fbb: FlatBufferBuilder<'static>,
+}
+
+impl std::fmt::Debug for WriteBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("upserts", &self.pending.len())
+            .field("removals", &self.removals.len())
+            .finish()
+    }
+}
+
+impl<'db> WriteBatch<'db> {
+    pub(crate) fn new(db: &'db mut Database) -> WriteBatch<'db> {
+        let next_id = db.current.header.next_id;
+        WriteBatch {
+            db,
+            frame: vec![0u8; FRAME_HEADER_LEN],
+            pending: Vec::new(),
+            by_hash: ByHash::default(),
+            removals: Vec::new(),
+            removed: HashSet::new(),
+            next_id,
+            fbb: FlatBufferBuilder::with_capacity(1024),
+        }
+    }
+
+    fn base(&self) -> &Version {
+        &self.db.current
+    }
+
+    /// Number of operations so far.
+    pub fn len(&self) -> usize {
+        self.pending.len() + self.removals.len()
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The path of pending record `i` (our own, already verified encoding).
+    fn pending_path(&self, i: usize) -> &[u8] {
+        let e = &self.pending[i].entry;
+        let start = FRAME_HEADER_LEN + e.offset() as usize;
+        match record::verify(&self.frame[start..start + e.len() as usize]) {
+            Ok((v, _)) => v.path(),
+            Err(_) => &[],
+        }
+    }
+
+    /// The live pending record for `path`, if any.
+    fn find_pending(&self, hash: u64, path: &[u8]) -> Option<usize> {
+        let mut i = *self.by_hash.get(&hash)?;
+        while i != NONE {
+            let p = &self.pending[i as usize];
+            if p.live && self.pending_path(i as usize) == path {
+                return Some(i as usize);
+            }
+            i = p.prev_same_hash;
+        }
+        None
+    }
+
+    /// The live committed record for `path` not yet removed in this batch.
+    fn find_committed(&self, hash: u64, path: &[u8]) -> Result<Option<u64>, CommitError> {
+        let snap = super::Snapshot::new(Arc::clone(&self.db.current));
+        for (id, _) in self.base().index.live_candidates(hash) {
+            if self.removed.contains(&id) {
+                continue;
+            }
+            if let Some(v) = snap.get_by_id(id)?
+                && v.path() == path
+            {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Inserts or replaces the record at `rec.path`; returns its id (kept when the path was
+    /// already live). `rec.id` is ignored.
+    pub fn upsert(&mut self, rec: &Record) -> Result<u64, CommitError> {
+        if rec.path.is_empty() {
+            return Err(CommitError::BadRecord {
+                path: Vec::new(),
+                what: "empty path".into(),
+            });
+        }
+        let hash = path_hash(&rec.path);
+        let id = if let Some(i) = self.find_pending(hash, &rec.path) {
+            self.pending[i].live = false;
+            self.pending[i].entry.id()
+        } else if let Some(id) = self.find_committed(hash, &rec.path)? {
+            id
+        } else {
+            self.next_id += 1;
+            self.next_id - 1
+        };
+        let start = self.frame.len();
+        record::encode(&mut self.fbb, rec, id, &mut self.frame);
+        let len = self.frame.len() - start;
+        if len - 4 > MAX_RECORD_LEN {
+            self.frame.truncate(start);
+            return Err(CommitError::BadRecord {
+                path: rec.path.clone(),
+                what: format!(
+                    "encodes to {len} bytes, over the {MAX_RECORD_LEN}-byte record limit"
+                ),
+            });
+        }
+        self.frame.resize(align_up(self.frame.len()), 0);
+        if self.frame.len() > MAX_FRAME_PAYLOAD as usize / 2 {
+            self.frame.truncate(start);
+            return Err(CommitError::TooLarge {
+                path: self.db.path.clone(),
+                bytes: self.frame.len() as u64,
+            });
+        }
+        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
+        let entry = fb::RecordEntry::new(
+            id,
+            hash,
+            rec.size,
+            rec.mtime_ns,
+            rec.inode,
+            (start - FRAME_HEADER_LEN) as u32,
+            len as u32,
+            rec.extractor_version,
+            rec.kind.to_fb(),
+            flags,
+            0,
+        );
+        let i = self.pending.len() as u32;
+        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
+        self.pending.push(Pending {
+            entry,
+            live: true,
+            prev_same_hash: prev,
+        });
+        Ok(id)
+    }
+
+    /// Removes the record at `path`; returns whether one was live.
+    pub fn remove(&mut self, path: &[u8]) -> Result<bool, CommitError> {
+        let hash = path_hash(path);
+        if let Some(i) = self.find_pending(hash, path) {
+            self.pending[i].live = false;
+            let id = self.pending[i].entry.id();
+            self.remove_committed(id);
+            return Ok(true);
+        }
+        Ok(match self.find_committed(hash, path)? {
+            Some(id) => self.remove_committed(id),
+            None => false,
+        })
+    }
+
+    /// Removes the record with `id`; returns whether one was live.
+    pub fn remove_id(&mut self, id: u64) -> bool {
+        let mut found = false;
+        for p in self
+            .pending
+            .iter_mut()
+            .filter(|p| p.live && p.entry.id() == id)
+        {
+            p.live = false;
+            found = true;
+        }
+        self.remove_committed(id) || found
+    }
+
+    /// Records the removal of committed `id` if it is live and not yet removed.
+    fn remove_committed(&mut self, id: u64) -> bool {
+        let live = self.base().index.entry(id).is_some_and(|e| e.is_live());
+        if live && self.removed.insert(id) {
+            self.removals.push(id);
+            return true;
+        }
+        false
+    }
+
+    /// Appends the batch durably and publishes it. On an I/O error nothing is committed and the
+    /// database handle is poisoned (reopen it; every earlier commit is intact).
+    pub fn commit(mut self) -> Result<CommitInfo, CommitError> {
+        let base_header = self.base().header;
+        let live: Vec<fb::RecordEntry> = self
+            .pending
+            .iter()
+            .filter(|p| p.live)
+            .map(|p| p.entry)
+            .collect();
+        if live.is_empty() && self.removals.is_empty() {
+            return Ok(CommitInfo {
+                seq: base_header.seq,
+                ..CommitInfo::default()
+            });
+        }
+        let seq = base_header.seq + 1;
+        // The Batch table, then the trailer.
+        self.fbb.reset();
+        let records = self.fbb.create_vector(&live);
+        let removals = self.fbb.create_vector(&self.removals);
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let root = fb::Batch::create(
+            &mut self.fbb,
+            &fb::BatchArgs {
+                seq,
+                next_id: self.next_id,
+                records: Some(records),
+                removals: Some(removals),
+                time_unix_ns: time,
+            },
+        );
+        self.fbb.finish(root, None);
+        let batch_off = self.frame.len() - FRAME_HEADER_LEN;
+        self.frame.extend_from_slice(self.fbb.finished_data());
+        let batch_len = self.frame.len() - FRAME_HEADER_LEN - batch_off;
+        self.frame.resize(align_up(self.frame.len()), 0);
+        self.frame
+            .extend_from_slice(&(batch_off as u32).to_le_bytes());
+        self.frame
+            .extend_from_slice(&(batch_len as u32).to_le_bytes());
+        debug_assert_eq!(self.frame.len() % ALIGN, 0);
+        let (raw, crc) = FrameHeader::encode(
+            seq,
+            base_header.last_frame_crc,
+            &self.frame[FRAME_HEADER_LEN..],
+        );
+        self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
+
+        let at = base_header.committed_len;
+        let new_len = at + self.frame.len() as u64;
+        if new_len >= MAX_FILE_LEN {
+            return Err(CommitError::TooLarge {
+                path: self.db.path.clone(),
+                bytes: new_len,
+            });
+        }
+
+        // Counts after the batch, for the header.
+        let index = &self.base().index;
+        let mut live_records = index.live_records;
+        let mut live_bytes = index.live_bytes;
+        let mut inserted = 0;
+        for &id in &self.removals {
+            let e = index.entry(id).unwrap_or_default();
+            live_records -= 1;
+            live_bytes -= u64::from(e.len);
+        }
+        for e in &live {
+            match index.entry(e.id()) {
+                Some(old) if old.is_live() && !self.removed.contains(&e.id()) => {
+                    live_bytes -= u64::from(old.len);
+                }
+                _ => {
+                    live_records += 1;
+                    inserted += 1;
+                }
+            }
+            live_bytes += u64::from(e.len());
+        }
+        let header = super::format::Header {
+            generation: base_header.generation + 1,
+            committed_len: new_len,
+            seq,
+            last_frame_crc: crc,
+            next_id: self.next_id,
+            live_records,
+            live_bytes,
+            ..base_header
+        };
+
+        let db = &mut *self.db;
+        let storage = Arc::clone(&db.storage);
+        let io = |db: &mut Database, source| {
+            db.poison();
+            CommitError::Io {
+                path: db.path.clone(),
+                source,
+            }
+        };
+        storage.write_at(&self.frame, at).map_err(|e| io(db, e))?;
+        storage.sync().map_err(|e| io(db, e))?;
+        let slot = 1 - db.active_slot;
+        storage
+            .write_at(&header.encode(), SLOT_OFFSETS[slot])
+            .map_err(|e| io(db, e))?;
+        storage.sync().map_err(|e| io(db, e))?;
+        // Durable from here on.
+        db.active_slot = slot;
+        let log_map = storage
+            .map(LOG_START, new_len - LOG_START)
+            .map_err(|e| io(db, e))?;
+        let payload = &self.frame[FRAME_HEADER_LEN..];
+        let payload_offset = at + FRAME_HEADER_LEN as u64;
+        let version = Arc::make_mut(&mut db.current);
+        let applied = log::parse_payload(payload, payload_offset)
+            .and_then(|b| log::apply(&mut version.index, &b, payload_offset));
+        version.header = header;
+        version.log = log_map;
+        if let Err(d) = applied {
+            // Our own frame failed to parse: a bug. The commit is durable; the next open
+            // will report the frame. Stop writing through this handle.
+            db.poison();
+            return Err(CommitError::Io {
+                path: db.path.clone(),
+                source: std::io::Error::other(format!(
+                    "internal error applying commit: {}",
+                    d.what
+                )),
+            });
+        }
+        Ok(CommitInfo {
+            seq,
+            upserted: live.len() as u64,
+            inserted,
+            removed: self.removals.len() as u64,
+            bytes: self.frame.len() as u64,
+        })
+    }
+}

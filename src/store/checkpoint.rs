@@ -1,0 +1,114 @@
+//! The index checkpoint `NAME.idx`: the index serialized at one commit, mapped and used in place
+//! on open so that opening a large database reads no records. It is only a cache: any doubt
+//! (checksum, identity, position in the log) and it is ignored and the index rebuilt from the log.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::format::{ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader};
+use super::index::{Chunked, Index, Slot, Table};
+use super::map::Mapping;
+
+/// The checkpoint's path for database `db`.
+pub(crate) fn idx_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".idx");
+    PathBuf::from(s)
+}
+
+/// A loaded checkpoint and the commit it covers.
+pub(crate) struct Loaded {
+    pub index: Index,
+    pub header: IdxHeader,
+}
+
+/// Loads the checkpoint of `db` if it is intact and belongs to a commit at or before `hdr`.
+/// Linkage to the log beyond that is checked by the caller's replay.
+pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
+    let file = File::open(idx_path(db)).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len < IDX_HEADER_BLOCK {
+        return None;
+    }
+    let mut raw = [0u8; 128];
+    file.read_exact_at(&mut raw, 0).ok()?;
+    let h = IdxHeader::decode(&raw)?;
+    if h.file_id != hdr.file_id
+        || h.seq > hdr.seq
+        || h.committed_len > hdr.committed_len
+        || h.file_len() != len
+        || h.next_id > hdr.next_id
+    {
+        return None;
+    }
+    let map = Mapping::map_file_populated(&file, 0, len).ok()?;
+    let bytes = map.bytes();
+    let entries_start = IDX_HEADER_BLOCK as usize;
+    let entries_end = entries_start + h.next_id as usize * ENTRY_LEN;
+    let table_start = h.table_offset() as usize;
+    if crc32c::crc32c(&bytes[entries_start..entries_end]) != h.entries_crc
+        || crc32c::crc32c(&bytes[table_start..]) != h.table_crc
+    {
+        return None;
+    }
+    let entries = Chunked::mapped(&map, entries_start, h.next_id as usize);
+    let slots = Chunked::<Slot>::mapped(&map, table_start, h.table_capacity as usize);
+    Some(Loaded {
+        index: Index {
+            entries,
+            table: Table::from_parts(slots, h.table_used as usize),
+            live_records: h.live_records,
+            live_bytes: h.live_bytes,
+        },
+        header: h,
+    })
+}
+
+/// Writes a checkpoint of `index` at commit `hdr` to `NAME.idx.tmp` and renames it over
+/// `NAME.idx`. Not synced: a checkpoint torn by a crash fails its checksums and is ignored.
+pub(crate) fn write(db: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
+    let path = idx_path(db);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = write_to(&tmp, hdr, index).and_then(|()| fs::rename(&tmp, &path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
+    let file = File::create(tmp)?;
+    let mut h = IdxHeader {
+        file_id: hdr.file_id,
+        seq: hdr.seq,
+        committed_len: hdr.committed_len,
+        last_frame_crc: hdr.last_frame_crc,
+        next_id: index.next_id(),
+        table_capacity: index.table.capacity() as u64,
+        live_records: index.live_records,
+        live_bytes: index.live_bytes,
+        entries_crc: 0,
+        table_crc: 0,
+        table_used: index.table.used() as u64,
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
+    let mut buf = Vec::new();
+    index.entries.encode_into(&mut buf);
+    h.entries_crc = crc32c::crc32c(&buf);
+    out.write_all(&buf)?;
+    let pad = h.table_offset() - IDX_HEADER_BLOCK - buf.len() as u64;
+    out.write_all(&vec![0u8; pad as usize])?;
+    buf.clear();
+    index.table.slots().encode_into(&mut buf);
+    h.table_crc = crc32c::crc32c(&buf);
+    out.write_all(&buf)?;
+    out.flush()?;
+    drop(out);
+    file.write_all_at(&h.encode(), 0)?;
+    Ok(())
+}

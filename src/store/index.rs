@@ -1,0 +1,468 @@
+//! The in-memory index: per-id [`FileEntry`]s and a path-hash table, both split into chunks that
+//! the writer and every snapshot share copy-on-write. A commit copies only the chunks it
+//! touches, so a snapshot costs a few pointer copies and never blocks the writer.
+//!
+//! Invariants:
+//! * `entries.len() == next_id`; entry 0 is never used; an entry is live iff `offset != 0`.
+//! * every live id has a table slot `(entry.path_hash, id)`; the table may also hold slots of
+//!   dead ids (skipped on lookup) and its load stays at or below 1/2.
+
+use std::sync::Arc;
+
+use super::format::{ENTRY_LEN, TABLE_SLOT_LEN, get_u32, get_u64};
+use super::map::Mapping;
+
+/// Items per chunk.
+const CHUNK: usize = 4096;
+/// Smallest table capacity.
+const MIN_TABLE: usize = 1024;
+
+/// What the index knows about one record without reading it: enough for a rescan to decide
+/// whether a file changed, and for counts by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileEntry {
+    /// XXH3-64 of the path bytes (never 0).
+    pub path_hash: u64,
+    /// File size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Absolute offset of the record buffer in the database file; 0 when not live.
+    pub offset: u64,
+    /// Length of the record buffer (size prefix included).
+    pub len: u32,
+    /// Extractor version of the stored tags.
+    pub extractor_version: u16,
+    /// Kind, as the schema's enum value.
+    pub kind: u8,
+    /// Flags (`FLAG_ERROR`).
+    pub flags: u8,
+}
+
+impl FileEntry {
+    /// Whether a live record has this id.
+    pub fn is_live(&self) -> bool {
+        self.offset != 0
+    }
+}
+
+/// A fixed-size item stored little-endian in checkpoint sections.
+pub(crate) trait Fixed: Copy + Default + Send + Sync + 'static {
+    const LEN: usize;
+    fn decode(b: &[u8]) -> Self;
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+impl Fixed for FileEntry {
+    const LEN: usize = ENTRY_LEN;
+    fn decode(b: &[u8]) -> FileEntry {
+        FileEntry {
+            path_hash: get_u64(b, 0),
+            size: get_u64(b, 8),
+            mtime_ns: get_u64(b, 16) as i64,
+            inode: get_u64(b, 24),
+            offset: get_u64(b, 32),
+            len: get_u32(b, 40),
+            extractor_version: u16::from_le_bytes([b[44], b[45]]),
+            kind: b[46],
+            flags: b[47],
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.path_hash.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.inode.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.extractor_version.to_le_bytes());
+        out.push(self.kind);
+        out.push(self.flags);
+    }
+}
+
+/// One table slot; `hash == 0` is empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub hash: u64,
+    pub id: u64,
+}
+
+impl Fixed for Slot {
+    const LEN: usize = TABLE_SLOT_LEN;
+    fn decode(b: &[u8]) -> Slot {
+        Slot {
+            hash: get_u64(b, 0),
+            id: get_u64(b, 8),
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash.to_le_bytes());
+        out.extend_from_slice(&self.id.to_le_bytes());
+    }
+}
+
+#[derive(Clone)]
+enum Chunk<T> {
+    Owned(Vec<T>),
+    /// `len` items decoded on access from `map` at byte `start`.
+    Mapped {
+        map: Mapping,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl<T: Fixed> Chunk<T> {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Owned(v) => v.len(),
+            Chunk::Mapped { len, .. } => *len,
+        }
+    }
+
+    fn get(&self, i: usize) -> T {
+        match self {
+            Chunk::Owned(v) => v[i],
+            Chunk::Mapped { map, start, .. } => T::decode(&map.bytes()[start + i * T::LEN..]),
+        }
+    }
+
+    fn owned(&mut self) -> &mut Vec<T> {
+        if let Chunk::Mapped { .. } = self {
+            let v = (0..self.len()).map(|i| self.get(i)).collect();
+            *self = Chunk::Owned(v);
+        }
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Mapped { .. } => unreachable!("converted above"),
+        }
+    }
+}
+
+/// A growable array of chunks shared copy-on-write.
+#[derive(Clone)]
+pub(crate) struct Chunked<T> {
+    chunks: Vec<Arc<Chunk<T>>>,
+    len: usize,
+}
+
+impl<T: Fixed> Chunked<T> {
+    pub fn new() -> Chunked<T> {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// `n` default items.
+    pub fn filled(n: usize) -> Chunked<T> {
+        let mut c = Chunked::new();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(CHUNK);
+            c.chunks.push(Arc::new(Chunk::Owned(vec![T::default(); k])));
+            left -= k;
+        }
+        c.len = n;
+        c
+    }
+
+    /// `n` items stored in `map` from byte `start`; the caller has checked the bounds.
+    pub fn mapped(map: &Mapping, start: usize, n: usize) -> Chunked<T> {
+        let mut c = Chunked::new();
+        let mut i = 0;
+        while i < n {
+            let k = (n - i).min(CHUNK);
+            c.chunks.push(Arc::new(Chunk::Mapped {
+                map: map.clone(),
+                start: start + i * T::LEN,
+                len: k,
+            }));
+            i += k;
+        }
+        c.len = n;
+        c
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get(&self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        Some(self.chunks[i / CHUNK].get(i % CHUNK))
+    }
+
+    pub fn set(&mut self, i: usize, v: T) {
+        let chunk = Arc::make_mut(&mut self.chunks[i / CHUNK]);
+        chunk.owned()[i % CHUNK] = v;
+    }
+
+    pub fn push(&mut self, v: T) {
+        if self.len % CHUNK == 0 {
+            let mut fresh = Vec::with_capacity(CHUNK);
+            fresh.push(v);
+            self.chunks.push(Arc::new(Chunk::Owned(fresh)));
+        } else {
+            let last = self.chunks.last_mut().expect("len > 0 implies a chunk");
+            Arc::make_mut(last).owned().push(v);
+        }
+        self.len += 1;
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|c| (0..c.len()).map(move |i| c.get(i)))
+    }
+
+    /// Appends every item's encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len * T::LEN);
+        for chunk in &self.chunks {
+            match &**chunk {
+                Chunk::Mapped { map, start, len } => {
+                    out.extend_from_slice(&map.bytes()[*start..start + len * T::LEN]);
+                }
+                Chunk::Owned(v) => v.iter().for_each(|x| x.encode(out)),
+            }
+        }
+    }
+}
+
+/// Open-addressing multimap from path hash to id (linear probing, power-of-two capacity).
+#[derive(Clone)]
+pub(crate) struct Table {
+    slots: Chunked<Slot>,
+    used: usize,
+}
+
+impl Table {
+    pub fn with_capacity_for(n: usize) -> Table {
+        let cap = (n.max(1) * 2).next_power_of_two().max(MIN_TABLE);
+        Table {
+            slots: Chunked::filled(cap),
+            used: 0,
+        }
+    }
+
+    pub fn from_parts(slots: Chunked<Slot>, used: usize) -> Table {
+        Table { slots, used }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    pub fn slots(&self) -> &Chunked<Slot> {
+        &self.slots
+    }
+
+    /// Ids whose slot carries `hash` (callers filter dead ids and compare paths).
+    pub fn candidates(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        let mask = self.capacity() - 1;
+        let mut i = hash as usize & mask;
+        let mut probes = 0;
+        std::iter::from_fn(move || {
+            while probes < self.capacity() {
+                let s = self.slots.get(i)?;
+                probes += 1;
+                i = (i + 1) & mask;
+                if s.hash == 0 {
+                    probes = usize::MAX;
+                    return None;
+                }
+                if s.hash == hash {
+                    return Some(s.id);
+                }
+            }
+            None
+        })
+    }
+
+    /// Whether one more insert would push the load over 1/2.
+    pub fn needs_growth(&self) -> bool {
+        (self.used + 1) * 2 > self.capacity()
+    }
+
+    pub fn insert(&mut self, hash: u64, id: u64) {
+        debug_assert!(hash != 0 && !self.needs_growth());
+        let mask = self.capacity() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let s = self.slots.get(i).expect("i is masked to capacity");
+            if s.hash == 0 {
+                self.slots.set(i, Slot { hash, id });
+                self.used += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// The whole index at one committed sequence.
+#[derive(Clone)]
+pub(crate) struct Index {
+    pub entries: Chunked<FileEntry>,
+    pub table: Table,
+    pub live_records: u64,
+    pub live_bytes: u64,
+}
+
+impl Index {
+    pub fn empty() -> Index {
+        let mut entries = Chunked::new();
+        entries.push(FileEntry::default());
+        Index {
+            entries,
+            table: Table::with_capacity_for(0),
+            live_records: 0,
+            live_bytes: 0,
+        }
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    pub fn entry(&self, id: u64) -> Option<FileEntry> {
+        self.entries.get(usize::try_from(id).ok()?)
+    }
+
+    /// Live ids whose entry carries `hash`.
+    pub fn live_candidates(&self, hash: u64) -> impl Iterator<Item = (u64, FileEntry)> + '_ {
+        self.table.candidates(hash).filter_map(move |id| {
+            let e = self.entry(id)?;
+            (e.is_live() && e.path_hash == hash).then_some((id, e))
+        })
+    }
+
+    /// Grows `entries` so that `next_id` ids exist.
+    pub fn reserve_ids(&mut self, next_id: u64) {
+        while (self.entries.len() as u64) < next_id {
+            self.entries.push(FileEntry::default());
+        }
+    }
+
+    /// Marks `id` dead; returns whether it was live.
+    pub fn remove(&mut self, id: u64) -> bool {
+        match self.entry(id) {
+            Some(e) if e.is_live() => {
+                self.live_records -= 1;
+                self.live_bytes -= u64::from(e.len);
+                self.entries.set(id as usize, FileEntry::default());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stores `e` for `id` (which must be below `next_id`), adding a table slot when the id was
+    /// not live under the same hash.
+    pub fn upsert(&mut self, id: u64, e: FileEntry) {
+        let old = self.entry(id).unwrap_or_default();
+        if old.is_live() {
+            self.live_bytes -= u64::from(old.len);
+        } else {
+            self.live_records += 1;
+        }
+        self.live_bytes += u64::from(e.len);
+        self.entries.set(id as usize, e);
+        if !old.is_live() || old.path_hash != e.path_hash {
+            if self.table.needs_growth() {
+                self.rebuild_table();
+            } else {
+                self.table.insert(e.path_hash, id);
+            }
+        }
+    }
+
+    /// Rebuilds the table from live entries, sized for growth; drops slots of dead ids.
+    pub fn rebuild_table(&mut self) {
+        let mut t = Table::with_capacity_for(self.live_records as usize * 2);
+        for (id, e) in self.entries.iter().enumerate() {
+            if e.is_live() {
+                t.insert(e.path_hash, id as u64);
+            }
+        }
+        self.table = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(hash: u64, offset: u64) -> FileEntry {
+        FileEntry {
+            path_hash: hash,
+            offset,
+            len: 10,
+            ..FileEntry::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_do_not_see_later_changes() {
+        let mut a = Index::empty();
+        a.reserve_ids(3);
+        a.upsert(1, e(5, 100));
+        let snap = a.clone();
+        a.upsert(2, e(5, 200));
+        a.remove(1);
+        assert_eq!(
+            snap.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(
+            a.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!((snap.live_records, a.live_records), (1, 1));
+    }
+
+    #[test]
+    fn table_grows_and_keeps_every_live_id() {
+        let mut ix = Index::empty();
+        let n = 20_000u64;
+        ix.reserve_ids(n + 1);
+        for id in 1..=n {
+            ix.upsert(id, e(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 8192 + id));
+        }
+        for id in (1..=n).step_by(2) {
+            ix.remove(id);
+        }
+        ix.rebuild_table();
+        for id in 1..=n {
+            let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let found: Vec<_> = ix.live_candidates(h).map(|x| x.0).collect();
+            assert_eq!(found, if id % 2 == 0 { vec![id] } else { vec![] });
+        }
+    }
+
+    #[test]
+    fn mapped_chunks_round_trip_and_copy_on_write() {
+        let mut c = Chunked::<FileEntry>::new();
+        for i in 0..5000u64 {
+            c.push(e(i + 1, i));
+        }
+        let mut bytes = Vec::new();
+        c.encode_into(&mut bytes);
+        let map = Mapping::from_vec(bytes);
+        let mut m = Chunked::<FileEntry>::mapped(&map, 0, 5000);
+        assert!(m.iter().eq(c.iter()));
+        m.set(4999, e(1, 1));
+        assert_eq!(m.get(4999), Some(e(1, 1)));
+        assert_eq!(m.get(0), Some(e(1, 0)));
+    }
+}

@@ -1,0 +1,185 @@
+//! Frames of the append-only log: reading and checking one frame, parsing its payload into a
+//! verified `Batch`, and applying a batch to the index. Writing frames is `batch.rs`'s job; this
+//! module is the one reader of frames, shared by open, refresh, verify and recover.
+
+use flatbuffers::VerifierOptions;
+
+use super::fb;
+use super::format::{ALIGN, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_RECORD_LEN, get_u32};
+use super::index::{FileEntry, Index};
+
+/// Bytes at the end of a payload: the Batch's offset and length inside the payload.
+pub(crate) const TRAILER_LEN: usize = 8;
+
+/// A frame whose header, bounds and crc have been checked.
+pub(crate) struct Frame<'a> {
+    pub header: FrameHeader,
+    pub payload: &'a [u8],
+}
+
+/// What is wrong at some byte offset of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Absolute byte offset in the database file.
+    pub offset: u64,
+    /// What is wrong there.
+    pub what: String,
+}
+
+impl Damage {
+    pub(crate) fn new(offset: u64, what: impl Into<String>) -> Damage {
+        Damage {
+            offset,
+            what: what.into(),
+        }
+    }
+}
+
+/// Reads the frame at absolute `offset` from `log`, the committed bytes from `LOG_START` up to
+/// `committed_len`.
+pub(crate) fn read_frame(log: &[u8], offset: u64) -> Result<Frame<'_>, Damage> {
+    let rel = (offset - LOG_START) as usize;
+    let raw = log
+        .get(rel..rel + FRAME_HEADER_LEN)
+        .ok_or_else(|| Damage::new(offset, "frame header runs past the committed length"))?;
+    let header = FrameHeader::decode(raw)
+        .ok_or_else(|| Damage::new(offset, "not a frame header (bad magic or length)"))?;
+    let start = rel + FRAME_HEADER_LEN;
+    let payload = log
+        .get(start..start + header.payload_len as usize)
+        .ok_or_else(|| Damage::new(offset, "frame runs past the committed length"))?;
+    if !FrameHeader::check(raw, payload) {
+        return Err(Damage::new(offset, "frame checksum mismatch"));
+    }
+    Ok(Frame { header, payload })
+}
+
+fn batch_options(len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: 4,
+        max_tables: 4,
+        max_apparent_size: len.saturating_mul(2),
+        ignore_missing_null_terminator: false,
+    }
+}
+
+/// Finds and verifies the Batch of a payload and checks every `RecordEntry` lies inside the
+/// record area. `payload_offset` is only used to name offsets in errors.
+pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::Batch<'_>, Damage> {
+    let bad = |what: &str| Damage::new(payload_offset, what);
+    if payload.len() < TRAILER_LEN {
+        return Err(bad("payload too short for its trailer"));
+    }
+    let t = payload.len() - TRAILER_LEN;
+    let batch_off = get_u32(payload, t) as usize;
+    let batch_len = get_u32(payload, t + 4) as usize;
+    if batch_off % ALIGN != 0 || batch_off.checked_add(batch_len).is_none_or(|e| e > t) {
+        return Err(bad("batch trailer points outside the payload"));
+    }
+    let buf = &payload[batch_off..batch_off + batch_len];
+    let batch = flatbuffers::root_with_opts::<fb::Batch>(&batch_options(batch_len), buf)
+        .map_err(|e| Damage::new(payload_offset + batch_off as u64, format!("batch: {e}")))?;
+    for re in batch.records().into_iter().flatten() {
+        let (off, len) = (re.offset() as usize, re.len() as usize);
+        if off % ALIGN != 0 || len < 8 || len > MAX_RECORD_LEN + 4 || off + len > batch_off {
+            return Err(Damage::new(
+                payload_offset + batch_off as u64,
+                format!("record {} lies outside the record area", re.id()),
+            ));
+        }
+    }
+    Ok(batch)
+}
+
+/// Applies a verified batch to `index`. `payload_offset` is the absolute offset of the payload,
+/// which record offsets are relative to.
+pub(crate) fn apply(
+    index: &mut Index,
+    batch: &fb::Batch<'_>,
+    payload_offset: u64,
+) -> Result<(), Damage> {
+    let bad = |what: String| Damage::new(payload_offset, what);
+    let prev_next = index.next_id();
+    let next = batch.next_id();
+    let records = batch.records();
+    let n_records = records.map_or(0, |r| r.len()) as u64;
+    if next < prev_next || next - prev_next > n_records {
+        return Err(bad(format!(
+            "batch next_id {next} does not follow {prev_next} with {n_records} records"
+        )));
+    }
+    index.reserve_ids(next);
+    for id in batch.removals().into_iter().flatten() {
+        if !index.remove(id) {
+            return Err(bad(format!("batch removes id {id}, which is not live")));
+        }
+    }
+    for re in records.into_iter().flatten() {
+        let id = re.id();
+        if id == 0 || id >= next || re.path_hash() == 0 {
+            return Err(bad(format!("record entry with invalid id {id} or hash")));
+        }
+        index.upsert(
+            id,
+            FileEntry {
+                path_hash: re.path_hash(),
+                size: re.size(),
+                mtime_ns: re.mtime_ns(),
+                inode: re.inode(),
+                offset: payload_offset + u64::from(re.offset()),
+                len: re.len(),
+                extractor_version: re.extractor_version(),
+                kind: re.kind().0,
+                flags: re.flags(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Where replay stops, for checking against the header.
+pub(crate) struct ReplayEnd {
+    pub seq: u64,
+    pub last_crc: u32,
+}
+
+/// Replays frames from `from` to the end of `log`, starting after sequence `seq` whose frame crc
+/// was `prev_crc`.
+pub(crate) fn replay(
+    index: &mut Index,
+    log: &[u8],
+    from: u64,
+    mut seq: u64,
+    mut prev_crc: u32,
+) -> Result<ReplayEnd, Damage> {
+    let end = LOG_START + log.len() as u64;
+    let mut offset = from;
+    while offset < end {
+        let frame = read_frame(log, offset)?;
+        if frame.header.seq != seq + 1 {
+            return Err(Damage::new(
+                offset,
+                format!("frame seq {} does not follow {seq}", frame.header.seq),
+            ));
+        }
+        if frame.header.prev_crc != prev_crc {
+            return Err(Damage::new(
+                offset,
+                "frame does not chain to the one before it",
+            ));
+        }
+        let payload_offset = offset + FRAME_HEADER_LEN as u64;
+        let batch = parse_payload(frame.payload, payload_offset)?;
+        if batch.seq() != frame.header.seq {
+            return Err(Damage::new(offset, "batch seq differs from its frame's"));
+        }
+        apply(index, &batch, payload_offset)?;
+        seq = frame.header.seq;
+        prev_crc = frame.header.crc;
+        offset += frame.header.frame_len();
+    }
+    Ok(ReplayEnd {
+        seq,
+        last_crc: prev_crc,
+    })
+}

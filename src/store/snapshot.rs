@@ -1,0 +1,213 @@
+//! Read access to one committed state. A [`Snapshot`] owns its version (index chunks and map),
+//! so it stays valid and unchanged while the writer commits, and it never takes a lock.
+
+use std::sync::Arc;
+
+use super::Version;
+use super::format::{FORMAT_VERSION, LOG_START, path_hash};
+use super::index::FileEntry;
+use crate::error::ReadError;
+use crate::record::{self, Kind, RecordView};
+
+/// A consistent, read-only view of the database at one commit.
+///
+/// `Send + Sync` and cheap to clone: a server can hand one to every request thread.
+#[derive(Clone)]
+pub struct Snapshot {
+    v: Arc<Version>,
+}
+
+/// Counts and sizes at one commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Sequence number of the commit.
+    pub seq: u64,
+    /// Format version of the file.
+    pub format_version: u32,
+    /// Live records.
+    pub records: u64,
+    /// Bytes of live record buffers.
+    pub live_bytes: u64,
+    /// Bytes of the committed log (header slots included).
+    pub committed_bytes: u64,
+    /// Committed bytes that hold no live record: replaced and removed records, frame and batch
+    /// overhead. `compact` gives them back.
+    pub dead_bytes: u64,
+    /// The next id the database will hand out.
+    pub next_id: u64,
+    /// When the database was created (ns since the Unix epoch).
+    pub created_unix_ns: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("seq", &self.v.header.seq)
+            .field("records", &self.v.index.live_records)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn new(v: Arc<Version>) -> Snapshot {
+        Snapshot { v }
+    }
+
+    /// Sequence number of the commit this snapshot shows (0 for an empty database).
+    pub fn seq(&self) -> u64 {
+        self.v.header.seq
+    }
+
+    /// Number of live records.
+    pub fn len(&self) -> u64 {
+        self.v.index.live_records
+    }
+
+    /// Whether there are no live records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Stats {
+        let h = &self.v.header;
+        Stats {
+            seq: h.seq,
+            format_version: FORMAT_VERSION,
+            records: self.v.index.live_records,
+            live_bytes: self.v.index.live_bytes,
+            committed_bytes: h.committed_len,
+            dead_bytes: h.committed_len
+                - LOG_START
+                - self.v.index.live_bytes.min(h.committed_len - LOG_START),
+            next_id: h.next_id,
+            created_unix_ns: h.created_unix_ns,
+        }
+    }
+
+    /// Live record counts per kind, from the index alone.
+    pub fn count_by_kind(&self) -> [(Kind, u64); 5] {
+        let mut counts = [0u64; 5];
+        for e in self.v.index.entries.iter().filter(FileEntry::is_live) {
+            let k = Kind::from_fb(super::fb::Kind(e.kind));
+            counts[k as usize] += 1;
+        }
+        [
+            Kind::Other,
+            Kind::Audio,
+            Kind::Video,
+            Kind::Image,
+            Kind::Playlist,
+        ]
+        .map(|k| (k, counts[k as usize]))
+    }
+
+    /// Verifies and returns the record an entry points at.
+    fn record_at(&self, id: u64, e: &FileEntry) -> Result<RecordView<'_>, ReadError> {
+        let bad = |what: String| ReadError {
+            offset: e.offset,
+            what,
+        };
+        let bytes = e
+            .offset
+            .checked_sub(LOG_START)
+            .and_then(|rel| {
+                let rel = usize::try_from(rel).ok()?;
+                self.v
+                    .log
+                    .bytes()
+                    .get(rel..rel.checked_add(e.len as usize)?)
+            })
+            .ok_or_else(|| bad(format!("record {id} lies outside the committed log")))?;
+        let (view, len) = record::verify(bytes).map_err(|p| bad(format!("record {id}: {p:?}")))?;
+        if len != e.len as usize || view.id() != id {
+            return Err(bad(format!("record {id} does not match its index entry")));
+        }
+        Ok(view)
+    }
+
+    /// The index entry of the live record at `path`, with its id. Compares the stored path, so
+    /// a hash collision never returns the wrong file.
+    pub fn entry(&self, path: &[u8]) -> Result<Option<(u64, FileEntry)>, ReadError> {
+        Ok(self.find(path)?.map(|(id, e, _)| (id, e)))
+    }
+
+    fn find(&self, path: &[u8]) -> Result<Option<(u64, FileEntry, RecordView<'_>)>, ReadError> {
+        for (id, e) in self.v.index.live_candidates(path_hash(path)) {
+            let view = self.record_at(id, &e)?;
+            if view.path() == path {
+                return Ok(Some((id, e, view)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The live record at `path` (exact bytes).
+    pub fn get(&self, path: &[u8]) -> Result<Option<RecordView<'_>>, ReadError> {
+        Ok(self.find(path)?.map(|(_, _, v)| v))
+    }
+
+    /// The live record with `id`.
+    pub fn get_by_id(&self, id: u64) -> Result<Option<RecordView<'_>>, ReadError> {
+        match self.v.index.entry(id) {
+            Some(e) if e.is_live() => self.record_at(id, &e).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The index entry of `id`, if live.
+    pub fn entry_by_id(&self, id: u64) -> Option<FileEntry> {
+        self.v.index.entry(id).filter(FileEntry::is_live)
+    }
+
+    /// Looks up many paths at once; the result is in the order of `paths`.
+    pub fn get_many<'s, P: AsRef<[u8]>>(
+        &'s self,
+        paths: &[P],
+    ) -> Result<Vec<Option<RecordView<'s>>>, ReadError> {
+        // Probe in hash order so the table is walked with locality, then restore the order.
+        let mut order: Vec<(u64, usize)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (path_hash(p.as_ref()), i))
+            .collect();
+        order.sort_unstable();
+        let mut out = vec![None; paths.len()];
+        for (_, i) in order {
+            out[i] = self.get(paths[i].as_ref())?;
+        }
+        Ok(out)
+    }
+
+    /// Every live id and its entry, in id order, without reading records.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, FileEntry)> + '_ {
+        self.v
+            .index
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_live())
+            .map(|(id, e)| (id as u64, e))
+    }
+
+    /// Every live record, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<RecordView<'_>, ReadError>> + '_ {
+        self.entries().map(move |(id, e)| self.record_at(id, &e))
+    }
+
+    /// Every live record whose path lies under directory `dir` (at any depth), in id order.
+    /// `dir` may end with `/` or not; `"/"` means everything.
+    pub fn iter_dir<'s>(
+        &'s self,
+        dir: &'s [u8],
+    ) -> impl Iterator<Item = Result<RecordView<'s>, ReadError>> + 's {
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        self.iter().filter(move |r| match r {
+            Ok(v) => {
+                let p = v.path();
+                p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/'
+            }
+            Err(_) => true,
+        })
+    }
+}

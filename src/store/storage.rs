@@ -1,0 +1,150 @@
+//! The I/O boundary of the engine. Every byte the engine writes goes through [`Storage`], so
+//! tests can substitute a backend that crashes, tears or fails writes at any operation.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+use super::map::Mapping;
+
+/// Positional I/O on one database file.
+///
+/// Implementations must make `sync` a durability barrier: once it returns `Ok`, every write
+/// issued before it survives a crash. Writes not yet synced may be lost, torn or garbled.
+pub trait Storage: Send + Sync {
+    /// Reads exactly `buf.len()` bytes at `offset`; fails with `UnexpectedEof` past the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`, growing the file if needed.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Current length of the file.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Sets the file length (the engine only ever grows files).
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes every earlier write durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+    /// A read-only view of `len` committed bytes at `offset`.
+    fn map(&self, offset: u64, len: u64) -> io::Result<Mapping>;
+}
+
+/// A database file on disk.
+#[derive(Debug)]
+pub struct FileStorage {
+    file: File,
+}
+
+impl FileStorage {
+    /// Wraps an open file (opened for reading, and for writing if the handle will write).
+    pub fn new(file: File) -> FileStorage {
+        FileStorage { file }
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Storage for FileStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn map(&self, offset: u64, len: u64) -> io::Result<Mapping> {
+        Mapping::map_file(&self.file, offset, len)
+    }
+}
+
+/// A database held in memory: for tests and for embedding without a file.
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    bytes: Mutex<Vec<u8>>,
+}
+
+impl MemStorage {
+    /// An empty in-memory file.
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// An in-memory file holding `bytes`.
+    pub fn from_bytes(bytes: Vec<u8>) -> MemStorage {
+        MemStorage {
+            bytes: Mutex::new(bytes),
+        }
+    }
+
+    /// A copy of the current contents.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn range(offset: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
+    let start = usize::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    let end = start
+        .checked_add(len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    Ok(start..end)
+}
+
+impl Storage for MemStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let bytes = self.lock();
+        let r = range(offset, buf.len())?;
+        let src = bytes
+            .get(r)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut bytes = self.lock();
+        let r = range(offset, buf.len())?;
+        if bytes.len() < r.end {
+            bytes.resize(r.end, 0);
+        }
+        bytes[r].copy_from_slice(buf);
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.lock().len() as u64)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+        self.lock().resize(len, 0);
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn map(&self, offset: u64, len: u64) -> io::Result<Mapping> {
+        let bytes = self.lock();
+        let r = range(offset, usize::try_from(len).unwrap_or(usize::MAX))?;
+        let src = bytes
+            .get(r)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        Ok(Mapping::from_vec(src.to_vec()))
+    }
+}

@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod record;
+pub mod scan;
 pub mod store;
 
 pub use error::{CommitError, OpenError, ReadError};

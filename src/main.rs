@@ -1,1 +1,436 @@
-fn main() {}
+//! The `mediadb` binary: parses the command line, calls the library, prints, and maps errors
+//! to the exit codes documented in `mediadb --help` and the man page.
+
+mod cli;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use mediadb::{Database, OpenError};
+
+use cli::{Cli, Command, ProgressMode, ScanArgs, StatsArgs};
+use mediadb::scan::{self, ScanConfig, ScanError, ScanReport};
+
+/// Exit codes: the one place they are defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Success.
+    Ok = 0,
+    /// Failed; the database is unchanged since its last commit.
+    Failed = 1,
+    /// Usage or query syntax error.
+    Usage = 2,
+    /// Finished, but some files could not be read.
+    Partial = 3,
+    /// Another writer holds the database lock.
+    Busy = 4,
+    /// The database is damaged or refused.
+    Corrupt = 5,
+}
+
+/// An error on its way to stderr, with the exit code it maps to.
+struct Failure {
+    exit: Exit,
+    message: String,
+}
+
+impl From<OpenError> for Failure {
+    fn from(e: OpenError) -> Failure {
+        let exit = match e {
+            OpenError::Busy { .. } => Exit::Busy,
+            OpenError::Corrupt { .. }
+            | OpenError::NewerVersion { .. }
+            | OpenError::NotADatabase { .. } => Exit::Corrupt,
+            _ => Exit::Failed,
+        };
+        Failure {
+            exit,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<mediadb::CommitError> for Failure {
+    fn from(e: mediadb::CommitError) -> Failure {
+        let exit = match e {
+            mediadb::CommitError::Read(_) => Exit::Corrupt,
+            _ => Exit::Failed,
+        };
+        Failure {
+            exit,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ScanError> for Failure {
+    fn from(e: ScanError) -> Failure {
+        match e {
+            ScanError::Commit(c) => c.into(),
+            ScanError::Read(r) => Failure {
+                exit: Exit::Corrupt,
+                message: r.to_string(),
+            },
+            ScanError::Pattern { .. } => Failure {
+                exit: Exit::Usage,
+                message: e.to_string(),
+            },
+            _ => Failure {
+                exit: Exit::Failed,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure {
+            exit: Exit::Failed,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn default_db() -> Result<PathBuf, Failure> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(b) => Ok(b.join("mediadb").join("library.mediadb")),
+        None => Err(Failure {
+            exit: Exit::Usage,
+            message: "no database path: pass --db PATH or set MEDIADB_DB (HOME is not set)".into(),
+        }),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = run(cli);
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(f) => {
+            if f.exit == Exit::Ok {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("mediadb: {}", f.message);
+            ExitCode::from(f.exit as u8)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe ends the program quietly with success.
+fn out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Failure> {
+    let stdout = io::stdout();
+    let mut lock = stdout.lock();
+    match f(&mut lock).and_then(|()| lock.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Failure {
+            exit: Exit::Ok,
+            message: String::new(),
+        }),
+        r => r.map_err(Failure::from),
+    }
+}
+
+fn run(cli: Cli) -> Result<Exit, Failure> {
+    let db_path = || cli.db.clone().map_or_else(default_db, Ok);
+    match &cli.command {
+        Command::Stats(args) => stats(&db_path()?, args),
+        Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet),
+        Command::Completions { shell } => {
+            out(|w| {
+                clap_complete::generate(*shell, &mut Cli::command(), "mediadb", w);
+                Ok(())
+            })?;
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            out(|w| man.render(w))?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
+    let db = Database::open_read_only(path)?;
+    let snap = db.snapshot();
+    let s = snap.stats();
+    let file_bytes = db.file_len().map_err(Failure::from)?;
+    let by_kind = snap.count_by_kind();
+    if args.json {
+        let kinds: serde_json::Map<String, serde_json::Value> = by_kind
+            .iter()
+            .map(|(k, n)| (k.as_str().to_owned(), (*n).into()))
+            .collect();
+        let v = serde_json::json!({
+            "path": path.to_string_lossy(),
+            "format_version": s.format_version,
+            "seq": s.seq,
+            "records": s.records,
+            "by_kind": kinds,
+            "next_id": s.next_id,
+            "file_bytes": file_bytes,
+            "committed_bytes": s.committed_bytes,
+            "live_bytes": s.live_bytes,
+            "dead_bytes": s.dead_bytes,
+            "created_unix_ns": s.created_unix_ns,
+        });
+        out(|w| writeln!(w, "{v}"))?;
+    } else {
+        let kinds = by_kind
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{} {n}", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out(|w| {
+            writeln!(w, "database    {}", path.display())?;
+            writeln!(w, "format      {}", s.format_version)?;
+            writeln!(w, "sequence    {}", s.seq)?;
+            if kinds.is_empty() {
+                writeln!(w, "records     {}", s.records)?;
+            } else {
+                writeln!(w, "records     {} ({kinds})", s.records)?;
+            }
+            writeln!(
+                w,
+                "file size   {} (live records {}, dead {})",
+                human_bytes(file_bytes),
+                human_bytes(s.live_bytes),
+                human_bytes(s.dead_bytes)
+            )
+        })?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// Text for a terminal: lossy UTF-8 with control characters escaped, so no raw ESC gets through.
+fn shown(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn path_json(path: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    match std::str::from_utf8(path) {
+        Ok(s) => serde_json::json!({ "path": s }),
+        Err(_) => serde_json::json!({
+            "path": String::from_utf8_lossy(path),
+            "path_b64": base64::engine::general_purpose::STANDARD.encode(path),
+        }),
+    }
+}
+
+fn rate(n: u64, secs: f64) -> String {
+    let r = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}K", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+fn scan_cmd(db_path: &std::path::Path, args: &ScanArgs, quiet: bool) -> Result<Exit, Failure> {
+    use std::io::IsTerminal;
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: format!(
+                "{}: cannot create the database directory: {e}",
+                parent.display()
+            ),
+        })?;
+    }
+    let opts = mediadb::OpenOptions {
+        read_only: false,
+        create: !args.dry_run,
+        wait: std::time::Duration::from_secs_f64(args.wait.clamp(0.0, 1e7)),
+    };
+    let mut db = if args.dry_run && !db_path.exists() {
+        // A dry run against no database shows everything as new, and creates nothing.
+        let mem = std::sync::Arc::new(mediadb::store::MemStorage::new());
+        Database::with_storage(mem, true)?
+    } else {
+        Database::open_with(db_path, &opts)?
+    };
+    let cfg = ScanConfig {
+        roots: args.roots.clone(),
+        threads: args
+            .threads
+            .map_or_else(|| ScanConfig::default().threads, |t| t as usize),
+        batch_size: args.batch_size as usize,
+        excludes: args.exclude.clone(),
+        default_excludes: !args.no_default_excludes,
+        hidden: args.hidden,
+        follow_symlinks: args.follow_symlinks,
+        force: args.force,
+        dry_run: args.dry_run,
+        allow_mass_removal: args.allow_mass_removal,
+    };
+    mediadb::scan::tags::quiet_panics();
+    let progress = scan::Progress::default();
+    let show_progress = !quiet
+        && match args.progress {
+            ProgressMode::Always => true,
+            ProgressMode::Never => false,
+            ProgressMode::Auto => io::stderr().is_terminal(),
+        };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if show_progress {
+            s.spawn(|| draw_progress(&progress, &done));
+        }
+        let r = scan::scan(&mut db, &cfg, &progress);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    let (report, refusal) = match result {
+        Ok(r) => (r, None),
+        Err(e @ ScanError::MassRemoval { .. }) => {
+            let msg = e.to_string();
+            let ScanError::MassRemoval { report, .. } = e else {
+                unreachable!()
+            };
+            (*report, Some(msg))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print_scan(&report, args, quiet)?;
+    if let Some(msg) = refusal {
+        return Err(Failure {
+            exit: Exit::Failed,
+            message: msg,
+        });
+    }
+    Ok(if report.errors > 0 {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    })
+}
+
+fn draw_progress(p: &scan::Progress, done: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(10));
+    let started = std::time::Instant::now();
+    while !done.load(Relaxed) {
+        let files = p.files.load(Relaxed);
+        bar.set_message(format!(
+            "{files} files ({}/s), {} dirs, {} tags read, {} committed, {} errors",
+            rate(files, started.elapsed().as_secs_f64()),
+            p.dirs.load(Relaxed),
+            p.extracted.load(Relaxed),
+            p.committed.load(Relaxed),
+            p.errors.load(Relaxed),
+        ));
+        bar.tick();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
+
+fn print_scan(report: &ScanReport, args: &ScanArgs, quiet: bool) -> Result<(), Failure> {
+    let secs = report.elapsed.as_secs_f64();
+    let per_s = if secs > 0.0 {
+        report.files as f64 / secs
+    } else {
+        0.0
+    };
+    if args.json {
+        let problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| {
+                let mut v = path_json(&p.path);
+                v["error"] = p.message.clone().into();
+                v
+            })
+            .collect();
+        let mut v = serde_json::json!({
+            "roots": report.roots.iter().map(|r| r.to_string_lossy()).collect::<Vec<_>>(),
+            "dry_run": args.dry_run,
+            "files": report.files,
+            "added": report.added,
+            "updated": report.updated,
+            "removed": report.removed,
+            "unchanged": report.unchanged,
+            "errors": report.errors,
+            "problems": problems,
+            "seq": report.seq,
+            "elapsed_secs": secs,
+            "files_per_sec": per_s,
+        });
+        if let Some(p) = &report.planned {
+            let list = |v: &[Vec<u8>]| v.iter().map(|p| path_json(p)).collect::<Vec<_>>();
+            v["planned"] = serde_json::json!({
+                "add": list(&p.add), "update": list(&p.update), "remove": list(&p.remove),
+            });
+        }
+        out(|w| writeln!(w, "{v}"))?;
+    } else if let Some(p) = &report.planned {
+        out(|w| {
+            for (sign, list) in [('+', &p.add), ('~', &p.update), ('-', &p.remove)] {
+                for path in list.iter() {
+                    writeln!(w, "{sign} {}", shown(path))?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    if !quiet {
+        for p in &report.problems {
+            eprintln!(
+                "mediadb: {}: {}",
+                shown(&p.path),
+                shown(p.message.as_bytes())
+            );
+        }
+        let verb = if args.dry_run {
+            "would change"
+        } else {
+            "scanned"
+        };
+        eprintln!(
+            "mediadb: {verb} {} files: {} added, {} updated, {} removed, {} unchanged, {} errors; {} files/s, {:.2} s",
+            report.files,
+            report.added,
+            report.updated,
+            report.removed,
+            report.unchanged,
+            report.errors,
+            rate(report.files, secs),
+            secs
+        );
+    }
+    Ok(())
+}

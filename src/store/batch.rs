@@ -160,14 +160,15 @@ impl<'db> WriteBatch<'db> {
             });
         }
         let hash = path_hash(&rec.path);
-        let id = if let Some(i) = self.find_pending(hash, &rec.path) {
-            self.pending[i].live = false;
+        // Nothing changes until the record is encoded: a failed upsert leaves the batch as it
+        // was (the earlier pending record of the path stays live, no id is used up).
+        let replaced = self.find_pending(hash, &rec.path);
+        let id = if let Some(i) = replaced {
             self.pending[i].entry.id()
         } else if let Some(id) = self.find_committed(hash, &rec.path)? {
             id
         } else {
-            self.next_id += 1;
-            self.next_id - 1
+            self.next_id
         };
         let start = self.frame.len();
         record::encode(&mut self.fbb, rec, id, &mut self.frame);
@@ -183,11 +184,18 @@ impl<'db> WriteBatch<'db> {
         }
         self.frame.resize(align_up(self.frame.len()), 0);
         if self.frame.len() > MAX_FRAME_PAYLOAD as usize / 2 {
+            let bytes = self.frame.len() as u64;
             self.frame.truncate(start);
             return Err(CommitError::TooLarge {
                 path: self.db.path.clone(),
-                bytes: self.frame.len() as u64,
+                bytes,
             });
+        }
+        if let Some(i) = replaced {
+            self.pending[i].live = false;
+        }
+        if id == self.next_id {
+            self.next_id += 1;
         }
         let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
         let entry = fb::RecordEntry::new(
@@ -370,7 +378,7 @@ impl<'db> WriteBatch<'db> {
         let payload_offset = at + FRAME_HEADER_LEN as u64;
         let version = Arc::make_mut(&mut db.current);
         let applied = log::parse_payload(payload, payload_offset)
-            .and_then(|b| log::apply(&mut version.index, &b, payload_offset));
+            .and_then(|b| log::apply(&mut version.index, &b, payload_offset, payload.len()));
         version.header = header;
         version.log = log_map;
         if let Err(d) = applied {

@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::format::{ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader};
+use super::format::{ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader, LOG_START};
 use super::index::{Chunked, Index, Slot, Table};
 use super::map::Mapping;
 
@@ -36,6 +36,7 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
     file.read_exact_at(&mut raw, 0).ok()?;
     let h = IdxHeader::decode(&raw)?;
     if h.file_id != hdr.file_id
+        || h.committed_len < LOG_START
         || h.seq > hdr.seq
         || h.committed_len > hdr.committed_len
         || h.file_len() != len

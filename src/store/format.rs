@@ -160,6 +160,8 @@ pub enum SlotProblem {
     UnknownFlags(u32),
     /// The committed length lies outside the file.
     BadLength(u64),
+    /// The file ends inside the slot, after its magic.
+    Truncated,
 }
 
 impl Header {
@@ -258,7 +260,7 @@ impl FrameHeader {
             return None;
         }
         let payload_len = get_u32(b, frame::PAYLOAD_LEN);
-        if payload_len > MAX_FRAME_PAYLOAD || payload_len as usize % ALIGN != 0 {
+        if payload_len > MAX_FRAME_PAYLOAD || !(payload_len as usize).is_multiple_of(ALIGN) {
             return None;
         }
         Some(FrameHeader {
@@ -370,7 +372,7 @@ impl IdxHeader {
             || h.next_id > 1 << 40
             || !h.table_capacity.is_power_of_two()
             || h.table_capacity > 1 << 40
-            || h.table_used * 2 > h.table_capacity
+            || h.table_used > h.table_capacity / 2
         {
             return None;
         }

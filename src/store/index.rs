@@ -204,7 +204,7 @@ impl<T: Fixed> Chunked<T> {
     }
 
     pub fn push(&mut self, v: T) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             let mut fresh = Vec::with_capacity(CHUNK);
             fresh.push(v);
             self.chunks.push(Arc::new(Chunk::Owned(fresh)));
@@ -389,7 +389,8 @@ impl Index {
 
     /// Rebuilds the table from live entries, sized for growth; drops slots of dead ids.
     pub fn rebuild_table(&mut self) {
-        let mut t = Table::with_capacity_for(self.live_records as usize * 2);
+        // Capacity 2x..4x the live count: load between 1/4 and 1/2 after a rebuild.
+        let mut t = Table::with_capacity_for(self.live_records as usize);
         for (id, e) in self.entries.iter().enumerate() {
             if e.is_live() {
                 t.insert(e.path_hash, id as u64);

@@ -73,7 +73,7 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
     let t = payload.len() - TRAILER_LEN;
     let batch_off = get_u32(payload, t) as usize;
     let batch_len = get_u32(payload, t + 4) as usize;
-    if batch_off % ALIGN != 0 || batch_off.checked_add(batch_len).is_none_or(|e| e > t) {
+    if !batch_off.is_multiple_of(ALIGN) || batch_off.checked_add(batch_len).is_none_or(|e| e > t) {
         return Err(bad("batch trailer points outside the payload"));
     }
     let buf = &payload[batch_off..batch_off + batch_len];
@@ -81,7 +81,7 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
         .map_err(|e| Damage::new(payload_offset + batch_off as u64, format!("batch: {e}")))?;
     for re in batch.records().into_iter().flatten() {
         let (off, len) = (re.offset() as usize, re.len() as usize);
-        if off % ALIGN != 0 || len < 8 || len > MAX_RECORD_LEN + 4 || off + len > batch_off {
+        if !off.is_multiple_of(ALIGN) || !(8..=MAX_RECORD_LEN + 4).contains(&len) || off + len > batch_off {
             return Err(Damage::new(
                 payload_offset + batch_off as u64,
                 format!("record {} lies outside the record area", re.id()),
@@ -92,20 +92,24 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
 }
 
 /// Applies a verified batch to `index`. `payload_offset` is the absolute offset of the payload,
-/// which record offsets are relative to.
+/// which record offsets are relative to; `payload_len` is the payload's length.
 pub(crate) fn apply(
     index: &mut Index,
     batch: &fb::Batch<'_>,
     payload_offset: u64,
+    payload_len: usize,
 ) -> Result<(), Damage> {
     let bad = |what: String| Damage::new(payload_offset, what);
     let prev_next = index.next_id();
     let next = batch.next_id();
     let records = batch.records();
-    let n_records = records.map_or(0, |r| r.len()) as u64;
-    if next < prev_next || next - prev_next > n_records {
+    // A batch may hand out more ids than it stores records: an id given to a record that was
+    // removed again in the same batch is skipped, never reused. Every id handed out had its
+    // record encoded into the payload (at least ALIGN bytes each), which bounds the growth.
+    let max_new = (payload_len / ALIGN) as u64;
+    if next < prev_next || next - prev_next > max_new {
         return Err(bad(format!(
-            "batch next_id {next} does not follow {prev_next} with {n_records} records"
+            "batch next_id {next} does not follow {prev_next} in a {payload_len}-byte payload"
         )));
     }
     index.reserve_ids(next);
@@ -173,7 +177,7 @@ pub(crate) fn replay(
         if batch.seq() != frame.header.seq {
             return Err(Damage::new(offset, "batch seq differs from its frame's"));
         }
-        apply(index, &batch, payload_offset)?;
+        apply(index, &batch, payload_offset, frame.payload.len())?;
         seq = frame.header.seq;
         prev_crc = frame.header.crc;
         offset += frame.header.frame_len();

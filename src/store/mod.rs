@@ -40,7 +40,10 @@ pub use snapshot::{Snapshot, Stats};
 pub use storage::{FileStorage, MemStorage, Storage};
 
 use crate::error::OpenError;
-use format::{FORMAT_VERSION, Header, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem};
+use format::{
+    FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
+    SlotProblem,
+};
 use index::Index;
 use lock::WriterLock;
 use map::Mapping;
@@ -147,25 +150,36 @@ fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), Op
         source,
     };
     let file_len = storage.len().map_err(io)?;
-    let mut results = Vec::with_capacity(2);
+    let mut raws = Vec::with_capacity(2);
     for off in SLOT_OFFSETS {
         let mut raw = [0u8; SLOT_LEN];
         let r = if off + SLOT_LEN as u64 <= file_len {
             storage.read_at(&mut raw, off).map_err(io)?;
-            Header::decode(&raw, file_len)
+            Ok(raw)
+        } else if off + HEADER_MAGIC.len() as u64 <= file_len {
+            // The file ends inside this slot: damaged if the slot's magic is there.
+            let mut magic = [0u8; HEADER_MAGIC.len()];
+            storage.read_at(&mut magic, off).map_err(io)?;
+            Err(if magic == HEADER_MAGIC {
+                SlotProblem::Truncated
+            } else {
+                SlotProblem::NoMagic
+            })
         } else {
             Err(SlotProblem::NoMagic)
         };
-        results.push(r);
+        raws.push(r);
     }
-    let best = results
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.as_ref().ok().map(|h| (i, *h)))
-        .max_by_key(|(_, h)| h.generation);
-    if let Some((i, h)) = best {
-        return Ok((h, i));
-    }
+    // A writer may have committed since `file_len` was read. It grows the file before it writes
+    // a slot and the file never shrinks, so a length read after the slots covers every
+    // `committed_len` in them; the stale one would refuse both slots of a live database.
+    let file_len = storage.len().map_err(io)?;
+    let results: Vec<_> = raws
+        .into_iter()
+        .map(|r| r.and_then(|raw| Header::decode(&raw, file_len)))
+        .collect();
+    // A slot of a newer format refuses the file even when the other slot is valid: that one is
+    // older, and writing after it would overwrite the newer slot (docs/FORMAT.md §1.1).
     for r in &results {
         if let Err(SlotProblem::NewerVersion(found)) = r {
             return Err(OpenError::NewerVersion {
@@ -174,6 +188,14 @@ fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), Op
                 supported: FORMAT_VERSION,
             });
         }
+    }
+    let best = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().ok().map(|h| (i, *h)))
+        .max_by_key(|(_, h)| h.generation);
+    if let Some((i, h)) = best {
+        return Ok((h, i));
     }
     if results
         .iter()
@@ -308,6 +330,11 @@ impl Database {
         if opts.read_only {
             let file = File::open(path).map_err(|e| open_error(path, e))?;
             return Database::from_parts(path, Arc::new(FileStorage::new(file)), None, false, true);
+        }
+        if !opts.create {
+            // Before taking the lock: a missing database (even in a missing directory) is
+            // NotFound, and leaves no lock file behind.
+            fs::metadata(path).map_err(|e| open_error(path, e))?;
         }
         let lock = lock::acquire(path, opts.wait)?;
         if opts.create && !path.exists() {

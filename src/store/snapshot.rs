@@ -142,6 +142,13 @@ impl Snapshot {
         Ok(None)
     }
 
+    /// Live entries whose path hash is `hash` (see [`crate::store::format::path_hash`]), without
+    /// comparing paths: distinct paths may share a hash. A rescan uses this to recognise an
+    /// unchanged file by hash plus size, mtime and inode without reading its record.
+    pub fn entries_with_hash(&self, hash: u64) -> impl Iterator<Item = (u64, FileEntry)> + '_ {
+        self.v.index.live_candidates(hash)
+    }
+
     /// The live record at `path` (exact bytes).
     pub fn get(&self, path: &[u8]) -> Result<Option<RecordView<'_>>, ReadError> {
         Ok(self.find(path)?.map(|(_, _, v)| v))

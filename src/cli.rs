@@ -1,0 +1,133 @@
+//! The command line: the one source of `--help`, the man page and shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failed; the database is unchanged since its last commit
+  2  usage or query syntax error
+  3  finished, but some files could not be read (listed on stderr and in --json)
+  4  database busy: another writer holds the lock (see --wait)
+  5  database damaged, or not a mediadb database, or from a newer version";
+
+/// Index media libraries into a crash-safe database, and ask it questions.
+#[derive(Debug, Parser)]
+#[command(name = "mediadb", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Database file [default: $XDG_DATA_HOME/mediadb/library.mediadb]
+    #[arg(long, global = true, env = "MEDIADB_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Print nothing but data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more about what is happening (on stderr)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk directories and bring the database up to date with them
+    ///
+    /// Unchanged files (same size, mtime and inode) cost one stat and are never opened; tags
+    /// are read only from new and changed files. Changes are committed in batches as the scan
+    /// goes, so an interrupted scan keeps what it committed. Records whose files are gone are
+    /// removed at the end, unless the root is missing, unreadable or suddenly empty, or more
+    /// than half of a root's records (and over 20) would go: then nothing is removed without
+    /// --allow-mass-removal. Hidden files (names starting with '.') are skipped unless
+    /// --hidden; NAS litter (@eaDir, #recycle, .snapshots, lost+found, ...) is skipped unless
+    /// --no-default-excludes.
+    Scan(ScanArgs),
+    /// Show record counts, sizes and the state of the database file
+    Stats(StatsArgs),
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Directories to scan
+    #[arg(required = true, value_name = "ROOT")]
+    pub roots: Vec<PathBuf>,
+
+    /// Walk and tag-reading threads [default: the number of cores]
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
+    /// Records per commit
+    #[arg(long, value_name = "N", default_value_t = mediadb::scan::DEFAULT_BATCH_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Skip names (or full paths, for patterns containing '/') matching GLOB; repeatable
+    #[arg(long, short = 'E', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Do not skip NAS and filesystem litter (@eaDir, #recycle, .snapshots, lost+found, ...)
+    #[arg(long)]
+    pub no_default_excludes: bool,
+
+    /// Include hidden files and directories (names starting with '.')
+    #[arg(long, short = 'H')]
+    pub hidden: bool,
+
+    /// Follow symbolic links (loops are detected and reported)
+    #[arg(long, short = 'L')]
+    pub follow_symlinks: bool,
+
+    /// Re-read the tags of every file, changed or not
+    #[arg(long)]
+    pub force: bool,
+
+    /// Show what would change (+ added, ~ updated, - removed) and write nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Print a JSON summary on stdout (and nothing else there)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show a progress line on stderr
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
+    pub progress: ProgressMode,
+
+    /// Wait up to SECS for another writer to finish instead of failing with exit 4
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait: f64,
+
+    /// Allow removing more than half of a root's records, or all records of an empty root
+    #[arg(long)]
+    pub allow_mass_removal: bool,
+}
+
+/// When to draw progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal
+    Auto,
+    /// Always
+    Always,
+    /// Never
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}

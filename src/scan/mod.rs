@@ -1,0 +1,556 @@
+//! Scanning media trees into the database: walk (parallel, one `statx` per entry) → diff against
+//! a snapshot (size, mtime, inode, extractor version; unchanged files are never opened) →
+//! extract tags from new and changed files only (on the walk threads) → bounded channel →
+//! batches committed as the scan goes → removals, guarded, at the end.
+//!
+//! What must stay true: an unchanged tree writes nothing; a root that is missing or unreadable,
+//! a directory that could not be read, or a root that suddenly looks empty never causes
+//! removals; one bad file never aborts the scan.
+
+pub mod kind;
+pub mod tags;
+pub mod walk;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use globset::{Glob, GlobSetBuilder};
+
+use crate::error::{CommitError, ReadError};
+use crate::record::{Kind, Record};
+use crate::store::format::path_hash;
+use crate::store::{Database, Snapshot};
+use walk::{FileStat, Visitor, WalkOptions, WalkProblem};
+
+/// Directory names skipped by default: NAS and filesystem litter.
+pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "@eaDir",
+    "#recycle",
+    "#snapshot",
+    ".snapshots",
+    "lost+found",
+    "$RECYCLE.BIN",
+    "System Volume Information",
+];
+
+/// Removing more than this fraction of a root's records needs `allow_mass_removal`…
+pub const MASS_REMOVAL_FRACTION: f64 = 0.5;
+/// …unless at most this many records would go.
+pub const MASS_REMOVAL_MIN: u64 = 20;
+
+/// Default records per commit.
+pub const DEFAULT_BATCH_SIZE: usize = 50_000;
+
+/// How to scan.
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    /// Directories to scan.
+    pub roots: Vec<PathBuf>,
+    /// Walk and extraction threads.
+    pub threads: usize,
+    /// Records per commit.
+    pub batch_size: usize,
+    /// Extra glob patterns to skip (matched against names, or full paths for patterns with `/`).
+    pub excludes: Vec<String>,
+    /// Skip [`DEFAULT_EXCLUDES`].
+    pub default_excludes: bool,
+    /// Include hidden files and directories.
+    pub hidden: bool,
+    /// Follow symbolic links.
+    pub follow_symlinks: bool,
+    /// Re-read the tags of every file.
+    pub force: bool,
+    /// Compute the changes, write nothing.
+    pub dry_run: bool,
+    /// Allow removing more than the mass-removal threshold, or every record of an empty root.
+    pub allow_mass_removal: bool,
+}
+
+impl Default for ScanConfig {
+    fn default() -> ScanConfig {
+        ScanConfig {
+            roots: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch_size: DEFAULT_BATCH_SIZE,
+            excludes: Vec::new(),
+            default_excludes: true,
+            hidden: false,
+            follow_symlinks: false,
+            force: false,
+            dry_run: false,
+            allow_mass_removal: false,
+        }
+    }
+}
+
+/// Live counters a caller may poll (e.g. for a progress bar) while `scan` runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Regular files seen.
+    pub files: AtomicU64,
+    /// Directories read.
+    pub dirs: AtomicU64,
+    /// New or changed files whose tags were read.
+    pub extracted: AtomicU64,
+    /// Problems so far.
+    pub errors: AtomicU64,
+    /// Records committed so far.
+    pub committed: AtomicU64,
+}
+
+/// A file or directory the scan could not read fully.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    /// Exact path bytes.
+    pub path: Vec<u8>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a scan did (or, for a dry run, would do).
+#[derive(Clone, Debug, Default)]
+pub struct ScanReport {
+    /// The roots, absolute.
+    pub roots: Vec<PathBuf>,
+    /// Regular files seen.
+    pub files: u64,
+    /// New records.
+    pub added: u64,
+    /// Changed files re-read.
+    pub updated: u64,
+    /// Records removed (files gone).
+    pub removed: u64,
+    /// Files unchanged since the last scan (not opened).
+    pub unchanged: u64,
+    /// Files and directories that could not be read (see `problems`).
+    pub errors: u64,
+    /// The problems, in no particular order.
+    pub problems: Vec<FileError>,
+    /// For a dry run: the paths that would be added, updated and removed.
+    pub planned: Option<Planned>,
+    /// Sequence number after the scan.
+    pub seq: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The changes a dry run found.
+#[derive(Clone, Debug, Default)]
+pub struct Planned {
+    /// New files.
+    pub add: Vec<Vec<u8>>,
+    /// Changed files.
+    pub update: Vec<Vec<u8>>,
+    /// Records whose files are gone.
+    pub remove: Vec<Vec<u8>>,
+}
+
+/// Why a scan stopped or refused part of its work.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// A root is missing, not a directory, or unreadable.
+    #[error("{}: {message}; nothing was scanned or removed (is the volume mounted?)", .root.display())]
+    Root {
+        /// The root as given.
+        root: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A bad `--exclude` pattern.
+    #[error("bad exclude pattern {pattern:?}: {message}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+    /// Removals were refused by the mass-removal guard; additions and updates were committed.
+    #[error("{}: {would_remove} of its {records} records are gone from disk; nothing was removed (if the files really are gone, rerun with --allow-mass-removal)", .root.display())]
+    MassRemoval {
+        /// The root.
+        root: PathBuf,
+        /// Records that would be removed.
+        would_remove: u64,
+        /// Records under the root.
+        records: u64,
+        /// The rest of the scan's results.
+        report: Box<ScanReport>,
+    },
+    /// Committing failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// A committed record could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+enum Msg {
+    /// A record to store; `new` when the path had no record.
+    Upsert(Box<Record>, bool),
+    /// Dry run: a change that would be made.
+    Planned(Vec<u8>, bool),
+    /// The walk is over.
+    Done,
+}
+
+struct ScanVisitor<'a> {
+    snap: &'a Snapshot,
+    seen: Vec<AtomicU64>,
+    /// Per root: files seen that already had a record.
+    known_per_root: Vec<AtomicU64>,
+    unchanged: AtomicU64,
+    force: bool,
+    dry_run: bool,
+    tx: SyncSender<Msg>,
+    stop: &'a AtomicBool,
+    progress: &'a Progress,
+    problems: Mutex<Vec<FileError>>,
+    /// Directories whose contents are unknown: nothing under them may be removed.
+    unknown: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ScanVisitor<'_> {
+    fn mark_seen(&self, id: u64) {
+        if let Some(w) = self.seen.get((id / 64) as usize) {
+            w.fetch_or(1 << (id % 64), Relaxed);
+        }
+    }
+
+    fn send(&self, msg: Msg) {
+        if self.stop.load(Relaxed) || self.tx.send(msg).is_err() {
+            self.stop.store(true, Relaxed);
+        }
+    }
+
+    fn record_problem(&self, path: &[u8], message: String) {
+        self.progress.errors.fetch_add(1, Relaxed);
+        let mut p = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        p.push(FileError {
+            path: path.to_vec(),
+            message,
+        });
+    }
+
+    fn visit(&self, root: usize, path: &[u8], stat: &FileStat) -> Result<(), ReadError> {
+        let hash = path_hash(path);
+        if !self.force {
+            // Unchanged: same hash, size, mtime, inode and extractor version. A different path
+            // with the same 64-bit hash *and* the same stat triple is not a risk worth a read.
+            let hit = self.snap.entries_with_hash(hash).find(|(_, e)| {
+                e.size == stat.size
+                    && e.mtime_ns == stat.mtime_ns
+                    && e.inode == stat.inode
+                    && e.extractor_version >= tags::EXTRACTOR_VERSION
+            });
+            if let Some((id, _)) = hit {
+                self.mark_seen(id);
+                self.known_per_root[root].fetch_add(1, Relaxed);
+                self.unchanged.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+        }
+        let existing = self.snap.entry(path)?;
+        if let Some((id, _)) = existing {
+            self.mark_seen(id);
+            self.known_per_root[root].fetch_add(1, Relaxed);
+        }
+        let new = existing.is_none();
+        if self.dry_run {
+            self.send(Msg::Planned(path.to_vec(), new));
+            return Ok(());
+        }
+        let (kind, mime) = kind::classify(path);
+        let mut rec = Record {
+            path: path.to_vec(),
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            inode: stat.inode,
+            kind,
+            mime: mime.map(str::to_owned),
+            extractor_version: tags::EXTRACTOR_VERSION,
+            ..Record::default()
+        };
+        if matches!(kind, Kind::Audio | Kind::Video) {
+            tags::extract(Path::new(std::ffi::OsStr::from_bytes(path)), kind, &mut rec);
+            self.progress.extracted.fetch_add(1, Relaxed);
+        }
+        if let Some(e) = &rec.error {
+            self.record_problem(path, e.clone());
+        }
+        self.send(Msg::Upsert(Box::new(rec), new));
+        Ok(())
+    }
+}
+
+impl Visitor for ScanVisitor<'_> {
+    fn file(&self, root: usize, path: &[u8], stat: &FileStat) {
+        if self.stop.load(Relaxed) {
+            return;
+        }
+        self.progress.files.fetch_add(1, Relaxed);
+        if let Err(e) = self.visit(root, path, stat) {
+            // The old record is unreadable: treat the file as unknown this time.
+            self.record_problem(path, e.to_string());
+        }
+    }
+
+    fn problem(&self, p: WalkProblem) {
+        if p.subtree {
+            let mut u = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+            u.push(p.path.clone());
+        }
+        self.record_problem(&p.path, p.message);
+    }
+
+    fn dir_done(&self) {
+        self.progress.dirs.fetch_add(1, Relaxed);
+    }
+}
+
+fn under(path: &[u8], dir: &[u8]) -> bool {
+    let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+fn build_walk_options(cfg: &ScanConfig) -> Result<WalkOptions, ScanError> {
+    let mut b = GlobSetBuilder::new();
+    let defaults = if cfg.default_excludes {
+        DEFAULT_EXCLUDES
+    } else {
+        &[]
+    };
+    for pat in defaults
+        .iter()
+        .copied()
+        .chain(cfg.excludes.iter().map(String::as_str))
+    {
+        let glob = globset::GlobBuilder::new(pat)
+            .literal_separator(true)
+            .build()
+            .or_else(|_| Glob::new(pat))
+            .map_err(|e| ScanError::Pattern {
+                pattern: pat.to_owned(),
+                message: e.kind().to_string(),
+            })?;
+        b.add(glob);
+    }
+    let excludes = b.build().map_err(|e| ScanError::Pattern {
+        pattern: String::new(),
+        message: e.to_string(),
+    })?;
+    Ok(WalkOptions {
+        follow_symlinks: cfg.follow_symlinks,
+        hidden: cfg.hidden,
+        excludes,
+    })
+}
+
+/// Checks a root and returns its absolute, canonical form.
+fn check_root(root: &Path) -> Result<PathBuf, ScanError> {
+    let bad = |message: String| ScanError::Root {
+        root: root.to_path_buf(),
+        message,
+    };
+    let abs = std::fs::canonicalize(root).map_err(|e| bad(e.to_string()))?;
+    let meta = std::fs::metadata(&abs).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    std::fs::read_dir(&abs).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    Ok(abs)
+}
+
+/// Scans `cfg.roots` into `db`. Commits as it goes; see the module doc for the guarantees.
+pub fn scan(
+    db: &mut Database,
+    cfg: &ScanConfig,
+    progress: &Progress,
+) -> Result<ScanReport, ScanError> {
+    let started = Instant::now();
+    let mut roots = Vec::with_capacity(cfg.roots.len());
+    for r in &cfg.roots {
+        roots.push(check_root(r)?);
+    }
+    roots.sort();
+    roots.dedup();
+    let root_bytes: Vec<Vec<u8>> = roots
+        .iter()
+        .map(|r| r.as_os_str().as_bytes().to_vec())
+        .collect();
+    let walk_opts = build_walk_options(cfg)?;
+    let snap = db.snapshot();
+    let words = snap.stats().next_id.div_ceil(64) as usize;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads.max(1))
+        .thread_name(|i| format!("mediadb-scan-{i}"))
+        .start_handler(|_| tags::init_thread())
+        .build()
+        .map_err(|e| ScanError::Root {
+            root: PathBuf::new(),
+            message: format!("cannot start threads: {e}"),
+        })?;
+    let (tx, rx) = sync_channel::<Msg>(4096);
+    let stop = AtomicBool::new(false);
+    let visitor = ScanVisitor {
+        snap: &snap,
+        seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        known_per_root: roots.iter().map(|_| AtomicU64::new(0)).collect(),
+        unchanged: AtomicU64::new(0),
+        force: cfg.force,
+        dry_run: cfg.dry_run,
+        tx,
+        stop: &stop,
+        progress,
+        problems: Mutex::new(Vec::new()),
+        unknown: Mutex::new(Vec::new()),
+    };
+    let mut report = ScanReport {
+        roots: roots.clone(),
+        ..ScanReport::default()
+    };
+    let mut planned = Planned::default();
+    let batch_size = cfg.batch_size.max(1);
+
+    let writer_result: Result<(), ScanError> = std::thread::scope(|s| {
+        let visitor = &visitor;
+        let walk_opts = &walk_opts;
+        let root_bytes = &root_bytes;
+        let pool = &pool;
+        let walker = s.spawn(move || {
+            walk::walk(pool, root_bytes, walk_opts, visitor);
+            // The visitor (and its sender) outlives this thread; say it is over.
+            let _ = visitor.tx.send(Msg::Done);
+        });
+        let result = (|| {
+            let mut batch = db.batch()?;
+            for msg in &rx {
+                match msg {
+                    Msg::Done => break,
+                    Msg::Planned(path, new) => {
+                        if new {
+                            planned.add.push(path)
+                        } else {
+                            planned.update.push(path)
+                        }
+                    }
+                    Msg::Upsert(rec, new) => {
+                        batch.upsert(&rec)?;
+                        if new {
+                            report.added += 1
+                        } else {
+                            report.updated += 1
+                        }
+                        if batch.len() >= batch_size {
+                            let info = batch.commit()?;
+                            progress.committed.fetch_add(info.upserted, Relaxed);
+                            batch = db.batch()?;
+                        }
+                    }
+                }
+            }
+            let info = batch.commit()?;
+            progress.committed.fetch_add(info.upserted, Relaxed);
+            Ok(())
+        })();
+        if result.is_err() {
+            stop.store(true, Relaxed);
+            drop(rx);
+        }
+        // The walker ends on its own once the channel is closed or the tree is done.
+        let _ = walker.join();
+        result
+    });
+    // Drop the sender inside the visitor before reading its state.
+    let ScanVisitor {
+        seen,
+        known_per_root,
+        unchanged,
+        problems,
+        unknown,
+        tx,
+        ..
+    } = visitor;
+    drop(tx);
+    writer_result?;
+    let visitor_seen = |id: u64| {
+        seen.get((id / 64) as usize)
+            .is_some_and(|w| w.load(Relaxed) & (1 << (id % 64)) != 0)
+    };
+    report.files = progress.files.load(Relaxed);
+    report.unchanged = unchanged.load(Relaxed);
+    report.problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.errors = report.problems.len() as u64;
+    let unknown = unknown.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    // Removals: records under a scanned root that the walk did not see, except under
+    // directories whose contents are unknown.
+    let mut gone: Vec<Vec<(u64, Vec<u8>)>> = roots.iter().map(|_| Vec::new()).collect();
+    for (id, _) in snap.entries() {
+        if visitor_seen(id) {
+            continue;
+        }
+        let Some(rec) = snap.get_by_id(id)? else {
+            continue;
+        };
+        let path = rec.path();
+        let Some(r) = root_bytes.iter().position(|root| under(path, root)) else {
+            continue;
+        };
+        if unknown
+            .iter()
+            .any(|u| under(path, u) || path == u.as_slice())
+        {
+            continue;
+        }
+        gone[r].push((id, path.to_vec()));
+    }
+    let mut refused = None;
+    for (r, ids) in gone.iter_mut().enumerate() {
+        let would = ids.len() as u64;
+        let records = would + known_per_root[r].load(Relaxed);
+        let mass =
+            would > MASS_REMOVAL_MIN && (would as f64) > MASS_REMOVAL_FRACTION * records as f64;
+        let emptied = would > 0 && would == records;
+        if (mass || emptied) && !cfg.allow_mass_removal {
+            refused.get_or_insert((roots[r].clone(), would, records));
+            ids.clear();
+        }
+    }
+    if cfg.dry_run {
+        planned.remove = gone.into_iter().flatten().map(|(_, p)| p).collect();
+        report.added = planned.add.len() as u64;
+        report.updated = planned.update.len() as u64;
+        report.removed = planned.remove.len() as u64;
+        report.planned = Some(planned);
+    } else {
+        for chunk in gone
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .chunks(batch_size)
+        {
+            let mut batch = db.batch()?;
+            for (id, _) in chunk {
+                if batch.remove_id(*id) {
+                    report.removed += 1;
+                }
+            }
+            batch.commit()?;
+        }
+    }
+    report.seq = db.snapshot().seq();
+    report.elapsed = started.elapsed();
+    if let Some((root, would_remove, records)) = refused {
+        return Err(ScanError::MassRemoval {
+            root,
+            would_remove,
+            records,
+            report: Box::new(report),
+        });
+    }
+    Ok(report)
+}

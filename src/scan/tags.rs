@@ -1,0 +1,1066 @@
+//! Reading tags and audio properties with `lofty`, isolated so that no file can take the scan
+//! down: [`extract`] never panics, never prints, and bounds what one file can make it allocate.
+//!
+//! # What is read
+//! [`Kind::Audio`] and [`Kind::Video`] files whose extension `lofty` knows (mp3, flac, ogg,
+//! opus, m4a/mp4/m4v/3gp, wav, aiff, ape, wv, mpc, spx, aac). The first 36 bytes decide the
+//! container when they carry a recognisable magic (so an `.ogg` holding Opus, or an `.mp3` that
+//! is really MP4, is read as what it is); otherwise the extension decides. Files `lofty` does not
+//! support (wma, dsf, mka, mkv, webm, avi, …) get no tags and **no error**: that is a limit of
+//! the extractor, not a fault of the file. Other kinds are not opened.
+//!
+//! # Isolation
+//! - Every `lofty` call runs inside [`std::panic::catch_unwind`]; a panic becomes `error`.
+//! - `lofty`'s allocation limit ([`ALLOCATION_LIMIT`]) caps each length-prefixed buffer it
+//!   allocates up front (a FLAC metadata block, one Vorbis comment, an MP4 `ilst`, an APE item,
+//!   a RIFF chunk); a larger claim is an error, not an allocation. Items `lofty` reads to their
+//!   end instead (ID3v2 frames) grow only with the bytes really in the file. The limit is set
+//!   with `lofty::config::apply_global_options`, which is **thread-local**: [`init_thread`]
+//!   applies it, and [`extract`] applies it on a thread's first use, so every worker thread is
+//!   covered whether or not its start handler calls [`init_thread`].
+//! - Known gap: `lofty` inflates zlib-compressed ID3v2 frames (feature
+//!   `id3v2_compression_support`, on by default) and reads them to their end without the limit,
+//!   so a crafted file can still make it allocate about a thousand times the frame's size.
+//!   `lofty` 0.25.5 does not build with that feature off; turn it off once it does.
+//! - A panic hook is process-global, so the library installs none; the binary calls
+//!   [`quiet_panics`] once to keep panics inside the extractor off stderr.
+//!
+//! # Cover art
+//! `lofty`'s `ParseOptions::read_cover_art(false)` skips picture frames and blocks and leaves
+//! no trace of them, so `lofty` cannot tell whether a file has a cover without reading them.
+//! Files are therefore read **with** pictures, under the allocation limit, and the pictures are
+//! dropped as soon as `has_cover` is known. Reading them costs little more than skipping them:
+//! ID3v2 frames are skipped by reading them anyway, and Vorbis comments and the MP4 `ilst` are
+//! loaded whole either way; only FLAC picture blocks are truly seeked over. If that read fails
+//! on the allocation limit, the file is read again without pictures; if that succeeds, the only
+//! thing that differed was a picture too large to load (a FLAC picture block over the limit),
+//! so `has_cover` is `true` and `error` stays unset. A picture over the limit inside a Vorbis
+//! comment or an `ilst` makes the file an error either way.
+//!
+//! # Field rules
+//! Tags are consulted primary tag first (ID3v2 before ID3v1 and APE, …); each field comes from
+//! the first tag that has it. `artists` is the multi-valued `ARTISTS` item when present, else
+//! every artist value (repeated Vorbis `ARTIST` fields, MP4 data atoms, NUL-separated ID3v2.4
+//! values), exact duplicates removed. Genres given as ID3v1 numbers (`"17"`, `"(17)"`) become
+//! names. `year` is the first four digits of the recording date (then year, release date,
+//! original release date). `"3/12"` in a track or disc number gives both number and total.
+
+use std::cell::Cell;
+use std::error::Error;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Once;
+
+use lofty::config::{GlobalOptions, ParseOptions, ParsingMode, apply_global_options};
+use lofty::error::{AllocationError, FileParseError};
+use lofty::file::{AudioFile, FileType, TaggedFile, TaggedFileExt};
+use lofty::probe::Probe;
+use lofty::tag::{ItemKey, Tag};
+
+use crate::record::{Kind, Record};
+
+/// Version of this extractor; a rescan re-reads files whose record has an older one.
+pub const EXTRACTOR_VERSION: u16 = 1;
+
+/// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
+/// block, a Vorbis comment, an MP4 `ilst`, …); see the module documentation.
+pub const ALLOCATION_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Longest `error` message kept, in bytes.
+const MAX_ERROR_LEN: usize = 400;
+
+thread_local! {
+    /// Set while this thread runs `lofty`: the panic hook of [`quiet_panics`] stays silent.
+    static IN_EXTRACTOR: Cell<bool> = const { Cell::new(false) };
+    /// Whether `lofty`'s options were applied on this thread.
+    static CONFIGURED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Applies the extractor's `lofty` options (allocation limit, no custom resolvers, no
+/// format-specific leftovers) to the calling thread. Idempotent and cheap; call it at the start
+/// of every worker thread. [`extract`] also calls it on a thread's first use.
+pub fn init_thread() {
+    configure(ALLOCATION_LIMIT);
+}
+
+fn configure(allocation_limit: usize) {
+    apply_global_options(
+        GlobalOptions::new()
+            .allocation_limit(allocation_limit)
+            .use_custom_resolvers(false)
+            .preserve_format_specific_items(false),
+    );
+    CONFIGURED.with(|c| c.set(true));
+}
+
+/// Installs, once per process, a panic hook that says nothing about panics raised on a thread
+/// while it is inside [`extract`] (they become the record's `error`), and hands every other
+/// panic to the hook that was installed before. For binaries; the library never calls it.
+pub fn quiet_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let quiet = IN_EXTRACTOR.try_with(Cell::get).unwrap_or(false);
+            if !quiet {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Marks the current thread as inside the extractor until dropped.
+struct InExtractor {
+    was: bool,
+}
+
+impl InExtractor {
+    fn enter() -> InExtractor {
+        InExtractor {
+            was: IN_EXTRACTOR.with(|f| f.replace(true)),
+        }
+    }
+}
+
+impl Drop for InExtractor {
+    fn drop(&mut self) {
+        IN_EXTRACTOR.with(|f| f.set(self.was));
+    }
+}
+
+/// Fills `rec`'s tag and property fields from the file at `path`, of kind `kind` (from
+/// [`super::kind::classify`]).
+///
+/// Sets `rec.extractor_version` to [`EXTRACTOR_VERSION`]. First resets every field it owns
+/// (tags, properties, `has_cover`, `error`), so a record from an earlier extraction can be
+/// passed in; leaves `path`, `size`, `mtime_ns`, `inode`, `kind` and `mime` alone. On failure
+/// `rec.error` holds a one-line message and the other fields stay empty. Never panics.
+pub fn extract(path: &Path, kind: Kind, rec: &mut Record) {
+    rec.extractor_version = EXTRACTOR_VERSION;
+    move_fields(Record::default(), rec);
+    if !matches!(kind, Kind::Audio | Kind::Video) {
+        return;
+    }
+    if !CONFIGURED.with(Cell::get) {
+        init_thread();
+    }
+    match isolated(|| read(path, kind)) {
+        Ok(Some(found)) => move_fields(found, rec),
+        Ok(None) => {}
+        Err(message) => rec.error = Some(message),
+    }
+}
+
+/// Runs `f` marked as inside the extractor, turning a panic into an error message.
+fn isolated<F>(f: F) -> Result<Option<Record>, String>
+where
+    F: FnOnce() -> Result<Option<Record>, String>,
+{
+    let outcome = {
+        let _inside = InExtractor::enter();
+        panic::catch_unwind(AssertUnwindSafe(f))
+    };
+    outcome.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown panic");
+        Err(one_line(&format!("tag reader panicked: {what}")))
+    })
+}
+
+/// Moves the fields [`extract`] owns from `from` into `to`.
+fn move_fields(from: Record, to: &mut Record) {
+    to.title = from.title;
+    to.artists = from.artists;
+    to.album = from.album;
+    to.album_artist = from.album_artist;
+    to.genres = from.genres;
+    to.year = from.year;
+    to.track = from.track;
+    to.track_total = from.track_total;
+    to.disc = from.disc;
+    to.disc_total = from.disc_total;
+    to.duration_ms = from.duration_ms;
+    to.bitrate = from.bitrate;
+    to.sample_rate = from.sample_rate;
+    to.channels = from.channels;
+    to.bit_depth = from.bit_depth;
+    to.compilation = from.compilation;
+    to.has_cover = from.has_cover;
+    to.musicbrainz_track_id = from.musicbrainz_track_id;
+    to.musicbrainz_album_id = from.musicbrainz_album_id;
+    to.error = from.error;
+}
+
+/// Reads the file: `Ok(None)` when `lofty` does not support it, `Err` with a one-line message
+/// when it cannot be read.
+fn read(path: &Path, kind: Kind) -> Result<Option<Record>, String> {
+    let Some(by_extension) = FileType::from_path(path) else {
+        return Ok(None);
+    };
+    let options = ParseOptions::new()
+        .parsing_mode(ParsingMode::BestAttempt)
+        .read_properties(true)
+        .read_tags(true)
+        .read_cover_art(true);
+    let mut out = Record::default();
+    match read_file(path, by_extension, options) {
+        Ok(file) => {
+            let has_cover = file.tags().iter().any(|t| t.picture_count() > 0);
+            fill(&file, kind, &mut out);
+            out.has_cover = Some(has_cover);
+        }
+        Err(first) if is_allocation_error(&first) => {
+            let mut without_pictures = options;
+            let file = read_file(path, by_extension, without_pictures.read_cover_art(false))
+                .map_err(|_| describe(&first))?;
+            fill(&file, kind, &mut out);
+            out.has_cover = Some(true);
+        }
+        Err(e) => return Err(describe(&e)),
+    }
+    Ok(Some(out))
+}
+
+/// Opens `path` and parses it as the type its first bytes show, else as `by_extension`.
+fn read_file(
+    path: &Path,
+    by_extension: FileType,
+    options: ParseOptions,
+) -> Result<TaggedFile, FileParseError> {
+    let mut file = File::open(path)?;
+    let mut head = [0u8; 36];
+    let mut len = 0;
+    while len < head.len() {
+        match file.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let ty = FileType::from_buffer(&head[..len]).unwrap_or(by_extension);
+    Probe::with_file_type(BufReader::new(file), ty)
+        .options(options)
+        .read()
+}
+
+fn is_allocation_error(e: &FileParseError) -> bool {
+    let mut cur: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<AllocationError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    describe(e).contains("exceed global limits")
+}
+
+/// The error and its sources on one line: `"failed to parse Flac file: …"`.
+fn describe(e: &FileParseError) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !s.is_empty() && parts.last() != Some(&s) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    one_line(&parts.join(": "))
+}
+
+/// `s` with control characters turned into spaces, trimmed, and cut to [`MAX_ERROR_LEN`].
+fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if out.len() > MAX_ERROR_LEN {
+        let mut cut = MAX_ERROR_LEN;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    let trimmed = out.trim();
+    if trimmed.is_empty() {
+        "unreadable".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Copies tags and properties from `file` into `out`.
+fn fill(file: &TaggedFile, kind: Kind, out: &mut Record) {
+    let primary = file.primary_tag();
+    let tags: Vec<&Tag> = primary
+        .into_iter()
+        .chain(
+            file.tags()
+                .iter()
+                .filter(|t| primary.is_none_or(|p| !std::ptr::eq(*t, p))),
+        )
+        .collect();
+    let first = |key: ItemKey| tags.iter().find_map(|t| t.get_strings(key).find_map(clean));
+    let all = |key: ItemKey| -> Vec<String> {
+        let mut values: Vec<String> = Vec::new();
+        if let Some(tag) = tags
+            .iter()
+            .find(|t| t.get_strings(key).any(|v| clean(v).is_some()))
+        {
+            for v in tag.get_strings(key).filter_map(clean) {
+                if !values.contains(&v) {
+                    values.push(v);
+                }
+            }
+        }
+        values
+    };
+
+    out.title = first(ItemKey::TrackTitle);
+    out.artists = all(ItemKey::TrackArtists);
+    if out.artists.is_empty() {
+        out.artists = all(ItemKey::TrackArtist);
+    }
+    out.album = first(ItemKey::AlbumTitle);
+    out.album_artist = first(ItemKey::AlbumArtist);
+    for g in all(ItemKey::Genre) {
+        let g = genre_name(&g);
+        if !out.genres.contains(&g) {
+            out.genres.push(g);
+        }
+    }
+    out.year = [
+        ItemKey::RecordingDate,
+        ItemKey::Year,
+        ItemKey::ReleaseDate,
+        ItemKey::OriginalReleaseDate,
+    ]
+    .into_iter()
+    .find_map(|key| tags.iter().flat_map(|t| t.get_strings(key)).find_map(year));
+    (out.track, out.track_total) = number_pair(
+        first(ItemKey::TrackNumber).as_deref(),
+        first(ItemKey::TrackTotal).as_deref(),
+    );
+    (out.disc, out.disc_total) = number_pair(
+        first(ItemKey::DiscNumber).as_deref(),
+        first(ItemKey::DiscTotal).as_deref(),
+    );
+    out.compilation = first(ItemKey::FlagCompilation).and_then(|v| flag(&v));
+    out.musicbrainz_track_id = first(ItemKey::MusicBrainzRecordingId);
+    out.musicbrainz_album_id = first(ItemKey::MusicBrainzReleaseId);
+
+    let props = file.properties();
+    let duration = props.duration().as_millis();
+    out.duration_ms = (duration > 0).then(|| u64::try_from(duration).unwrap_or(u64::MAX));
+    let overall = if kind == Kind::Audio {
+        props.overall_bitrate()
+    } else {
+        None
+    };
+    out.bitrate = props.audio_bitrate().or(overall).filter(|&b| b > 0);
+    out.sample_rate = props.sample_rate().filter(|&r| r > 0);
+    out.channels = props.channels().filter(|&c| c > 0);
+    out.bit_depth = props.bit_depth().filter(|&b| b > 0);
+}
+
+/// A tag value trimmed of whitespace and NUL padding, if anything is left.
+fn clean(v: &str) -> Option<String> {
+    let t = v.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// ID3v1 genre numbers (`"17"`, `"(17)"`, `"(17)Rock"`, `"(RX)"`) as names; anything else as is.
+fn genre_name(g: &str) -> String {
+    let by_number = |n: &str| -> Option<String> {
+        if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let i: usize = n.parse().ok()?;
+        lofty::id3::v1::GENRES.get(i).map(|s| (*s).to_owned())
+    };
+    if let Some(name) = by_number(g) {
+        return name;
+    }
+    if let Some(rest) = g.strip_prefix('(')
+        && let Some((inner, refinement)) = rest.split_once(')')
+    {
+        if let Some(r) = clean(refinement) {
+            return r;
+        }
+        match inner {
+            "RX" => return "Remix".to_owned(),
+            "CR" => return "Cover".to_owned(),
+            _ => {}
+        }
+        if let Some(name) = by_number(inner) {
+            return name;
+        }
+    }
+    g.to_owned()
+}
+
+/// The year from a date such as `"1997"`, `"1997-09-22"` or `"1997-09-22T10:00"`: its first
+/// four characters, if they are digits and not `0000`.
+fn year(date: &str) -> Option<i32> {
+    let d = date.trim().as_bytes();
+    let digits = d.get(..4)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let y = digits
+        .iter()
+        .fold(0i32, |acc, b| acc * 10 + i32::from(b - b'0'));
+    (y > 0).then_some(y)
+}
+
+/// Number and total from a number field (`"3"`, `"03"`, `"3/12"`) and a separate total field;
+/// the separate total wins when both give one.
+fn number_pair(number: Option<&str>, total: Option<&str>) -> (Option<u32>, Option<u32>) {
+    let (n, inline_total) = match number.map(|s| s.split_once('/').unwrap_or((s, ""))) {
+        Some((n, t)) => (parse_u32(n), parse_u32(t)),
+        None => (None, None),
+    };
+    (n, total.and_then(parse_u32).or(inline_total))
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A boolean tag value: `1`/`true`/`yes` or `0`/`false`/`no`.
+fn flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scan::kind::classify;
+
+    const MB_TRACK: &str = "1c0f9b3e-0000-4000-8000-000000000001";
+    const MB_ALBUM: &str = "1c0f9b3e-0000-4000-8000-0000000000a1";
+
+    fn fixture(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/library")
+            .join(rel)
+    }
+
+    /// Extracts `rel` the way a scan does: kind from the path, a fresh record.
+    fn read_fixture(rel: &str) -> Record {
+        let path = fixture(rel);
+        let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
+        let mut rec = Record::new(path.as_os_str().as_encoded_bytes());
+        extract(&path, kind, &mut rec);
+        assert_eq!(rec.extractor_version, EXTRACTOR_VERSION, "{rel}");
+        rec
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn mp3_id3v23() {
+        let r = read_fixture("The Testers/Ninety Nine/05 Version Three.mp3");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Version Three"));
+        assert_eq!(r.artists, strings(&["The Testers"]));
+        assert_eq!(r.album.as_deref(), Some("Ninety Nine"));
+        assert_eq!(r.album_artist, None);
+        assert_eq!(r.genres, strings(&["Rock"]), "TCON (17) is Rock");
+        assert_eq!(r.year, Some(1999));
+        assert_eq!((r.track, r.track_total), (Some(5), Some(9)));
+        assert_eq!((r.disc, r.disc_total), (Some(1), Some(2)));
+        assert_eq!(r.compilation, None);
+        assert_eq!(r.has_cover, Some(false));
+        assert_eq!(r.sample_rate, Some(22050));
+        assert_eq!(r.channels, Some(1));
+        assert!(matches!(r.bitrate, Some(30..=40)), "{:?}", r.bitrate);
+        assert!(
+            matches!(r.duration_ms, Some(950..=1150)),
+            "{:?}",
+            r.duration_ms
+        );
+    }
+
+    #[test]
+    fn mp3_id3v1_only() {
+        let r = read_fixture("The Testers/Ninety Nine/07 Old School.mp3");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Old School"));
+        assert_eq!(r.artists, strings(&["The Testers"]));
+        assert_eq!(r.album.as_deref(), Some("Ninety Nine"));
+        assert_eq!(r.year, Some(1985));
+        assert_eq!((r.track, r.track_total), (Some(7), None));
+        assert_eq!(r.genres, strings(&["Rock"]), "ID3v1 genre 17");
+        assert_eq!(r.has_cover, Some(false));
+        assert_eq!(r.sample_rate, Some(22050));
+    }
+
+    #[test]
+    fn mp3_id3v24_multi_artist_track_of_total_compilation_cover() {
+        let r = read_fixture("Various Artists/Shared Stage/03 Duet.mp3");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Duet"));
+        assert_eq!(r.artists, strings(&["Alice Example", "Bob Example"]));
+        assert_eq!(r.album_artist.as_deref(), Some("Various Artists"));
+        assert_eq!(r.album.as_deref(), Some("Shared Stage"));
+        assert_eq!(r.genres, strings(&["Pop", "Jazz"]));
+        assert_eq!(r.year, Some(2003));
+        assert_eq!((r.track, r.track_total), (Some(3), Some(12)));
+        assert_eq!((r.disc, r.disc_total), (Some(1), Some(1)));
+        assert_eq!(r.compilation, Some(true));
+        assert_eq!(r.has_cover, Some(true));
+        assert_eq!(r.musicbrainz_track_id.as_deref(), Some(MB_TRACK));
+        assert_eq!(r.musicbrainz_album_id.as_deref(), Some(MB_ALBUM));
+        assert_eq!(r.channels, Some(1));
+    }
+
+    #[test]
+    fn flac_non_ascii_cover_and_musicbrainz() {
+        let r = read_fixture("Björk/Homogenic/01 Jóga.flac");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Jóga"));
+        assert_eq!(r.artists, strings(&["Björk"]));
+        assert_eq!(r.album_artist.as_deref(), Some("Björk"));
+        assert_eq!(r.album.as_deref(), Some("Homogenic"));
+        assert_eq!(r.genres, strings(&["Electronic"]));
+        assert_eq!(r.year, Some(1997));
+        assert_eq!((r.track, r.track_total), (Some(1), Some(10)));
+        assert_eq!((r.disc, r.disc_total), (Some(1), Some(1)));
+        assert_eq!(r.compilation, None);
+        assert_eq!(r.has_cover, Some(true));
+        assert_eq!(r.musicbrainz_track_id.as_deref(), Some(MB_TRACK));
+        assert_eq!(r.musicbrainz_album_id.as_deref(), Some(MB_ALBUM));
+        assert_eq!(r.duration_ms, Some(1000));
+        assert_eq!(r.sample_rate, Some(8000));
+        assert_eq!(r.channels, Some(1));
+        assert_eq!(r.bit_depth, Some(16));
+        assert!(r.bitrate.is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn ogg_vorbis_japanese_multi_artist_slash_track_compilation() {
+        let r = read_fixture("日本語/テスト アルバム/02 日本語の歌.ogg");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("日本語の歌"));
+        assert_eq!(r.artists, strings(&["山田太郎", "Guest Singer"]));
+        assert_eq!(r.album.as_deref(), Some("テスト アルバム"));
+        assert_eq!(r.album_artist.as_deref(), Some("日本語"));
+        assert_eq!(r.genres, strings(&["J-Pop"]));
+        assert_eq!(r.year, Some(2010));
+        assert_eq!(
+            (r.track, r.track_total),
+            (Some(3), Some(12)),
+            "TRACKNUMBER=3/12"
+        );
+        assert_eq!((r.disc, r.disc_total), (Some(2), Some(3)), "DISCNUMBER=2/3");
+        assert_eq!(r.compilation, Some(true));
+        assert_eq!(r.has_cover, Some(false));
+        assert_eq!(r.duration_ms, Some(1000));
+        assert_eq!(r.sample_rate, Some(22050));
+        assert_eq!(r.channels, Some(1));
+    }
+
+    #[test]
+    fn opus_with_picture_block() {
+        let r = read_fixture("Opus Ensemble/Low Bitrate/04 Whisper.opus");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Whisper"));
+        assert_eq!(r.artists, strings(&["Opus Ensemble"]));
+        assert_eq!(r.genres, strings(&["Ambient"]));
+        assert_eq!(r.year, Some(2021));
+        assert_eq!((r.track, r.track_total), (Some(4), None));
+        assert_eq!(r.has_cover, Some(true));
+        assert_eq!(r.sample_rate, Some(48000));
+        assert_eq!(r.channels, Some(1));
+        assert_eq!(r.duration_ms, Some(1000));
+    }
+
+    #[test]
+    fn m4a_multi_artist_trkn_cpil_covr() {
+        let r = read_fixture("Various Artists/Shared Stage/04 Together.m4a");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Together"));
+        assert_eq!(r.artists, strings(&["Alice Example", "Carol Example"]));
+        assert_eq!(r.album_artist.as_deref(), Some("Various Artists"));
+        assert_eq!(r.album.as_deref(), Some("Shared Stage"));
+        assert_eq!(r.genres, strings(&["Pop"]));
+        assert_eq!(r.year, Some(2003));
+        assert_eq!((r.track, r.track_total), (Some(4), Some(12)));
+        assert_eq!((r.disc, r.disc_total), (Some(1), Some(1)));
+        assert_eq!(r.compilation, Some(true));
+        assert_eq!(r.has_cover, Some(true));
+        assert_eq!(r.musicbrainz_track_id.as_deref(), Some(MB_TRACK));
+        assert_eq!(r.musicbrainz_album_id.as_deref(), Some(MB_ALBUM));
+        assert_eq!(r.sample_rate, Some(22050));
+        assert_eq!(r.channels, Some(1));
+        assert!(
+            matches!(r.duration_ms, Some(950..=1150)),
+            "{:?}",
+            r.duration_ms
+        );
+    }
+
+    #[test]
+    fn wav_with_id3_chunk() {
+        let r = read_fixture("Wave Makers/Raw/01 Plain Wave.wav");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Plain Wave"));
+        assert_eq!(r.artists, strings(&["Wave Makers"]));
+        assert_eq!(r.album.as_deref(), Some("Raw"));
+        assert_eq!(r.year, Some(2015));
+        assert_eq!(r.track, Some(1));
+        assert_eq!(r.has_cover, Some(false));
+        assert_eq!(r.duration_ms, Some(1000));
+        assert_eq!(r.bitrate, Some(128), "8000 Hz × 16 bit × 1 channel");
+        assert_eq!(r.sample_rate, Some(8000));
+        assert_eq!(r.channels, Some(1));
+        assert_eq!(r.bit_depth, Some(16));
+    }
+
+    #[test]
+    fn mp4_video_title_and_audio_track() {
+        let r = read_fixture("video/Tiny Clip.mp4");
+        assert_eq!(r.error, None);
+        assert_eq!(r.title.as_deref(), Some("Tiny Clip"));
+        assert!(r.artists.is_empty());
+        assert_eq!(r.has_cover, Some(false));
+        assert_eq!(r.sample_rate, Some(8000));
+        assert_eq!(r.channels, Some(1));
+        assert!(
+            matches!(r.duration_ms, Some(950..=1200)),
+            "{:?}",
+            r.duration_ms
+        );
+    }
+
+    #[test]
+    fn broken_files_get_an_error_and_nothing_else() {
+        for rel in [
+            "broken/truncated.flac",
+            "broken/bad-id3-header.mp3",
+            "broken/random-bytes.ogg",
+        ] {
+            let r = read_fixture(rel);
+            let error = r.error.clone().unwrap_or_else(|| panic!("{rel}: no error"));
+            assert!(
+                !error.is_empty() && !error.contains('\n'),
+                "{rel}: {error:?}"
+            );
+            assert_eq!(
+                Record {
+                    error: None,
+                    ..r.clone()
+                },
+                Record {
+                    extractor_version: EXTRACTOR_VERSION,
+                    ..Record::new(r.path.clone())
+                },
+                "{rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let mut rec = Record::default();
+        extract(&fixture("nowhere/gone.mp3"), Kind::Audio, &mut rec);
+        assert!(rec.error.is_some());
+    }
+
+    #[test]
+    fn other_kinds_are_not_opened() {
+        for (rel, kind) in [
+            ("images/cover.png", Kind::Image),
+            ("playlists/Mix.m3u", Kind::Playlist),
+            ("Björk/Homogenic/01 Jóga.flac", Kind::Other),
+        ] {
+            let mut rec = Record::default();
+            extract(&fixture(rel), kind, &mut rec);
+            assert_eq!(
+                rec,
+                Record {
+                    extractor_version: EXTRACTOR_VERSION,
+                    ..Record::default()
+                },
+                "{rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_formats_get_no_tags_and_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bytes that could pass for an MPEG frame sync must not be read as MP3.
+        let junk: Vec<u8> = (0..4096u32)
+            .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
+            .collect();
+        for name in ["a.mka", "a.dsf", "a.wma", "a.mkv", "a.webm", "a.avi"] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &junk).unwrap();
+            let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
+            assert!(matches!(kind, Kind::Audio | Kind::Video), "{name}");
+            let mut rec = Record::default();
+            extract(&path, kind, &mut rec);
+            assert_eq!(rec.error, None, "{name}");
+            assert_eq!(rec.title, None, "{name}");
+            assert_eq!(rec.duration_ms, None, "{name}");
+            assert_eq!(rec.extractor_version, EXTRACTOR_VERSION);
+        }
+    }
+
+    #[test]
+    fn content_decides_over_a_wrong_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("really-opus.ogg");
+        std::fs::copy(fixture("Opus Ensemble/Low Bitrate/04 Whisper.opus"), &path).unwrap();
+        let mut rec = Record::default();
+        extract(&path, Kind::Audio, &mut rec);
+        assert_eq!(rec.error, None);
+        assert_eq!(rec.title.as_deref(), Some("Whisper"));
+        assert_eq!(rec.sample_rate, Some(48000));
+    }
+
+    #[test]
+    fn non_utf8_file_names_are_read() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff\xfe.flac");
+        let path = dir.path().join(name);
+        std::fs::copy(fixture("Björk/Homogenic/01 Jóga.flac"), &path).unwrap();
+        let (kind, mime) = classify(path.as_os_str().as_bytes());
+        assert_eq!((kind, mime), (Kind::Audio, Some("audio/flac")));
+        let mut rec = Record::new(path.as_os_str().as_bytes());
+        extract(&path, kind, &mut rec);
+        assert_eq!(rec.error, None);
+        assert_eq!(rec.title.as_deref(), Some("Jóga"));
+        assert_eq!(rec.has_cover, Some(true));
+        assert_eq!(rec.path, path.as_os_str().as_bytes());
+    }
+
+    #[test]
+    fn stale_fields_are_reset_and_caller_fields_kept() {
+        let mut rec = Record {
+            mime: Some("audio/flac".into()),
+            size: 42,
+            title: Some("stale".into()),
+            artists: strings(&["stale"]),
+            track: Some(99),
+            has_cover: Some(true),
+            error: Some("old error".into()),
+            extractor_version: 0,
+            ..Record::new(b"/x".to_vec())
+        };
+        extract(&fixture("broken/truncated.flac"), Kind::Audio, &mut rec);
+        assert_eq!(rec.title, None);
+        assert!(rec.artists.is_empty());
+        assert_eq!(rec.track, None);
+        assert_eq!(rec.has_cover, None);
+        assert!(rec.error.as_deref().is_some_and(|e| e != "old error"));
+        assert_eq!((rec.size, rec.mime.as_deref()), (42, Some("audio/flac")));
+        assert_eq!(rec.path, b"/x");
+        extract(&fixture("images/cover.png"), Kind::Image, &mut rec);
+        assert_eq!(rec.error, None);
+    }
+
+    /// The FLAC fixture with its picture block replaced by one holding `picture_len` bytes;
+    /// also returns the length of its Vorbis comment block.
+    fn flac_with_big_picture(picture_len: usize) -> (Vec<u8>, usize) {
+        let src = std::fs::read(fixture("Björk/Homogenic/01 Jóga.flac")).unwrap();
+        assert_eq!(&src[..4], b"fLaC");
+        let mut blocks = Vec::new();
+        let mut at = 4;
+        loop {
+            let (ty, last) = (src[at] & 0x7F, src[at] & 0x80 != 0);
+            let len = u32::from_be_bytes([0, src[at + 1], src[at + 2], src[at + 3]]) as usize;
+            blocks.push((ty, src[at + 4..at + 4 + len].to_vec()));
+            at += 4 + len;
+            if last {
+                break;
+            }
+        }
+        let comments_len = blocks.iter().find(|b| b.0 == 4).unwrap().1.len();
+        let mut pic = Vec::new();
+        for field in [3u32, 9] {
+            pic.extend_from_slice(&field.to_be_bytes());
+        }
+        pic.extend_from_slice(b"image/png");
+        for field in [0u32, 16, 16, 24, 0, picture_len as u32] {
+            pic.extend_from_slice(&field.to_be_bytes());
+        }
+        pic.resize(pic.len() + picture_len, 0xAB);
+        blocks.retain(|b| b.0 != 6);
+        blocks.push((6, pic));
+        let mut out = b"fLaC".to_vec();
+        let n = blocks.len();
+        for (i, (ty, body)) in blocks.into_iter().enumerate() {
+            let last = if i + 1 == n { 0x80 } else { 0 };
+            out.push(ty | last);
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(&body);
+        }
+        out.extend_from_slice(&src[at..]);
+        (out, comments_len)
+    }
+
+    #[test]
+    fn oversized_picture_is_dropped_but_counted_as_a_cover() {
+        let (bytes, comments_len) = flac_with_big_picture(4000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big cover.flac");
+        std::fs::write(&path, bytes).unwrap();
+        // On a fresh thread, a limit above every other item but below the picture.
+        std::thread::spawn(move || {
+            configure(comments_len + 1000);
+            let with_pictures = ParseOptions::new().read_cover_art(true);
+            let Err(first) = read_file(&path, FileType::Flac, with_pictures) else {
+                panic!("the picture should exceed the limit");
+            };
+            assert!(is_allocation_error(&first), "{}", describe(&first));
+            let mut rec = Record::default();
+            extract(&path, Kind::Audio, &mut rec);
+            assert_eq!(rec.error, None);
+            assert_eq!(rec.has_cover, Some(true));
+            assert_eq!(rec.title.as_deref(), Some("Jóga"));
+            // With the normal limit the same file reads in one pass.
+            init_thread();
+            let mut rec = Record::default();
+            extract(&path, Kind::Audio, &mut rec);
+            assert_eq!((rec.error, rec.has_cover), (None, Some(true)));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn an_item_over_the_limit_is_an_error_not_an_allocation() {
+        std::thread::spawn(|| {
+            configure(64);
+            let mut rec = Record::default();
+            extract(
+                &fixture("Björk/Homogenic/01 Jóga.flac"),
+                Kind::Audio,
+                &mut rec,
+            );
+            let error = rec
+                .error
+                .expect("the Vorbis comment block exceeds 64 bytes");
+            assert!(error.contains("exceed"), "{error}");
+            assert_eq!(rec.title, None);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn allocation_limit_is_per_thread_and_applied_on_first_use() {
+        std::thread::spawn(|| {
+            assert!(!CONFIGURED.with(Cell::get));
+            let mut rec = Record::default();
+            extract(
+                &fixture("Björk/Homogenic/01 Jóga.flac"),
+                Kind::Audio,
+                &mut rec,
+            );
+            assert!(CONFIGURED.with(Cell::get));
+            assert_eq!(rec.error, None);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn panics_become_errors_and_the_flag_is_restored() {
+        quiet_panics();
+        quiet_panics();
+        let r = isolated(|| panic!("boom {}", 7));
+        assert_eq!(r, Err("tag reader panicked: boom 7".to_owned()));
+        let r = isolated(|| std::panic::panic_any(5u8));
+        assert_eq!(r, Err("tag reader panicked: unknown panic".to_owned()));
+        assert!(!IN_EXTRACTOR.with(Cell::get));
+        assert_eq!(isolated(|| Ok(None)), Ok(None));
+        assert!(!IN_EXTRACTOR.with(Cell::get));
+    }
+
+    #[test]
+    fn field_parsers() {
+        assert_eq!(number_pair(Some("3/12"), None), (Some(3), Some(12)));
+        assert_eq!(number_pair(Some(" 03 / 12 "), None), (Some(3), Some(12)));
+        assert_eq!(number_pair(Some("3/12"), Some("13")), (Some(3), Some(13)));
+        assert_eq!(number_pair(Some("/12"), None), (None, Some(12)));
+        assert_eq!(number_pair(Some("x"), Some("y")), (None, None));
+        assert_eq!(number_pair(None, Some("10")), (None, Some(10)));
+        assert_eq!(number_pair(Some("99999999999"), None), (None, None));
+        assert_eq!(year("1997-09-22"), Some(1997));
+        assert_eq!(year(" 2004"), Some(2004));
+        assert_eq!(year("2004.06.03"), Some(2004));
+        assert_eq!(year("97"), None);
+        assert_eq!(year("0000"), None);
+        assert_eq!(year("日本語日本語"), None);
+        assert_eq!(genre_name("17"), "Rock");
+        assert_eq!(genre_name("(17)"), "Rock");
+        assert_eq!(genre_name("(17)Hard Rock"), "Hard Rock");
+        assert_eq!(genre_name("(RX)"), "Remix");
+        assert_eq!(genre_name("(999)"), "(999)");
+        assert_eq!(genre_name("2001"), "2001");
+        assert_eq!(genre_name("Jazz"), "Jazz");
+        assert_eq!(flag("1"), Some(true));
+        assert_eq!(flag("TRUE"), Some(true));
+        assert_eq!(flag("0"), Some(false));
+        assert_eq!(flag("maybe"), None);
+        assert_eq!(clean(" a\0\0"), Some("a".to_owned()));
+        assert_eq!(clean("\0 "), None);
+        let long = one_line(&format!("a\nb{}", "é".repeat(500)));
+        assert!(long.starts_with("a b") && !long.contains('\n'));
+        assert!(long.len() <= MAX_ERROR_LEN + '…'.len_utf8());
+        assert_eq!(one_line(" \n "), "unreadable");
+    }
+
+    /// SplitMix64: a small deterministic generator for the mutation test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn byte(&mut self) -> u8 {
+            self.next() as u8
+        }
+    }
+
+    /// One random damage to `data`: flipped bytes, an overwritten range, a cut, a duplicated
+    /// range, a removed range, or a size field set to a huge value.
+    fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
+        let len = data.len();
+        match rng.below(6) {
+            0 => {
+                for _ in 0..=rng.below(8) {
+                    let i = rng.below(len);
+                    data[i] ^= 1 << rng.below(8);
+                }
+            }
+            1 => {
+                let at = rng.below(len);
+                let n = rng.below(64).min(len - at);
+                for b in &mut data[at..at + n] {
+                    *b = rng.byte();
+                }
+            }
+            2 => data.truncate(rng.below(len)),
+            3 => {
+                let at = rng.below(len);
+                let n = rng.below(256).min(len - at);
+                let copy = data[at..at + n].to_vec();
+                let to = rng.below(len);
+                data.splice(to..to, copy);
+            }
+            4 => {
+                let at = rng.below(len);
+                let n = rng.below(128).min(len - at);
+                data.drain(at..at + n);
+            }
+            _ => {
+                let at = rng.below(len.saturating_sub(4));
+                let huge = [[0xFF; 4], [0x7F; 4], [0x80, 0, 0, 0], [0, 0xFF, 0xFF, 0xF0]];
+                let end = (at + 4).min(len);
+                data[at..end].copy_from_slice(&huge[rng.below(4)][..end - at]);
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic_or_hang() {
+        const PER_FILE: usize = 50;
+        let sources = [
+            "The Testers/Ninety Nine/05 Version Three.mp3",
+            "The Testers/Ninety Nine/07 Old School.mp3",
+            "Various Artists/Shared Stage/03 Duet.mp3",
+            "Björk/Homogenic/01 Jóga.flac",
+            "日本語/テスト アルバム/02 日本語の歌.ogg",
+            "Opus Ensemble/Low Bitrate/04 Whisper.opus",
+            "Various Artists/Shared Stage/04 Together.m4a",
+            "Wave Makers/Raw/01 Plain Wave.wav",
+            "video/Tiny Clip.mp4",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let dir_path = dir.path().to_path_buf();
+        let (tx, rx) = mpsc::channel::<(String, Record)>();
+        // The worker reports each file before and after extraction, so a hang names the file.
+        let worker = std::thread::spawn(move || {
+            let mut rng = Rng(0x6d65_6469_6164_6221);
+            for (n, rel) in sources.iter().enumerate() {
+                let original = std::fs::read(fixture(rel)).unwrap();
+                let ext = Path::new(rel).extension().unwrap().to_str().unwrap();
+                for i in 0..PER_FILE {
+                    let mut data = original.clone();
+                    for _ in 0..=rng.below(3) {
+                        if !data.is_empty() {
+                            mutate(&mut rng, &mut data);
+                        }
+                    }
+                    let path = dir_path.join(format!("m{n}-{i}.{ext}"));
+                    std::fs::write(&path, &data).unwrap();
+                    let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
+                    let label = format!("{rel} mutation {i} ({})", path.display());
+                    let mut rec = Record::default();
+                    extract(&path, kind, &mut rec);
+                    if tx.send((label, rec)).is_err() {
+                        return;
+                    }
+                    std::fs::remove_file(&path).unwrap();
+                }
+            }
+        });
+        let mut seen = 0;
+        let mut errors = 0;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok((label, rec)) => {
+                    seen += 1;
+                    assert_eq!(rec.extractor_version, EXTRACTOR_VERSION, "{label}");
+                    if let Some(e) = &rec.error {
+                        errors += 1;
+                        assert!(!e.is_empty() && !e.contains('\n'), "{label}: {e:?}");
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("extract hung after {seen} files")
+                }
+            }
+        }
+        worker.join().expect("no panic escapes extract");
+        assert_eq!(seen, sources.len() * PER_FILE);
+        // The damage is real: some copies must fail to parse.
+        assert!(errors > 0);
+    }
+}

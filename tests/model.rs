@@ -153,6 +153,15 @@ fn check(s: &Snapshot, m: &Model) {
     for (p, got) in POOL.iter().zip(many) {
         assert_eq!(got.map(|v| v.to_record()).as_ref(), m.map.get(*p));
     }
+    let paths: Vec<&Vec<u8>> = m.map.keys().collect();
+    let many = s.get_many(&paths).expect("get_many reads");
+    for ((p, r), got) in m.map.iter().zip(many) {
+        assert_eq!(
+            got.map(|v| v.to_record()).as_ref(),
+            Some(r),
+            "get_many {p:?}"
+        );
+    }
 
     // Lookups by id, including dead and never-assigned ids.
     let mut by_id: BTreeMap<u64, &Record> = BTreeMap::new();
@@ -201,6 +210,10 @@ enum Op {
     /// Upsert with an empty path: must fail and leave the batch unchanged.
     UpsertEmptyPath,
     Remove(usize),
+    /// Upsert at any path (the large test).
+    UpsertAt(Vec<u8>, Box<Record>),
+    /// Remove any path (the large test).
+    RemoveAt(Vec<u8>),
     RemoveAbsent(usize),
     /// Remove by id: a live id (0), a dead or never-assigned id (1), id 0 (2), a huge id (3).
     RemoveId(u8, usize),
@@ -355,8 +368,12 @@ fn run_batch(db: &mut Database, m: &Model, ops: &[Op], commit: bool) -> Model {
     let mut upserted: BTreeSet<Vec<u8>> = BTreeSet::new();
     for op in ops {
         match op {
-            Op::Upsert(p, rec) => {
-                let path = POOL[*p].to_vec();
+            Op::Upsert(_, rec) | Op::UpsertAt(_, rec) => {
+                let path = match op {
+                    Op::UpsertAt(path, _) => path.clone(),
+                    Op::Upsert(p, _) => POOL[*p].to_vec(),
+                    _ => unreachable!("matched above"),
+                };
                 let rec = Record {
                     path: path.clone(),
                     // Ignored by upsert; the model stores the id the database must assign.
@@ -390,8 +407,12 @@ fn run_batch(db: &mut Database, m: &Model, ops: &[Op], commit: bool) -> Model {
                 let r = b.upsert(&Record::new(Vec::new()));
                 assert!(matches!(r, Err(CommitError::BadRecord { .. })), "{r:?}");
             }
-            Op::Remove(p) => {
-                let path = POOL[*p];
+            Op::Remove(_) | Op::RemoveAt(_) => {
+                let path = match op {
+                    Op::RemoveAt(path) => path.as_slice(),
+                    Op::Remove(p) => POOL[*p],
+                    _ => unreachable!("matched above"),
+                };
                 let got = b.remove(path).expect("remove");
                 assert_eq!(got, w.map.remove(path).is_some(), "remove({path:?})");
                 upserted.remove(path);
@@ -426,7 +447,8 @@ fn run_batch(db: &mut Database, m: &Model, ops: &[Op], commit: bool) -> Model {
         return m.clone();
     }
     let info = b.commit().expect("commit");
-    let removed = m.map.values().filter(|r| w.path_of(r.id).is_none()).count() as u64;
+    let live: BTreeSet<u64> = w.map.values().map(|r| r.id).collect();
+    let removed = m.map.values().filter(|r| !live.contains(&r.id)).count() as u64;
     let written = !upserted.is_empty() || removed > 0;
     if !written {
         assert_eq!(
@@ -828,6 +850,63 @@ fn reader_refreshing_during_commits_sees_only_whole_commits() {
         check(s, &models[s.seq() as usize]);
     }
     assert_eq!(seen.last().expect("one").seq(), models.len() as u64 - 1);
+}
+
+/// Thousands of records: the path table grows (rebuilds) and ids cross index chunk boundaries,
+/// through commits, a checkpoint, a rebuild from the log and an in-memory copy.
+#[test]
+fn large_batches_grow_the_table_and_cross_chunk_boundaries() {
+    let bulk = |i: usize| format!("/m/bulk/{}/{i}.flac", i % 7).into_bytes();
+    let upsert = |i: usize, size: u64| {
+        Op::UpsertAt(
+            bulk(i),
+            Box::new(Record {
+                size,
+                kind: if i.is_multiple_of(2) {
+                    Kind::Audio
+                } else {
+                    Kind::Image
+                },
+                ..Record::default()
+            }),
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lib.mediadb");
+    let mut db = Database::create(&path).expect("create");
+    let mut m = Model::empty();
+    let mut ever = BTreeSet::new();
+    let mut step = |db: &mut Database, m: &mut Model, ops: Vec<Op>| {
+        let next = run_batch(db, m, &ops, true);
+        check_ids(m, &next, &mut ever);
+        *m = next;
+        check(&db.snapshot(), m);
+    };
+    step(&mut db, &mut m, (0..3000).map(|i| upsert(i, 1)).collect());
+    // Update every 5th, remove every 3rd, add more: ids pass 4096.
+    let mut ops: Vec<Op> = (0..3000).step_by(5).map(|i| upsert(i, 2)).collect();
+    ops.extend((0..3000).step_by(3).map(|i| Op::RemoveAt(bulk(i))));
+    ops.extend((3000..4500).map(|i| upsert(i, 3)));
+    step(&mut db, &mut m, ops);
+    let held = (db.snapshot(), m.clone());
+    drop(db);
+    let mut db = Database::open(&path).expect("reopen with checkpoint");
+    check(&db.snapshot(), &m);
+    // Re-insert the removed paths: new ids, above every earlier one.
+    step(
+        &mut db,
+        &mut m,
+        (0..3000).step_by(3).map(|i| upsert(i, 4)).collect(),
+    );
+    assert!(m.next_id > 5000);
+    drop(db);
+    fs::remove_file(idx_path(&path)).expect("rm idx");
+    let db = Database::open(&path).expect("reopen from the log");
+    check(&db.snapshot(), &m);
+    let bytes = fs::read(&path).expect("read");
+    let mem = Database::with_storage(Arc::new(MemStorage::from_bytes(bytes)), false).expect("mem");
+    check(&mem.snapshot(), &m);
+    check(&held.0, &held.1);
 }
 
 #[test]

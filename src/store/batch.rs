@@ -82,12 +82,22 @@ impl std::fmt::Debug for WriteBatch<'_> {
     }
 }
 
+impl Drop for WriteBatch<'_> {
+    fn drop(&mut self) {
+        // Keep the frame's memory for the next batch.
+        self.db.spare_frame = std::mem::take(&mut self.frame);
+    }
+}
+
 impl<'db> WriteBatch<'db> {
     pub(crate) fn new(db: &'db mut Database) -> WriteBatch<'db> {
         let next_id = db.current.header.next_id;
+        let mut frame = std::mem::take(&mut db.spare_frame);
+        frame.clear();
+        frame.resize(FRAME_HEADER_LEN, 0);
         WriteBatch {
             db,
-            frame: vec![0u8; FRAME_HEADER_LEN],
+            frame,
             pending: Vec::new(),
             by_hash: ByHash::default(),
             removals: Vec::new(),
@@ -219,6 +229,137 @@ impl<'db> WriteBatch<'db> {
             prev_same_hash: prev,
         });
         Ok(id)
+    }
+
+    /// Upserts every record of `recs`, as if by [`upsert`](Self::upsert) on each in order (the
+    /// last one on a path wins), but encodes them on all cores. Returns their ids in order. On
+    /// an error the batch is left as it was.
+    pub fn upsert_many(&mut self, recs: &[Record]) -> Result<Vec<u64>, CommitError> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 2048;
+        if let Some(r) = recs.iter().find(|r| r.path.is_empty()) {
+            return Err(CommitError::BadRecord {
+                path: r.path.clone(),
+                what: "empty path".into(),
+            });
+        }
+        let hashes: Vec<u64> = recs.par_iter().map(|r| path_hash(&r.path)).collect();
+
+        // Resolve ids in order, without changing the batch yet.
+        let mut ids = Vec::with_capacity(recs.len());
+        let mut replaced_local = vec![false; recs.len()];
+        let mut replaced_pending = Vec::new();
+        let mut local = ByHash::default();
+        let mut local_prev = Vec::with_capacity(recs.len());
+        let mut next_id = self.next_id;
+        for (i, (rec, &hash)) in recs.iter().zip(&hashes).enumerate() {
+            let mut earlier = local.get(&hash).copied().unwrap_or(NONE);
+            let mut found = None;
+            while earlier != NONE {
+                let j = earlier as usize;
+                if !replaced_local[j] && recs[j].path == rec.path {
+                    found = Some(j);
+                    break;
+                }
+                earlier = local_prev[j];
+            }
+            let id = if let Some(j) = found {
+                replaced_local[j] = true;
+                ids[j]
+            } else if let Some(p) = self.find_pending(hash, &rec.path) {
+                replaced_pending.push(p);
+                self.pending[p].entry.id()
+            } else if let Some(id) = self.find_committed(hash, &rec.path)? {
+                id
+            } else {
+                next_id += 1;
+                next_id - 1
+            };
+            ids.push(id);
+            local_prev.push(local.insert(hash, i as u32).unwrap_or(NONE));
+        }
+
+        // Encode in parallel: each chunk into its own buffer, 8-aligned, with (offset, len).
+        type Encoded = (Vec<u8>, Vec<(u32, u32)>);
+        let n_chunks = recs.len().div_ceil(CHUNK);
+        let spare = &mut self.db.spare_chunks;
+        let bufs: Vec<Vec<u8>> = (0..n_chunks)
+            .map(|_| spare.pop().unwrap_or_default())
+            .collect();
+        let encoded: Vec<Encoded> = recs
+            .par_chunks(CHUNK)
+            .zip(ids.par_chunks(CHUNK))
+            .zip(bufs)
+            .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
+                buf.clear();
+                let mut spans = Vec::with_capacity(rs.len());
+                for (r, &id) in rs.iter().zip(is) {
+                    let start = buf.len();
+                    record::encode(fbb, r, id, &mut buf);
+                    spans.push((start as u32, (buf.len() - start) as u32));
+                    buf.resize(align_up(buf.len()), 0);
+                }
+                (buf, spans)
+            })
+            .collect();
+        let mut total = 0usize;
+        for (chunk, (buf, spans)) in encoded.iter().enumerate() {
+            total += buf.len();
+            if let Some(k) = spans.iter().position(|s| s.1 as usize - 4 > MAX_RECORD_LEN) {
+                return Err(CommitError::BadRecord {
+                    path: recs[chunk * CHUNK + k].path.clone(),
+                    what: format!(
+                        "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
+                        spans[k].1
+                    ),
+                });
+            }
+        }
+        if self.frame.len() + total > MAX_FRAME_PAYLOAD as usize / 2 {
+            return Err(CommitError::TooLarge {
+                path: self.db.path.clone(),
+                bytes: (self.frame.len() + total) as u64,
+            });
+        }
+
+        // Apply.
+        for p in replaced_pending {
+            self.pending[p].live = false;
+        }
+        self.frame.reserve(total);
+        self.pending.reserve(recs.len());
+        for (chunk, (buf, spans)) in encoded.into_iter().enumerate() {
+            let base = self.frame.len() - FRAME_HEADER_LEN;
+            self.frame.extend_from_slice(&buf);
+            self.db.spare_chunks.push(buf);
+            for (k, (off, len)) in spans.into_iter().enumerate() {
+                let i = chunk * CHUNK + k;
+                let rec = &recs[i];
+                let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
+                let entry = fb::RecordEntry::new(
+                    ids[i],
+                    hashes[i],
+                    rec.size,
+                    rec.mtime_ns,
+                    rec.inode,
+                    (base + off as usize) as u32,
+                    len,
+                    rec.extractor_version,
+                    rec.kind.to_fb(),
+                    flags,
+                    0,
+                );
+                let at = self.pending.len() as u32;
+                let prev = self.by_hash.insert(hashes[i], at).unwrap_or(NONE);
+                self.pending.push(Pending {
+                    entry,
+                    live: !replaced_local[i],
+                    prev_same_hash: prev,
+                });
+            }
+        }
+        self.next_id = next_id;
+        Ok(ids)
     }
 
     /// Removes the record at `path`; returns whether one was live.

@@ -294,19 +294,23 @@ impl Table {
         (self.used + 1) * 2 > self.capacity()
     }
 
-    pub fn insert(&mut self, hash: u64, id: u64) {
-        debug_assert!(hash != 0 && !self.needs_growth());
+    /// Inserts a slot; returns false (inserting nothing) when no empty slot exists, which only
+    /// a checkpoint with a wrong `table_used` can cause.
+    #[must_use]
+    pub fn insert(&mut self, hash: u64, id: u64) -> bool {
+        debug_assert!(hash != 0);
         let mask = self.capacity() - 1;
         let mut i = hash as usize & mask;
-        loop {
+        for _ in 0..self.capacity() {
             let s = self.slots.get(i).expect("i is masked to capacity");
             if s.hash == 0 {
                 self.slots.set(i, Slot { hash, id });
                 self.used += 1;
-                return;
+                return true;
             }
             i = (i + 1) & mask;
         }
+        false
     }
 }
 
@@ -379,10 +383,8 @@ impl Index {
         self.live_bytes += u64::from(e.len);
         self.entries.set(id as usize, e);
         if !old.is_live() || old.path_hash != e.path_hash {
-            if self.table.needs_growth() {
+            if self.table.needs_growth() || !self.table.insert(e.path_hash, id) {
                 self.rebuild_table();
-            } else {
-                self.table.insert(e.path_hash, id);
             }
         }
     }
@@ -393,7 +395,9 @@ impl Index {
         let mut t = Table::with_capacity_for(self.live_records as usize);
         for (id, e) in self.entries.iter().enumerate() {
             if e.is_live() {
-                t.insert(e.path_hash, id as u64);
+                // Capacity is at least twice the live count, so there is always room.
+                let inserted = t.insert(e.path_hash, id as u64);
+                debug_assert!(inserted);
             }
         }
         self.table = t;

@@ -81,7 +81,10 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
         .map_err(|e| Damage::new(payload_offset + batch_off as u64, format!("batch: {e}")))?;
     for re in batch.records().into_iter().flatten() {
         let (off, len) = (re.offset() as usize, re.len() as usize);
-        if !off.is_multiple_of(ALIGN) || !(8..=MAX_RECORD_LEN + 4).contains(&len) || off + len > batch_off {
+        if !off.is_multiple_of(ALIGN)
+            || !(8..=MAX_RECORD_LEN + 4).contains(&len)
+            || off + len > batch_off
+        {
             return Err(Damage::new(
                 payload_offset + batch_off as u64,
                 format!("record {} lies outside the record area", re.id()),

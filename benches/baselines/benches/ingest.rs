@@ -439,9 +439,7 @@ fn run_mediadb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]
     let t0 = Instant::now();
     for chunk in recs.chunks(BATCH) {
         let mut batch = db.batch()?;
-        for r in chunk {
-            batch.upsert(r)?;
-        }
+        batch.upsert_many(chunk)?;
         let tc = Instant::now();
         let info = batch.commit()?;
         commit += tc.elapsed();

@@ -46,8 +46,23 @@ pub enum Command {
     /// --hidden; NAS litter (@eaDir, #recycle, .snapshots, lost+found, ...) is skipped unless
     /// --no-default-excludes.
     Scan(ScanArgs),
+    /// Find records: beets-style terms, output for people or scripts
+    ///
+    /// Terms: `word` (substring of title, artist, album, album_artist, genre or path, case
+    /// folded), `field:value` (substring; numbers equal), `field:=value` (exact),
+    /// `field::regex`, `year:1990..1999`, `duration_ms:..240000`, `path:/a/b` (subtree),
+    /// `error:` (field present), `has_cover:true`, `^term` (not). Terms are ANDed; a `,`
+    /// argument between terms ORs groups. An empty result exits 0 (also with --count, which
+    /// prints 0).
+    Query(QueryArgs),
+    /// List one directory level: subdirectories with counts, then files
+    Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
     Stats(StatsArgs),
+    /// Write every record as JSON Lines (with ids): a backup `import` restores
+    Export(ExportArgs),
+    /// Load records from JSON Lines (as `export` writes them), in durable batches
+    Import(ImportArgs),
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -112,6 +127,106 @@ pub struct ScanArgs {
     /// Allow removing more than half of a root's records, or all records of an empty root
     #[arg(long)]
     pub allow_mass_removal: bool,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Aligned columns fitted to the terminal (the default on a terminal)
+    Table,
+    /// One JSON array
+    Json,
+    /// One JSON object per line
+    Jsonl,
+    /// CSV with a header row (RFC 4180)
+    Csv,
+    /// One path per line (the default when stdout is not a terminal)
+    Paths,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Query terms (none: everything)
+    #[arg(value_name = "TERM", allow_hyphen_values = false)]
+    pub terms: Vec<String>,
+
+    /// Output format [default: table on a terminal, else paths]
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Write raw path bytes, each followed by NUL (for xargs -0)
+    #[arg(short = '0', long, conflicts_with_all = ["format", "count", "group_by"])]
+    pub print0: bool,
+
+    /// Fields to show, comma separated (see `mediadb query --help` for names)
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub fields: Vec<String>,
+
+    /// Sort by FIELD, ascending (FIELD+ or FIELD) or descending (FIELD-); repeatable
+    #[arg(long, short = 's', value_name = "FIELD[+|-]")]
+    pub sort: Vec<String>,
+
+    /// Show at most N records
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Print only the number of matching records
+    #[arg(long, short = 'c', conflicts_with = "group_by")]
+    pub count: bool,
+
+    /// Print name and count rows: artist, album_artist, album, genre, year, dir or kind
+    #[arg(long, short = 'g', value_name = "FIELD")]
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Directory to list [default: /]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Only records of this kind: audio, video, image, playlist, other
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+
+    /// Output format for the files [default: table on a terminal, else paths]
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Print one JSON object {dirs: [{path, count}], files: [records]}
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON Lines file, or - for stdin
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Skip lines that are not valid records (reported) instead of stopping
+    #[arg(long)]
+    pub skip_bad: bool,
+
+    /// Records per commit
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Wait up to SECS for another writer instead of failing with exit 4
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait: f64,
+
+    /// Print a JSON summary on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// When to draw progress.

@@ -2,6 +2,7 @@
 //! to the exit codes documented in `mediadb --help` and the man page.
 
 mod cli;
+mod commands;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -140,6 +141,10 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
     let db_path = || cli.db.clone().map_or_else(default_db, Ok);
     match &cli.command {
         Command::Stats(args) => stats(&db_path()?, args),
+        Command::Query(args) => commands::query(&db_path()?, args),
+        Command::Ls(args) => commands::ls(&db_path()?, args),
+        Command::Export(args) => commands::export(&db_path()?, args),
+        Command::Import(args) => commands::import(&db_path()?, args, cli.quiet),
         Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet),
         Command::Completions { shell } => {
             out(|w| {

@@ -294,6 +294,39 @@ impl<'a> RecordView<'a> {
     pub fn error(&self) -> Option<&'a str> {
         self.fb.error()
     }
+    pub fn track_total(&self) -> Option<u32> {
+        self.fb.track_total()
+    }
+    pub fn disc(&self) -> Option<u32> {
+        self.fb.disc()
+    }
+    pub fn disc_total(&self) -> Option<u32> {
+        self.fb.disc_total()
+    }
+    pub fn bitrate(&self) -> Option<u32> {
+        self.fb.bitrate()
+    }
+    pub fn sample_rate(&self) -> Option<u32> {
+        self.fb.sample_rate()
+    }
+    pub fn channels(&self) -> Option<u8> {
+        self.fb.channels()
+    }
+    pub fn bit_depth(&self) -> Option<u8> {
+        self.fb.bit_depth()
+    }
+    pub fn compilation(&self) -> Option<bool> {
+        self.fb.compilation()
+    }
+    pub fn has_cover(&self) -> Option<bool> {
+        self.fb.has_cover()
+    }
+    pub fn musicbrainz_track_id(&self) -> Option<&'a str> {
+        self.fb.musicbrainz_track_id()
+    }
+    pub fn musicbrainz_album_id(&self) -> Option<&'a str> {
+        self.fb.musicbrainz_album_id()
+    }
 
     /// An owned copy of every field.
     pub fn to_record(&self) -> Record {

@@ -34,8 +34,8 @@ use super::SplitMix64;
 /// Sector size for [`Fate::TornSectors`]: disks persist writes in units of at least this.
 pub const SECTOR: u64 = 512;
 
-/// `EIO` on Linux.
-const EIO: i32 = 5;
+/// `EIO` on Linux: the error [`FaultStorage::fail_at`] injects.
+pub const EIO: i32 = 5;
 
 /// One I/O operation, as recorded in the trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,30 +259,29 @@ impl FaultStorage {
 impl State {
     /// Numbers the next operation and decides whether it runs, fails or crashes.
     fn begin(&mut self, op: Op) -> Result<(), io::Error> {
-        let st = self;
-        if st.crashed {
+        if self.crashed {
             return Err(crashed_error());
         }
-        let k = st.next_op;
-        st.next_op += 1;
-        if st.crash_at == Some(k) {
-            st.crashed = true;
+        let k = self.next_op;
+        self.next_op += 1;
+        if self.crash_at == Some(k) {
+            self.crashed = true;
             match &op {
-                Op::Write { offset, data } => st.unsynced.push(Unsynced::Write {
+                Op::Write { offset, data } => self.unsynced.push(Unsynced::Write {
                     offset: *offset,
                     data: data.clone(),
                 }),
-                Op::SetLen(len) => st.unsynced.push(Unsynced::SetLen(*len)),
+                Op::SetLen(len) => self.unsynced.push(Unsynced::SetLen(*len)),
                 Op::Sync => {}
             }
-            st.trace.push((op, Outcome::Crashed));
+            self.trace.push((op, Outcome::Crashed));
             return Err(crashed_error());
         }
-        if st.fail_at.contains(&k) {
-            st.trace.push((op, Outcome::Failed));
+        if self.fail_at.contains(&k) {
+            self.trace.push((op, Outcome::Failed));
             return Err(io::Error::from_raw_os_error(EIO));
         }
-        st.trace.push((op, Outcome::Done));
+        self.trace.push((op, Outcome::Done));
         Ok(())
     }
 }

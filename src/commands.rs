@@ -1,0 +1,349 @@
+//! The reading and bulk-loading commands: query, ls, export, import.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use mediadb::query::eval::{self, GroupBy, SortKey};
+use mediadb::query::output::{self, Format, TABLE_FIELDS};
+use mediadb::query::{Field, parse};
+use mediadb::{Database, Kind};
+
+use crate::cli::{ExportArgs, FormatArg, ImportArgs, LsArgs, QueryArgs};
+use crate::{Exit, Failure, out};
+
+fn usage(message: String) -> Failure {
+    Failure {
+        exit: Exit::Usage,
+        message,
+    }
+}
+
+fn corrupt(e: mediadb::ReadError) -> Failure {
+    Failure {
+        exit: Exit::Corrupt,
+        message: e.to_string(),
+    }
+}
+
+fn width() -> usize {
+    terminal_size::terminal_size().map_or(120, |(w, _)| w.0 as usize)
+}
+
+fn format_of(arg: Option<FormatArg>) -> Format {
+    match arg {
+        Some(FormatArg::Table) => Format::Table,
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Jsonl) => Format::Jsonl,
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Paths) => Format::Paths,
+        None if io::stdout().is_terminal() => Format::Table,
+        None => Format::Paths,
+    }
+}
+
+fn parse_fields(names: &[String], format: Format) -> Result<Vec<Field>, Failure> {
+    if names.is_empty() {
+        return Ok(if format == Format::Table {
+            TABLE_FIELDS.to_vec()
+        } else {
+            Field::ALL.to_vec()
+        });
+    }
+    names
+        .iter()
+        .map(|n| {
+            Field::from_name(n.trim()).ok_or_else(|| {
+                usage(format!(
+                    "unknown field `{n}` in --fields; fields are: {}",
+                    Field::all_names()
+                ))
+            })
+        })
+        .collect()
+}
+
+fn parse_sort(keys: &[String]) -> Result<Vec<SortKey>, Failure> {
+    keys.iter()
+        .map(|k| {
+            let (name, descending) = match k.strip_suffix('-') {
+                Some(n) => (n, true),
+                None => (k.strip_suffix('+').unwrap_or(k), false),
+            };
+            let field = Field::from_name(name).ok_or_else(|| {
+                usage(format!(
+                    "unknown field `{name}` in --sort; fields are: {}",
+                    Field::all_names()
+                ))
+            })?;
+            Ok(SortKey { field, descending })
+        })
+        .collect()
+}
+
+fn kind_of(s: &str) -> Result<Kind, Failure> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            usage(format!(
+                "unknown kind `{s}`; kinds are audio, video, image, playlist, other"
+            ))
+        })
+}
+
+pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
+    let q = parse(&args.terms).map_err(|e| usage(e.to_string()))?;
+    let format = if args.print0 {
+        Format::Print0
+    } else {
+        format_of(args.format)
+    };
+    let fields = parse_fields(&args.fields, format)?;
+    let sort = parse_sort(&args.sort)?;
+    let group = match &args.group_by {
+        Some(g) => Some(GroupBy::from_name(g).ok_or_else(|| {
+            usage(format!(
+                "cannot group by `{g}`; use artist, album_artist, album, genre, year, dir or kind"
+            ))
+        })?),
+        None => None,
+    };
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    if args.count {
+        let n = eval::count(&snap, &q).map_err(corrupt)?;
+        out(|w| writeln!(w, "{n}"))?;
+        return Ok(Exit::Ok);
+    }
+    if let Some(by) = group {
+        let mut rows = snap.group_by(&q, by).map_err(corrupt)?;
+        if let Some(n) = args.limit {
+            rows.truncate(n);
+        }
+        return print_groups(&rows, by, format);
+    }
+    let records = eval::select(&snap, &q, &sort, args.limit).map_err(corrupt)?;
+    out(|w| output::write_records(w, &records, &fields, format, width()))?;
+    Ok(Exit::Ok)
+}
+
+fn print_groups(rows: &[eval::GroupRow], by: GroupBy, format: Format) -> Result<Exit, Failure> {
+    let name = by.name();
+    let json_row = |r: &eval::GroupRow| {
+        let mut v = serde_json::json!({ name: String::from_utf8_lossy(&r.name), "count": r.count });
+        if by == GroupBy::Album {
+            v["album_artist"] = r.album_artist.clone().into();
+        }
+        v
+    };
+    out(|w| match format {
+        Format::Json => {
+            let all: Vec<_> = rows.iter().map(json_row).collect();
+            writeln!(w, "{}", serde_json::Value::Array(all))
+        }
+        Format::Jsonl => rows.iter().try_for_each(|r| writeln!(w, "{}", json_row(r))),
+        Format::Csv => {
+            write!(w, "{name},count\r\n")?;
+            rows.iter().try_for_each(|r| {
+                let n = output::escape_controls(&String::from_utf8_lossy(&r.name)).into_owned();
+                let cell = if n.contains([',', '"']) {
+                    format!("\"{}\"", n.replace('"', "\"\""))
+                } else {
+                    n
+                };
+                write!(w, "{cell},{}\r\n", r.count)
+            })
+        }
+        _ => {
+            let mut header = vec!["COUNT".to_owned(), name.to_uppercase()];
+            if by == GroupBy::Album {
+                header.push("ALBUM_ARTIST".into());
+            }
+            let grid: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let mut row = vec![
+                        r.count.to_string(),
+                        output::escape_controls(&String::from_utf8_lossy(&r.name)).into_owned(),
+                    ];
+                    if by == GroupBy::Album {
+                        row.push(r.album_artist.clone().unwrap_or_default());
+                    }
+                    row
+                })
+                .collect();
+            output::write_grid(w, &header, &grid, width())
+        }
+    })?;
+    Ok(Exit::Ok)
+}
+
+pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
+    use std::os::unix::ffi::OsStrExt;
+    let kind = args.kind.as_deref().map(kind_of).transpose()?;
+    let dir = args
+        .dir
+        .as_deref()
+        .map_or(&b"/"[..], |d| d.as_os_str().as_bytes());
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    let listing = snap.list_dir(dir, kind).map_err(corrupt)?;
+    if args.json {
+        let dirs: Vec<_> = listing
+            .dirs
+            .iter()
+            .map(|(p, n)| serde_json::json!({ "path": String::from_utf8_lossy(p), "count": n }))
+            .collect();
+        let files: Vec<_> = listing
+            .files
+            .iter()
+            .map(|r| output::record_json(r, &Field::ALL))
+            .collect();
+        out(|w| writeln!(w, "{}", serde_json::json!({ "dirs": dirs, "files": files })))?;
+        return Ok(Exit::Ok);
+    }
+    let format = format_of(args.format);
+    out(|w| {
+        for (p, n) in &listing.dirs {
+            let shown = output::escape_controls(&String::from_utf8_lossy(p)).into_owned();
+            match format {
+                Format::Table => writeln!(w, "{shown}/  ({n})")?,
+                _ => writeln!(w, "{shown}/")?,
+            }
+        }
+        let fields = if format == Format::Table {
+            TABLE_FIELDS.to_vec()
+        } else {
+            Field::ALL.to_vec()
+        };
+        output::write_records(w, &listing.files, &fields, format, width())
+    })?;
+    Ok(Exit::Ok)
+}
+
+pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure> {
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    let write_all = |w: &mut dyn Write| -> io::Result<Result<(), mediadb::ReadError>> {
+        for r in snap.iter() {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            serde_json::to_writer(&mut *w, &output::record_json(&r, &Field::ALL))?;
+            w.write_all(b"\n")?;
+        }
+        Ok(Ok(()))
+    };
+    let result = match &args.output {
+        Some(path) => {
+            let f = std::fs::File::create(path).map_err(|e| Failure {
+                exit: Exit::Failed,
+                message: format!("{}: {e}", path.display()),
+            })?;
+            let mut w = io::BufWriter::new(f);
+            let r = write_all(&mut w).and_then(|r| w.flush().map(|()| r));
+            r.map_err(|e| Failure {
+                exit: Exit::Failed,
+                message: format!("{}: {e}", path.display()),
+            })?
+        }
+        None => {
+            let mut result = Ok(());
+            out(|w| {
+                let mut bw = io::BufWriter::new(w);
+                result = write_all(&mut bw)?;
+                bw.flush()
+            })?;
+            result
+        }
+    };
+    result.map_err(corrupt)?;
+    Ok(Exit::Ok)
+}
+
+pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, Failure> {
+    let started = std::time::Instant::now();
+    let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(io::BufReader::new(io::stdin()))
+    } else {
+        let f = std::fs::File::open(&args.file).map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: format!("{}: {e}", args.file.display()),
+        })?;
+        Box::new(io::BufReader::with_capacity(1 << 20, f))
+    };
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let opts = mediadb::OpenOptions {
+        read_only: false,
+        create: true,
+        wait: std::time::Duration::from_secs_f64(args.wait.clamp(0.0, 1e7)),
+    };
+    let mut db = Database::open_with(db_path, &opts)?;
+    let name = args.file.display().to_string();
+    let mut pending = Vec::with_capacity(args.batch_size as usize);
+    let (mut imported, mut skipped) = (0u64, 0u64);
+    let flush = |db: &mut Database, pending: &mut Vec<mediadb::Record>| -> Result<u64, Failure> {
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = db.batch()?;
+        batch.upsert_many(pending)?;
+        let info = batch.commit()?;
+        pending.clear();
+        Ok(info.upserted)
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: format!(
+                "{name}: line {}: {e}; nothing of the current batch was committed",
+                i + 1
+            ),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|v| output::record_from_json(&v).map_err(|e| e.to_string()));
+        match rec {
+            Ok(r) => pending.push(r),
+            Err(e) if args.skip_bad => {
+                skipped += 1;
+                if !quiet {
+                    eprintln!("mediadb: {name}: line {}: {e}; skipped", i + 1);
+                }
+            }
+            Err(e) => {
+                return Err(Failure {
+                    exit: Exit::Failed,
+                    message: format!(
+                        "{name}: line {}: {e}; stopped, {imported} records committed before it (use --skip-bad to skip bad lines)",
+                        i + 1
+                    ),
+                });
+            }
+        }
+        if pending.len() >= args.batch_size as usize {
+            imported += flush(&mut db, &mut pending)?;
+        }
+    }
+    imported += flush(&mut db, &mut pending)?;
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        out(|w| {
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({ "imported": imported, "skipped": skipped, "seq": db.snapshot().seq(), "elapsed_secs": secs })
+            )
+        })?;
+    }
+    if !quiet {
+        eprintln!("mediadb: imported {imported} records, skipped {skipped}, {secs:.2} s");
+    }
+    Ok(if skipped > 0 { Exit::Partial } else { Exit::Ok })
+}

@@ -1,0 +1,322 @@
+//! Evaluating queries against records, sorting, grouping and directory listing.
+
+use std::collections::HashMap;
+
+use crate::error::ReadError;
+use crate::query::parse::{Term, Test};
+use crate::query::{Field, Query, Value, natural_cmp, value};
+use crate::record::{Kind, RecordView};
+use crate::store::Snapshot;
+
+fn text_of<'v>(v: &'v Value<'_>) -> Option<std::borrow::Cow<'v, str>> {
+    match v {
+        Value::Text(t) => Some(std::borrow::Cow::Borrowed(t)),
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Value::Int(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
+        Value::List(_) | Value::Null => None,
+    }
+}
+
+fn any_text(v: &Value<'_>, mut f: impl FnMut(&str) -> bool) -> bool {
+    match v {
+        Value::List(items) => items.iter().any(|s| f(s)),
+        other => text_of(other).is_some_and(|t| f(&t)),
+    }
+}
+
+const ANY_FIELDS: [Field; 6] = [
+    Field::Title,
+    Field::Artists,
+    Field::Album,
+    Field::AlbumArtist,
+    Field::Genres,
+    Field::Path,
+];
+
+fn test(t: &Test, r: &RecordView<'_>) -> bool {
+    match t {
+        Test::Any(n) => ANY_FIELDS
+            .iter()
+            .any(|f| any_text(&value(r, *f), |s| n.found_in(s))),
+        Test::Substring(f, n) => any_text(&value(r, *f), |s| n.found_in(s)),
+        Test::Exact(f, want) => match value(r, *f) {
+            Value::Bytes(b) => b == want.as_bytes(),
+            v => any_text(&v, |s| s == want),
+        },
+        Test::Regex(f, re) => any_text(&value(r, *f), |s| re.is_match(s)),
+        Test::Equal(f, n) => matches!(value(r, *f), Value::Int(v) if v == *n),
+        Test::Range(f, lo, hi) => match value(r, *f) {
+            Value::Int(v) => lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi),
+            _ => false,
+        },
+        Test::Bool(f, b) => matches!(value(r, *f), Value::Bool(v) if v == *b),
+        Test::Subtree(dir) => {
+            let p = r.path();
+            dir.as_slice() == b"/"
+                || p == dir.as_slice()
+                || (p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/')
+        }
+        Test::Present(f) => match value(r, *f) {
+            Value::Null => false,
+            Value::List(l) => !l.is_empty(),
+            Value::Text(t) => !t.is_empty(),
+            _ => true,
+        },
+    }
+}
+
+fn term(t: &Term, r: &RecordView<'_>) -> bool {
+    test(&t.test, r) != t.negate
+}
+
+impl Query {
+    /// Whether `r` matches.
+    pub fn matches(&self, r: &RecordView<'_>) -> bool {
+        self.groups.is_empty() || self.groups.iter().any(|g| g.iter().all(|t| term(t, r)))
+    }
+
+    /// Whether the query matches everything.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// A sort key: a field and a direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    /// The field.
+    pub field: Field,
+    /// Descending when true.
+    pub descending: bool,
+}
+
+/// The matching records of `snap`, sorted by `sort` (stable; ties keep path order), at most
+/// `limit` of them.
+pub fn select<'s>(
+    snap: &'s Snapshot,
+    query: &Query,
+    sort: &[SortKey],
+    limit: Option<usize>,
+) -> Result<Vec<RecordView<'s>>, ReadError> {
+    let mut out = Vec::new();
+    for r in snap.iter() {
+        let r = r?;
+        if query.matches(&r) {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| {
+        for k in sort {
+            let o = value(a, k.field).sort_cmp(&value(b, k.field));
+            let o = if k.descending { o.reverse() } else { o };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        natural_cmp(a.path(), b.path())
+    });
+    if let Some(n) = limit {
+        out.truncate(n);
+    }
+    Ok(out)
+}
+
+/// Counts the matching records without sorting them.
+pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
+    if query.is_empty() {
+        return Ok(snap.len());
+    }
+    let mut n = 0;
+    for r in snap.iter() {
+        if query.matches(&r?) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// What `--group-by` groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Each artist of a record.
+    Artist,
+    /// The album artist.
+    AlbumArtist,
+    /// Album artist (or artist) + album, or the MusicBrainz album id when present.
+    Album,
+    /// Each genre of a record.
+    Genre,
+    /// The year.
+    Year,
+    /// The directory.
+    Dir,
+    /// The kind.
+    Kind,
+}
+
+impl GroupBy {
+    /// Parses a `--group-by` name.
+    pub fn from_name(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "artist" | "artists" => GroupBy::Artist,
+            "album_artist" => GroupBy::AlbumArtist,
+            "album" => GroupBy::Album,
+            "genre" | "genres" => GroupBy::Genre,
+            "year" => GroupBy::Year,
+            "dir" => GroupBy::Dir,
+            "kind" => GroupBy::Kind,
+            _ => return None,
+        })
+    }
+
+    /// The name used in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Artist => "artist",
+            GroupBy::AlbumArtist => "album_artist",
+            GroupBy::Album => "album",
+            GroupBy::Genre => "genre",
+            GroupBy::Year => "year",
+            GroupBy::Dir => "dir",
+            GroupBy::Kind => "kind",
+        }
+    }
+}
+
+/// One `--group-by` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRow {
+    /// The group's name (for albums: the album title).
+    pub name: Vec<u8>,
+    /// For albums: the album artist (or artist), if any.
+    pub album_artist: Option<String>,
+    /// Records in the group.
+    pub count: u64,
+}
+
+/// Groups the matching records; rows sorted by name (natural order). Records without a value
+/// for the field are not counted.
+pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
+    // Key: (identity, display name, album artist).
+    let mut groups: HashMap<Vec<u8>, GroupRow> = HashMap::new();
+    let mut add = |key: Vec<u8>, name: &[u8], aa: Option<&str>| {
+        groups
+            .entry(key)
+            .or_insert_with(|| GroupRow {
+                name: name.to_vec(),
+                album_artist: aa.map(str::to_owned),
+                count: 0,
+            })
+            .count += 1;
+    };
+    for r in snap.iter() {
+        let r = r?;
+        if !query.matches(&r) {
+            continue;
+        }
+        match by {
+            GroupBy::Artist => r
+                .artists()
+                .for_each(|a| add(a.as_bytes().to_vec(), a.as_bytes(), None)),
+            GroupBy::Genre => r
+                .genres()
+                .for_each(|g| add(g.as_bytes().to_vec(), g.as_bytes(), None)),
+            GroupBy::AlbumArtist => {
+                if let Some(a) = r.album_artist() {
+                    add(a.as_bytes().to_vec(), a.as_bytes(), None);
+                }
+            }
+            GroupBy::Year => {
+                if let Some(y) = r.year() {
+                    add(y.to_string().into_bytes(), y.to_string().as_bytes(), None);
+                }
+            }
+            GroupBy::Kind => add(r.kind().as_str().into(), r.kind().as_str().as_bytes(), None),
+            GroupBy::Dir => {
+                if let Value::Bytes(d) = value(&r, Field::Dir) {
+                    add(d.to_vec(), d, None);
+                }
+            }
+            GroupBy::Album => {
+                let Some(album) = r.album() else { continue };
+                let artist = r.album_artist().or_else(|| r.artists().next());
+                let key = match r.musicbrainz_album_id() {
+                    Some(mb) if !mb.is_empty() => format!("mb\0{mb}"),
+                    _ => format!("t\0{}\0{album}", artist.unwrap_or_default()),
+                };
+                add(key.into_bytes(), album.as_bytes(), artist);
+            }
+        }
+    }
+    let mut rows: Vec<GroupRow> = groups.into_values().collect();
+    rows.sort_by(|a, b| {
+        natural_cmp(&a.name, &b.name).then_with(|| a.album_artist.cmp(&b.album_artist))
+    });
+    Ok(rows)
+}
+
+/// One level of a directory, as a DLNA browse shows it.
+#[derive(Debug, Default)]
+pub struct Listing<'s> {
+    /// Subdirectories (full paths) with the number of records below each, natural order.
+    pub dirs: Vec<(Vec<u8>, u64)>,
+    /// Records directly in the directory: disc, track, then natural file-name order.
+    pub files: Vec<RecordView<'s>>,
+}
+
+/// Lists directory `dir` one level deep, optionally only records of `kind`.
+pub fn list_dir<'s>(
+    snap: &'s Snapshot,
+    dir: &[u8],
+    kind: Option<Kind>,
+) -> Result<Listing<'s>, ReadError> {
+    let dir = match dir.strip_suffix(b"/") {
+        Some(d) if !d.is_empty() => d,
+        _ if dir == b"/" => b"",
+        _ => dir,
+    };
+    let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut files = Vec::new();
+    for r in snap.iter() {
+        let r = r?;
+        if kind.is_some_and(|k| r.kind() != k) {
+            continue;
+        }
+        let p = r.path();
+        if p.len() <= dir.len() + 1 || !p.starts_with(dir) || p[dir.len()] != b'/' {
+            continue;
+        }
+        let rest = &p[dir.len() + 1..];
+        match rest.iter().position(|b| *b == b'/') {
+            Some(i) => *dirs.entry(p[..dir.len() + 1 + i].to_vec()).or_default() += 1,
+            None => files.push(r),
+        }
+    }
+    let mut dirs: Vec<_> = dirs.into_iter().collect();
+    dirs.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    files.sort_by(|a, b| {
+        a.disc()
+            .unwrap_or(0)
+            .cmp(&b.disc().unwrap_or(0))
+            .then(
+                a.track()
+                    .unwrap_or(u32::MAX)
+                    .cmp(&b.track().unwrap_or(u32::MAX)),
+            )
+            .then_with(|| natural_cmp(a.path(), b.path()))
+    });
+    Ok(Listing { dirs, files })
+}
+
+impl Snapshot {
+    /// `query`'s matches grouped for browsing (see [`group_by`]).
+    pub fn group_by(&self, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
+        group_by(self, query, by)
+    }
+
+    /// One directory level (see [`list_dir`]).
+    pub fn list_dir(&self, dir: &[u8], kind: Option<Kind>) -> Result<Listing<'_>, ReadError> {
+        list_dir(self, dir, kind)
+    }
+}

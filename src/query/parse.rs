@@ -1,0 +1,299 @@
+//! The query language, as in beets:
+//!
+//! * `word` — case-insensitive substring (Unicode case folding) of title, artist, album, album
+//!   artist, genre or path;
+//! * `field:value` — substring; on numeric fields, equality; `field:a..b`, `field:a..`,
+//!   `field:..b` — inclusive ranges on numeric fields; `path:/a/b` (a value starting with `/`)
+//!   — the subtree at `/a/b`; `field:` — the field is present (e.g. `error:`);
+//! * `field:=value` — exact, case-sensitive; `field::regex` — a regular expression;
+//! * `^term` — negation; terms are ANDed; a `,` argument between terms starts an OR group.
+
+use crate::query::{Field, FieldType};
+
+/// A parsed query: groups ORed, terms within a group ANDed. Empty matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub(crate) groups: Vec<Vec<Term>>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Term {
+    pub negate: bool,
+    pub test: Test,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Test {
+    /// Case-folded needle, matched against the default text fields.
+    Any(Needle),
+    Substring(Field, Needle),
+    Exact(Field, String),
+    Regex(Field, regex::Regex),
+    Range(Field, Option<i64>, Option<i64>),
+    Equal(Field, i64),
+    Bool(Field, bool),
+    Subtree(Vec<u8>),
+    Present(Field),
+}
+
+/// A case-folded needle, with an ASCII fast path.
+#[derive(Clone, Debug)]
+pub(crate) struct Needle {
+    pub folded: String,
+    pub ascii: bool,
+}
+
+impl Needle {
+    pub fn new(s: &str) -> Needle {
+        let folded = caseless::default_case_fold_str(s);
+        Needle {
+            ascii: folded.is_ascii(),
+            folded,
+        }
+    }
+
+    /// Whether `hay` contains the needle, case-insensitively.
+    pub fn found_in(&self, hay: &str) -> bool {
+        if self.folded.is_empty() {
+            return true;
+        }
+        if self.ascii && hay.is_ascii() {
+            let (h, n) = (hay.as_bytes(), self.folded.as_bytes());
+            return h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+        }
+        caseless::default_case_fold_str(hay).contains(&self.folded)
+    }
+}
+
+/// A query that could not be parsed; the message points at the term.
+#[derive(Debug, thiserror::Error)]
+#[error("bad query term `{term}`: {message}")]
+pub struct ParseError {
+    /// The offending term as given.
+    pub term: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn parse_number(s: &str) -> Option<i64> {
+    s.trim().parse::<i64>().ok()
+}
+
+fn parse_term(raw: &str) -> Result<Term, ParseError> {
+    let err = |message: String| ParseError {
+        term: raw.to_owned(),
+        message,
+    };
+    let (negate, body) = match raw.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    if body.is_empty() {
+        return Err(err("empty term".into()));
+    }
+    let Some((name, rest)) = body.split_once(':') else {
+        return Ok(Term {
+            negate,
+            test: Test::Any(Needle::new(body)),
+        });
+    };
+    let Some(field) = Field::from_name(name) else {
+        // A colon inside a plain word (e.g. a title "Re: Stacks") is a bare word.
+        if name.contains(char::is_whitespace) || name.is_empty() {
+            return Ok(Term {
+                negate,
+                test: Test::Any(Needle::new(body)),
+            });
+        }
+        return Err(err(format!(
+            "unknown field `{name}`; fields are: {}",
+            Field::all_names()
+        )));
+    };
+    let test = if let Some(re) = rest.strip_prefix(':') {
+        let re = regex::RegexBuilder::new(re)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| err(format!("bad regular expression: {e}")))?;
+        Test::Regex(field, re)
+    } else if let Some(v) = rest.strip_prefix('=') {
+        match field.ty() {
+            FieldType::Number => Test::Equal(
+                field,
+                parse_number(v).ok_or_else(|| err(format!("`{}` takes a number", field.name())))?,
+            ),
+            FieldType::Bool => {
+                Test::Bool(field, parse_bool(v).ok_or_else(|| err(bool_msg(field)))?)
+            }
+            _ => Test::Exact(field, v.to_owned()),
+        }
+    } else if rest.is_empty() {
+        Test::Present(field)
+    } else {
+        match field.ty() {
+            FieldType::Number => {
+                if let Some((lo, hi)) = rest.split_once("..") {
+                    let bound = |s: &str| -> Result<Option<i64>, ParseError> {
+                        if s.is_empty() {
+                            Ok(None)
+                        } else {
+                            parse_number(s).map(Some).ok_or_else(|| {
+                                err(format!("range bound `{s}` is not a whole number"))
+                            })
+                        }
+                    };
+                    let (lo, hi) = (bound(lo)?, bound(hi)?);
+                    if lo.is_none() && hi.is_none() {
+                        return Err(err(
+                            "a range needs at least one bound, e.g. 1990..1999".into()
+                        ));
+                    }
+                    Test::Range(field, lo, hi)
+                } else {
+                    Test::Equal(
+                        field,
+                        parse_number(rest).ok_or_else(|| {
+                            err(format!(
+                                "`{}` takes a number or a range like 10..20",
+                                field.name()
+                            ))
+                        })?,
+                    )
+                }
+            }
+            FieldType::Bool => {
+                Test::Bool(field, parse_bool(rest).ok_or_else(|| err(bool_msg(field)))?)
+            }
+            _ if field == Field::Path && rest.starts_with('/') => {
+                let dir = rest.trim_end_matches('/');
+                Test::Subtree(if dir.is_empty() {
+                    b"/".to_vec()
+                } else {
+                    dir.as_bytes().to_vec()
+                })
+            }
+            _ => Test::Substring(field, Needle::new(rest)),
+        }
+    };
+    Ok(Term { negate, test })
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Some(true),
+        "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn bool_msg(f: Field) -> String {
+    format!("`{}` takes true or false", f.name())
+}
+
+/// Parses query terms (as separate arguments). A `,` argument, or a term ending in `,`, starts
+/// a new OR group.
+pub fn parse<S: AsRef<str>>(terms: &[S]) -> Result<Query, ParseError> {
+    let mut groups = vec![Vec::new()];
+    for t in terms {
+        let t = t.as_ref();
+        if t == "," {
+            groups.push(Vec::new());
+            continue;
+        }
+        let (t, close) = match t.strip_suffix(',') {
+            Some(body) if !body.is_empty() && !body.ends_with(':') => (body, true),
+            _ => (t, false),
+        };
+        groups.last_mut().expect("never empty").push(parse_term(t)?);
+        if close {
+            groups.push(Vec::new());
+        }
+    }
+    if groups.len() > 1 && groups.iter().any(Vec::is_empty) {
+        return Err(ParseError {
+            term: ",".into(),
+            message: "an OR group is empty: put terms on both sides of `,`".into(),
+        });
+    }
+    if groups.len() == 1 && groups[0].is_empty() {
+        groups.clear();
+    }
+    Ok(Query { groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(t: &str) -> Test {
+        let q = parse(&[t]).expect("parses");
+        q.groups[0][0].test.clone()
+    }
+
+    #[test]
+    fn every_form_parses() {
+        assert!(matches!(one("beatles"), Test::Any(_)));
+        assert!(matches!(
+            one("artist:beat"),
+            Test::Substring(Field::Artist, _)
+        ));
+        assert!(matches!(
+            one("artist:=The Beatles"),
+            Test::Exact(Field::Artist, _)
+        ));
+        assert!(matches!(one("title::^A.*z$"), Test::Regex(Field::Title, _)));
+        assert!(matches!(
+            one("year:1990..1999"),
+            Test::Range(Field::Year, Some(1990), Some(1999))
+        ));
+        assert!(matches!(
+            one("duration_ms:..240000"),
+            Test::Range(Field::DurationMs, None, Some(240000))
+        ));
+        assert!(matches!(
+            one("size:1000000.."),
+            Test::Range(Field::Size, Some(1000000), None)
+        ));
+        assert!(matches!(one("year:1999"), Test::Equal(Field::Year, 1999)));
+        assert!(matches!(one("path:/a/b/"), Test::Subtree(ref p) if p == b"/a/b"));
+        assert!(matches!(one("path:abc"), Test::Substring(Field::Path, _)));
+        assert!(matches!(one("error:"), Test::Present(Field::Error)));
+        assert!(matches!(
+            one("has_cover:true"),
+            Test::Bool(Field::HasCover, true)
+        ));
+        assert!(matches!(one("kind:audio"), Test::Substring(Field::Kind, _)));
+        assert!(parse(&["^artist:x"]).expect("parses").groups[0][0].negate);
+        assert!(matches!(one("Re: Stacks"), Test::Any(_)));
+    }
+
+    #[test]
+    fn groups_split_on_commas() {
+        let q = parse(&["a", "b", ",", "c"]).expect("parses");
+        assert_eq!(
+            q.groups.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        let q = parse(&["a,", "c"]).expect("parses");
+        assert_eq!(q.groups.len(), 2);
+        assert!(parse::<&str>(&[]).expect("parses").groups.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_term() {
+        for bad in [
+            "nope:x",
+            "year:abc",
+            "year:..",
+            "year:1..x",
+            "title::(",
+            "has_cover:maybe",
+            "^",
+            ",",
+        ] {
+            let e = parse(&[bad]).expect_err(bad);
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        assert!(parse(&["a", ",", ","]).is_err());
+    }
+}

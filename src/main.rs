@@ -177,11 +177,28 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
+    use mediadb::query::{GroupBy, Query};
     let db = Database::open_read_only(path)?;
     let snap = db.snapshot();
     let s = snap.stats();
     let file_bytes = db.file_len().map_err(Failure::from)?;
     let by_kind = snap.count_by_kind();
+    let corrupt = |e: mediadb::ReadError| Failure {
+        exit: Exit::Corrupt,
+        message: e.to_string(),
+    };
+    let all = Query::default();
+    let groups = |by| snap.group_by(&all, by).map(|g| g.len()).map_err(corrupt);
+    let (artists, albums, genres) = (
+        groups(GroupBy::Artist)?,
+        groups(GroupBy::Album)?,
+        groups(GroupBy::Genre)?,
+    );
+    let with_errors = snap
+        .entries()
+        .filter(|(_, e)| e.flags & mediadb::store::format::FLAG_ERROR != 0)
+        .count();
+    let media_bytes: u64 = snap.entries().map(|(_, e)| e.size).sum();
     if args.json {
         let kinds: serde_json::Map<String, serde_json::Value> = by_kind
             .iter()
@@ -193,6 +210,11 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             "seq": s.seq,
             "records": s.records,
             "by_kind": kinds,
+            "media_bytes": media_bytes,
+            "artists": artists,
+            "albums": albums,
+            "genres": genres,
+            "records_with_errors": with_errors,
             "next_id": s.next_id,
             "file_bytes": file_bytes,
             "committed_bytes": s.committed_bytes,
@@ -217,6 +239,14 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             } else {
                 writeln!(w, "records     {} ({kinds})", s.records)?;
             }
+            writeln!(w, "media       {}", human_bytes(media_bytes))?;
+            writeln!(w, "artists     {artists}")?;
+            writeln!(w, "albums      {albums}")?;
+            writeln!(w, "genres      {genres}")?;
+            writeln!(
+                w,
+                "errors      {with_errors} records could not be read fully (query error: to list them)"
+            )?;
             writeln!(
                 w,
                 "file size   {} (live records {}, dead {})",
@@ -284,6 +314,9 @@ fn scan_cmd(db_path: &std::path::Path, args: &ScanArgs, quiet: bool) -> Result<E
         // A dry run against no database shows everything as new, and creates nothing.
         let mem = std::sync::Arc::new(mediadb::store::MemStorage::new());
         Database::with_storage(mem, true)?
+    } else if args.dry_run {
+        // Reads only: no lock, so it never waits for (or blocks) a running scan.
+        Database::open_read_only(db_path)?
     } else {
         Database::open_with(db_path, &opts)?
     };

@@ -426,17 +426,22 @@ pub fn scan(
             let _ = visitor.tx.send(Msg::Done);
         });
         let result = (|| {
+            if cfg.dry_run {
+                for msg in &rx {
+                    match msg {
+                        Msg::Done => break,
+                        Msg::Planned(path, true) => planned.add.push(path),
+                        Msg::Planned(path, false) => planned.update.push(path),
+                        Msg::Upsert(..) => {}
+                    }
+                }
+                return Ok(());
+            }
             let mut batch = db.batch()?;
             for msg in &rx {
                 match msg {
                     Msg::Done => break,
-                    Msg::Planned(path, new) => {
-                        if new {
-                            planned.add.push(path)
-                        } else {
-                            planned.update.push(path)
-                        }
-                    }
+                    Msg::Planned(..) => {}
                     Msg::Upsert(rec, new) => {
                         batch.upsert(&rec)?;
                         if new {

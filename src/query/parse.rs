@@ -98,8 +98,11 @@ fn parse_term(raw: &str) -> Result<Term, ParseError> {
         });
     };
     let Some(field) = Field::from_name(name) else {
-        // A colon inside a plain word (e.g. a title "Re: Stacks") is a bare word.
-        if name.contains(char::is_whitespace) || name.is_empty() {
+        // A colon inside plain words (a title like "Re: Stacks", "a:b c") is a bare word.
+        if name.is_empty()
+            || name.contains(char::is_whitespace)
+            || rest.starts_with(char::is_whitespace)
+        {
             return Ok(Term {
                 negate,
                 test: Test::Any(Needle::new(body)),

@@ -382,10 +382,9 @@ impl Index {
         }
         self.live_bytes += u64::from(e.len);
         self.entries.set(id as usize, e);
-        if !old.is_live() || old.path_hash != e.path_hash {
-            if self.table.needs_growth() || !self.table.insert(e.path_hash, id) {
-                self.rebuild_table();
-            }
+        let needs_slot = !old.is_live() || old.path_hash != e.path_hash;
+        if needs_slot && (self.table.needs_growth() || !self.table.insert(e.path_hash, id)) {
+            self.rebuild_table();
         }
     }
 

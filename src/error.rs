@@ -103,6 +103,15 @@ pub enum CommitError {
     /// Reading an existing record failed while resolving a path.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The batch is durably committed, but this handle could not map it (e.g. out of address
+    /// space); the handle is poisoned and a reopen shows the commit.
+    #[error("{}: the batch was committed, but mapping it failed: {source}; reopen the database to see it", shown(.path))]
+    Unpublished {
+        /// The database path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
     /// Writing or syncing failed (e.g. the disk is full); the handle is now poisoned.
     #[error("{}: write failed: {source}; nothing of this batch was committed (free space or fix the disk, then retry)", shown(.path))]
     Io {

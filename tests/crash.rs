@@ -5,9 +5,11 @@
 //! unsynced write applied, dropped, torn or garbled). An in-test model predicts every id and the
 //! full state after every commit, so a reopened database can be compared record for record.
 //!
-//! The other tests damage a small database directly: torn last commits, damaged header slots,
-//! a bit flip in every byte, and bit flips with the checksums forged so that the parsers behind
-//! them see damaged input.
+//! The same workload runs with `EIO` injected at every operation instead (the handle must
+//! poison itself and lose nothing committed). The other tests damage a small database directly:
+//! torn last commits, damaged header slots, a bit flip in every byte, and bit flips with the
+//! checksums forged so that the parsers behind them see damaged input. The last test checks the
+//! fault storage itself.
 //!
 //! No test catches panics: a panic anywhere in the engine fails the test.
 
@@ -694,7 +696,8 @@ fn assert_state(db: &Database, want: &State, ctx: &str) {
 fn check_recovery(image: Vec<u8>, plan: &Plan, acked: u64, attempted: u64, seed: u64, ctx: &str) {
     // Opening makes no I/O operation, so the second crash can be armed first.
     let fault = Arc::new(FaultStorage::from_image(image));
-    let second_crash = seed % 5; // a commit makes four operations; 4 means no crash
+    // A commit makes four operations: half the images see one of them crash.
+    let second_crash = seed % 8;
     if second_crash < 4 {
         fault.crash_at(second_crash);
     }
@@ -737,9 +740,10 @@ fn check_recovery(image: Vec<u8>, plan: &Plan, acked: u64, attempted: u64, seed:
     };
     drop(db);
 
-    // Read-only this time. The records were compared above; here the index (every live id)
-    // and the two changes, if they landed.
-    let db = Database::with_storage(Arc::new(MemStorage::from_bytes(image)), false)
+    // The records were compared above; here the index (every live id) and the two changes,
+    // if they landed.
+    let mem = Arc::new(MemStorage::from_bytes(image));
+    let mut db = Database::with_storage(mem.clone(), fault.crashed())
         .unwrap_or_else(|e| panic!("{ctx}: reopening after the further commit: {e}"));
     let snap = db.snapshot();
     let (got_seq, want_records) = match snap.seq() {
@@ -760,6 +764,28 @@ fn check_recovery(image: Vec<u8>, plan: &Plan, acked: u64, attempted: u64, seed:
         let id = snap.get(&w.path).expect("get").map(|v| v.id());
         assert_eq!(id, Some(w.id), "{ctx}");
     }
+    drop(snap);
+    if !fault.crashed() {
+        // Opened read-only: the further commit landed and reopened.
+        return;
+    }
+
+    // After the second crash, a commit that lands.
+    let third = Record::new(b"/after/the/second/crash.flac".to_vec());
+    let mut b = db.batch().expect("batch after the second crash");
+    let id = b.upsert(&third).expect("upsert");
+    let info = b
+        .commit()
+        .unwrap_or_else(|e| panic!("{ctx}: commit after the second crash: {e}"));
+    assert_eq!(info.seq, got_seq + 1, "{ctx}");
+    drop(db);
+    let db = Database::with_storage(Arc::new(MemStorage::from_bytes(mem.to_bytes())), false)
+        .unwrap_or_else(|e| panic!("{ctx}: reopening after the third commit: {e}"));
+    let snap = db.snapshot();
+    assert_eq!(snap.seq(), got_seq + 1, "{ctx}");
+    assert_eq!(snap.len(), want_records.len() as u64 + 1, "{ctx}");
+    let got = snap.get(&third.path).expect("get").map(|v| v.id());
+    assert_eq!(got, Some(id), "{ctx}");
 }
 
 fn op_name(trace: &[(IoOp, Outcome)], k: u64) -> String {

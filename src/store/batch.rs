@@ -512,9 +512,16 @@ impl<'db> WriteBatch<'db> {
         storage.sync().map_err(|e| io(db, e))?;
         // Durable from here on.
         db.active_slot = slot;
-        let log_map = storage
-            .map(LOG_START, new_len - LOG_START)
-            .map_err(|e| io(db, e))?;
+        let log_map = match storage.map(LOG_START, new_len - LOG_START) {
+            Ok(m) => m,
+            Err(source) => {
+                db.poison();
+                return Err(CommitError::Unpublished {
+                    path: db.path.clone(),
+                    source,
+                });
+            }
+        };
         let payload = &self.frame[FRAME_HEADER_LEN..];
         let payload_offset = at + FRAME_HEADER_LEN as u64;
         let version = Arc::make_mut(&mut db.current);

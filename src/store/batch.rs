@@ -245,6 +245,17 @@ impl<'db> WriteBatch<'db> {
         }
         let hashes: Vec<u64> = recs.par_iter().map(|r| path_hash(&r.path)).collect();
 
+        // Which paths already have a committed record: probed in table-slot order, so a large
+        // batch walks the table sequentially instead of missing the cache per record.
+        let mask = self.base().index.table.capacity() as u64 - 1;
+        let mut order: Vec<u32> = (0..recs.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| hashes[i as usize] & mask);
+        let mut committed = vec![None; recs.len()];
+        for i in order {
+            let i = i as usize;
+            committed[i] = self.find_committed(hashes[i], &recs[i].path)?;
+        }
+
         // Resolve ids in order, without changing the batch yet.
         let mut ids = Vec::with_capacity(recs.len());
         let mut replaced_local = vec![false; recs.len()];
@@ -269,7 +280,7 @@ impl<'db> WriteBatch<'db> {
             } else if let Some(p) = self.find_pending(hash, &rec.path) {
                 replaced_pending.push(p);
                 self.pending[p].entry.id()
-            } else if let Some(id) = self.find_committed(hash, &rec.path)? {
+            } else if let Some(id) = committed[i] {
                 id
             } else {
                 next_id += 1;

@@ -289,11 +289,6 @@ impl Table {
         })
     }
 
-    /// Whether one more insert would push the load over 1/2.
-    pub fn needs_growth(&self) -> bool {
-        (self.used + 1) * 2 > self.capacity()
-    }
-
     /// Inserts a slot; returns false (inserting nothing) when no empty slot exists, which only
     /// a checkpoint with a wrong `table_used` can cause.
     #[must_use]
@@ -371,20 +366,35 @@ impl Index {
         }
     }
 
-    /// Stores `e` for `id` (which must be below `next_id`), adding a table slot when the id was
-    /// not live under the same hash.
-    pub fn upsert(&mut self, id: u64, e: FileEntry) {
-        let old = self.entry(id).unwrap_or_default();
-        if old.is_live() {
-            self.live_bytes -= u64::from(old.len);
-        } else {
-            self.live_records += 1;
+    /// Stores every `(id, entry)` as an update or insert of each would, but fills the table in slot order,
+    /// so a large batch walks the table sequentially instead of missing the cache per record.
+    pub fn upsert_many(&mut self, items: &[(u64, FileEntry)]) {
+        let mut slots = Vec::new();
+        for &(id, e) in items {
+            let old = self.entry(id).unwrap_or_default();
+            if old.is_live() {
+                self.live_bytes -= u64::from(old.len);
+            } else {
+                self.live_records += 1;
+            }
+            self.live_bytes += u64::from(e.len);
+            self.entries.set(id as usize, e);
+            if !old.is_live() || old.path_hash != e.path_hash {
+                slots.push((e.path_hash, id));
+            }
         }
-        self.live_bytes += u64::from(e.len);
-        self.entries.set(id as usize, e);
-        let needs_slot = !old.is_live() || old.path_hash != e.path_hash;
-        if needs_slot && (self.table.needs_growth() || !self.table.insert(e.path_hash, id)) {
+        if (self.table.used() + slots.len()) * 2 > self.table.capacity() {
+            // The rebuild takes every live entry, these included.
             self.rebuild_table();
+            return;
+        }
+        let mask = self.table.capacity() as u64 - 1;
+        slots.sort_unstable_by_key(|&(h, _)| h & mask);
+        for (h, id) in slots {
+            if !self.table.insert(h, id) {
+                self.rebuild_table();
+                return;
+            }
         }
     }
 
@@ -392,12 +402,20 @@ impl Index {
     pub fn rebuild_table(&mut self) {
         // Capacity 2x..4x the live count: load between 1/4 and 1/2 after a rebuild.
         let mut t = Table::with_capacity_for(self.live_records as usize);
-        for (id, e) in self.entries.iter().enumerate() {
-            if e.is_live() {
-                // Capacity is at least twice the live count, so there is always room.
-                let inserted = t.insert(e.path_hash, id as u64);
-                debug_assert!(inserted);
-            }
+        let mask = t.capacity() as u64 - 1;
+        let mut live: Vec<(u64, u64)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_live())
+            .map(|(id, e)| (e.path_hash, id as u64))
+            .collect();
+        // Slot order: the inserts then walk the new table front to back.
+        live.sort_unstable_by_key(|&(h, _)| h & mask);
+        for (h, id) in live {
+            // Capacity is at least twice the live count, so there is always room.
+            let inserted = t.insert(h, id);
+            debug_assert!(inserted);
         }
         self.table = t;
     }
@@ -420,9 +438,9 @@ mod tests {
     fn snapshots_do_not_see_later_changes() {
         let mut a = Index::empty();
         a.reserve_ids(3);
-        a.upsert(1, e(5, 100));
+        a.upsert_many(&[(1, e(5, 100))]);
         let snap = a.clone();
-        a.upsert(2, e(5, 200));
+        a.upsert_many(&[(2, e(5, 200))]);
         a.remove(1);
         assert_eq!(
             snap.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),
@@ -441,7 +459,7 @@ mod tests {
         let n = 20_000u64;
         ix.reserve_ids(n + 1);
         for id in 1..=n {
-            ix.upsert(id, e(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 8192 + id));
+            ix.upsert_many(&[(id, e(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 8192 + id))]);
         }
         for id in (1..=n).step_by(2) {
             ix.remove(id);

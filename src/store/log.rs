@@ -121,12 +121,13 @@ pub(crate) fn apply(
             return Err(bad(format!("batch removes id {id}, which is not live")));
         }
     }
+    let mut items = Vec::with_capacity(records.map_or(0, |r| r.len()));
     for re in records.into_iter().flatten() {
         let id = re.id();
         if id == 0 || id >= next || re.path_hash() == 0 {
             return Err(bad(format!("record entry with invalid id {id} or hash")));
         }
-        index.upsert(
+        items.push((
             id,
             FileEntry {
                 path_hash: re.path_hash(),
@@ -139,8 +140,9 @@ pub(crate) fn apply(
                 kind: re.kind().0,
                 flags: re.flags(),
             },
-        );
+        ));
     }
+    index.upsert_many(&items);
     Ok(())
 }
 

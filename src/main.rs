@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Ls(args) => commands::ls(&db_path()?, args),
         Command::Export(args) => commands::export(&db_path()?, args),
         Command::Import(args) => commands::import(&db_path()?, args, cli.quiet),
-        Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet),
+        Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet, cli.verbose),
         Command::Completions { shell } => {
             out(|w| {
                 clap_complete::generate(*shell, &mut Cli::command(), "mediadb", w);
@@ -294,7 +294,12 @@ fn rate(n: u64, secs: f64) -> String {
     }
 }
 
-fn scan_cmd(db_path: &std::path::Path, args: &ScanArgs, quiet: bool) -> Result<Exit, Failure> {
+fn scan_cmd(
+    db_path: &std::path::Path,
+    args: &ScanArgs,
+    quiet: bool,
+    verbose: bool,
+) -> Result<Exit, Failure> {
     use std::io::IsTerminal;
     if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Failure {
@@ -362,7 +367,7 @@ fn scan_cmd(db_path: &std::path::Path, args: &ScanArgs, quiet: bool) -> Result<E
         }
         Err(e) => return Err(e.into()),
     };
-    print_scan(&report, args, quiet)?;
+    print_scan(&report, args, quiet, verbose)?;
     if let Some(msg) = refusal {
         return Err(Failure {
             exit: Exit::Failed,
@@ -397,7 +402,15 @@ fn draw_progress(p: &scan::Progress, done: &std::sync::atomic::AtomicBool) {
     bar.finish_and_clear();
 }
 
-fn print_scan(report: &ScanReport, args: &ScanArgs, quiet: bool) -> Result<(), Failure> {
+/// Problems listed on stderr without -v.
+const MAX_PROBLEM_LINES: usize = 100;
+
+fn print_scan(
+    report: &ScanReport,
+    args: &ScanArgs,
+    quiet: bool,
+    verbose: bool,
+) -> Result<(), Failure> {
     let secs = report.elapsed.as_secs_f64();
     let per_s = if secs > 0.0 {
         report.files as f64 / secs
@@ -446,11 +459,22 @@ fn print_scan(report: &ScanReport, args: &ScanArgs, quiet: bool) -> Result<(), F
         })?;
     }
     if !quiet {
-        for p in &report.problems {
+        let shown_max = if verbose {
+            usize::MAX
+        } else {
+            MAX_PROBLEM_LINES
+        };
+        for p in report.problems.iter().take(shown_max) {
             eprintln!(
                 "mediadb: {}: {}",
                 shown(&p.path),
                 shown(p.message.as_bytes())
+            );
+        }
+        if report.problems.len() > shown_max {
+            eprintln!(
+                "mediadb: ... and {} more problems (all of them: -v, or --json)",
+                report.problems.len() - shown_max
             );
         }
         let verb = if args.dry_run {

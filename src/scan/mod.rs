@@ -274,7 +274,8 @@ impl ScanVisitor<'_> {
             extractor_version: tags::EXTRACTOR_VERSION,
             ..Record::default()
         };
-        if matches!(kind, Kind::Audio | Kind::Video) {
+        // An empty file has nothing to read: it is indexed without being opened.
+        if matches!(kind, Kind::Audio | Kind::Video) && stat.size > 0 {
             tags::extract(Path::new(std::ffi::OsStr::from_bytes(path)), kind, &mut rec);
             self.progress.extracted.fetch_add(1, Relaxed);
         }

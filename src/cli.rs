@@ -59,9 +59,16 @@ pub enum Command {
     Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
     Stats(StatsArgs),
-    /// Write every record as JSON Lines (with ids): a backup `import` restores
+    /// Write every record as JSON Lines: a backup that `import` restores
+    ///
+    /// Each line has the `query --format jsonl` shape with ids, plus inode and
+    /// extractor_version, so a rescan after a restore re-reads nothing.
     Export(ExportArgs),
     /// Load records from JSON Lines (as `export` writes them), in durable batches
+    ///
+    /// A record keeps its id from the file when that id was never used in this database and
+    /// the ids before it are not too sparse; otherwise it gets a new one. A path already in
+    /// the database is updated in place and keeps its id.
     Import(ImportArgs),
     /// Print a shell completion script
     Completions {

@@ -143,15 +143,29 @@ fn print_groups(rows: &[eval::GroupRow], by: GroupBy, format: Format) -> Result<
         }
         Format::Jsonl => rows.iter().try_for_each(|r| writeln!(w, "{}", json_row(r))),
         Format::Csv => {
-            write!(w, "{name},count\r\n")?;
-            rows.iter().try_for_each(|r| {
-                let n = output::escape_controls(&String::from_utf8_lossy(&r.name)).into_owned();
-                let cell = if n.contains([',', '"']) {
+            let cell = |s: &str| {
+                let n = output::escape_controls(s).into_owned();
+                if n.contains([',', '"']) {
                     format!("\"{}\"", n.replace('"', "\"\""))
                 } else {
                     n
-                };
-                write!(w, "{cell},{}\r\n", r.count)
+                }
+            };
+            if by == GroupBy::Album {
+                write!(w, "{name},count,album_artist\r\n")?;
+            } else {
+                write!(w, "{name},count\r\n")?;
+            }
+            rows.iter().try_for_each(|r| {
+                write!(w, "{},{}", cell(&String::from_utf8_lossy(&r.name)), r.count)?;
+                if by == GroupBy::Album {
+                    write!(
+                        w,
+                        ",{}",
+                        cell(r.album_artist.as_deref().unwrap_or_default())
+                    )?;
+                }
+                write!(w, "\r\n")
             })
         }
         _ => {
@@ -167,7 +181,10 @@ fn print_groups(rows: &[eval::GroupRow], by: GroupBy, format: Format) -> Result<
                         output::escape_controls(&String::from_utf8_lossy(&r.name)).into_owned(),
                     ];
                     if by == GroupBy::Album {
-                        row.push(r.album_artist.clone().unwrap_or_default());
+                        row.push(
+                            output::escape_controls(r.album_artist.as_deref().unwrap_or_default())
+                                .into_owned(),
+                        );
                     }
                     row
                 })
@@ -230,7 +247,12 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            serde_json::to_writer(&mut *w, &output::record_json(&r, &Field::ALL))?;
+            // Beyond the query shape: what a rescan after a restore needs to recognise
+            // unchanged files without re-reading their tags.
+            let mut v = output::record_json(&r, &Field::ALL);
+            v["inode"] = r.inode().into();
+            v["extractor_version"] = r.extractor_version().into();
+            serde_json::to_writer(&mut *w, &v)?;
             w.write_all(b"\n")?;
         }
         Ok(Ok(()))
@@ -290,7 +312,7 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
             return Ok(0);
         }
         let mut batch = db.batch()?;
-        batch.upsert_many(pending)?;
+        batch.restore_many(pending)?;
         let info = batch.commit()?;
         pending.clear();
         Ok(info.upserted)

@@ -91,8 +91,8 @@ pub struct SortKey {
     pub descending: bool,
 }
 
-/// The matching records of `snap`, sorted by `sort` (stable; ties keep path order), at most
-/// `limit` of them.
+/// The matching records of `snap`, sorted by `sort` (stable; ties keep path order; absent
+/// values last, ascending or descending), at most `limit` of them.
 pub fn select<'s>(
     snap: &'s Snapshot,
     query: &Query,
@@ -106,10 +106,19 @@ pub fn select<'s>(
             out.push(r);
         }
     }
+    // Absent values (and empty lists) sort last in either direction.
+    let absent =
+        |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
     out.sort_by(|a, b| {
         for k in sort {
-            let o = value(a, k.field).sort_cmp(&value(b, k.field));
-            let o = if k.descending { o.reverse() } else { o };
+            let (va, vb) = (value(a, k.field), value(b, k.field));
+            let o = match (absent(&va), absent(&vb)) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) if k.descending => va.sort_cmp(&vb).reverse(),
+                (false, false) => va.sort_cmp(&vb),
+            };
             if o.is_ne() {
                 return o;
             }

@@ -235,6 +235,23 @@ impl<'db> WriteBatch<'db> {
     /// last one on a path wins), but encodes them on all cores. Returns their ids in order. On
     /// an error the batch is left as it was.
     pub fn upsert_many(&mut self, recs: &[Record]) -> Result<Vec<u64>, CommitError> {
+        self.upsert_many_inner(recs, false)
+    }
+
+    /// Like [`upsert_many`](Self::upsert_many), for restoring a backup: a record whose path
+    /// is not live keeps its `id` when that id was never handed out here (`id >= next_id`) and
+    /// the gap before it stays within what one frame may skip (docs/FORMAT.md §1.2: a batch
+    /// may advance `next_id` by at most its payload length / 8). Otherwise it gets a new id, as
+    /// with `upsert`. Ids are never reused.
+    pub fn restore_many(&mut self, recs: &[Record]) -> Result<Vec<u64>, CommitError> {
+        self.upsert_many_inner(recs, true)
+    }
+
+    fn upsert_many_inner(
+        &mut self,
+        recs: &[Record],
+        keep_ids: bool,
+    ) -> Result<Vec<u64>, CommitError> {
         use rayon::prelude::*;
         const CHUNK: usize = 2048;
         if let Some(r) = recs.iter().find(|r| r.path.is_empty()) {
@@ -263,6 +280,12 @@ impl<'db> WriteBatch<'db> {
         let mut local = ByHash::default();
         let mut local_prev = Vec::with_capacity(recs.len());
         let mut next_id = self.next_id;
+        // A lower bound on the payload after this call (a record buffer is at least 36 bytes
+        // plus its path), hence on how far this batch may advance next_id.
+        let min_payload = self.frame.len() - FRAME_HEADER_LEN
+            + recs.iter().map(|r| 36 + r.path.len()).sum::<usize>();
+        let base_next = self.db.current.header.next_id;
+        let id_limit = base_next + (min_payload / ALIGN) as u64;
         for (i, (rec, &hash)) in recs.iter().zip(&hashes).enumerate() {
             let mut earlier = local.get(&hash).copied().unwrap_or(NONE);
             let mut found = None;
@@ -282,6 +305,9 @@ impl<'db> WriteBatch<'db> {
                 self.pending[p].entry.id()
             } else if let Some(id) = committed[i] {
                 id
+            } else if keep_ids && rec.id >= next_id && rec.id < id_limit {
+                next_id = rec.id + 1;
+                rec.id
             } else {
                 next_id += 1;
                 next_id - 1
@@ -371,6 +397,95 @@ impl<'db> WriteBatch<'db> {
         }
         self.next_id = next_id;
         Ok(ids)
+    }
+
+    /// Stores `rec` under the given `id` (for `recover`, which keeps the ids of the damaged
+    /// database). Ids must come in increasing order, each at or above every id handed out so
+    /// far, and the path must not be live. Ids skipped on the way are paid for with 8 zero bytes
+    /// each in the record area, so the batch keeps the `next_id` bound of docs/FORMAT.md §1.2.
+    pub(crate) fn upsert_with_id(&mut self, rec: &Record, id: u64) -> Result<(), CommitError> {
+        let bad = |what: String| CommitError::BadRecord {
+            path: rec.path.clone(),
+            what,
+        };
+        if rec.path.is_empty() {
+            return Err(bad("empty path".into()));
+        }
+        if id < self.next_id || id == 0 {
+            return Err(bad(format!(
+                "id {id} is below the next id {}",
+                self.next_id
+            )));
+        }
+        let hash = path_hash(&rec.path);
+        if self.find_pending(hash, &rec.path).is_some()
+            || self.find_committed(hash, &rec.path)?.is_some()
+        {
+            return Err(bad("the path is already live".into()));
+        }
+        let start = self.frame.len();
+        self.pad_ids(id - self.next_id)?;
+        let rstart = self.frame.len();
+        record::encode(&mut self.fbb, rec, id, &mut self.frame);
+        let len = self.frame.len() - rstart;
+        if len - 4 > MAX_RECORD_LEN || align_up(self.frame.len()) > MAX_FRAME_PAYLOAD as usize / 2 {
+            self.frame.truncate(start);
+            return Err(bad(format!(
+                "encodes to {len} bytes, over the record or batch limit"
+            )));
+        }
+        self.frame.resize(align_up(self.frame.len()), 0);
+        self.next_id = id + 1;
+        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
+        let entry = fb::RecordEntry::new(
+            id,
+            hash,
+            rec.size,
+            rec.mtime_ns,
+            rec.inode,
+            (rstart - FRAME_HEADER_LEN) as u32,
+            len as u32,
+            rec.extractor_version,
+            rec.kind.to_fb(),
+            flags,
+            0,
+        );
+        let i = self.pending.len() as u32;
+        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
+        self.pending.push(Pending {
+            entry,
+            live: true,
+            prev_same_hash: prev,
+        });
+        Ok(())
+    }
+
+    /// Raises the next id the batch commits to `next_id` (for `recover`), paying 8 zero bytes
+    /// per skipped id as [`upsert_with_id`](Self::upsert_with_id) does. A batch that holds no
+    /// upsert or removal still commits nothing.
+    pub(crate) fn advance_next_id(&mut self, next_id: u64) -> Result<(), CommitError> {
+        if next_id > self.next_id {
+            self.pad_ids(next_id - self.next_id)?;
+            self.next_id = next_id;
+        }
+        Ok(())
+    }
+
+    /// Appends 8 zero bytes per id in `ids` to the record area.
+    fn pad_ids(&mut self, ids: u64) -> Result<(), CommitError> {
+        let pad = ids
+            .checked_mul(ALIGN as u64)
+            .and_then(|p| usize::try_from(p).ok())
+            .and_then(|p| p.checked_add(self.frame.len()))
+            .filter(|&end| end <= MAX_FRAME_PAYLOAD as usize / 2);
+        let Some(end) = pad else {
+            return Err(CommitError::TooLarge {
+                path: self.db.path.clone(),
+                bytes: ids.saturating_mul(ALIGN as u64),
+            });
+        };
+        self.frame.resize(end, 0);
+        Ok(())
     }
 
     /// Removes the record at `path`; returns whether one was live.

@@ -2,1587 +2,1316 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod mediadb {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod fb {
+#[allow(unused_imports, dead_code)]
+pub mod fb {
 
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MIN_KIND: u8 = 0;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MAX_KIND: u8 = 4;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        #[allow(non_camel_case_types)]
-        pub const ENUM_VALUES_KIND: [Kind; 5] = [
-            Kind::Other,
-            Kind::Audio,
-            Kind::Video,
-            Kind::Image,
-            Kind::Playlist,
-        ];
 
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        #[repr(transparent)]
-        pub struct Kind(pub u8);
-        #[allow(non_upper_case_globals)]
-        impl Kind {
-            pub const Other: Self = Self(0);
-            pub const Audio: Self = Self(1);
-            pub const Video: Self = Self(2);
-            pub const Image: Self = Self(3);
-            pub const Playlist: Self = Self(4);
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_KIND: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_KIND: u8 = 4;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_KIND: [Kind; 5] = [
+  Kind::Other,
+  Kind::Audio,
+  Kind::Video,
+  Kind::Image,
+  Kind::Playlist,
+];
 
-            pub const ENUM_MIN: u8 = 0;
-            pub const ENUM_MAX: u8 = 4;
-            pub const ENUM_VALUES: &'static [Self] = &[
-                Self::Other,
-                Self::Audio,
-                Self::Video,
-                Self::Image,
-                Self::Playlist,
-            ];
-            /// Returns the variant's name or "" if unknown.
-            pub fn variant_name(self) -> Option<&'static str> {
-                match self {
-                    Self::Other => Some("Other"),
-                    Self::Audio => Some("Audio"),
-                    Self::Video => Some("Video"),
-                    Self::Image => Some("Image"),
-                    Self::Playlist => Some("Playlist"),
-                    _ => None,
-                }
-            }
-        }
-        impl ::core::fmt::Debug for Kind {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                if let Some(name) = self.variant_name() {
-                    f.write_str(name)
-                } else {
-                    f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
-                }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for Kind {
-            type Inner = Self;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-                Self(b)
-            }
-        }
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Kind(pub u8);
+#[allow(non_upper_case_globals)]
+impl Kind {
+  pub const Other: Self = Self(0);
+  pub const Audio: Self = Self(1);
+  pub const Video: Self = Self(2);
+  pub const Image: Self = Self(3);
+  pub const Playlist: Self = Self(4);
 
-        impl ::flatbuffers::Push for Kind {
-            type Output = Kind;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
-            }
-        }
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Other,
+    Self::Audio,
+    Self::Video,
+    Self::Image,
+    Self::Playlist,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Other => Some("Other"),
+      Self::Audio => Some("Audio"),
+      Self::Video => Some("Video"),
+      Self::Image => Some("Image"),
+      Self::Playlist => Some("Playlist"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for Kind {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for Kind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::EndianScalar for Kind {
-            type Scalar = u8;
-            #[inline]
-            fn to_little_endian(self) -> u8 {
-                self.0.to_le()
-            }
-            #[inline]
-            #[allow(clippy::wrong_self_convention)]
-            fn from_little_endian(v: u8) -> Self {
-                let b = u8::from_le(v);
-                Self(b)
-            }
-        }
+impl ::flatbuffers::Push for Kind {
+    type Output = Kind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for Kind {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                u8::run_verifier(v, pos)
-            }
-        }
+impl ::flatbuffers::EndianScalar for Kind {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for Kind {}
-        // struct RecordEntry, aligned to 8
-        #[repr(transparent)]
-        #[derive(Clone, Copy, PartialEq)]
-        pub struct RecordEntry(pub [u8; 56]);
-        impl Default for RecordEntry {
-            fn default() -> Self {
-                Self([0; 56])
-            }
-        }
-        impl ::core::fmt::Debug for RecordEntry {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                f.debug_struct("RecordEntry")
-                    .field("id", &self.id())
-                    .field("path_hash", &self.path_hash())
-                    .field("size", &self.size())
-                    .field("mtime_ns", &self.mtime_ns())
-                    .field("inode", &self.inode())
-                    .field("offset", &self.offset())
-                    .field("len", &self.len())
-                    .field("extractor_version", &self.extractor_version())
-                    .field("kind", &self.kind())
-                    .field("flags", &self.flags())
-                    .field("reserved", &self.reserved())
-                    .finish()
-            }
-        }
+impl<'a> ::flatbuffers::Verifiable for Kind {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for RecordEntry {}
-        impl<'a> ::flatbuffers::Follow<'a> for RecordEntry {
-            type Inner = &'a RecordEntry;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { <&'a RecordEntry>::follow(buf, loc) }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for &'a RecordEntry {
-            type Inner = &'a RecordEntry;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { ::flatbuffers::follow_cast_ref::<RecordEntry>(buf, loc) }
-            }
-        }
-        impl<'b> ::flatbuffers::Push for RecordEntry {
-            type Output = RecordEntry;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                let src = unsafe {
-                    ::core::slice::from_raw_parts(
-                        self as *const RecordEntry as *const u8,
-                        <Self as ::flatbuffers::Push>::size(),
-                    )
-                };
-                dst.copy_from_slice(src);
-            }
-            #[inline]
-            fn alignment() -> ::flatbuffers::PushAlignment {
-                ::flatbuffers::PushAlignment::new(8)
-            }
-        }
+impl ::flatbuffers::SimpleToVerifyInSlice for Kind {}
+// struct RecordEntry, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct RecordEntry(pub [u8; 56]);
+impl Default for RecordEntry { 
+  fn default() -> Self { 
+    Self([0; 56])
+  }
+}
+impl ::core::fmt::Debug for RecordEntry {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("RecordEntry")
+      .field("id", &self.id())
+      .field("path_hash", &self.path_hash())
+      .field("size", &self.size())
+      .field("mtime_ns", &self.mtime_ns())
+      .field("inode", &self.inode())
+      .field("offset", &self.offset())
+      .field("len", &self.len())
+      .field("extractor_version", &self.extractor_version())
+      .field("kind", &self.kind())
+      .field("flags", &self.flags())
+      .field("reserved", &self.reserved())
+      .finish()
+  }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for RecordEntry {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.in_buffer::<Self>(pos)
-            }
-        }
+impl ::flatbuffers::SimpleToVerifyInSlice for RecordEntry {}
+impl<'a> ::flatbuffers::Follow<'a> for RecordEntry {
+  type Inner = &'a RecordEntry;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a RecordEntry>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a RecordEntry {
+  type Inner = &'a RecordEntry;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<RecordEntry>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for RecordEntry {
+    type Output = RecordEntry;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const RecordEntry as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
 
-        impl<'a> RecordEntry {
-            #[allow(clippy::too_many_arguments)]
-            pub fn new(
-                id: u64,
-                path_hash: u64,
-                size: u64,
-                mtime_ns: i64,
-                inode: u64,
-                offset: u32,
-                len: u32,
-                extractor_version: u16,
-                kind: Kind,
-                flags: u8,
-                reserved: u32,
-            ) -> Self {
-                let mut s = Self([0; 56]);
-                s.set_id(id);
-                s.set_path_hash(path_hash);
-                s.set_size(size);
-                s.set_mtime_ns(mtime_ns);
-                s.set_inode(inode);
-                s.set_offset(offset);
-                s.set_len(len);
-                s.set_extractor_version(extractor_version);
-                s.set_kind(kind);
-                s.set_flags(flags);
-                s.set_reserved(reserved);
-                s
-            }
+impl<'a> ::flatbuffers::Verifiable for RecordEntry {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
 
-            pub fn id(&self) -> u64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[0..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+impl<'a> RecordEntry {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    id: u64,
+    path_hash: u64,
+    size: u64,
+    mtime_ns: i64,
+    inode: u64,
+    offset: u32,
+    len: u32,
+    extractor_version: u16,
+    kind: Kind,
+    flags: u8,
+    reserved: u32,
+  ) -> Self {
+    let mut s = Self([0; 56]);
+    s.set_id(id);
+    s.set_path_hash(path_hash);
+    s.set_size(size);
+    s.set_mtime_ns(mtime_ns);
+    s.set_inode(inode);
+    s.set_offset(offset);
+    s.set_len(len);
+    s.set_extractor_version(extractor_version);
+    s.set_kind(kind);
+    s.set_flags(flags);
+    s.set_reserved(reserved);
+    s
+  }
 
-            pub fn set_id(&mut self, x: u64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[0..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn id(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn path_hash(&self) -> u64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[8..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_id(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_path_hash(&mut self, x: u64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[8..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn path_hash(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn size(&self) -> u64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[16..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_path_hash(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_size(&mut self, x: u64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[16..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn size(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn mtime_ns(&self) -> i64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <i64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[24..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_size(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_mtime_ns(&mut self, x: i64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[24..].as_mut_ptr(),
-                        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn mtime_ns(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn inode(&self) -> u64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[32..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_mtime_ns(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_inode(&mut self, x: u64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[32..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn inode(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[32..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn offset(&self) -> u32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[40..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_inode(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[32..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_offset(&mut self, x: u32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[40..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn offset(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[40..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn len(&self) -> u32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[44..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_offset(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[40..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_len(&mut self, x: u32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[44..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn len(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[44..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn extractor_version(&self) -> u16 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u16 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[48..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_len(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[44..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_extractor_version(&mut self, x: u16) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[48..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn extractor_version(&self) -> u16 {
+    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[48..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn kind(&self) -> Kind {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <Kind as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[50..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<Kind as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_extractor_version(&mut self, x: u16) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[48..].as_mut_ptr(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_kind(&mut self, x: Kind) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[50..].as_mut_ptr(),
-                        ::core::mem::size_of::<<Kind as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn kind(&self) -> Kind {
+    let mut mem = ::core::mem::MaybeUninit::<<Kind as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[50..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<Kind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn flags(&self) -> u8 {
-                let mut mem =
-                    ::core::mem::MaybeUninit::<<u8 as ::flatbuffers::EndianScalar>::Scalar>::uninit(
-                    );
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[51..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u8 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_kind(&mut self, x: Kind) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[50..].as_mut_ptr(),
+        ::core::mem::size_of::<<Kind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_flags(&mut self, x: u8) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[51..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u8 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn flags(&self) -> u8 {
+    let mut mem = ::core::mem::MaybeUninit::<<u8 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[51..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u8 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn reserved(&self) -> u32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[52..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_flags(&mut self, x: u8) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[51..].as_mut_ptr(),
+        ::core::mem::size_of::<<u8 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_reserved(&mut self, x: u32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[52..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
-        }
+  pub fn reserved(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[52..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-        pub enum RecordOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+  pub fn set_reserved(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[52..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-        pub struct Record<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+}
 
-        impl<'a> ::flatbuffers::Follow<'a> for Record<'a> {
-            type Inner = Record<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+pub enum RecordOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-        impl<'a> Record<'a> {
-            pub const VT_ID: ::flatbuffers::VOffsetT = 4;
-            pub const VT_PATH: ::flatbuffers::VOffsetT = 6;
-            pub const VT_SIZE: ::flatbuffers::VOffsetT = 8;
-            pub const VT_MTIME_NS: ::flatbuffers::VOffsetT = 10;
-            pub const VT_INODE: ::flatbuffers::VOffsetT = 12;
-            pub const VT_KIND: ::flatbuffers::VOffsetT = 14;
-            pub const VT_EXTRACTOR_VERSION: ::flatbuffers::VOffsetT = 16;
-            pub const VT_MIME: ::flatbuffers::VOffsetT = 18;
-            pub const VT_TITLE: ::flatbuffers::VOffsetT = 20;
-            pub const VT_ARTISTS: ::flatbuffers::VOffsetT = 22;
-            pub const VT_ALBUM: ::flatbuffers::VOffsetT = 24;
-            pub const VT_ALBUM_ARTIST: ::flatbuffers::VOffsetT = 26;
-            pub const VT_GENRES: ::flatbuffers::VOffsetT = 28;
-            pub const VT_YEAR: ::flatbuffers::VOffsetT = 30;
-            pub const VT_TRACK: ::flatbuffers::VOffsetT = 32;
-            pub const VT_TRACK_TOTAL: ::flatbuffers::VOffsetT = 34;
-            pub const VT_DISC: ::flatbuffers::VOffsetT = 36;
-            pub const VT_DISC_TOTAL: ::flatbuffers::VOffsetT = 38;
-            pub const VT_DURATION_MS: ::flatbuffers::VOffsetT = 40;
-            pub const VT_BITRATE: ::flatbuffers::VOffsetT = 42;
-            pub const VT_SAMPLE_RATE: ::flatbuffers::VOffsetT = 44;
-            pub const VT_CHANNELS: ::flatbuffers::VOffsetT = 46;
-            pub const VT_BIT_DEPTH: ::flatbuffers::VOffsetT = 48;
-            pub const VT_COMPILATION: ::flatbuffers::VOffsetT = 50;
-            pub const VT_HAS_COVER: ::flatbuffers::VOffsetT = 52;
-            pub const VT_MUSICBRAINZ_TRACK_ID: ::flatbuffers::VOffsetT = 54;
-            pub const VT_MUSICBRAINZ_ALBUM_ID: ::flatbuffers::VOffsetT = 56;
-            pub const VT_ERROR: ::flatbuffers::VOffsetT = 58;
+pub struct Record<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                Record { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args RecordArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<Record<'bldr>> {
-                let mut builder = RecordBuilder::new(_fbb);
-                if let Some(x) = args.duration_ms {
-                    builder.add_duration_ms(x);
-                }
-                builder.add_inode(args.inode);
-                builder.add_mtime_ns(args.mtime_ns);
-                builder.add_size(args.size);
-                builder.add_id(args.id);
-                if let Some(x) = args.error {
-                    builder.add_error(x);
-                }
-                if let Some(x) = args.musicbrainz_album_id {
-                    builder.add_musicbrainz_album_id(x);
-                }
-                if let Some(x) = args.musicbrainz_track_id {
-                    builder.add_musicbrainz_track_id(x);
-                }
-                if let Some(x) = args.sample_rate {
-                    builder.add_sample_rate(x);
-                }
-                if let Some(x) = args.bitrate {
-                    builder.add_bitrate(x);
-                }
-                if let Some(x) = args.disc_total {
-                    builder.add_disc_total(x);
-                }
-                if let Some(x) = args.disc {
-                    builder.add_disc(x);
-                }
-                if let Some(x) = args.track_total {
-                    builder.add_track_total(x);
-                }
-                if let Some(x) = args.track {
-                    builder.add_track(x);
-                }
-                if let Some(x) = args.year {
-                    builder.add_year(x);
-                }
-                if let Some(x) = args.genres {
-                    builder.add_genres(x);
-                }
-                if let Some(x) = args.album_artist {
-                    builder.add_album_artist(x);
-                }
-                if let Some(x) = args.album {
-                    builder.add_album(x);
-                }
-                if let Some(x) = args.artists {
-                    builder.add_artists(x);
-                }
-                if let Some(x) = args.title {
-                    builder.add_title(x);
-                }
-                if let Some(x) = args.mime {
-                    builder.add_mime(x);
-                }
-                if let Some(x) = args.path {
-                    builder.add_path(x);
-                }
-                builder.add_extractor_version(args.extractor_version);
-                if let Some(x) = args.has_cover {
-                    builder.add_has_cover(x);
-                }
-                if let Some(x) = args.compilation {
-                    builder.add_compilation(x);
-                }
-                if let Some(x) = args.bit_depth {
-                    builder.add_bit_depth(x);
-                }
-                if let Some(x) = args.channels {
-                    builder.add_channels(x);
-                }
-                builder.add_kind(args.kind);
-                builder.finish()
-            }
+impl<'a> ::flatbuffers::Follow<'a> for Record<'a> {
+  type Inner = Record<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-            #[inline]
-            pub fn id(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Record::VT_ID, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn path(&self) -> ::flatbuffers::Vector<'a, u8> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(
-                            Record::VT_PATH,
-                            None,
-                        )
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn size(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Record::VT_SIZE, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn mtime_ns(&self) -> i64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<i64>(Record::VT_MTIME_NS, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn inode(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Record::VT_INODE, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn kind(&self) -> Kind {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<Kind>(Record::VT_KIND, Some(Kind::Other))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn extractor_version(&self) -> u16 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<u16>(Record::VT_EXTRACTOR_VERSION, Some(0))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn mime(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MIME, None)
-                }
-            }
-            #[inline]
-            pub fn title(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_TITLE, None)
-                }
-            }
-            #[inline]
-            pub fn artists(
-                &self,
-            ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>
-            {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
-                    >>(Record::VT_ARTISTS, None)
-                }
-            }
-            #[inline]
-            pub fn album(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ALBUM, None)
-                }
-            }
-            #[inline]
-            pub fn album_artist(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ALBUM_ARTIST, None)
-                }
-            }
-            #[inline]
-            pub fn genres(
-                &self,
-            ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>
-            {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
-                    >>(Record::VT_GENRES, None)
-                }
-            }
-            #[inline]
-            pub fn year(&self) -> Option<i32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<i32>(Record::VT_YEAR, None) }
-            }
-            #[inline]
-            pub fn track(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_TRACK, None) }
-            }
-            #[inline]
-            pub fn track_total(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_TRACK_TOTAL, None) }
-            }
-            #[inline]
-            pub fn disc(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_DISC, None) }
-            }
-            #[inline]
-            pub fn disc_total(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_DISC_TOTAL, None) }
-            }
-            #[inline]
-            pub fn duration_ms(&self) -> Option<u64> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Record::VT_DURATION_MS, None) }
-            }
-            #[inline]
-            pub fn bitrate(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_BITRATE, None) }
-            }
-            #[inline]
-            pub fn sample_rate(&self) -> Option<u32> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u32>(Record::VT_SAMPLE_RATE, None) }
-            }
-            #[inline]
-            pub fn channels(&self) -> Option<u8> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u8>(Record::VT_CHANNELS, None) }
-            }
-            #[inline]
-            pub fn bit_depth(&self) -> Option<u8> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u8>(Record::VT_BIT_DEPTH, None) }
-            }
-            #[inline]
-            pub fn compilation(&self) -> Option<bool> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<bool>(Record::VT_COMPILATION, None) }
-            }
-            #[inline]
-            pub fn has_cover(&self) -> Option<bool> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<bool>(Record::VT_HAS_COVER, None) }
-            }
-            #[inline]
-            pub fn musicbrainz_track_id(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(
-                        Record::VT_MUSICBRAINZ_TRACK_ID,
-                        None,
-                    )
-                }
-            }
-            #[inline]
-            pub fn musicbrainz_album_id(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(
-                        Record::VT_MUSICBRAINZ_ALBUM_ID,
-                        None,
-                    )
-                }
-            }
-            #[inline]
-            pub fn error(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ERROR, None)
-                }
-            }
-        }
+impl<'a> Record<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PATH: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SIZE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MTIME_NS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_INODE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 14;
+  pub const VT_EXTRACTOR_VERSION: ::flatbuffers::VOffsetT = 16;
+  pub const VT_MIME: ::flatbuffers::VOffsetT = 18;
+  pub const VT_TITLE: ::flatbuffers::VOffsetT = 20;
+  pub const VT_ARTISTS: ::flatbuffers::VOffsetT = 22;
+  pub const VT_ALBUM: ::flatbuffers::VOffsetT = 24;
+  pub const VT_ALBUM_ARTIST: ::flatbuffers::VOffsetT = 26;
+  pub const VT_GENRES: ::flatbuffers::VOffsetT = 28;
+  pub const VT_YEAR: ::flatbuffers::VOffsetT = 30;
+  pub const VT_TRACK: ::flatbuffers::VOffsetT = 32;
+  pub const VT_TRACK_TOTAL: ::flatbuffers::VOffsetT = 34;
+  pub const VT_DISC: ::flatbuffers::VOffsetT = 36;
+  pub const VT_DISC_TOTAL: ::flatbuffers::VOffsetT = 38;
+  pub const VT_DURATION_MS: ::flatbuffers::VOffsetT = 40;
+  pub const VT_BITRATE: ::flatbuffers::VOffsetT = 42;
+  pub const VT_SAMPLE_RATE: ::flatbuffers::VOffsetT = 44;
+  pub const VT_CHANNELS: ::flatbuffers::VOffsetT = 46;
+  pub const VT_BIT_DEPTH: ::flatbuffers::VOffsetT = 48;
+  pub const VT_COMPILATION: ::flatbuffers::VOffsetT = 50;
+  pub const VT_HAS_COVER: ::flatbuffers::VOffsetT = 52;
+  pub const VT_MUSICBRAINZ_TRACK_ID: ::flatbuffers::VOffsetT = 54;
+  pub const VT_MUSICBRAINZ_ALBUM_ID: ::flatbuffers::VOffsetT = 56;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 58;
 
-        impl ::flatbuffers::Verifiable for Record<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<u64>("id", Self::VT_ID, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>(
-                        "path",
-                        Self::VT_PATH,
-                        true,
-                    )?
-                    .visit_field::<u64>("size", Self::VT_SIZE, false)?
-                    .visit_field::<i64>("mtime_ns", Self::VT_MTIME_NS, false)?
-                    .visit_field::<u64>("inode", Self::VT_INODE, false)?
-                    .visit_field::<Kind>("kind", Self::VT_KIND, false)?
-                    .visit_field::<u16>("extractor_version", Self::VT_EXTRACTOR_VERSION, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "mime",
-                        Self::VT_MIME,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "title",
-                        Self::VT_TITLE,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>,
-                    >>("artists", Self::VT_ARTISTS, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "album",
-                        Self::VT_ALBUM,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "album_artist",
-                        Self::VT_ALBUM_ARTIST,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>,
-                    >>("genres", Self::VT_GENRES, false)?
-                    .visit_field::<i32>("year", Self::VT_YEAR, false)?
-                    .visit_field::<u32>("track", Self::VT_TRACK, false)?
-                    .visit_field::<u32>("track_total", Self::VT_TRACK_TOTAL, false)?
-                    .visit_field::<u32>("disc", Self::VT_DISC, false)?
-                    .visit_field::<u32>("disc_total", Self::VT_DISC_TOTAL, false)?
-                    .visit_field::<u64>("duration_ms", Self::VT_DURATION_MS, false)?
-                    .visit_field::<u32>("bitrate", Self::VT_BITRATE, false)?
-                    .visit_field::<u32>("sample_rate", Self::VT_SAMPLE_RATE, false)?
-                    .visit_field::<u8>("channels", Self::VT_CHANNELS, false)?
-                    .visit_field::<u8>("bit_depth", Self::VT_BIT_DEPTH, false)?
-                    .visit_field::<bool>("compilation", Self::VT_COMPILATION, false)?
-                    .visit_field::<bool>("has_cover", Self::VT_HAS_COVER, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "musicbrainz_track_id",
-                        Self::VT_MUSICBRAINZ_TRACK_ID,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "musicbrainz_album_id",
-                        Self::VT_MUSICBRAINZ_ALBUM_ID,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "error",
-                        Self::VT_ERROR,
-                        false,
-                    )?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct RecordArgs<'a> {
-            pub id: u64,
-            pub path: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-            pub size: u64,
-            pub mtime_ns: i64,
-            pub inode: u64,
-            pub kind: Kind,
-            pub extractor_version: u16,
-            pub mime: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub title: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub artists: Option<
-                ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
-                >,
-            >,
-            pub album: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub album_artist: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub genres: Option<
-                ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
-                >,
-            >,
-            pub year: Option<i32>,
-            pub track: Option<u32>,
-            pub track_total: Option<u32>,
-            pub disc: Option<u32>,
-            pub disc_total: Option<u32>,
-            pub duration_ms: Option<u64>,
-            pub bitrate: Option<u32>,
-            pub sample_rate: Option<u32>,
-            pub channels: Option<u8>,
-            pub bit_depth: Option<u8>,
-            pub compilation: Option<bool>,
-            pub has_cover: Option<bool>,
-            pub musicbrainz_track_id: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub musicbrainz_album_id: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub error: Option<::flatbuffers::WIPOffset<&'a str>>,
-        }
-        impl<'a> Default for RecordArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                RecordArgs {
-                    id: 0,
-                    path: None, // required field
-                    size: 0,
-                    mtime_ns: 0,
-                    inode: 0,
-                    kind: Kind::Other,
-                    extractor_version: 0,
-                    mime: None,
-                    title: None,
-                    artists: None,
-                    album: None,
-                    album_artist: None,
-                    genres: None,
-                    year: None,
-                    track: None,
-                    track_total: None,
-                    disc: None,
-                    disc_total: None,
-                    duration_ms: None,
-                    bitrate: None,
-                    sample_rate: None,
-                    channels: None,
-                    bit_depth: None,
-                    compilation: None,
-                    has_cover: None,
-                    musicbrainz_track_id: None,
-                    musicbrainz_album_id: None,
-                    error: None,
-                }
-            }
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Record { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RecordArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Record<'bldr>> {
+    let mut builder = RecordBuilder::new(_fbb);
+    if let Some(x) = args.duration_ms { builder.add_duration_ms(x); }
+    builder.add_inode(args.inode);
+    builder.add_mtime_ns(args.mtime_ns);
+    builder.add_size(args.size);
+    builder.add_id(args.id);
+    if let Some(x) = args.error { builder.add_error(x); }
+    if let Some(x) = args.musicbrainz_album_id { builder.add_musicbrainz_album_id(x); }
+    if let Some(x) = args.musicbrainz_track_id { builder.add_musicbrainz_track_id(x); }
+    if let Some(x) = args.sample_rate { builder.add_sample_rate(x); }
+    if let Some(x) = args.bitrate { builder.add_bitrate(x); }
+    if let Some(x) = args.disc_total { builder.add_disc_total(x); }
+    if let Some(x) = args.disc { builder.add_disc(x); }
+    if let Some(x) = args.track_total { builder.add_track_total(x); }
+    if let Some(x) = args.track { builder.add_track(x); }
+    if let Some(x) = args.year { builder.add_year(x); }
+    if let Some(x) = args.genres { builder.add_genres(x); }
+    if let Some(x) = args.album_artist { builder.add_album_artist(x); }
+    if let Some(x) = args.album { builder.add_album(x); }
+    if let Some(x) = args.artists { builder.add_artists(x); }
+    if let Some(x) = args.title { builder.add_title(x); }
+    if let Some(x) = args.mime { builder.add_mime(x); }
+    if let Some(x) = args.path { builder.add_path(x); }
+    builder.add_extractor_version(args.extractor_version);
+    if let Some(x) = args.has_cover { builder.add_has_cover(x); }
+    if let Some(x) = args.compilation { builder.add_compilation(x); }
+    if let Some(x) = args.bit_depth { builder.add_bit_depth(x); }
+    if let Some(x) = args.channels { builder.add_channels(x); }
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
 
-        pub struct RecordBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_id(&mut self, id: u64) {
-                self.fbb_.push_slot::<u64>(Record::VT_ID, id, 0);
-            }
-            #[inline]
-            pub fn add_path(
-                &mut self,
-                path: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, u8>>,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_PATH, path);
-            }
-            #[inline]
-            pub fn add_size(&mut self, size: u64) {
-                self.fbb_.push_slot::<u64>(Record::VT_SIZE, size, 0);
-            }
-            #[inline]
-            pub fn add_mtime_ns(&mut self, mtime_ns: i64) {
-                self.fbb_.push_slot::<i64>(Record::VT_MTIME_NS, mtime_ns, 0);
-            }
-            #[inline]
-            pub fn add_inode(&mut self, inode: u64) {
-                self.fbb_.push_slot::<u64>(Record::VT_INODE, inode, 0);
-            }
-            #[inline]
-            pub fn add_kind(&mut self, kind: Kind) {
-                self.fbb_
-                    .push_slot::<Kind>(Record::VT_KIND, kind, Kind::Other);
-            }
-            #[inline]
-            pub fn add_extractor_version(&mut self, extractor_version: u16) {
-                self.fbb_
-                    .push_slot::<u16>(Record::VT_EXTRACTOR_VERSION, extractor_version, 0);
-            }
-            #[inline]
-            pub fn add_mime(&mut self, mime: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MIME, mime);
-            }
-            #[inline]
-            pub fn add_title(&mut self, title: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TITLE, title);
-            }
-            #[inline]
-            pub fn add_artists(
-                &mut self,
-                artists: ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<&'b str>>,
-                >,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ARTISTS, artists);
-            }
-            #[inline]
-            pub fn add_album(&mut self, album: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ALBUM, album);
-            }
-            #[inline]
-            pub fn add_album_artist(&mut self, album_artist: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                    Record::VT_ALBUM_ARTIST,
-                    album_artist,
-                );
-            }
-            #[inline]
-            pub fn add_genres(
-                &mut self,
-                genres: ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<&'b str>>,
-                >,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_GENRES, genres);
-            }
-            #[inline]
-            pub fn add_year(&mut self, year: i32) {
-                self.fbb_.push_slot_always::<i32>(Record::VT_YEAR, year);
-            }
-            #[inline]
-            pub fn add_track(&mut self, track: u32) {
-                self.fbb_.push_slot_always::<u32>(Record::VT_TRACK, track);
-            }
-            #[inline]
-            pub fn add_track_total(&mut self, track_total: u32) {
-                self.fbb_
-                    .push_slot_always::<u32>(Record::VT_TRACK_TOTAL, track_total);
-            }
-            #[inline]
-            pub fn add_disc(&mut self, disc: u32) {
-                self.fbb_.push_slot_always::<u32>(Record::VT_DISC, disc);
-            }
-            #[inline]
-            pub fn add_disc_total(&mut self, disc_total: u32) {
-                self.fbb_
-                    .push_slot_always::<u32>(Record::VT_DISC_TOTAL, disc_total);
-            }
-            #[inline]
-            pub fn add_duration_ms(&mut self, duration_ms: u64) {
-                self.fbb_
-                    .push_slot_always::<u64>(Record::VT_DURATION_MS, duration_ms);
-            }
-            #[inline]
-            pub fn add_bitrate(&mut self, bitrate: u32) {
-                self.fbb_
-                    .push_slot_always::<u32>(Record::VT_BITRATE, bitrate);
-            }
-            #[inline]
-            pub fn add_sample_rate(&mut self, sample_rate: u32) {
-                self.fbb_
-                    .push_slot_always::<u32>(Record::VT_SAMPLE_RATE, sample_rate);
-            }
-            #[inline]
-            pub fn add_channels(&mut self, channels: u8) {
-                self.fbb_
-                    .push_slot_always::<u8>(Record::VT_CHANNELS, channels);
-            }
-            #[inline]
-            pub fn add_bit_depth(&mut self, bit_depth: u8) {
-                self.fbb_
-                    .push_slot_always::<u8>(Record::VT_BIT_DEPTH, bit_depth);
-            }
-            #[inline]
-            pub fn add_compilation(&mut self, compilation: bool) {
-                self.fbb_
-                    .push_slot_always::<bool>(Record::VT_COMPILATION, compilation);
-            }
-            #[inline]
-            pub fn add_has_cover(&mut self, has_cover: bool) {
-                self.fbb_
-                    .push_slot_always::<bool>(Record::VT_HAS_COVER, has_cover);
-            }
-            #[inline]
-            pub fn add_musicbrainz_track_id(
-                &mut self,
-                musicbrainz_track_id: ::flatbuffers::WIPOffset<&'b str>,
-            ) {
-                self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                    Record::VT_MUSICBRAINZ_TRACK_ID,
-                    musicbrainz_track_id,
-                );
-            }
-            #[inline]
-            pub fn add_musicbrainz_album_id(
-                &mut self,
-                musicbrainz_album_id: ::flatbuffers::WIPOffset<&'b str>,
-            ) {
-                self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                    Record::VT_MUSICBRAINZ_ALBUM_ID,
-                    musicbrainz_album_id,
-                );
-            }
-            #[inline]
-            pub fn add_error(&mut self, error: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ERROR, error);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> RecordBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                RecordBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<Record<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                self.fbb_.required(o, Record::VT_PATH, "path");
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
 
-        impl ::core::fmt::Debug for Record<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("Record");
-                ds.field("id", &self.id());
-                ds.field("path", &self.path());
-                ds.field("size", &self.size());
-                ds.field("mtime_ns", &self.mtime_ns());
-                ds.field("inode", &self.inode());
-                ds.field("kind", &self.kind());
-                ds.field("extractor_version", &self.extractor_version());
-                ds.field("mime", &self.mime());
-                ds.field("title", &self.title());
-                ds.field("artists", &self.artists());
-                ds.field("album", &self.album());
-                ds.field("album_artist", &self.album_artist());
-                ds.field("genres", &self.genres());
-                ds.field("year", &self.year());
-                ds.field("track", &self.track());
-                ds.field("track_total", &self.track_total());
-                ds.field("disc", &self.disc());
-                ds.field("disc_total", &self.disc_total());
-                ds.field("duration_ms", &self.duration_ms());
-                ds.field("bitrate", &self.bitrate());
-                ds.field("sample_rate", &self.sample_rate());
-                ds.field("channels", &self.channels());
-                ds.field("bit_depth", &self.bit_depth());
-                ds.field("compilation", &self.compilation());
-                ds.field("has_cover", &self.has_cover());
-                ds.field("musicbrainz_track_id", &self.musicbrainz_track_id());
-                ds.field("musicbrainz_album_id", &self.musicbrainz_album_id());
-                ds.field("error", &self.error());
-                ds.finish()
-            }
-        }
-        pub enum BatchOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Record::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn path(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Record::VT_PATH, None).unwrap()}
+  }
+  #[inline]
+  pub fn size(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Record::VT_SIZE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn mtime_ns(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Record::VT_MTIME_NS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn inode(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Record::VT_INODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn kind(&self) -> Kind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Kind>(Record::VT_KIND, Some(Kind::Other)).unwrap()}
+  }
+  #[inline]
+  pub fn extractor_version(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Record::VT_EXTRACTOR_VERSION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn mime(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MIME, None)}
+  }
+  #[inline]
+  pub fn title(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_TITLE, None)}
+  }
+  #[inline]
+  pub fn artists(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(Record::VT_ARTISTS, None)}
+  }
+  #[inline]
+  pub fn album(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ALBUM, None)}
+  }
+  #[inline]
+  pub fn album_artist(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ALBUM_ARTIST, None)}
+  }
+  #[inline]
+  pub fn genres(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(Record::VT_GENRES, None)}
+  }
+  #[inline]
+  pub fn year(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(Record::VT_YEAR, None)}
+  }
+  #[inline]
+  pub fn track(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_TRACK, None)}
+  }
+  #[inline]
+  pub fn track_total(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_TRACK_TOTAL, None)}
+  }
+  #[inline]
+  pub fn disc(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_DISC, None)}
+  }
+  #[inline]
+  pub fn disc_total(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_DISC_TOTAL, None)}
+  }
+  #[inline]
+  pub fn duration_ms(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Record::VT_DURATION_MS, None)}
+  }
+  #[inline]
+  pub fn bitrate(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_BITRATE, None)}
+  }
+  #[inline]
+  pub fn sample_rate(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Record::VT_SAMPLE_RATE, None)}
+  }
+  #[inline]
+  pub fn channels(&self) -> Option<u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Record::VT_CHANNELS, None)}
+  }
+  #[inline]
+  pub fn bit_depth(&self) -> Option<u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Record::VT_BIT_DEPTH, None)}
+  }
+  #[inline]
+  pub fn compilation(&self) -> Option<bool> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Record::VT_COMPILATION, None)}
+  }
+  #[inline]
+  pub fn has_cover(&self) -> Option<bool> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Record::VT_HAS_COVER, None)}
+  }
+  #[inline]
+  pub fn musicbrainz_track_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MUSICBRAINZ_TRACK_ID, None)}
+  }
+  #[inline]
+  pub fn musicbrainz_album_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MUSICBRAINZ_ALBUM_ID, None)}
+  }
+  #[inline]
+  pub fn error(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ERROR, None)}
+  }
+}
 
-        pub struct Batch<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+impl ::flatbuffers::Verifiable for Record<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("path", Self::VT_PATH, true)?
+     .visit_field::<u64>("size", Self::VT_SIZE, false)?
+     .visit_field::<i64>("mtime_ns", Self::VT_MTIME_NS, false)?
+     .visit_field::<u64>("inode", Self::VT_INODE, false)?
+     .visit_field::<Kind>("kind", Self::VT_KIND, false)?
+     .visit_field::<u16>("extractor_version", Self::VT_EXTRACTOR_VERSION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mime", Self::VT_MIME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("title", Self::VT_TITLE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("artists", Self::VT_ARTISTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("album", Self::VT_ALBUM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("album_artist", Self::VT_ALBUM_ARTIST, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("genres", Self::VT_GENRES, false)?
+     .visit_field::<i32>("year", Self::VT_YEAR, false)?
+     .visit_field::<u32>("track", Self::VT_TRACK, false)?
+     .visit_field::<u32>("track_total", Self::VT_TRACK_TOTAL, false)?
+     .visit_field::<u32>("disc", Self::VT_DISC, false)?
+     .visit_field::<u32>("disc_total", Self::VT_DISC_TOTAL, false)?
+     .visit_field::<u64>("duration_ms", Self::VT_DURATION_MS, false)?
+     .visit_field::<u32>("bitrate", Self::VT_BITRATE, false)?
+     .visit_field::<u32>("sample_rate", Self::VT_SAMPLE_RATE, false)?
+     .visit_field::<u8>("channels", Self::VT_CHANNELS, false)?
+     .visit_field::<u8>("bit_depth", Self::VT_BIT_DEPTH, false)?
+     .visit_field::<bool>("compilation", Self::VT_COMPILATION, false)?
+     .visit_field::<bool>("has_cover", Self::VT_HAS_COVER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("musicbrainz_track_id", Self::VT_MUSICBRAINZ_TRACK_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("musicbrainz_album_id", Self::VT_MUSICBRAINZ_ALBUM_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RecordArgs<'a> {
+    pub id: u64,
+    pub path: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    pub kind: Kind,
+    pub extractor_version: u16,
+    pub mime: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub title: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub artists: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub album: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub album_artist: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub genres: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub year: Option<i32>,
+    pub track: Option<u32>,
+    pub track_total: Option<u32>,
+    pub disc: Option<u32>,
+    pub disc_total: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+    pub bit_depth: Option<u8>,
+    pub compilation: Option<bool>,
+    pub has_cover: Option<bool>,
+    pub musicbrainz_track_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub musicbrainz_album_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RecordArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RecordArgs {
+      id: 0,
+      path: None, // required field
+      size: 0,
+      mtime_ns: 0,
+      inode: 0,
+      kind: Kind::Other,
+      extractor_version: 0,
+      mime: None,
+      title: None,
+      artists: None,
+      album: None,
+      album_artist: None,
+      genres: None,
+      year: None,
+      track: None,
+      track_total: None,
+      disc: None,
+      disc_total: None,
+      duration_ms: None,
+      bitrate: None,
+      sample_rate: None,
+      channels: None,
+      bit_depth: None,
+      compilation: None,
+      has_cover: None,
+      musicbrainz_track_id: None,
+      musicbrainz_album_id: None,
+      error: None,
+    }
+  }
+}
 
-        impl<'a> ::flatbuffers::Follow<'a> for Batch<'a> {
-            type Inner = Batch<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+pub struct RecordBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(Record::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_path(&mut self, path: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_PATH, path);
+  }
+  #[inline]
+  pub fn add_size(&mut self, size: u64) {
+    self.fbb_.push_slot::<u64>(Record::VT_SIZE, size, 0);
+  }
+  #[inline]
+  pub fn add_mtime_ns(&mut self, mtime_ns: i64) {
+    self.fbb_.push_slot::<i64>(Record::VT_MTIME_NS, mtime_ns, 0);
+  }
+  #[inline]
+  pub fn add_inode(&mut self, inode: u64) {
+    self.fbb_.push_slot::<u64>(Record::VT_INODE, inode, 0);
+  }
+  #[inline]
+  pub fn add_kind(&mut self, kind: Kind) {
+    self.fbb_.push_slot::<Kind>(Record::VT_KIND, kind, Kind::Other);
+  }
+  #[inline]
+  pub fn add_extractor_version(&mut self, extractor_version: u16) {
+    self.fbb_.push_slot::<u16>(Record::VT_EXTRACTOR_VERSION, extractor_version, 0);
+  }
+  #[inline]
+  pub fn add_mime(&mut self, mime: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MIME, mime);
+  }
+  #[inline]
+  pub fn add_title(&mut self, title: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TITLE, title);
+  }
+  #[inline]
+  pub fn add_artists(&mut self, artists: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ARTISTS, artists);
+  }
+  #[inline]
+  pub fn add_album(&mut self, album: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ALBUM, album);
+  }
+  #[inline]
+  pub fn add_album_artist(&mut self, album_artist: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ALBUM_ARTIST, album_artist);
+  }
+  #[inline]
+  pub fn add_genres(&mut self, genres: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_GENRES, genres);
+  }
+  #[inline]
+  pub fn add_year(&mut self, year: i32) {
+    self.fbb_.push_slot_always::<i32>(Record::VT_YEAR, year);
+  }
+  #[inline]
+  pub fn add_track(&mut self, track: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_TRACK, track);
+  }
+  #[inline]
+  pub fn add_track_total(&mut self, track_total: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_TRACK_TOTAL, track_total);
+  }
+  #[inline]
+  pub fn add_disc(&mut self, disc: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_DISC, disc);
+  }
+  #[inline]
+  pub fn add_disc_total(&mut self, disc_total: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_DISC_TOTAL, disc_total);
+  }
+  #[inline]
+  pub fn add_duration_ms(&mut self, duration_ms: u64) {
+    self.fbb_.push_slot_always::<u64>(Record::VT_DURATION_MS, duration_ms);
+  }
+  #[inline]
+  pub fn add_bitrate(&mut self, bitrate: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_BITRATE, bitrate);
+  }
+  #[inline]
+  pub fn add_sample_rate(&mut self, sample_rate: u32) {
+    self.fbb_.push_slot_always::<u32>(Record::VT_SAMPLE_RATE, sample_rate);
+  }
+  #[inline]
+  pub fn add_channels(&mut self, channels: u8) {
+    self.fbb_.push_slot_always::<u8>(Record::VT_CHANNELS, channels);
+  }
+  #[inline]
+  pub fn add_bit_depth(&mut self, bit_depth: u8) {
+    self.fbb_.push_slot_always::<u8>(Record::VT_BIT_DEPTH, bit_depth);
+  }
+  #[inline]
+  pub fn add_compilation(&mut self, compilation: bool) {
+    self.fbb_.push_slot_always::<bool>(Record::VT_COMPILATION, compilation);
+  }
+  #[inline]
+  pub fn add_has_cover(&mut self, has_cover: bool) {
+    self.fbb_.push_slot_always::<bool>(Record::VT_HAS_COVER, has_cover);
+  }
+  #[inline]
+  pub fn add_musicbrainz_track_id(&mut self, musicbrainz_track_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MUSICBRAINZ_TRACK_ID, musicbrainz_track_id);
+  }
+  #[inline]
+  pub fn add_musicbrainz_album_id(&mut self, musicbrainz_album_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MUSICBRAINZ_ALBUM_ID, musicbrainz_album_id);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ERROR, error);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecordBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RecordBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Record<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Record::VT_PATH,"path");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-        impl<'a> Batch<'a> {
-            pub const VT_SEQ: ::flatbuffers::VOffsetT = 4;
-            pub const VT_NEXT_ID: ::flatbuffers::VOffsetT = 6;
-            pub const VT_RECORDS: ::flatbuffers::VOffsetT = 8;
-            pub const VT_REMOVALS: ::flatbuffers::VOffsetT = 10;
-            pub const VT_TIME_UNIX_NS: ::flatbuffers::VOffsetT = 12;
+impl ::core::fmt::Debug for Record<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Record");
+      ds.field("id", &self.id());
+      ds.field("path", &self.path());
+      ds.field("size", &self.size());
+      ds.field("mtime_ns", &self.mtime_ns());
+      ds.field("inode", &self.inode());
+      ds.field("kind", &self.kind());
+      ds.field("extractor_version", &self.extractor_version());
+      ds.field("mime", &self.mime());
+      ds.field("title", &self.title());
+      ds.field("artists", &self.artists());
+      ds.field("album", &self.album());
+      ds.field("album_artist", &self.album_artist());
+      ds.field("genres", &self.genres());
+      ds.field("year", &self.year());
+      ds.field("track", &self.track());
+      ds.field("track_total", &self.track_total());
+      ds.field("disc", &self.disc());
+      ds.field("disc_total", &self.disc_total());
+      ds.field("duration_ms", &self.duration_ms());
+      ds.field("bitrate", &self.bitrate());
+      ds.field("sample_rate", &self.sample_rate());
+      ds.field("channels", &self.channels());
+      ds.field("bit_depth", &self.bit_depth());
+      ds.field("compilation", &self.compilation());
+      ds.field("has_cover", &self.has_cover());
+      ds.field("musicbrainz_track_id", &self.musicbrainz_track_id());
+      ds.field("musicbrainz_album_id", &self.musicbrainz_album_id());
+      ds.field("error", &self.error());
+      ds.finish()
+  }
+}
+pub enum BatchOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                Batch { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args BatchArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<Batch<'bldr>> {
-                let mut builder = BatchBuilder::new(_fbb);
-                builder.add_time_unix_ns(args.time_unix_ns);
-                builder.add_next_id(args.next_id);
-                builder.add_seq(args.seq);
-                if let Some(x) = args.removals {
-                    builder.add_removals(x);
-                }
-                if let Some(x) = args.records {
-                    builder.add_records(x);
-                }
-                builder.finish()
-            }
+pub struct Batch<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            #[inline]
-            pub fn seq(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Batch::VT_SEQ, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn next_id(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u64>(Batch::VT_NEXT_ID, Some(0)).unwrap() }
-            }
-            #[inline]
-            pub fn records(&self) -> Option<::flatbuffers::Vector<'a, RecordEntry>> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, RecordEntry>>>(Batch::VT_RECORDS, None)
-                }
-            }
-            #[inline]
-            pub fn removals(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(
-                            Batch::VT_REMOVALS,
-                            None,
-                        )
-                }
-            }
-            #[inline]
-            pub fn time_unix_ns(&self) -> i64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<i64>(Batch::VT_TIME_UNIX_NS, Some(0))
-                        .unwrap()
-                }
-            }
-        }
+impl<'a> ::flatbuffers::Follow<'a> for Batch<'a> {
+  type Inner = Batch<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-        impl ::flatbuffers::Verifiable for Batch<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
+impl<'a> Batch<'a> {
+  pub const VT_SEQ: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RECORDS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_REMOVALS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TIME_UNIX_NS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Batch { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args BatchArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Batch<'bldr>> {
+    let mut builder = BatchBuilder::new(_fbb);
+    builder.add_time_unix_ns(args.time_unix_ns);
+    builder.add_next_id(args.next_id);
+    builder.add_seq(args.seq);
+    if let Some(x) = args.removals { builder.add_removals(x); }
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Batch::VT_SEQ, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn next_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Batch::VT_NEXT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn records(&self) -> Option<::flatbuffers::Vector<'a, RecordEntry>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, RecordEntry>>>(Batch::VT_RECORDS, None)}
+  }
+  #[inline]
+  pub fn removals(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(Batch::VT_REMOVALS, None)}
+  }
+  #[inline]
+  pub fn time_unix_ns(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Batch::VT_TIME_UNIX_NS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Batch<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
      .visit_field::<u64>("seq", Self::VT_SEQ, false)?
      .visit_field::<u64>("next_id", Self::VT_NEXT_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, RecordEntry>>>("records", Self::VT_RECORDS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("removals", Self::VT_REMOVALS, false)?
      .visit_field::<i64>("time_unix_ns", Self::VT_TIME_UNIX_NS, false)?
      .finish();
-                Ok(())
-            }
-        }
-        pub struct BatchArgs<'a> {
-            pub seq: u64,
-            pub next_id: u64,
-            pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, RecordEntry>>>,
-            pub removals: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
-            pub time_unix_ns: i64,
-        }
-        impl<'a> Default for BatchArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                BatchArgs {
-                    seq: 0,
-                    next_id: 0,
-                    records: None,
-                    removals: None,
-                    time_unix_ns: 0,
-                }
-            }
-        }
+    Ok(())
+  }
+}
+pub struct BatchArgs<'a> {
+    pub seq: u64,
+    pub next_id: u64,
+    pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, RecordEntry>>>,
+    pub removals: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub time_unix_ns: i64,
+}
+impl<'a> Default for BatchArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    BatchArgs {
+      seq: 0,
+      next_id: 0,
+      records: None,
+      removals: None,
+      time_unix_ns: 0,
+    }
+  }
+}
 
-        pub struct BatchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_seq(&mut self, seq: u64) {
-                self.fbb_.push_slot::<u64>(Batch::VT_SEQ, seq, 0);
-            }
-            #[inline]
-            pub fn add_next_id(&mut self, next_id: u64) {
-                self.fbb_.push_slot::<u64>(Batch::VT_NEXT_ID, next_id, 0);
-            }
-            #[inline]
-            pub fn add_records(
-                &mut self,
-                records: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, RecordEntry>>,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_RECORDS, records);
-            }
-            #[inline]
-            pub fn add_removals(
-                &mut self,
-                removals: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, u64>>,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_REMOVALS, removals);
-            }
-            #[inline]
-            pub fn add_time_unix_ns(&mut self, time_unix_ns: i64) {
-                self.fbb_
-                    .push_slot::<i64>(Batch::VT_TIME_UNIX_NS, time_unix_ns, 0);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> BatchBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                BatchBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<Batch<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
+pub struct BatchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_seq(&mut self, seq: u64) {
+    self.fbb_.push_slot::<u64>(Batch::VT_SEQ, seq, 0);
+  }
+  #[inline]
+  pub fn add_next_id(&mut self, next_id: u64) {
+    self.fbb_.push_slot::<u64>(Batch::VT_NEXT_ID, next_id, 0);
+  }
+  #[inline]
+  pub fn add_records(&mut self, records: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , RecordEntry>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn add_removals(&mut self, removals: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_REMOVALS, removals);
+  }
+  #[inline]
+  pub fn add_time_unix_ns(&mut self, time_unix_ns: i64) {
+    self.fbb_.push_slot::<i64>(Batch::VT_TIME_UNIX_NS, time_unix_ns, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    BatchBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Batch<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-        impl ::core::fmt::Debug for Batch<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("Batch");
-                ds.field("seq", &self.seq());
-                ds.field("next_id", &self.next_id());
-                ds.field("records", &self.records());
-                ds.field("removals", &self.removals());
-                ds.field("time_unix_ns", &self.time_unix_ns());
-                ds.finish()
-            }
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a `Batch`
-        /// and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root::<Batch>(buf)
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a size prefixed
-        /// `Batch` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `size_prefixed_root_as_batch_unchecked`.
-        pub fn size_prefixed_root_as_batch(
-            buf: &[u8],
-        ) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root::<Batch>(buf)
-        }
-        #[inline]
-        /// Verifies, with the given options, that a buffer of bytes
-        /// contains a `Batch` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn root_as_batch_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root_with_opts::<Batch<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Verifies, with the given verifier options, that a buffer of
-        /// bytes contains a size prefixed `Batch` and returns
-        /// it. Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn size_prefixed_root_as_batch_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root_with_opts::<Batch<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a Batch and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid `Batch`.
-        pub unsafe fn root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
-            unsafe { ::flatbuffers::root_unchecked::<Batch>(buf) }
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a size prefixed Batch and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid size prefixed `Batch`.
-        pub unsafe fn size_prefixed_root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
-            unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Batch>(buf) }
-        }
-        #[inline]
-        pub fn finish_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<Batch<'a>>,
-        ) {
-            fbb.finish(root, None);
-        }
+impl ::core::fmt::Debug for Batch<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Batch");
+      ds.field("seq", &self.seq());
+      ds.field("next_id", &self.next_id());
+      ds.field("records", &self.records());
+      ds.field("removals", &self.removals());
+      ds.field("time_unix_ns", &self.time_unix_ns());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `Batch`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<Batch>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `Batch` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_batch_unchecked`.
+pub fn size_prefixed_root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<Batch>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `Batch` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn root_as_batch_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<Batch<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `Batch` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn size_prefixed_root_as_batch_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<Batch<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a Batch and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `Batch`.
+pub unsafe fn root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<Batch>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed Batch and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `Batch`.
+pub unsafe fn size_prefixed_root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Batch>(buf) }
+}
+#[inline]
+pub fn finish_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<Batch<'a>>) {
+  fbb.finish(root, None);
+}
 
-        #[inline]
-        pub fn finish_size_prefixed_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<Batch<'a>>,
-        ) {
-            fbb.finish_size_prefixed(root, None);
-        }
-    } // pub mod fb
-} // pub mod mediadb
+#[inline]
+pub fn finish_size_prefixed_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<Batch<'a>>) {
+  fbb.finish_size_prefixed(root, None);
+}
+}  // pub mod fb
+}  // pub mod mediadb
+

@@ -301,7 +301,10 @@ fn scan_cmd(
     verbose: bool,
 ) -> Result<Exit, Failure> {
     use std::io::IsTerminal;
-    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !args.dry_run)
+    {
         std::fs::create_dir_all(parent).map_err(|e| Failure {
             exit: Exit::Failed,
             message: format!(

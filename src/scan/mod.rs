@@ -202,6 +202,8 @@ struct ScanVisitor<'a> {
     seen: Vec<AtomicU64>,
     /// Per root: files seen that already had a record.
     known_per_root: Vec<AtomicU64>,
+    /// Per root: regular files seen (a root with none looks empty).
+    files_per_root: Vec<AtomicU64>,
     unchanged: AtomicU64,
     force: bool,
     dry_run: bool,
@@ -293,6 +295,7 @@ impl Visitor for ScanVisitor<'_> {
             return;
         }
         self.progress.files.fetch_add(1, Relaxed);
+        self.files_per_root[root].fetch_add(1, Relaxed);
         if let Err(e) = self.visit(root, path, stat) {
             // The old record is unreadable: treat the file as unknown this time.
             self.record_problem(path, e.to_string());
@@ -378,6 +381,15 @@ pub fn scan(
     }
     roots.sort();
     roots.dedup();
+    // A root inside another one is walked as part of it; walking it again would visit, count
+    // and extract its files twice. (Sorted, so an outer root comes before the roots inside it.)
+    let mut outer: Vec<PathBuf> = Vec::with_capacity(roots.len());
+    for r in roots {
+        if !outer.iter().any(|o| r.starts_with(o)) {
+            outer.push(r);
+        }
+    }
+    let roots = outer;
     let root_bytes: Vec<Vec<u8>> = roots
         .iter()
         .map(|r| r.as_os_str().as_bytes().to_vec())
@@ -400,6 +412,7 @@ pub fn scan(
         snap: &snap,
         seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
         known_per_root: roots.iter().map(|_| AtomicU64::new(0)).collect(),
+        files_per_root: roots.iter().map(|_| AtomicU64::new(0)).collect(),
         unchanged: AtomicU64::new(0),
         force: cfg.force,
         dry_run: cfg.dry_run,
@@ -474,6 +487,7 @@ pub fn scan(
     let ScanVisitor {
         seen,
         known_per_root,
+        files_per_root,
         unchanged,
         problems,
         unknown,
@@ -520,7 +534,9 @@ pub fn scan(
         let records = would + known_per_root[r].load(Relaxed);
         let mass =
             would > MASS_REMOVAL_MIN && (would as f64) > MASS_REMOVAL_FRACTION * records as f64;
-        let emptied = would > 0 && would == records;
+        // The root looks empty (no file at all under it) while records under it would go. A
+        // root whose files were all renamed does not look empty: only the threshold applies.
+        let emptied = would > 0 && files_per_root[r].load(Relaxed) == 0;
         if (mass || emptied) && !cfg.allow_mass_removal {
             refused.get_or_insert((roots[r].clone(), would, records));
             ids.clear();

@@ -59,6 +59,22 @@ pub enum Command {
     Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
     Stats(StatsArgs),
+    /// Check the database file, every byte it vouches for; exit 5 when it is damaged
+    ///
+    /// Reads the file with pread (never through the map): both header slots, every frame's
+    /// checksum and chain, every FlatBuffer, every record against its index entry, the
+    /// invariants, and the index checkpoint. Every problem is reported with its byte offset.
+    /// With --fs, also stats every record's file and reports missing and changed ones (writes
+    /// nothing).
+    Verify(VerifyArgs),
+    /// Copy every record that still verifies into a new database OUT, and report what was lost
+    Recover(RecoverArgs),
+    /// Rewrite the database with only its live records, giving back the space of old versions
+    ///
+    /// Keeps ids and sequence. Writes a new file beside the old one, syncs it, renames it over
+    /// the old one and syncs the directory, holding the writer lock throughout; readers keep
+    /// their snapshot. Refuses when free space is below the live size.
+    Compact(CompactArgs),
     /// Write every record as JSON Lines: a backup that `import` restores
     ///
     /// Each line has the `query --format jsonl` shape with ids, plus inode and
@@ -203,6 +219,39 @@ pub struct LsArgs {
     /// Print one JSON object {dirs: [{path, count}], files: [records]}
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also stat every record's file and report missing and changed files
+    #[arg(long)]
+    pub fs: bool,
+
+    /// Print one JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The new database to write (must not exist)
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+
+    /// Print one JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Print one JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Wait up to SECS for another writer instead of failing with exit 4
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait: f64,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod maintenance;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -144,6 +145,9 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Query(args) => commands::query(&db_path()?, args),
         Command::Ls(args) => commands::ls(&db_path()?, args),
         Command::Export(args) => commands::export(&db_path()?, args),
+        Command::Verify(args) => maintenance::verify(&db_path()?, args, cli.quiet),
+        Command::Recover(args) => maintenance::recover(&db_path()?, args, cli.quiet),
+        Command::Compact(args) => maintenance::compact(&db_path()?, args, cli.quiet),
         Command::Import(args) => commands::import(&db_path()?, args, cli.quiet),
         Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet, cli.verbose),
         Command::Completions { shell } => {

@@ -7,6 +7,7 @@
 
 mod batch;
 mod checkpoint;
+mod compact;
 pub mod format;
 mod index;
 mod lock;
@@ -14,6 +15,7 @@ mod log;
 pub mod map;
 mod snapshot;
 pub mod storage;
+mod verify;
 
 #[allow(
     unsafe_code,
@@ -35,10 +37,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use batch::{CommitInfo, WriteBatch};
+pub use compact::{CompactError, CompactReport, check_free_space};
 pub use index::FileEntry;
 pub use log::Damage;
 pub use snapshot::{Snapshot, Stats};
 pub use storage::{FileStorage, MemStorage, Storage};
+pub use verify::{
+    CheckpointStatus, FileFacts, FsProblem, FsProblemKind, FsReport, Location, LostRange,
+    MAX_LISTED, Problem, ProblemKind, RecoverError, RecoverReport, Severity, SlotReport,
+    VerifyReport, WINDOW, recover, verify, verify_fs, verify_storage,
+};
 
 use crate::error::OpenError;
 use format::{
@@ -86,6 +94,9 @@ pub struct Database {
     /// them spares the page faults of tens of megabytes of fresh memory per commit.
     pub(crate) spare_frame: Vec<u8>,
     pub(crate) spare_chunks: Vec<Vec<u8>>,
+    /// (device, inode) of the file a read-only handle opened, so `refresh` notices when
+    /// compaction renamed a new file over the path.
+    identity: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Database {
@@ -280,7 +291,9 @@ fn load_version(
         // The checkpoint does not fit this log: fall through and rebuild.
     }
     let mut index = Index::empty();
-    let end = log::replay(&mut index, log.bytes(), LOG_START, 0, 0).map_err(corrupt)?;
+    // The first frame of a file has seq 1, or a later one in a compacted file (FORMAT.md §6).
+    let base = format::FrameHeader::decode(log.bytes()).map_or(0, |f| f.seq.saturating_sub(1));
+    let end = log::replay(&mut index, log.bytes(), LOG_START, base, 0).map_err(corrupt)?;
     check_end(&index, end).map_err(corrupt)?;
     Ok((Version { header, log, index }, LOG_START))
 }
@@ -334,7 +347,11 @@ impl Database {
         let path = path.as_ref();
         if opts.read_only {
             let file = File::open(path).map_err(|e| open_error(path, e))?;
-            return Database::from_parts(path, Arc::new(FileStorage::new(file)), None, false, true);
+            let identity = file_identity(&file);
+            let mut db =
+                Database::from_parts(path, Arc::new(FileStorage::new(file)), None, false, true)?;
+            db.identity = identity;
+            return Ok(db);
         }
         if !opts.create {
             // Before taking the lock: a missing database (even in a missing directory) is
@@ -402,6 +419,7 @@ impl Database {
             checkpointed_len,
             spare_frame: Vec::new(),
             spare_chunks: Vec::new(),
+            identity: None,
         })
     }
 
@@ -443,6 +461,13 @@ impl Database {
     /// For readers: moves to the newest commit, if the writer made one since. Returns whether
     /// anything changed. Snapshots taken before keep their view.
     pub fn refresh(&mut self) -> Result<bool, OpenError> {
+        if let Some(id) = self.identity
+            && fs::metadata(&self.path).is_ok_and(|m| file_identity_of(&m) != id)
+        {
+            // Compaction renamed a new file over the path: open it afresh.
+            *self = Database::open_read_only(&self.path)?;
+            return Ok(true);
+        }
         let (header, slot) = read_header(&*self.storage, &self.path)?;
         let cur = &self.current.header;
         if header.file_id == cur.file_id && header.seq == cur.seq {
@@ -513,6 +538,15 @@ impl Drop for Database {
         // A checkpoint is a cache; failing to write one only makes the next open slower.
         let _ = self.checkpoint();
     }
+}
+
+fn file_identity_of(m: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+fn file_identity(f: &File) -> Option<(u64, u64)> {
+    f.metadata().ok().map(|m| file_identity_of(&m))
 }
 
 fn open_error(path: &Path, e: io::Error) -> OpenError {

@@ -1,0 +1,238 @@
+//! Verify and compact benchmark.
+//!
+//! Builds a database of N synthetic music-library records (committed in batches of 50,000, as a
+//! scan does), then measures:
+//! * `verify` of it (every frame, Batch and record buffer, the checkpoint): records per second;
+//! * after removing every other record (half of the records dead), `compact` of a copy of it,
+//!   against `cp` of the same file in the same run (and `cp` followed by an fsync of the copy,
+//!   since compaction syncs its output); three rounds each, medians reported.
+//!
+//! One JSON line per measurement goes to stdout, then ratio lines; progress goes to stderr.
+//!
+//! Run: `cargo bench -p mediadb-baselines --bench verify_compact`. Environment:
+//! * `MEDIADB_BENCH_N` — number of records (default 1,000,000);
+//! * `MEDIADB_BENCH_DIR` — where the databases go (default `std::env::temp_dir()`); removed at
+//!   the end.
+//!
+//! Everything runs with a warm page cache (the files were just written).
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mediadb::store::verify;
+use mediadb::{Database, Kind, Record};
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const BATCH: usize = 50_000;
+const ROUNDS: usize = 3;
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    fn word(&mut self) -> &'static str {
+        const WORDS: &[&str] = &[
+            "night", "river", "love", "fire", "dream", "city", "light", "heart", "stone", "blue",
+            "rain", "shadow", "summer", "winter", "gold", "silver", "road", "home", "ghost",
+            "ocean", "morning", "electric", "wild", "broken", "golden", "last", "first", "dance",
+        ];
+        WORDS[self.below(WORDS.len() as u64) as usize]
+    }
+
+    fn words(&mut self, n: u64) -> String {
+        (0..1 + self.below(n))
+            .map(|_| self.word())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Record `i` of a library: ~15 tracks per album, ~6 albums per artist, paths of 60–120 bytes.
+fn record(i: u64, rng: &mut Rng) -> Record {
+    let artist = i / 90;
+    let album = i / 15;
+    let title = rng.words(5);
+    let duration_ms = 90_000 + rng.below(500_000);
+    Record {
+        path: format!(
+            "/srv/media/music/Artist {artist:05} {}/{} - Album {album:06}/{:02} {title}.flac",
+            ["Band", "Ensemble", "Trio"][(artist % 3) as usize],
+            1960 + album % 60,
+            i % 15 + 1
+        )
+        .into_bytes(),
+        size: duration_ms * 110 + rng.below(1 << 16),
+        mtime_ns: 1_500_000_000_000_000_000 + rng.below(1 << 58) as i64,
+        inode: 1_000_000 + i,
+        kind: Kind::Audio,
+        extractor_version: 1,
+        mime: Some("audio/flac".into()),
+        title: Some(title),
+        artists: vec![format!("Artist {artist:05}")],
+        album: Some(format!("Album {album:06}")),
+        genres: vec![rng.word().to_owned()],
+        year: Some(1960 + (album % 60) as i32),
+        track: Some((i % 15 + 1) as u32),
+        track_total: Some(15),
+        duration_ms: Some(duration_ms),
+        bitrate: Some(900 + rng.below(300) as u32),
+        sample_rate: Some(44_100),
+        channels: Some(2),
+        bit_depth: Some(16),
+        ..Record::default()
+    }
+}
+
+fn emit(v: &Value) {
+    println!("{v}");
+}
+
+fn size_of(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn remove_db(path: &Path) {
+    for suffix in ["", ".idx", ".lock", ".compact.tmp", ".compact.tmp.idx"] {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        let _ = fs::remove_file(PathBuf::from(s));
+    }
+}
+
+fn main() -> Res<()> {
+    let n: u64 = std::env::var("MEDIADB_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let base = std::env::var_os("MEDIADB_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("mediadb-verify-compact-")
+        .tempdir_in(base)?;
+    let path = dir.path().join("bench.mediadb");
+
+    eprintln!("building {n} records in batches of {BATCH}");
+    let mut rng = Rng(0x7665_7269_6679_2121);
+    let t = Instant::now();
+    let mut db = Database::create(&path)?;
+    let mut next = 0u64;
+    while next < n {
+        let end = (next + BATCH as u64).min(n);
+        let recs: Vec<Record> = (next..end).map(|i| record(i, &mut rng)).collect();
+        let mut b = db.batch()?;
+        b.upsert_many(&recs)?;
+        b.commit()?;
+        next = end;
+    }
+    drop(db);
+    eprintln!("built in {:.1}s", t.elapsed().as_secs_f64());
+
+    // verify, three times; the median counts.
+    let mut times = Vec::new();
+    let mut report = None;
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let r = verify(&path, &|_, _| {})?;
+        times.push(t.elapsed());
+        assert!(r.is_clean(), "{:?}", r.problems);
+        report = Some(r);
+    }
+    let r = report.expect("ran");
+    let d = median(times.clone());
+    emit(&json!({
+        "bench": "verify",
+        "engine": "mediadb",
+        "records": r.records,
+        "frames": r.frames,
+        "secs": d.as_secs_f64(),
+        "secs_all": times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "records_per_s": r.records as f64 / d.as_secs_f64(),
+        "file_bytes": r.file_len,
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }));
+
+    // Half of the records dead.
+    eprintln!("removing every other record");
+    let mut db = Database::open(&path)?;
+    let mut id = 2u64;
+    while id <= n {
+        let mut b = db.batch()?;
+        while id <= n && b.len() < BATCH {
+            assert!(b.remove_id(id));
+            id += 2;
+        }
+        b.commit()?;
+    }
+    drop(db);
+    let half = path.with_extension("half");
+    fs::copy(&path, &half)?;
+    let live = Database::open_read_only(&half)?.snapshot().len();
+    eprintln!("{live} live records of {n}");
+
+    let mut cp = Vec::new();
+    let mut cp_sync = Vec::new();
+    let mut compact = Vec::new();
+    let mut sizes = (0, 0);
+    for round in 0..ROUNDS {
+        let copy = dir.path().join(format!("copy{round}.mediadb"));
+        let t = Instant::now();
+        let st = Command::new("cp").arg(&half).arg(&copy).status()?;
+        assert!(st.success());
+        cp.push(t.elapsed());
+        File::open(&copy)?.sync_all()?;
+        cp_sync.push(t.elapsed());
+        let mut db = Database::open(&copy)?;
+        let t = Instant::now();
+        let rep = db.compact()?;
+        compact.push(t.elapsed());
+        sizes = (rep.before_bytes, rep.after_bytes);
+        assert_eq!(rep.records, live);
+        drop(db);
+        remove_db(&copy);
+    }
+    let (cp, cp_sync, compact_d) = (median(cp), median(cp_sync), median(compact.clone()));
+    emit(&json!({
+        "bench": "compact",
+        "engine": "mediadb",
+        "records": n,
+        "live": live,
+        "secs": compact_d.as_secs_f64(),
+        "secs_all": compact.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "before_bytes": sizes.0,
+        "after_bytes": sizes.1,
+    }));
+    emit(
+        &json!({"bench": "cp", "engine": "cp", "secs": cp.as_secs_f64(), "file_bytes": size_of(&half)}),
+    );
+    emit(
+        &json!({"bench": "cp+fsync", "engine": "cp", "secs": cp_sync.as_secs_f64(), "file_bytes": size_of(&half)}),
+    );
+    emit(&json!({"ratio": "compact/cp", "value": compact_d.as_secs_f64() / cp.as_secs_f64()}));
+    emit(
+        &json!({"ratio": "compact/(cp+fsync)", "value": compact_d.as_secs_f64() / cp_sync.as_secs_f64()}),
+    );
+    emit(&json!({"ratio": "verify records/s", "value": r.records as f64 / d.as_secs_f64()}));
+    Ok(())
+}

@@ -1,0 +1,732 @@
+//! Compaction: rewrite the database with only its live records, into a new file that is renamed
+//! over the old one (docs/FORMAT.md §6, "Compaction").
+//!
+//! The new file keeps every live record's id and bytes (records are copied verbatim, each
+//! verified first), the sequence number, `next_id` and the creation time, and gets a fresh
+//! `file_id`. Its frames are written through [`Storage`] ([`Database::compact_into`]), so tests
+//! can inject faults at every I/O operation; [`Database::compact`] adds the file steps around
+//! it: free-space check, temporary file, `sync_all`, checkpoint, rename, directory fsync.
+
+use std::fs::{self, OpenOptions as FsOpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flatbuffers::FlatBufferBuilder;
+use rayon::prelude::*;
+
+use super::checkpoint::{self, idx_path};
+use super::format::{
+    ALIGN, ENTRY_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, Header, IDX_HEADER_BLOCK, LOG_START,
+    MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN, align_up,
+};
+use super::index::{FileEntry, Index};
+use super::log::TRAILER_LEN;
+use super::storage::{FileStorage, Storage};
+use super::verify::{Expect, check_record};
+use super::{Database, fb, load_version, random_id, sync_parent};
+
+/// Largest payload of a compacted frame: records, padding, Batch and trailer. The same half of
+/// the format's limit that commits keep to.
+const FRAME_BUDGET: u64 = MAX_FRAME_PAYLOAD as u64 / 2;
+/// Bytes of one `RecordEntry` in a Batch.
+const RECORD_ENTRY_LEN: u64 = 56;
+/// Generous bound on a Batch's bytes besides its `RecordEntry` vector, plus the trailer.
+const BATCH_OVERHEAD: u64 = 256 + TRAILER_LEN as u64 + ALIGN as u64;
+/// Bytes copied per write.
+const COPY_CHUNK: usize = 8 << 20;
+/// Records verified together on all cores.
+const VERIFY_GROUP: usize = 16 * 1024;
+
+/// Compaction failed or was refused. Unless the variant says otherwise, nothing was changed:
+/// the database file is the old one and the temporary file was removed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// The handle is read-only.
+    #[error("{}: opened read-only; compaction needs the writer: open the database for writing", .path.display())]
+    ReadOnly {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// An earlier write through this handle failed.
+    #[error("{}: an earlier write failed, so this handle stopped writing; reopen the database, then compact", .path.display())]
+    Poisoned {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The handle is not backed by a database file.
+    #[error("{}: not a database file; compact a storage-backed database with Database::compact_into", .path.display())]
+    NotAFile {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// Not enough free space beside the database for the new file and its checkpoint.
+    #[error("{}: compaction needs {needed} bytes free in {}, only {available} are; free space or move the database to a larger disk, then retry (nothing was changed)", .path.display(), .dir.display())]
+    NoSpace {
+        /// The database path.
+        path: PathBuf,
+        /// The directory the new file would be written in.
+        dir: PathBuf,
+        /// Bytes the new file and its checkpoint need.
+        needed: u64,
+        /// Bytes available to this user.
+        available: u64,
+    },
+    /// A live record fails verification: compaction would hide the damage behind fresh checksums.
+    #[error("{}: live record {id} at byte {offset} is damaged ({what}); nothing was changed: run `mediadb verify`, then `mediadb recover OUT`", .path.display())]
+    Damaged {
+        /// The database path.
+        path: PathBuf,
+        /// The record's id.
+        id: u64,
+        /// Byte offset of the record.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The storage handed to [`Database::compact_into`] is not empty.
+    #[error("{}: the storage to compact into already holds {len} bytes; pass an empty one", .path.display())]
+    NotEmpty {
+        /// The database path.
+        path: PathBuf,
+        /// Bytes found in it.
+        len: u64,
+    },
+    /// Reading, writing or syncing failed.
+    #[error("{}: compaction failed: {source}; the database was not changed and the temporary file was removed (fix the cause, e.g. free space, and retry)", .path.display())]
+    Io {
+        /// The file the operation concerned.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The new file was renamed into place but its directory could not be synced: after a crash
+    /// the path may hold the old database or the new one (both complete, with the same
+    /// records). This handle stopped writing.
+    #[error("{}: the compacted file replaced the database, but syncing its directory failed ({source}); reopen the database before writing to it", .path.display())]
+    AfterRename {
+        /// The database path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The database path.
+    pub path: PathBuf,
+    /// Length of the database file before.
+    pub before_bytes: u64,
+    /// Length of the database file after.
+    pub after_bytes: u64,
+    /// Live records copied.
+    pub records: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Sequence number of the compacted database (the one before, unless the live records need
+    /// more frames than there were commits: docs/FORMAT.md §6).
+    pub seq: u64,
+    /// next_id of the compacted database (unchanged).
+    pub next_id: u64,
+    /// Whether the new file's checkpoint was written (it is a cache: the next writer writes one
+    /// if not).
+    pub checkpoint_written: bool,
+}
+
+impl CompactReport {
+    /// Bytes given back.
+    pub fn reclaimed(&self) -> u64 {
+        self.before_bytes.saturating_sub(self.after_bytes)
+    }
+}
+
+/// Refuses when `available` bytes are fewer than `needed`; the threshold check of
+/// [`Database::compact`], separate so it can be tested.
+pub fn check_free_space(
+    path: &Path,
+    dir: &Path,
+    needed: u64,
+    available: u64,
+) -> Result<(), CompactError> {
+    if available < needed {
+        return Err(CompactError::NoSpace {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// One frame of the compacted file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FramePlan {
+    /// Live ids in `[first, end)` go in this frame.
+    first: u64,
+    end: u64,
+    records: u64,
+    /// Record bytes, each padded to 8.
+    record_bytes: u64,
+    /// next_id before the frame and after it.
+    prev_next: u64,
+    next_id: u64,
+}
+
+impl FramePlan {
+    /// Zero bytes after the records so the payload holds 8 bytes per id the frame hands out
+    /// (the `next_id` bound of docs/FORMAT.md §1.2).
+    fn pad(&self) -> u64 {
+        ((self.next_id - self.prev_next) * ALIGN as u64).saturating_sub(self.record_bytes)
+    }
+
+    fn payload_estimate(&self) -> u64 {
+        self.record_bytes + self.pad() + self.records * RECORD_ENTRY_LEN + BATCH_OVERHEAD
+    }
+}
+
+/// Splits the live records (in id order) into frames within [`FRAME_BUDGET`].
+fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Vec<FramePlan> {
+    // Ids a frame can hand out with nothing but padding.
+    let max_ids = (FRAME_BUDGET - BATCH_OVERHEAD) / ALIGN as u64;
+    let fits = |records: u64, record_bytes: u64, span: u64| {
+        record_bytes.max(span * ALIGN as u64) + records * RECORD_ENTRY_LEN + BATCH_OVERHEAD
+            <= FRAME_BUDGET
+    };
+    let mut frames = Vec::new();
+    let mut cur = FramePlan {
+        first: 1,
+        end: 1,
+        records: 0,
+        record_bytes: 0,
+        prev_next: 1,
+        next_id: 1,
+    };
+    let fresh = |prev_next: u64| FramePlan {
+        first: prev_next,
+        end: prev_next,
+        records: 0,
+        record_bytes: 0,
+        prev_next,
+        next_id: prev_next,
+    };
+    for (id, len) in entries {
+        let rec = align_up(len as usize) as u64;
+        while !fits(
+            cur.records + 1,
+            cur.record_bytes + rec,
+            id + 1 - cur.prev_next,
+        ) {
+            if cur.records > 0 {
+                cur.next_id = cur.end;
+            } else {
+                cur.next_id = cur.prev_next + max_ids;
+                cur.end = cur.next_id;
+            }
+            frames.push(cur);
+            cur = fresh(cur.next_id);
+        }
+        cur.records += 1;
+        cur.record_bytes += rec;
+        cur.end = id + 1;
+    }
+    while !fits(cur.records, cur.record_bytes, next_id - cur.prev_next) {
+        if cur.records > 0 {
+            cur.next_id = cur.end;
+        } else {
+            cur.next_id = cur.prev_next + max_ids;
+            cur.end = cur.next_id;
+        }
+        frames.push(cur);
+        cur = fresh(cur.next_id);
+    }
+    if cur.records > 0 || next_id > cur.prev_next || (frames.is_empty() && seq > 0) {
+        cur.next_id = next_id;
+        cur.end = next_id;
+        frames.push(cur);
+    }
+    frames
+}
+
+/// The seq of the first of `k` frames, so that the last one carries `seq` (or `k`, when there
+/// were fewer commits than frames).
+fn first_seq(seq: u64, k: u64) -> u64 {
+    seq.max(k) + 1 - k
+}
+
+/// Writes frames to a storage at increasing offsets, a chunk at a time.
+struct Out<'s> {
+    storage: &'s dyn Storage,
+    /// Where the next flushed byte goes.
+    at: u64,
+    buf: Vec<u8>,
+    crc: u32,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= COPY_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        while n > 0 {
+            let k = n.min(COPY_CHUNK as u64) as usize;
+            let l = self.buf.len();
+            self.buf.resize(l + k, 0);
+            n -= k as u64;
+            if self.buf.len() >= COPY_CHUNK {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.storage.write_at(&self.buf, self.at)?;
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+            self.at += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The 24-byte frame header for a payload of `len` bytes whose CRC-32C is `payload_crc`
+/// (docs/FORMAT.md §1.2); returns it and the frame's crc.
+fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24], u32) {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[0..4].copy_from_slice(&FRAME_MAGIC);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h[16..20].copy_from_slice(&prev_crc.to_le_bytes());
+    let crc = crc32c::crc32c_combine(crc32c::crc32c(&h[..20]), payload_crc, len as usize);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    (h, crc)
+}
+
+impl Database {
+    /// Writes this database's current commit, compacted, into the empty storage `out`: every
+    /// live record (verified, then copied byte for byte with its id), the sequence number,
+    /// `next_id` and creation time, a fresh `file_id`, both header slots; then syncs `out`.
+    /// Every byte goes through `out`, which is how the tests inject faults. The database itself
+    /// is not changed. [`compact`](Self::compact) uses this for the file it renames into place.
+    pub fn compact_into(&self, out: &dyn Storage) -> Result<CompactReport, CompactError> {
+        let (header, frames) = self.write_compacted(out, &self.path)?;
+        let io = |source| CompactError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        Ok(CompactReport {
+            path: self.path.clone(),
+            before_bytes: self.storage.len().map_err(io)?,
+            after_bytes: out.len().map_err(io)?,
+            records: header.live_records,
+            frames,
+            seq: header.seq,
+            next_id: header.next_id,
+            checkpoint_written: false,
+        })
+    }
+
+    /// The work of `compact_into`; `name` names the output in I/O errors.
+    fn write_compacted(
+        &self,
+        out: &dyn Storage,
+        name: &Path,
+    ) -> Result<(Header, u64), CompactError> {
+        let io = |source| CompactError::Io {
+            path: name.to_path_buf(),
+            source,
+        };
+        let len = out.len().map_err(io)?;
+        if len != 0 {
+            return Err(CompactError::NotEmpty {
+                path: name.to_path_buf(),
+                len,
+            });
+        }
+        let v = Arc::clone(&self.current);
+        let old = v.header;
+        let index = &v.index;
+        let log = v.log.bytes();
+        let live = || {
+            index
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_live())
+                .map(|(id, e)| (id as u64, e))
+        };
+        let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
+        let k = plans.len() as u64;
+        let mut seq = first_seq(old.seq, k);
+        let mut prev_crc = 0u32;
+        let mut w = Out {
+            storage: out,
+            at: LOG_START,
+            buf: Vec::with_capacity(COPY_CHUNK + (1 << 20)),
+            crc: 0,
+        };
+        let mut fbb = FlatBufferBuilder::with_capacity(1 << 16);
+        let mut ids = live().peekable();
+        let mut group: Vec<(u64, FileEntry)> = Vec::with_capacity(VERIFY_GROUP);
+        for p in &plans {
+            let frame_at = w.at;
+            w.at += FRAME_HEADER_LEN as u64;
+            w.crc = 0;
+            let mut entries: Vec<fb::RecordEntry> = Vec::with_capacity(p.records as usize);
+            let mut rel = 0u64;
+            loop {
+                group.clear();
+                while group.len() < VERIFY_GROUP
+                    && let Some(&(id, e)) = ids.peek()
+                    && id < p.end
+                {
+                    group.push((id, e));
+                    ids.next();
+                }
+                if group.is_empty() {
+                    break;
+                }
+                // Verify on all cores, then copy in order.
+                let bad = group
+                    .par_iter()
+                    .with_min_len(256)
+                    .find_map_first(|(id, e)| {
+                        let bytes = record_bytes(log, e);
+                        let fault = match bytes {
+                            None => Some("it lies outside the committed log".to_owned()),
+                            Some(b) => check_record(b, &Expect::from_entry(*id, e))
+                                .err()
+                                .map(|f| f.message().to_owned()),
+                        };
+                        fault.map(|what| (*id, e.offset, what))
+                    });
+                if let Some((id, offset, what)) = bad {
+                    return Err(CompactError::Damaged {
+                        path: self.path.clone(),
+                        id,
+                        offset,
+                        what,
+                    });
+                }
+                for (id, e) in &group {
+                    let bytes = record_bytes(log, e).expect("checked above");
+                    entries.push(fb::RecordEntry::new(
+                        *id,
+                        e.path_hash,
+                        e.size,
+                        e.mtime_ns,
+                        e.inode,
+                        rel as u32,
+                        e.len,
+                        e.extractor_version,
+                        fb::Kind(e.kind),
+                        e.flags,
+                        0,
+                    ));
+                    w.put(bytes).map_err(io)?;
+                    let padded = align_up(bytes.len());
+                    w.zeros((padded - bytes.len()) as u64).map_err(io)?;
+                    rel += padded as u64;
+                }
+            }
+            debug_assert_eq!(entries.len() as u64, p.records);
+            w.zeros(p.pad()).map_err(io)?;
+            rel += p.pad();
+            fbb.reset();
+            let records = fbb.create_vector(&entries);
+            let removals = fbb.create_vector::<u64>(&[]);
+            let root = fb::Batch::create(
+                &mut fbb,
+                &fb::BatchArgs {
+                    seq,
+                    next_id: p.next_id,
+                    records: Some(records),
+                    removals: Some(removals),
+                    time_unix_ns: super::now_ns() as i64,
+                },
+            );
+            fbb.finish(root, None);
+            let batch = fbb.finished_data();
+            let batch_off = rel as u32;
+            w.put(batch).map_err(io)?;
+            let padded = align_up(batch.len());
+            w.zeros((padded - batch.len()) as u64).map_err(io)?;
+            let mut trailer = [0u8; TRAILER_LEN];
+            trailer[..4].copy_from_slice(&batch_off.to_le_bytes());
+            trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+            w.put(&trailer).map_err(io)?;
+            w.flush().map_err(io)?;
+            let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
+            debug_assert!(payload_len <= p.payload_estimate());
+            let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
+            out.write_at(&raw, frame_at).map_err(io)?;
+            prev_crc = crc;
+            seq += 1;
+        }
+        let committed_len = w.at;
+        let mut h = Header {
+            generation: 1,
+            file_id: random_id(),
+            committed_len,
+            seq: if k == 0 { old.seq } else { seq - 1 },
+            last_frame_crc: prev_crc,
+            next_id: old.next_id,
+            live_records: index.live_records,
+            live_bytes: index.live_bytes,
+            created_unix_ns: old.created_unix_ns,
+        };
+        // Both slots describe the compacted state; slot A holds odd generations, B even ones.
+        out.write_at(&h.encode(), SLOT_OFFSETS[0]).map_err(io)?;
+        h.generation = 2;
+        out.write_at(&h.encode(), SLOT_OFFSETS[1]).map_err(io)?;
+        if out.len().map_err(io)? < committed_len {
+            out.set_len(committed_len).map_err(io)?;
+        }
+        out.sync().map_err(io)?;
+        debug_assert_eq!(SLOT_LEN, h.encode().len());
+        Ok((h, k))
+    }
+
+    /// Rewrites the database with only its live records, into `NAME.compact.tmp`, and renames
+    /// that over `NAME`; this handle then continues on the new file. See docs/FORMAT.md §6 for
+    /// the steps and what a crash at each one leaves (always the old database or the new one,
+    /// complete).
+    ///
+    /// Keeps the writer lock throughout. Snapshots and read-only handles opened before keep
+    /// reading the old file (its inode lives while they map it); a reader's
+    /// [`refresh`](Self::refresh) moves it to the new file. Refuses, changing nothing, when the
+    /// directory has less free space than the new file and its checkpoint need, or when a live
+    /// record is damaged; removes its temporary files on any failure.
+    pub fn compact(&mut self) -> Result<CompactReport, CompactError> {
+        self.compact_with(&|s| s)
+    }
+
+    /// [`compact`](Self::compact), with every write to the new file going through the storage
+    /// `wrap` returns for it (given the real file's storage). For fault-injection tests and I/O
+    /// accounting; `compact` passes the file's storage through unchanged.
+    pub fn compact_with(
+        &mut self,
+        wrap: &dyn Fn(Arc<dyn Storage>) -> Arc<dyn Storage>,
+    ) -> Result<CompactReport, CompactError> {
+        let path = self.path.clone();
+        if !self.writable {
+            return Err(CompactError::ReadOnly { path });
+        }
+        if self.poisoned {
+            return Err(CompactError::Poisoned { path });
+        }
+        if !self.checkpoints {
+            return Err(CompactError::NotAFile { path });
+        }
+        let io_at = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| CompactError::Io { path: p, source }
+        };
+        let before_bytes = self.storage.len().map_err(io_at(&path))?;
+
+        // Free space: the new file (planned exactly, up to the Batch estimate) and its checkpoint.
+        let v = Arc::clone(&self.current);
+        let plans = plan(
+            v.index
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_live())
+                .map(|(id, e)| (id as u64, e.len)),
+            v.header.next_id,
+            v.header.seq,
+        );
+        let needed = LOG_START
+            + plans
+                .iter()
+                .map(|p| FRAME_HEADER_LEN as u64 + p.payload_estimate())
+                .sum::<u64>()
+            + checkpoint_estimate(&v.index);
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let vfs = rustix::fs::statvfs(&dir).map_err(|e| CompactError::Io {
+            path: dir.clone(),
+            source: e.into(),
+        })?;
+        check_free_space(
+            &path,
+            &dir,
+            needed,
+            vfs.f_bavail.saturating_mul(vfs.f_frsize),
+        )?;
+
+        let tmp = sibling(&path, ".compact.tmp");
+        let tmp_idx = idx_path(&tmp);
+        let cleanup = || {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&tmp_idx);
+            let _ = fs::remove_file(sibling(&tmp_idx, ".tmp"));
+        };
+        cleanup();
+        let prepared = (|| {
+            let file = FsOpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io_at(&tmp))?;
+            let storage = Arc::new(FileStorage::new(file));
+            let out = wrap(storage.clone());
+            let (header, frames) = self.write_compacted(&*out, &tmp)?;
+            drop(out);
+            storage.file().sync_all().map_err(io_at(&tmp))?;
+            // Replaying the new file checks every frame and the header before it replaces the
+            // old one, and gives this handle its next version.
+            let (version, _) =
+                load_version(&*storage, &tmp, header, None).map_err(|e| CompactError::Io {
+                    path: tmp.clone(),
+                    source: io::Error::other(format!("the compacted file does not replay: {e}")),
+                })?;
+            let cp = checkpoint::write(&tmp, &header, &version.index).is_ok();
+            Ok::<_, CompactError>((storage, version, frames, cp))
+        })();
+        let (storage, version, frames, cp_written) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        };
+
+        // The old checkpoint goes first, durably, so the directory never pairs one file with the
+        // other's checkpoint (which open would ignore anyway: file_id differs).
+        let idx = idx_path(&path);
+        let switch = (|| {
+            match fs::remove_file(&idx) {
+                Ok(()) => self.checkpointed_len = LOG_START,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&idx)(e)),
+            }
+            sync_parent(&path).map_err(io_at(&dir))?;
+            fs::rename(&tmp, &path).map_err(io_at(&path))
+        })();
+        if let Err(e) = switch {
+            cleanup();
+            return Err(e);
+        }
+
+        // The new file is in place: this handle continues on it.
+        let committed_len = version.header.committed_len;
+        let after_bytes = storage.len().unwrap_or(committed_len);
+        let report = CompactReport {
+            path: path.clone(),
+            before_bytes,
+            after_bytes,
+            records: version.header.live_records,
+            frames,
+            seq: version.header.seq,
+            next_id: version.header.next_id,
+            checkpoint_written: false,
+        };
+        self.storage = storage;
+        self.current = Arc::new(version);
+        self.active_slot = 1;
+        self.checkpointed_len = LOG_START;
+        if let Err(source) = sync_parent(&path) {
+            let _ = fs::remove_file(&tmp_idx);
+            self.poison();
+            return Err(CompactError::AfterRename { path, source });
+        }
+        let checkpoint_written = cp_written && fs::rename(&tmp_idx, &idx).is_ok();
+        if checkpoint_written {
+            self.checkpointed_len = committed_len;
+        } else {
+            let _ = fs::remove_file(&tmp_idx);
+        }
+        Ok(CompactReport {
+            checkpoint_written,
+            ..report
+        })
+    }
+}
+
+/// The record bytes an entry points at, if they lie inside the committed log.
+fn record_bytes<'a>(log: &'a [u8], e: &FileEntry) -> Option<&'a [u8]> {
+    let rel = usize::try_from(e.offset.checked_sub(LOG_START)?).ok()?;
+    log.get(rel..rel.checked_add(e.len as usize)?)
+}
+
+fn checkpoint_estimate(index: &Index) -> u64 {
+    let entries = index.next_id() * ENTRY_LEN as u64;
+    let table = (index.live_records.max(1) * 4).next_power_of_two() * TABLE_SLOT_LEN as u64;
+    2 * IDX_HEADER_BLOCK + entries + table
+}
+
+fn sibling(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_below_the_need_is_refused_naming_the_file() {
+        let p = Path::new("/x/lib.mediadb");
+        let d = Path::new("/x");
+        assert!(check_free_space(p, d, 100, 100).is_ok());
+        assert!(check_free_space(p, d, 100, 1 << 40).is_ok());
+        let e = check_free_space(p, d, 101, 100).expect_err("refused");
+        assert!(matches!(
+            e,
+            CompactError::NoSpace {
+                needed: 101,
+                available: 100,
+                ..
+            }
+        ));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/x/lib.mediadb") && msg.contains("free space"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn plans_keep_the_next_id_bound_and_the_budget() {
+        // Sparse ids: every frame pays 8 bytes per id it hands out.
+        let entries = (1..=1000u64).map(|i| (i * 1000, 100u32));
+        let plans = plan(entries, 2_000_000, 5);
+        assert_eq!(plans.len(), 1);
+        let p = plans[0];
+        assert_eq!((p.prev_next, p.next_id, p.records), (1, 2_000_000, 1000));
+        assert!(p.record_bytes + p.pad() >= 8 * (2_000_000 - 1));
+        // Nothing live but a high next_id: one padding frame.
+        let plans = plan(std::iter::empty(), 1000, 3);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].pad(), 8 * 999);
+        // An empty, never-written database: no frame.
+        assert!(plan(std::iter::empty(), 1, 0).is_empty());
+        // Many large records split into frames within the budget, ids contiguous.
+        let big = (1..=3000u64).map(|i| (i, 400_000u32));
+        let plans = plan(big, 3001, 2);
+        assert!(plans.len() >= 3);
+        for w in plans.windows(2) {
+            assert_eq!(w[0].next_id, w[1].prev_next);
+        }
+        for p in &plans {
+            assert!(p.payload_estimate() <= FRAME_BUDGET);
+        }
+        assert_eq!(plans.iter().map(|p| p.records).sum::<u64>(), 3000);
+        assert_eq!(first_seq(2, plans.len() as u64), 1);
+        assert_eq!(first_seq(10, 3), 8);
+    }
+}

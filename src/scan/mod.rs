@@ -188,6 +188,14 @@ pub enum ScanError {
     Read(#[from] ReadError),
 }
 
+/// Records a walker gathers before handing them to the writer (and at the end of each
+/// directory): one channel message per directory instead of per file.
+const FLUSH_AT: usize = 256;
+
+/// Batches the channel holds: enough (up to ~256K records) for the walkers to keep going while
+/// the writer waits for a commit's fdatasync.
+const CHANNEL_BATCHES: usize = 1024;
+
 enum Msg {
     /// A record to store; `new` when the path had no record.
     Upsert(Box<Record>, bool),
@@ -207,7 +215,7 @@ struct ScanVisitor<'a> {
     unchanged: AtomicU64,
     force: bool,
     dry_run: bool,
-    tx: SyncSender<Msg>,
+    tx: SyncSender<Vec<Msg>>,
     stop: &'a AtomicBool,
     progress: &'a Progress,
     problems: Mutex<Vec<FileError>>,
@@ -222,9 +230,21 @@ impl ScanVisitor<'_> {
         }
     }
 
-    fn send(&self, msg: Msg) {
-        if self.stop.load(Relaxed) || self.tx.send(msg).is_err() {
+    /// Hands the messages gathered so far to the writer, in one piece.
+    fn flush(&self, local: &mut Vec<Msg>) {
+        if local.is_empty() {
+            return;
+        }
+        let msgs = std::mem::take(local);
+        if self.stop.load(Relaxed) || self.tx.send(msgs).is_err() {
             self.stop.store(true, Relaxed);
+        }
+    }
+
+    fn send(&self, local: &mut Vec<Msg>, msg: Msg) {
+        local.push(msg);
+        if local.len() >= FLUSH_AT {
+            self.flush(local);
         }
     }
 
@@ -237,7 +257,13 @@ impl ScanVisitor<'_> {
         });
     }
 
-    fn visit(&self, root: usize, path: &[u8], stat: &FileStat) -> Result<(), ReadError> {
+    fn visit(
+        &self,
+        local: &mut Vec<Msg>,
+        root: usize,
+        path: &[u8],
+        stat: &FileStat,
+    ) -> Result<(), ReadError> {
         let hash = path_hash(path);
         if !self.force {
             // Unchanged: same hash, size, mtime, inode and extractor version. A different path
@@ -262,7 +288,7 @@ impl ScanVisitor<'_> {
         }
         let new = existing.is_none();
         if self.dry_run {
-            self.send(Msg::Planned(path.to_vec(), new));
+            self.send(local, Msg::Planned(path.to_vec(), new));
             return Ok(());
         }
         let (kind, mime) = kind::classify(path);
@@ -284,19 +310,21 @@ impl ScanVisitor<'_> {
         if let Some(e) = &rec.error {
             self.record_problem(path, e.clone());
         }
-        self.send(Msg::Upsert(Box::new(rec), new));
+        self.send(local, Msg::Upsert(Box::new(rec), new));
         Ok(())
     }
 }
 
 impl Visitor for ScanVisitor<'_> {
-    fn file(&self, root: usize, path: &[u8], stat: &FileStat) {
+    type Local = Vec<Msg>;
+
+    fn file(&self, local: &mut Vec<Msg>, root: usize, path: &[u8], stat: &FileStat) {
         if self.stop.load(Relaxed) {
             return;
         }
         self.progress.files.fetch_add(1, Relaxed);
         self.files_per_root[root].fetch_add(1, Relaxed);
-        if let Err(e) = self.visit(root, path, stat) {
+        if let Err(e) = self.visit(local, root, path, stat) {
             // The old record is unreadable: treat the file as unknown this time.
             self.record_problem(path, e.to_string());
         }
@@ -310,7 +338,8 @@ impl Visitor for ScanVisitor<'_> {
         self.record_problem(&p.path, p.message);
     }
 
-    fn dir_done(&self) {
+    fn dir_done(&self, local: &mut Vec<Msg>) {
+        self.flush(local);
         self.progress.dirs.fetch_add(1, Relaxed);
     }
 }
@@ -406,7 +435,7 @@ pub fn scan(
             root: PathBuf::new(),
             message: format!("cannot start threads: {e}"),
         })?;
-    let (tx, rx) = sync_channel::<Msg>(4096);
+    let (tx, rx) = sync_channel::<Vec<Msg>>(CHANNEL_BATCHES);
     let stop = AtomicBool::new(false);
     let visitor = ScanVisitor {
         snap: &snap,
@@ -437,11 +466,11 @@ pub fn scan(
         let walker = s.spawn(move || {
             walk::walk(pool, root_bytes, walk_opts, visitor);
             // The visitor (and its sender) outlives this thread; say it is over.
-            let _ = visitor.tx.send(Msg::Done);
+            let _ = visitor.tx.send(vec![Msg::Done]);
         });
         let result = (|| {
             if cfg.dry_run {
-                for msg in &rx {
+                for msg in rx.iter().flatten() {
                     match msg {
                         Msg::Done => break,
                         Msg::Planned(path, true) => planned.add.push(path),
@@ -452,7 +481,7 @@ pub fn scan(
                 return Ok(());
             }
             let mut batch = db.batch()?;
-            for msg in &rx {
+            for msg in rx.iter().flatten() {
                 match msg {
                     Msg::Done => break,
                     Msg::Planned(..) => {}

@@ -41,12 +41,14 @@ pub struct WalkProblem {
 
 /// Receives the walk's findings, from many threads at once.
 pub trait Visitor: Sync {
+    /// State kept while one directory is read (e.g. results to hand on in one piece).
+    type Local: Default;
     /// A regular file under root number `root`.
-    fn file(&self, root: usize, path: &[u8], stat: &FileStat);
+    fn file(&self, local: &mut Self::Local, root: usize, path: &[u8], stat: &FileStat);
     /// A problem; the walk goes on.
     fn problem(&self, problem: WalkProblem);
-    /// A directory was read completely (for progress).
-    fn dir_done(&self) {}
+    /// A directory was read completely.
+    fn dir_done(&self, _local: &mut Self::Local) {}
 }
 
 /// How to walk.
@@ -184,6 +186,7 @@ fn walk_dir<'s, V: Visitor>(
         path.push(b'/');
     }
     let base = path.len();
+    let mut local = V::Local::default();
     while let Some(entry) = entries.read() {
         let entry = match entry {
             Ok(e) => e,
@@ -239,14 +242,14 @@ fn walk_dir<'s, V: Visitor>(
         };
         ty = FileType::from_raw_mode(u32::from(st.stx_mode));
         match ty {
-            FileType::RegularFile => visitor.file(root, &path, &file_stat(&st)),
+            FileType::RegularFile => visitor.file(&mut local, root, &path, &file_stat(&st)),
             FileType::Directory => {
                 spawn_dir(scope, root, path.clone(), Some(&st), &chain, opts, visitor);
             }
             _ => {}
         }
     }
-    visitor.dir_done();
+    visitor.dir_done(&mut local);
 }
 
 fn spawn_dir<'s, V: Visitor>(

@@ -98,16 +98,12 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, &file);
     out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
-    let mut buf = Vec::new();
-    index.entries.encode_into(&mut buf);
-    h.entries_crc = crc32c::crc32c(&buf);
-    out.write_all(&buf)?;
-    let pad = h.table_offset() - IDX_HEADER_BLOCK - buf.len() as u64;
+    // Streamed a chunk at a time: a checkpoint never holds the whole index in a second copy.
+    let (entries_crc, entries_len) = index.entries.write_to(&mut out)?;
+    h.entries_crc = entries_crc;
+    let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
     out.write_all(&vec![0u8; pad as usize])?;
-    buf.clear();
-    index.table.slots().encode_into(&mut buf);
-    h.table_crc = crc32c::crc32c(&buf);
-    out.write_all(&buf)?;
+    h.table_crc = index.table.slots().write_to(&mut out)?.0;
     out.flush()?;
     drop(out);
     file.write_all_at(&h.encode(), 0)?;

@@ -222,16 +222,36 @@ impl<T: Fixed> Chunked<T> {
     }
 
     /// Appends every item's encoding to `out`.
+    #[cfg(test)]
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len * T::LEN);
         for chunk in &self.chunks {
-            match &**chunk {
-                Chunk::Mapped { map, start, len } => {
-                    out.extend_from_slice(&map.bytes()[*start..start + len * T::LEN]);
-                }
-                Chunk::Owned(v) => v.iter().for_each(|x| x.encode(out)),
-            }
+            Self::encode_chunk(chunk, out);
         }
+    }
+
+    fn encode_chunk(chunk: &Chunk<T>, out: &mut Vec<u8>) {
+        match chunk {
+            Chunk::Mapped { map, start, len } => {
+                out.extend_from_slice(&map.bytes()[*start..start + len * T::LEN]);
+            }
+            Chunk::Owned(v) => v.iter().for_each(|x| x.encode(out)),
+        }
+    }
+
+    /// Writes every item's encoding to `w` one chunk at a time (memory stays one chunk, not
+    /// the whole array) and returns the CRC-32C of what it wrote and its length.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<(u32, u64)> {
+        let mut buf = Vec::with_capacity(CHUNK * T::LEN);
+        let (mut crc, mut n) = (0u32, 0u64);
+        for chunk in &self.chunks {
+            buf.clear();
+            Self::encode_chunk(chunk, &mut buf);
+            crc = crc32c::crc32c_append(crc, &buf);
+            n += buf.len() as u64;
+            w.write_all(&buf)?;
+        }
+        Ok((crc, n))
     }
 }
 

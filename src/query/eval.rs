@@ -100,7 +100,7 @@ pub fn select<'s>(
     limit: Option<usize>,
 ) -> Result<Vec<RecordView<'s>>, ReadError> {
     let mut out = Vec::new();
-    for r in snap.iter() {
+    for r in candidates(snap, query) {
         let r = r?;
         if query.matches(&r) {
             out.push(r);
@@ -137,12 +137,31 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
         return Ok(snap.len());
     }
     let mut n = 0;
-    for r in snap.iter() {
+    for r in candidates(snap, query) {
         if query.matches(&r?) {
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// The records that may match: with a single group that pins an exact path (`path:=/a/b`),
+/// just that record through the path index; otherwise every record.
+fn candidates<'s>(
+    snap: &'s Snapshot,
+    query: &Query,
+) -> Box<dyn Iterator<Item = Result<RecordView<'s>, ReadError>> + 's> {
+    let exact_path = match query.groups.as_slice() {
+        [group] => group.iter().find_map(|t| match &t.test {
+            Test::Exact(Field::Path, p) if !t.negate => Some(p.as_bytes().to_vec()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    match exact_path {
+        Some(p) => Box::new(snap.get(&p).transpose().into_iter()),
+        None => Box::new(snap.iter()),
+    }
 }
 
 /// What `--group-by` groups by.

@@ -59,7 +59,7 @@ pub enum Command {
     Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
     Stats(StatsArgs),
-    /// Check the database file, every byte it vouches for; exit 5 when it is damaged
+    /// Check every byte the database file vouches for; exit 5 when damaged
     ///
     /// Reads the file with pread (never through the map): both header slots, every frame's
     /// checksum and chain, every FlatBuffer, every record against its index entry, the
@@ -67,9 +67,9 @@ pub enum Command {
     /// With --fs, also stats every record's file and reports missing and changed ones (writes
     /// nothing).
     Verify(VerifyArgs),
-    /// Copy every record that still verifies into a new database OUT, and report what was lost
+    /// Copy every record that still verifies into a new database OUT
     Recover(RecoverArgs),
-    /// Rewrite the database with only its live records, giving back the space of old versions
+    /// Rewrite the database with only its live records, to reclaim space
     ///
     /// Keeps ids and sequence. Writes a new file beside the old one, syncs it, renames it over
     /// the old one and syncs the directory, holding the writer lock throughout; readers keep

@@ -32,5 +32,6 @@ pub mod store;
 pub use error::{CommitError, OpenError, ReadError};
 pub use record::{Kind, Record, RecordView};
 pub use store::{
-    CommitInfo, Damage, Database, FileEntry, OpenOptions, Snapshot, Stats, WriteBatch,
+    CommitInfo, CompactError, CompactReport, Damage, Database, FileEntry, OpenOptions,
+    RecoverError, RecoverReport, Snapshot, Stats, VerifyReport, WriteBatch,
 };

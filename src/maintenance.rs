@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use mediadb::store::{self, CheckpointStatus, VerifyReport};
 use mediadb::Database;
+use mediadb::store::{self, CheckpointStatus, VerifyReport};
 use serde_json::json;
 
 use crate::cli::{CompactArgs, RecoverArgs, VerifyArgs};
@@ -130,11 +130,28 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
                     (Some(p), _) => format!("invalid: {p}"),
                     (None, None) => "absent".into(),
                 };
-                let active = if report.active_slot == Some(i) { " (active)" } else { "" };
+                let active = if report.active_slot == Some(i) {
+                    " (active)"
+                } else {
+                    ""
+                };
                 writeln!(w, "slot {}       byte {}: {state}{active}", i, s.offset)?;
             }
-            writeln!(w, "log          {} frames, committed length {}, {} bytes of ignored tail", report.frames, report.committed_len, report.tail_bytes)?;
-            writeln!(w, "records      {} written, {} removals, {} live ({} bytes), seq {}, next id {}", report.records, report.removals, report.live_records, report.live_bytes, report.seq, report.next_id)?;
+            writeln!(
+                w,
+                "log          {} frames, committed length {}, {} bytes of ignored tail",
+                report.frames, report.committed_len, report.tail_bytes
+            )?;
+            writeln!(
+                w,
+                "records      {} written, {} removals, {} live ({} bytes), seq {}, next id {}",
+                report.records,
+                report.removals,
+                report.live_records,
+                report.live_bytes,
+                report.seq,
+                report.next_id
+            )?;
             writeln!(w, "checkpoint   {}", checkpoint_text(&report.checkpoint))?;
             for p in &report.problems {
                 writeln!(w, "{p}")?;
@@ -143,12 +160,22 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
                 writeln!(w, "... and {} more problems", report.problems_omitted)?;
             }
             if let Some(fs) = &fs {
-                writeln!(w, "files        {} checked: {} missing, {} changed, {} unreadable", fs.checked, fs.missing, fs.changed, fs.unreadable)?;
+                writeln!(
+                    w,
+                    "files        {} checked: {} missing, {} changed, {} unreadable",
+                    fs.checked, fs.missing, fs.changed, fs.unreadable
+                )?;
                 for p in &fs.problems {
                     writeln!(w, "{}: {}", crate::shown(&p.path), p.message)?;
                 }
             }
-            let verdict = if report.is_damaged() { "DAMAGED" } else if report.is_clean() { "clean" } else { "sound, with warnings" };
+            let verdict = if report.is_damaged() {
+                "DAMAGED"
+            } else if report.is_clean() {
+                "clean"
+            } else {
+                "sound, with warnings"
+            };
             writeln!(w, "result       {verdict}")
         })?;
     }
@@ -210,7 +237,14 @@ pub(crate) fn recover(db_path: &Path, args: &RecoverArgs, quiet: bool) -> Result
             r.records_salvaged
         );
         for l in &r.lost {
-            eprintln!("mediadb: lost bytes {}..{}{}", l.start, l.end, l.seqs.map(|(a, b)| format!(" (commits {a}..{b})")).unwrap_or_default());
+            eprintln!(
+                "mediadb: lost bytes {}..{}{}",
+                l.start,
+                l.end,
+                l.seqs
+                    .map(|(a, b)| format!(" (commits {a}..{b})"))
+                    .unwrap_or_default()
+            );
         }
         eprintln!("mediadb: {}", r.consequences());
     }

@@ -458,7 +458,7 @@ impl Storage for Counting {
 }
 
 #[test]
-fn a_damaged_live_record_stops_compaction_before_anything_changes() {
+fn a_damaged_frame_of_live_records_stops_compaction_before_anything_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("d.mediadb");
     let mut db = Database::create(&path).expect("create");
@@ -478,7 +478,7 @@ fn a_damaged_live_record_stops_compaction_before_anything_changes() {
     let mut db = Database::open(&path).expect("open");
     let err = db.compact().expect_err("damaged");
     assert!(
-        matches!(err, CompactError::Damaged { id, .. } if id == victim.id),
+        matches!(err, CompactError::Damaged { offset, .. } if offset < e.offset),
         "{err}"
     );
     assert!(err.to_string().contains("mediadb recover"));

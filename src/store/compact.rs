@@ -1,8 +1,8 @@
 //! Compaction: rewrite the database with only its live records, into a new file that is renamed
 //! over the old one (docs/FORMAT.md §6, "Compaction").
 //!
-//! The new file keeps every live record's id and bytes (records are copied verbatim, each
-//! verified first), the sequence number, `next_id` and the creation time, and gets a fresh
+//! The new file keeps every live record's id and bytes (records are copied verbatim, after
+//! every frame that holds one has been checked against its checksum), the sequence number, `next_id` and the creation time, and gets a fresh
 //! `file_id`. Its frames are written through [`Storage`] ([`Database::compact_into`]), so tests
 //! can inject faults at every I/O operation; [`Database::compact`] adds the file steps around
 //! it: free-space check, temporary file, `sync_all`, checkpoint, rename, directory fsync.
@@ -10,20 +10,19 @@
 use std::fs::{self, OpenOptions as FsOpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use flatbuffers::FlatBufferBuilder;
 use rayon::prelude::*;
 
 use super::checkpoint::{self, idx_path};
 use super::format::{
-    ALIGN, ENTRY_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, Header, IDX_HEADER_BLOCK, LOG_START,
-    MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN, align_up,
+    ALIGN, ENTRY_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, Header, IDX_HEADER_BLOCK,
+    LOG_START, MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN, align_up, get_u32,
 };
 use super::index::{FileEntry, Index};
 use super::log::TRAILER_LEN;
 use super::storage::{FileStorage, Storage};
-use super::verify::{Expect, check_record};
 use super::{Database, fb, load_version, random_id, sync_parent};
 
 /// Largest payload of a compacted frame: records, padding, Batch and trailer. The same half of
@@ -35,8 +34,6 @@ const RECORD_ENTRY_LEN: u64 = 56;
 const BATCH_OVERHEAD: u64 = 256 + TRAILER_LEN as u64 + ALIGN as u64;
 /// Bytes copied per write.
 const COPY_CHUNK: usize = 8 << 20;
-/// Records verified together on all cores.
-const VERIFY_GROUP: usize = 16 * 1024;
 
 /// Compaction failed or was refused. Unless the variant says otherwise, nothing was changed:
 /// the database file is the old one and the temporary file was removed.
@@ -72,14 +69,13 @@ pub enum CompactError {
         /// Bytes available to this user.
         available: u64,
     },
-    /// A live record fails verification: compaction would hide the damage behind fresh checksums.
-    #[error("{}: live record {id} at byte {offset} is damaged ({what}); nothing was changed: run `mediadb verify`, then `mediadb recover OUT`", .path.display())]
+    /// A frame holding live records fails its checksum (or the index points outside the log):
+    /// compaction would hide the damage behind fresh checksums.
+    #[error("{}: damaged at byte {offset}: {what}; nothing was changed: run `mediadb verify`, then `mediadb recover OUT`", .path.display())]
     Damaged {
         /// The database path.
         path: PathBuf,
-        /// The record's id.
-        id: u64,
-        /// Byte offset of the record.
+        /// Byte offset of the damaged frame or record.
         offset: u64,
         /// What is wrong.
         what: String,
@@ -256,18 +252,50 @@ fn first_seq(seq: u64, k: u64) -> u64 {
     seq.max(k) + 1 - k
 }
 
-/// Writes frames to a storage at increasing offsets, a chunk at a time.
-struct Out<'s> {
-    storage: &'s dyn Storage,
+/// Writes frames at increasing offsets a chunk at a time. A second thread makes the
+/// `write_at` calls, in order, while this one gathers the next chunk; the CRC-32C of the current
+/// frame's payload is computed here.
+struct Out {
     /// Where the next flushed byte goes.
     at: u64,
     buf: Vec<u8>,
     crc: u32,
+    jobs: mpsc::SyncSender<(Vec<u8>, u64)>,
+    done: mpsc::Receiver<io::Result<Vec<u8>>>,
+    in_flight: usize,
 }
 
-impl Out<'_> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+impl Out {
+    /// Starts the writer thread in `scope`.
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        storage: &'scope dyn Storage,
+    ) -> Out {
+        let (jobs, job_rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(1);
+        let (done_tx, done) = mpsc::channel();
+        scope.spawn(move || {
+            for (buf, at) in job_rx {
+                let r = storage.write_at(&buf, at).map(|()| buf);
+                let failed = r.is_err();
+                if done_tx.send(r).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Out {
+            at: LOG_START,
+            buf: Vec::with_capacity(COPY_CHUNK + (1 << 20)),
+            crc: 0,
+            jobs,
+            done,
+            in_flight: 0,
+        }
+    }
+
+    /// Appends `bytes` and zeros up to the next multiple of 8.
+    fn put_padded(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.buf.extend_from_slice(bytes);
+        self.buf.resize(align_up(self.buf.len()), 0);
         if self.buf.len() >= COPY_CHUNK {
             self.flush()?;
         }
@@ -287,14 +315,55 @@ impl Out<'_> {
         Ok(())
     }
 
+    /// Hands the gathered bytes to the writer thread.
     fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.storage.write_at(&self.buf, self.at)?;
-            self.crc = crc32c::crc32c_append(self.crc, &self.buf);
-            self.at += self.buf.len() as u64;
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+        let spare = if self.in_flight >= 2 {
+            let mut b = self.wait()?;
+            b.clear();
+            b
+        } else {
+            Vec::with_capacity(COPY_CHUNK + (1 << 20))
+        };
+        let full = std::mem::replace(&mut self.buf, spare);
+        let len = full.len() as u64;
+        self.send(full, self.at)?;
+        self.at += len;
         Ok(())
+    }
+
+    /// Queues a write of `bytes` at `at` behind the earlier ones.
+    fn send(&mut self, bytes: Vec<u8>, at: u64) -> io::Result<()> {
+        if self.jobs.send((bytes, at)).is_err() {
+            // The writer stopped at an error: report it.
+            return Err(self
+                .drain()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the compaction writer thread stopped")));
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> io::Result<Vec<u8>> {
+        self.in_flight -= 1;
+        self.done
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the compaction writer thread stopped")))
+    }
+
+    /// Waits for every queued write.
+    fn drain(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        while self.in_flight > 0 {
+            if let Err(e) = self.wait() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -313,7 +382,8 @@ fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24
 
 impl Database {
     /// Writes this database's current commit, compacted, into the empty storage `out`: every
-    /// live record (verified, then copied byte for byte with its id), the sequence number,
+    /// live record (its frame checked against its checksum, then copied byte for byte with its
+    /// id), the sequence number,
     /// `next_id` and creation time, a fresh `file_id`, both header slots; then syncs `out`.
     /// Every byte goes through `out`, which is how the tests inject faults. The database itself
     /// is not changed. [`compact`](Self::compact) uses this for the file it renames into place.
@@ -364,115 +434,79 @@ impl Database {
                 .filter(|(_, e)| e.is_live())
                 .map(|(id, e)| (id as u64, e))
         };
+        self.check_source_frames(log, live())?;
         let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
         let k = plans.len() as u64;
         let mut seq = first_seq(old.seq, k);
         let mut prev_crc = 0u32;
-        let mut w = Out {
-            storage: out,
-            at: LOG_START,
-            buf: Vec::with_capacity(COPY_CHUNK + (1 << 20)),
-            crc: 0,
-        };
         let mut fbb = FlatBufferBuilder::with_capacity(1 << 16);
         let mut ids = live().peekable();
-        let mut group: Vec<(u64, FileEntry)> = Vec::with_capacity(VERIFY_GROUP);
-        for p in &plans {
-            let frame_at = w.at;
-            w.at += FRAME_HEADER_LEN as u64;
-            w.crc = 0;
-            let mut entries: Vec<fb::RecordEntry> = Vec::with_capacity(p.records as usize);
-            let mut rel = 0u64;
-            loop {
-                group.clear();
-                while group.len() < VERIFY_GROUP
-                    && let Some(&(id, e)) = ids.peek()
-                    && id < p.end
-                {
-                    group.push((id, e));
-                    ids.next();
+        let committed_len = std::thread::scope(|scope| {
+            let mut w = Out::start(scope, out);
+            let frames = (|| {
+                for p in &plans {
+                    let frame_at = w.at;
+                    w.at += FRAME_HEADER_LEN as u64;
+                    w.crc = 0;
+                    let mut entries: Vec<fb::RecordEntry> = Vec::with_capacity(p.records as usize);
+                    let mut rel = 0u64;
+                    while let Some(&(id, e)) = ids.peek().filter(|(id, _)| *id < p.end) {
+                        ids.next();
+                        let bytes = record_bytes(log, &e).expect("checked with its frame");
+                        entries.push(fb::RecordEntry::new(
+                            id,
+                            e.path_hash,
+                            e.size,
+                            e.mtime_ns,
+                            e.inode,
+                            rel as u32,
+                            e.len,
+                            e.extractor_version,
+                            fb::Kind(e.kind),
+                            e.flags,
+                            0,
+                        ));
+                        w.put_padded(bytes)?;
+                        rel += align_up(bytes.len()) as u64;
+                    }
+                    debug_assert_eq!(entries.len() as u64, p.records);
+                    w.zeros(p.pad())?;
+                    rel += p.pad();
+                    fbb.reset();
+                    let records = fbb.create_vector(&entries);
+                    let removals = fbb.create_vector::<u64>(&[]);
+                    let root = fb::Batch::create(
+                        &mut fbb,
+                        &fb::BatchArgs {
+                            seq,
+                            next_id: p.next_id,
+                            records: Some(records),
+                            removals: Some(removals),
+                            time_unix_ns: super::now_ns() as i64,
+                        },
+                    );
+                    fbb.finish(root, None);
+                    let batch = fbb.finished_data();
+                    let mut trailer = [0u8; TRAILER_LEN];
+                    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
+                    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+                    w.put_padded(batch)?;
+                    w.put_padded(&trailer)?;
+                    w.flush()?;
+                    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
+                    debug_assert!(payload_len <= p.payload_estimate());
+                    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
+                    w.send(raw.to_vec(), frame_at)?;
+                    prev_crc = crc;
+                    seq += 1;
                 }
-                if group.is_empty() {
-                    break;
-                }
-                // Verify on all cores, then copy in order.
-                let bad = group
-                    .par_iter()
-                    .with_min_len(256)
-                    .find_map_first(|(id, e)| {
-                        let bytes = record_bytes(log, e);
-                        let fault = match bytes {
-                            None => Some("it lies outside the committed log".to_owned()),
-                            Some(b) => check_record(b, &Expect::from_entry(*id, e))
-                                .err()
-                                .map(|f| f.message().to_owned()),
-                        };
-                        fault.map(|what| (*id, e.offset, what))
-                    });
-                if let Some((id, offset, what)) = bad {
-                    return Err(CompactError::Damaged {
-                        path: self.path.clone(),
-                        id,
-                        offset,
-                        what,
-                    });
-                }
-                for (id, e) in &group {
-                    let bytes = record_bytes(log, e).expect("checked above");
-                    entries.push(fb::RecordEntry::new(
-                        *id,
-                        e.path_hash,
-                        e.size,
-                        e.mtime_ns,
-                        e.inode,
-                        rel as u32,
-                        e.len,
-                        e.extractor_version,
-                        fb::Kind(e.kind),
-                        e.flags,
-                        0,
-                    ));
-                    w.put(bytes).map_err(io)?;
-                    let padded = align_up(bytes.len());
-                    w.zeros((padded - bytes.len()) as u64).map_err(io)?;
-                    rel += padded as u64;
-                }
-            }
-            debug_assert_eq!(entries.len() as u64, p.records);
-            w.zeros(p.pad()).map_err(io)?;
-            rel += p.pad();
-            fbb.reset();
-            let records = fbb.create_vector(&entries);
-            let removals = fbb.create_vector::<u64>(&[]);
-            let root = fb::Batch::create(
-                &mut fbb,
-                &fb::BatchArgs {
-                    seq,
-                    next_id: p.next_id,
-                    records: Some(records),
-                    removals: Some(removals),
-                    time_unix_ns: super::now_ns() as i64,
-                },
-            );
-            fbb.finish(root, None);
-            let batch = fbb.finished_data();
-            let batch_off = rel as u32;
-            w.put(batch).map_err(io)?;
-            let padded = align_up(batch.len());
-            w.zeros((padded - batch.len()) as u64).map_err(io)?;
-            let mut trailer = [0u8; TRAILER_LEN];
-            trailer[..4].copy_from_slice(&batch_off.to_le_bytes());
-            trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-            w.put(&trailer).map_err(io)?;
-            w.flush().map_err(io)?;
-            let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
-            debug_assert!(payload_len <= p.payload_estimate());
-            let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
-            out.write_at(&raw, frame_at).map_err(io)?;
-            prev_crc = crc;
-            seq += 1;
-        }
-        let committed_len = w.at;
+                Ok(w.at)
+            })();
+            // Every write queued has finished (or failed) before the slots are written.
+            let drained = w.drain();
+            frames.and_then(|end| drained.map(|()| end))
+        })
+        .map_err(io)?;
         let mut h = Header {
             generation: 1,
             file_id: random_id(),
@@ -504,8 +538,8 @@ impl Database {
     /// Keeps the writer lock throughout. Snapshots and read-only handles opened before keep
     /// reading the old file (its inode lives while they map it); a reader's
     /// [`refresh`](Self::refresh) moves it to the new file. Refuses, changing nothing, when the
-    /// directory has less free space than the new file and its checkpoint need, or when a live
-    /// record is damaged; removes its temporary files on any failure.
+    /// directory has less free space than the new file and its checkpoint need, or when a frame
+    /// holding live records fails its checksum; removes its temporary files on any failure.
     pub fn compact(&mut self) -> Result<CompactReport, CompactError> {
         self.compact_with(&|s| s)
     }
@@ -551,6 +585,7 @@ impl Database {
                 .map(|p| FRAME_HEADER_LEN as u64 + p.payload_estimate())
                 .sum::<u64>()
             + checkpoint_estimate(&v.index);
+        drop(v);
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -635,7 +670,10 @@ impl Database {
             checkpoint_written: false,
         };
         self.storage = storage;
-        self.current = Arc::new(version);
+        let old = std::mem::replace(&mut self.current, Arc::new(version));
+        // Unmapping the old file and freeing its index take tens of milliseconds for a large
+        // database; nobody waits for them (snapshots that still hold it keep it anyway).
+        rayon::spawn(move || drop(old));
         self.active_slot = 1;
         self.checkpointed_len = LOG_START;
         if let Err(source) = sync_parent(&path) {
@@ -653,6 +691,71 @@ impl Database {
             checkpoint_written,
             ..report
         })
+    }
+}
+
+impl Database {
+    /// Checks every frame of `log` (the committed bytes from `LOG_START`) that holds a live
+    /// record against its checksum, on all cores, and that every live record lies inside a
+    /// frame's payload with the length its entry says. Bit rot anywhere in such a frame stops
+    /// compaction, not only damage that breaks a FlatBuffer; frames of dead records only are
+    /// dropped unread.
+    fn check_source_frames(
+        &self,
+        log: &[u8],
+        live: impl Iterator<Item = (u64, FileEntry)>,
+    ) -> Result<(), CompactError> {
+        let damaged = |rel: usize, what: String| CompactError::Damaged {
+            path: self.path.clone(),
+            offset: LOG_START + rel as u64,
+            what,
+        };
+        let mut frames: Vec<(usize, usize)> = Vec::new();
+        let mut off = 0;
+        while off < log.len() {
+            let h = FrameHeader::decode(&log[off..])
+                .filter(|h| h.frame_len() <= (log.len() - off) as u64)
+                .ok_or_else(|| damaged(off, "not a frame header".into()))?;
+            frames.push((off, off + h.frame_len() as usize));
+            off += h.frame_len() as usize;
+        }
+        let mut needed = vec![false; frames.len()];
+        for (id, e) in live {
+            let rel = e
+                .offset
+                .checked_sub(LOG_START)
+                .and_then(|r| usize::try_from(r).ok())
+                .unwrap_or(usize::MAX);
+            let k = frames.partition_point(|f| f.1 <= rel);
+            let fits = k < frames.len()
+                && rel >= frames[k].0 + FRAME_HEADER_LEN
+                && rel.saturating_add(e.len as usize) <= frames[k].1
+                && e.len >= 8
+                && get_u32(log, rel) as usize + 4 == e.len as usize;
+            if !fits {
+                return Err(damaged(
+                    rel.min(log.len()),
+                    format!("live record {id} is not where its index entry says"),
+                ));
+            }
+            needed[k] = true;
+        }
+        let bad = frames
+            .par_iter()
+            .zip(&needed)
+            .filter(|(_, n)| **n)
+            .find_map_first(|(&(s, e), _)| {
+                let f = &log[s..e];
+                (!FrameHeader::check(&f[..FRAME_HEADER_LEN], &f[FRAME_HEADER_LEN..])).then_some(s)
+            });
+        match bad {
+            Some(s) => Err(damaged(
+                s,
+                "a frame holding live records fails its checksum: some of its bytes are damaged"
+                    .into(),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! fault, and their memory does not grow with the file. `verify` keeps 20 bytes of state per
 //! record id (offset, length, a 32-bit path hash and a 32-bit digest of the index entry), plus
 //! the window, the Batch of the frame being checked, and one bit per id while it compares the
-//! checkpoint: about 20 MiB + 16 MiB for a 1,000,000-record database.
+//! checkpoint: about 20 MiB + 64 MiB for a 1,000,000-record database.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -42,7 +42,7 @@ pub const MAX_LISTED: usize = 10_000;
 
 /// Largest read `verify` and `recover` make at once, and so the bound on their buffer (a frame
 /// larger than this is checked in several reads).
-pub const WINDOW: usize = 16 << 20;
+pub const WINDOW: usize = 64 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // Problems
@@ -340,13 +340,30 @@ impl<'s> Reader<'s> {
         if off < self.start || end > self.start + self.buf.len() as u64 {
             let stop = self.len.min(off.saturating_add(self.window.max(n) as u64));
             let want = (stop - off) as usize;
+            // Bytes from `off` that the buffer already holds move to its front instead of being
+            // read again (a frame that straddles the end of the window).
+            let have_end = self.start + self.buf.len() as u64;
+            let kept = if off >= self.start && off < have_end {
+                let from = (off - self.start) as usize;
+                self.buf.copy_within(from.., 0);
+                (have_end - off).min(want as u64) as usize
+            } else {
+                0
+            };
             if self.buf.len() < want {
-                // A fresh zeroed allocation, not `resize`: no byte-by-byte fill.
-                self.buf = vec![0u8; want];
+                if kept == 0 {
+                    // A fresh zeroed allocation, not `resize`: no byte-by-byte fill.
+                    self.buf = vec![0u8; want];
+                } else {
+                    self.buf.resize(want, 0);
+                }
             }
             self.buf.truncate(want);
             self.start = off;
-            if let Err(e) = self.storage.read_at(&mut self.buf, off) {
+            if let Err(e) = self
+                .storage
+                .read_at(&mut self.buf[kept..], off + kept as u64)
+            {
                 self.buf.clear();
                 return Err(io::Error::new(
                     e.kind(),
@@ -357,14 +374,29 @@ impl<'s> Reader<'s> {
         let s = (off - self.start) as usize;
         Ok(Some(&self.buf[s..s + n]))
     }
+
+    /// The `n` bytes at `off` as a copy, for a random access: read alone when the window does
+    /// not hold them, so it does not move the window.
+    pub(crate) fn get_small(&mut self, off: u64, n: usize) -> io::Result<Option<Vec<u8>>> {
+        let Some(end) = off.checked_add(n as u64).filter(|&e| e <= self.len) else {
+            return Ok(None);
+        };
+        if off >= self.start && end <= self.start + self.buf.len() as u64 {
+            let s = (off - self.start) as usize;
+            return Ok(Some(self.buf[s..s + n].to_vec()));
+        }
+        let mut v = vec![0u8; n];
+        self.storage.read_at(&mut v, off)?;
+        Ok(Some(v))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Records against their entries (shared with compaction)
+// Records against their entries
 
 /// What an index entry or a `RecordEntry` says about one record.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Expect {
+struct Expect {
     pub id: u64,
     pub path_hash: u64,
     pub size: u64,
@@ -377,7 +409,7 @@ pub(crate) struct Expect {
 }
 
 impl Expect {
-    pub(crate) fn from_record_entry(e: &fb::RecordEntry) -> Expect {
+    fn from_record_entry(e: &fb::RecordEntry) -> Expect {
         Expect {
             id: e.id(),
             path_hash: e.path_hash(),
@@ -390,25 +422,11 @@ impl Expect {
             len: e.len(),
         }
     }
-
-    pub(crate) fn from_entry(id: u64, e: &FileEntry) -> Expect {
-        Expect {
-            id,
-            path_hash: e.path_hash,
-            size: e.size,
-            mtime_ns: e.mtime_ns,
-            inode: e.inode,
-            kind: e.kind,
-            extractor_version: e.extractor_version,
-            flags: e.flags,
-            len: e.len,
-        }
-    }
 }
 
 /// Why a record buffer was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum RecordFault {
+enum RecordFault {
     /// The buffer itself is not a valid record.
     Invalid(String),
     /// It is valid but says something else than its entry.
@@ -416,7 +434,7 @@ pub(crate) enum RecordFault {
 }
 
 impl RecordFault {
-    pub(crate) fn message(&self) -> &str {
+    fn message(&self) -> &str {
         match self {
             RecordFault::Invalid(m) | RecordFault::Mismatch(m) => m,
         }
@@ -425,7 +443,7 @@ impl RecordFault {
 
 /// Verifies the record buffer `bytes` (exactly the entry's `len` bytes) and that every field
 /// the entry repeats agrees with it.
-pub(crate) fn check_record<'a>(bytes: &'a [u8], x: &Expect) -> Result<RecordView<'a>, RecordFault> {
+fn check_record<'a>(bytes: &'a [u8], x: &Expect) -> Result<RecordView<'a>, RecordFault> {
     let (v, len) = record::verify(bytes).map_err(|p| {
         let why = match p {
             record::RecordProblem::BadLength(n) => format!("impossible size prefix {n}"),
@@ -1211,7 +1229,10 @@ impl Verifier<'_> {
         // Each id at most once per batch, every upserted id below the batch's next_id.
         let mut ids: Vec<u64> = info.entries.iter().map(|e| e.id()).collect();
         ids.extend_from_slice(&info.removals);
-        ids.par_sort_unstable();
+        // Usually already in order: upserts of new ids, then removals of older ones.
+        if !ids.is_sorted() {
+            ids.par_sort_unstable();
+        }
         for w in ids.windows(2).filter(|w| w[0] == w[1]) {
             self.sink.damage(
                 poff,
@@ -1419,9 +1440,8 @@ impl Verifier<'_> {
     fn path_at(&mut self, off: u64, len: u32) -> io::Result<Option<Vec<u8>>> {
         Ok(self
             .reader
-            .get(off, len as usize)?
-            .and_then(|b| record::verify(b).ok())
-            .map(|(v, _)| v.path().to_vec()))
+            .get_small(off, len as usize)?
+            .and_then(|b| record::verify(&b).ok().map(|(v, _)| v.path().to_vec())))
     }
 
     /// A path may appear only once among a batch's upserts.
@@ -2148,21 +2168,19 @@ impl RecoverReport {
         if self.lost.is_empty() && self.records_damaged == 0 {
             return "Every committed batch was intact: nothing was lost.".into();
         }
-        let truncated = self
-            .lost
-            .iter()
-            .any(|l| l.end > self.source_len)
-            .then(|| {
-                format!(
-                    "The file was truncated: it has {} bytes, its header says more. ",
-                    self.source_len
-                )
-            })
-            .unwrap_or_default();
-        truncated
-            + "Batches in the damaged ranges are lost: records they added are missing unless salvaged, \
-         records they updated may hold an older version, and records they removed may be back. \
-         Rescan the library to bring the new database up to date."
+        let mut text = String::new();
+        if self.lost.iter().any(|l| l.end > self.source_len) {
+            text = format!(
+                "The file was truncated: it has {} bytes, its header says more. ",
+                self.source_len
+            );
+        }
+        text.push_str(
+            "Batches in the damaged ranges are lost: records they added are missing unless \
+             salvaged, records they updated may hold an older version, and records they removed \
+             may be back. Rescan the library to bring the new database up to date.",
+        );
+        text
     }
 }
 
@@ -2458,9 +2476,8 @@ fn salvage(
 
 fn record_path(reader: &mut Reader<'_>, f: Found) -> io::Result<Option<Vec<u8>>> {
     Ok(reader
-        .get(f.off, f.len as usize)?
-        .and_then(|b| record::verify(b).ok())
-        .map(|(v, _)| v.path().to_vec()))
+        .get_small(f.off, f.len as usize)?
+        .and_then(|b| record::verify(&b).ok().map(|(v, _)| v.path().to_vec())))
 }
 
 impl Database {

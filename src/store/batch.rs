@@ -207,27 +207,7 @@ impl<'db> WriteBatch<'db> {
         if id == self.next_id {
             self.next_id += 1;
         }
-        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
-        let entry = fb::RecordEntry::new(
-            id,
-            hash,
-            rec.size,
-            rec.mtime_ns,
-            rec.inode,
-            (start - FRAME_HEADER_LEN) as u32,
-            len as u32,
-            rec.extractor_version,
-            rec.kind.to_fb(),
-            flags,
-            0,
-        );
-        let i = self.pending.len() as u32;
-        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
-        self.pending.push(Pending {
-            entry,
-            live: true,
-            prev_same_hash: prev,
-        });
+        self.push_pending(rec, id, hash, start - FRAME_HEADER_LEN, len, true);
         Ok(id)
     }
 
@@ -371,28 +351,14 @@ impl<'db> WriteBatch<'db> {
             self.db.spare_chunks.push(buf);
             for (k, (off, len)) in spans.into_iter().enumerate() {
                 let i = chunk * CHUNK + k;
-                let rec = &recs[i];
-                let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
-                let entry = fb::RecordEntry::new(
+                self.push_pending(
+                    &recs[i],
                     ids[i],
                     hashes[i],
-                    rec.size,
-                    rec.mtime_ns,
-                    rec.inode,
-                    (base + off as usize) as u32,
-                    len,
-                    rec.extractor_version,
-                    rec.kind.to_fb(),
-                    flags,
-                    0,
+                    base + off as usize,
+                    len as usize,
+                    !replaced_local[i],
                 );
-                let at = self.pending.len() as u32;
-                let prev = self.by_hash.insert(hashes[i], at).unwrap_or(NONE);
-                self.pending.push(Pending {
-                    entry,
-                    live: !replaced_local[i],
-                    prev_same_hash: prev,
-                });
             }
         }
         self.next_id = next_id;
@@ -436,27 +402,7 @@ impl<'db> WriteBatch<'db> {
         }
         self.frame.resize(align_up(self.frame.len()), 0);
         self.next_id = id + 1;
-        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
-        let entry = fb::RecordEntry::new(
-            id,
-            hash,
-            rec.size,
-            rec.mtime_ns,
-            rec.inode,
-            (rstart - FRAME_HEADER_LEN) as u32,
-            len as u32,
-            rec.extractor_version,
-            rec.kind.to_fb(),
-            flags,
-            0,
-        );
-        let i = self.pending.len() as u32;
-        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
-        self.pending.push(Pending {
-            entry,
-            live: true,
-            prev_same_hash: prev,
-        });
+        self.push_pending(rec, id, hash, rstart - FRAME_HEADER_LEN, len, true);
         Ok(())
     }
 
@@ -486,6 +432,39 @@ impl<'db> WriteBatch<'db> {
         };
         self.frame.resize(end, 0);
         Ok(())
+    }
+
+    /// Records an encoded record (at `offset` in the payload, `len` bytes) as pending.
+    fn push_pending(
+        &mut self,
+        rec: &Record,
+        id: u64,
+        hash: u64,
+        offset: usize,
+        len: usize,
+        live: bool,
+    ) {
+        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
+        let entry = fb::RecordEntry::new(
+            id,
+            hash,
+            rec.size,
+            rec.mtime_ns,
+            rec.inode,
+            offset as u32,
+            len as u32,
+            rec.extractor_version,
+            rec.kind.to_fb(),
+            flags,
+            0,
+        );
+        let i = self.pending.len() as u32;
+        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
+        self.pending.push(Pending {
+            entry,
+            live,
+            prev_same_hash: prev,
+        });
     }
 
     /// Removes the record at `path`; returns whether one was live.

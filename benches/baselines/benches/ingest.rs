@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mediadb::{Database, Kind, Record};
+use mediadb_baselines::{Rng, emit, size_of};
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -36,33 +37,6 @@ const LMDB_MAP: usize = 4 << 30;
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic generator
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 const SYLLABLES: &[&str] = &[
     "ka", "lo", "mi", "ra", "ven", "tor", "el", "an", "dru", "sha", "mor", "bel", "qui", "zen",
@@ -406,14 +380,6 @@ fn with(mut v: Value, extra: Value) -> Value {
         o.extend(e);
     }
     v
-}
-
-fn emit(v: &Value) {
-    println!("{v}");
-}
-
-fn size_of(path: &Path) -> u64 {
-    fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -23,29 +23,21 @@ use std::time::{Duration, Instant};
 
 use mediadb::store::verify;
 use mediadb::{Database, Kind, Record};
-use serde_json::{Value, json};
+use mediadb_baselines::{Rng, emit, size_of};
+use serde_json::json;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const BATCH: usize = 50_000;
 const ROUNDS: usize = 3;
 
-/// SplitMix64.
-struct Rng(u64);
+/// Word-making on top of the shared generator.
+trait Words {
+    fn word(&mut self) -> &'static str;
+    fn words(&mut self, n: u64) -> String;
+}
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
+impl Words for Rng {
     fn word(&mut self) -> &'static str {
         const WORDS: &[&str] = &[
             "night", "river", "love", "fire", "dream", "city", "light", "heart", "stone", "blue",
@@ -97,14 +89,6 @@ fn record(i: u64, rng: &mut Rng) -> Record {
         bit_depth: Some(16),
         ..Record::default()
     }
-}
-
-fn emit(v: &Value) {
-    println!("{v}");
-}
-
-fn size_of(path: &Path) -> u64 {
-    fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

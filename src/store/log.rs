@@ -127,23 +127,25 @@ pub(crate) fn apply(
         if id == 0 || id >= next || re.path_hash() == 0 {
             return Err(bad(format!("record entry with invalid id {id} or hash")));
         }
-        items.push((
-            id,
-            FileEntry {
-                path_hash: re.path_hash(),
-                size: re.size(),
-                mtime_ns: re.mtime_ns(),
-                inode: re.inode(),
-                offset: payload_offset + u64::from(re.offset()),
-                len: re.len(),
-                extractor_version: re.extractor_version(),
-                kind: re.kind().0,
-                flags: re.flags(),
-            },
-        ));
+        items.push((id, entry_of(re, payload_offset)));
     }
     index.upsert_many(&items);
     Ok(())
+}
+
+/// The index entry a `RecordEntry` of the payload at `payload_offset` describes.
+pub(crate) fn entry_of(re: &fb::RecordEntry, payload_offset: u64) -> FileEntry {
+    FileEntry {
+        path_hash: re.path_hash(),
+        size: re.size(),
+        mtime_ns: re.mtime_ns(),
+        inode: re.inode(),
+        offset: payload_offset + u64::from(re.offset()),
+        len: re.len(),
+        extractor_version: re.extractor_version(),
+        kind: re.kind().0,
+        flags: re.flags(),
+    }
 }
 
 /// Where replay stops, for checking against the header.

@@ -589,17 +589,7 @@ fn facts(e: &fb::RecordEntry, payload_off: u64, with_digest: bool, b: &mut Vec<u
             digest: 0,
         };
     }
-    let entry = FileEntry {
-        path_hash: e.path_hash(),
-        size: e.size(),
-        mtime_ns: e.mtime_ns(),
-        inode: e.inode(),
-        offset: payload_off + u64::from(e.offset()),
-        len: e.len(),
-        extractor_version: e.extractor_version(),
-        kind: e.kind().0,
-        flags: e.flags(),
-    };
+    let entry = super::log::entry_of(e, payload_off);
     b.clear();
     entry.encode(b);
     Facts {

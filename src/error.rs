@@ -92,6 +92,14 @@ pub enum CommitError {
         /// Why.
         what: String,
     },
+    /// A playlist cannot be stored (its name is taken, it does not exist, it is too large).
+    #[error("playlist {name:?}: {what}")]
+    BadPlaylist {
+        /// The playlist's name.
+        name: String,
+        /// Why.
+        what: String,
+    },
     /// The batch is larger than one frame may be.
     #[error("{}: batch of {bytes} bytes exceeds the 1 GiB frame limit; commit smaller batches", shown(.path))]
     TooLarge {

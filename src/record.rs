@@ -103,6 +103,9 @@ pub struct Record {
     pub musicbrainz_album_id: Option<String>,
     /// Why the file could not be read fully, if it could not.
     pub error: Option<String>,
+    /// Tags with no field of their own, as (key, value) pairs in order; a key may repeat.
+    /// `scan` leaves this empty; `migrate` keeps VuIO's extra tags here.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Record {
@@ -162,6 +165,14 @@ pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out
     let mb_track = s(fbb, &rec.musicbrainz_track_id);
     let mb_album = s(fbb, &rec.musicbrainz_album_id);
     let error = s(fbb, &rec.error);
+    let (tag_keys, tag_values) = if rec.tags.is_empty() {
+        (None, None)
+    } else {
+        let keys: Vec<_> = rec.tags.iter().map(|t| fbb.create_string(&t.0)).collect();
+        let keys = fbb.create_vector(&keys);
+        let values: Vec<_> = rec.tags.iter().map(|t| fbb.create_string(&t.1)).collect();
+        (Some(keys), Some(fbb.create_vector(&values)))
+    };
     let root = fb::Record::create(
         fbb,
         &fb::RecordArgs {
@@ -193,6 +204,8 @@ pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out
             musicbrainz_track_id: mb_track,
             musicbrainz_album_id: mb_album,
             error,
+            tag_keys,
+            tag_values,
         },
     );
     fbb.finish_size_prefixed(root, None);
@@ -230,6 +243,11 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<(RecordView<'_>, usize), RecordProb
     let buf = &bytes[..len + 4];
     let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record>(&verifier_options(len), buf)
         .map_err(|e| RecordProblem::Invalid(e.to_string()))?;
+    if rec.tag_keys().map_or(0, |v| v.len()) != rec.tag_values().map_or(0, |v| v.len()) {
+        return Err(RecordProblem::Invalid(
+            "tag_keys and tag_values differ in length".into(),
+        ));
+    }
     Ok((RecordView { fb: rec }, len + 4))
 }
 
@@ -328,6 +346,16 @@ impl<'a> RecordView<'a> {
         self.fb.musicbrainz_album_id()
     }
 
+    /// Tags with no field of their own, as (key, value) pairs.
+    pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        // `verify` checked both lists have the same length.
+        self.fb
+            .tag_keys()
+            .into_iter()
+            .flatten()
+            .zip(self.fb.tag_values().into_iter().flatten())
+    }
+
     /// An owned copy of every field.
     pub fn to_record(&self) -> Record {
         let f = &self.fb;
@@ -361,6 +389,10 @@ impl<'a> RecordView<'a> {
             musicbrainz_track_id: owned(f.musicbrainz_track_id()),
             musicbrainz_album_id: owned(f.musicbrainz_album_id()),
             error: owned(f.error()),
+            tags: self
+                .tags()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 }
@@ -408,6 +440,7 @@ mod tests {
             musicbrainz_track_id: Some("t".into()),
             musicbrainz_album_id: Some("a".into()),
             error: Some("e".into()),
+            tags: vec![("Label".into(), "L".into()), ("Label".into(), "M".into())],
         }
     }
 

@@ -63,6 +63,12 @@ pub fn record_json(r: &RecordView<'_>, fields: &[Field]) -> Json {
             m.insert("path_b64".into(), json!(b64(r.path())));
         }
     }
+    // Tags with no field of their own (kept by `migrate`) ride along with a whole record, so
+    // that `export` loses nothing; they are not a queryable field.
+    if fields.len() == Field::ALL.len() && r.tags().next().is_some() {
+        let tags: Vec<[&str; 2]> = r.tags().map(|(k, v)| [k, v]).collect();
+        m.insert("tags".into(), json!(tags));
+    }
     Json::Object(m)
 }
 
@@ -338,6 +344,17 @@ pub fn record_from_json(v: &Json) -> Result<Record, ImportError> {
     if genres.is_empty() {
         genres.extend(s("genre")?);
     }
+    let tags = match o.get("tags") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|t| match t.as_array().map(Vec::as_slice) {
+                Some([Json::String(k), Json::String(v)]) => Ok((k.clone(), v.clone())),
+                _ => Err(ImportError("`tags` must hold [key, value] string pairs".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ImportError("`tags` must be a list of [key, value] pairs".into())),
+    };
     Ok(Record {
         id: narrow("id", i64::MAX)?.unwrap_or(0) as u64,
         path,
@@ -372,6 +389,7 @@ pub fn record_from_json(v: &Json) -> Result<Record, ImportError> {
         musicbrainz_track_id: s("musicbrainz_track_id")?,
         musicbrainz_album_id: s("musicbrainz_album_id")?,
         error: s("error")?,
+        tags,
     })
 }
 

@@ -9,10 +9,11 @@ use flatbuffers::FlatBufferBuilder;
 
 use super::format::{
     ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
-    MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
+    MAX_PLAYLIST_LEN, MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
 };
 use super::{Database, Version, fb, log};
 use crate::error::CommitError;
+use crate::playlist::{self, Playlist};
 use crate::record::{self, Record};
 
 /// What a commit did.
@@ -71,6 +72,10 @@ pub struct WriteBatch<'db> {
     removed: HashSet<u64>,
     next_id: u64,
     fbb: FlatBufferBuilder<'static>,
+    /// Playlists written in this batch: (id, name, offset, len); a later write of an id
+    /// replaces the earlier one.
+    playlists: Vec<(u64, String, u32, u32)>,
+    playlist_removals: Vec<u64>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -104,6 +109,8 @@ impl<'db> WriteBatch<'db> {
             removed: HashSet::new(),
             next_id,
             fbb: FlatBufferBuilder::with_capacity(1024),
+            playlists: Vec::new(),
+            playlist_removals: Vec::new(),
         }
     }
 
@@ -113,7 +120,10 @@ impl<'db> WriteBatch<'db> {
 
     /// Number of operations so far.
     pub fn len(&self) -> usize {
-        self.pending.len() + self.removals.len()
+        self.pending.len()
+            + self.removals.len()
+            + self.playlists.len()
+            + self.playlist_removals.len()
     }
 
     /// Whether the batch holds no operation.
@@ -506,6 +516,68 @@ impl<'db> WriteBatch<'db> {
         false
     }
 
+    /// Writes playlist `p` whole: a new one when `p.id` is 0 (its id is returned), else a
+    /// replacement of the live playlist with that id. Names are unique.
+    pub fn put_playlist(&mut self, p: &Playlist) -> Result<u64, CommitError> {
+        let bad = |what: String| CommitError::BadPlaylist {
+            name: p.name.clone(),
+            what,
+        };
+        if p.name.is_empty() {
+            return Err(bad("a playlist needs a name".into()));
+        }
+        let pending = |id: u64| self.playlists.iter().any(|q| q.0 == id);
+        let committed = |id: u64| {
+            self.base().index.playlists.contains_key(&id) && !self.playlist_removals.contains(&id)
+        };
+        if p.id != 0 && !pending(p.id) && !committed(p.id) {
+            return Err(bad(format!("no playlist has id {}", p.id)));
+        }
+        // The name must not belong to another playlist, committed or in this batch.
+        let snap = super::Snapshot::new(Arc::clone(&self.db.current));
+        for (id, name) in snap.playlist_names()? {
+            let replaced = self.playlists.iter().any(|q| q.0 == id);
+            if id != p.id && name == p.name && committed(id) && !replaced {
+                return Err(bad("the name is taken; pick another or delete that one".into()));
+            }
+        }
+        if self.playlists.iter().any(|q| q.0 != p.id && q.1 == p.name) {
+            return Err(bad("the name is taken; pick another or delete that one".into()));
+        }
+        let id = if p.id == 0 { self.next_id } else { p.id };
+        let start = self.frame.len();
+        playlist::encode(&mut self.fbb, p, id, &mut self.frame);
+        let len = self.frame.len() - start;
+        if len - 4 > MAX_PLAYLIST_LEN || align_up(self.frame.len()) > MAX_FRAME_PAYLOAD as usize / 2
+        {
+            self.frame.truncate(start);
+            return Err(bad(format!(
+                "encodes to {len} bytes, over the {MAX_PLAYLIST_LEN}-byte playlist limit"
+            )));
+        }
+        self.frame.resize(align_up(self.frame.len()), 0);
+        if id == self.next_id {
+            self.next_id += 1;
+        }
+        let offset = (start - FRAME_HEADER_LEN) as u32;
+        self.playlists.retain(|q| q.0 != id);
+        self.playlists.push((id, p.name.clone(), offset, len as u32));
+        Ok(id)
+    }
+
+    /// Deletes the playlist with `id`; returns whether there was one.
+    pub fn delete_playlist(&mut self, id: u64) -> bool {
+        let before = self.playlists.len();
+        self.playlists.retain(|q| q.0 != id);
+        let was_pending = self.playlists.len() != before;
+        if self.base().index.playlists.contains_key(&id) && !self.playlist_removals.contains(&id)
+        {
+            self.playlist_removals.push(id);
+            return true;
+        }
+        was_pending
+    }
+
     /// Appends the batch durably and publishes it. On an I/O error nothing is committed and the
     /// database handle is poisoned (reopen it; every earlier commit is intact).
     pub fn commit(mut self) -> Result<CommitInfo, CommitError> {
@@ -516,7 +588,11 @@ impl<'db> WriteBatch<'db> {
             .filter(|p| p.live)
             .map(|p| p.entry)
             .collect();
-        if live.is_empty() && self.removals.is_empty() {
+        if live.is_empty()
+            && self.removals.is_empty()
+            && self.playlists.is_empty()
+            && self.playlist_removals.is_empty()
+        {
             return Ok(CommitInfo {
                 seq: base_header.seq,
                 ..CommitInfo::default()
@@ -527,6 +603,14 @@ impl<'db> WriteBatch<'db> {
         self.fbb.reset();
         let records = self.fbb.create_vector(&live);
         let removals = self.fbb.create_vector(&self.removals);
+        let refs: Vec<fb::PlaylistRef> = self
+            .playlists
+            .iter()
+            .map(|&(id, _, off, len)| fb::PlaylistRef::new(id, off, len))
+            .collect();
+        let playlists = (!refs.is_empty()).then(|| self.fbb.create_vector(&refs));
+        let playlist_removals = (!self.playlist_removals.is_empty())
+            .then(|| self.fbb.create_vector(&self.playlist_removals));
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
@@ -538,6 +622,8 @@ impl<'db> WriteBatch<'db> {
                 records: Some(records),
                 removals: Some(removals),
                 time_unix_ns: time,
+                playlists,
+                playlist_removals,
             },
         );
         self.fbb.finish(root, None);

@@ -7,8 +7,10 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::format::{ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader, LOG_START};
-use super::index::{Chunked, Index, Slot, Table};
+use super::format::{
+    ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader, LOG_START, PLAYLIST_LOC_LEN, get_u32, get_u64,
+};
+use super::index::{Chunked, Index, PlaylistLoc, Playlists, Slot, Table};
 use super::map::Mapping;
 
 /// The checkpoint's path for database `db`.
@@ -49,10 +51,24 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
     let entries_start = IDX_HEADER_BLOCK as usize;
     let entries_end = entries_start + h.next_id as usize * ENTRY_LEN;
     let table_start = h.table_offset() as usize;
+    let playlists_start = h.playlists_offset() as usize;
     if crc32c::crc32c(&bytes[entries_start..entries_end]) != h.entries_crc
-        || crc32c::crc32c(&bytes[table_start..]) != h.table_crc
+        || crc32c::crc32c(&bytes[table_start..playlists_start]) != h.table_crc
+        || crc32c::crc32c(&bytes[playlists_start..]) != h.playlists_crc
     {
         return None;
+    }
+    let mut playlists = std::collections::BTreeMap::new();
+    for loc in bytes[playlists_start..].chunks_exact(PLAYLIST_LOC_LEN) {
+        let at = PlaylistLoc {
+            offset: get_u64(loc, 8),
+            len: get_u32(loc, 16),
+        };
+        // Locations are checked against the log when a playlist is read, like records.
+        if at.offset < LOG_START || at.offset >= h.committed_len {
+            return None;
+        }
+        playlists.insert(get_u64(loc, 0), at);
     }
     let entries = Chunked::mapped(&map, entries_start, h.next_id as usize);
     let slots = Chunked::<Slot>::mapped(&map, table_start, h.table_capacity as usize);
@@ -62,6 +78,7 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
             table: Table::from_parts(slots, h.table_used as usize),
             live_records: h.live_records,
             live_bytes: h.live_bytes,
+            playlists: Playlists::new(playlists),
         },
         header: h,
     })
@@ -95,6 +112,8 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         entries_crc: 0,
         table_crc: 0,
         table_used: index.table.used() as u64,
+        playlists: index.playlists.len() as u64,
+        playlists_crc: 0,
     };
     let mut out = BufWriter::with_capacity(1 << 20, &file);
     out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
@@ -104,6 +123,15 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
     let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
     out.write_all(&vec![0u8; pad as usize])?;
     h.table_crc = index.table.slots().write_to(&mut out)?.0;
+    let mut locs = Vec::with_capacity(index.playlists.len() * PLAYLIST_LOC_LEN);
+    for (&id, loc) in index.playlists.iter() {
+        locs.extend_from_slice(&id.to_le_bytes());
+        locs.extend_from_slice(&loc.offset.to_le_bytes());
+        locs.extend_from_slice(&loc.len.to_le_bytes());
+        locs.extend_from_slice(&0u32.to_le_bytes());
+    }
+    h.playlists_crc = crc32c::crc32c(&locs);
+    out.write_all(&locs)?;
     out.flush()?;
     drop(out);
     file.write_all_at(&h.encode(), 0)?;

@@ -246,6 +246,32 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
     frames
 }
 
+/// Every live playlist's bytes, verified, in id order; `Err((offset, what))` for a damaged one.
+/// Their total must fit one frame.
+fn playlist_bytes<'l>(log: &'l [u8], index: &Index) -> Result<Vec<(u64, &'l [u8])>, (u64, String)> {
+    let mut out = Vec::with_capacity(index.playlists.len());
+    let mut total = 0usize;
+    for (&id, loc) in index.playlists.iter() {
+        let bytes = loc
+            .offset
+            .checked_sub(LOG_START)
+            .and_then(|rel| usize::try_from(rel).ok())
+            .and_then(|rel| log.get(rel..rel.checked_add(loc.len as usize)?))
+            .ok_or((loc.offset, format!("playlist {id} lies outside the committed log")))?;
+        let p = crate::playlist::verify(bytes)
+            .map_err(|e| (loc.offset, format!("playlist {id}: {}", e.0)))?;
+        if p.id() != id {
+            return Err((loc.offset, format!("playlist {id} does not match its location")));
+        }
+        total += align_up(bytes.len());
+        if total > MAX_FRAME_PAYLOAD as usize / 2 {
+            return Err((loc.offset, "the playlists together exceed one frame".into()));
+        }
+        out.push((id, bytes));
+    }
+    Ok(out)
+}
+
 /// The seq of the first of `k` frames, so that the last one carries `seq` (or `k`, when there
 /// were fewer commits than frames).
 fn first_seq(seq: u64, k: u64) -> u64 {
@@ -436,7 +462,15 @@ impl Database {
         };
         self.check_source_frames(log, live())?;
         let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
-        let k = plans.len() as u64;
+        let playlists = playlist_bytes(log, index).map_err(|(offset, what)| {
+            CompactError::Damaged {
+                path: self.path.clone(),
+                offset,
+                what,
+            }
+        })?;
+        // The playlists go in one more frame after the records' (docs/FORMAT.md §6).
+        let k = plans.len() as u64 + u64::from(!playlists.is_empty());
         let mut seq = first_seq(old.seq, k);
         let mut prev_crc = 0u32;
         let mut fbb = FlatBufferBuilder::with_capacity(1 << 16);
@@ -483,6 +517,8 @@ impl Database {
                             records: Some(records),
                             removals: Some(removals),
                             time_unix_ns: super::now_ns() as i64,
+                            playlists: None,
+                            playlist_removals: None,
                         },
                     );
                     fbb.finish(root, None);
@@ -495,6 +531,47 @@ impl Database {
                     w.flush()?;
                     let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
                     debug_assert!(payload_len <= p.payload_estimate());
+                    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
+                    w.send(raw.to_vec(), frame_at)?;
+                    prev_crc = crc;
+                    seq += 1;
+                }
+                if !playlists.is_empty() {
+                    let frame_at = w.at;
+                    w.at += FRAME_HEADER_LEN as u64;
+                    w.crc = 0;
+                    let mut refs = Vec::with_capacity(playlists.len());
+                    let mut rel = 0u64;
+                    for &(id, bytes) in &playlists {
+                        refs.push(fb::PlaylistRef::new(id, rel as u32, bytes.len() as u32));
+                        w.put_padded(bytes)?;
+                        rel += align_up(bytes.len()) as u64;
+                    }
+                    fbb.reset();
+                    let records = fbb.create_vector::<fb::RecordEntry>(&[]);
+                    let removals = fbb.create_vector::<u64>(&[]);
+                    let refs = fbb.create_vector(&refs);
+                    let root = fb::Batch::create(
+                        &mut fbb,
+                        &fb::BatchArgs {
+                            seq,
+                            next_id: old.next_id,
+                            records: Some(records),
+                            removals: Some(removals),
+                            time_unix_ns: super::now_ns() as i64,
+                            playlists: Some(refs),
+                            playlist_removals: None,
+                        },
+                    );
+                    fbb.finish(root, None);
+                    let batch = fbb.finished_data();
+                    let mut trailer = [0u8; TRAILER_LEN];
+                    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
+                    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+                    w.put_padded(batch)?;
+                    w.put_padded(&trailer)?;
+                    w.flush()?;
+                    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
                     let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
                     w.send(raw.to_vec(), frame_at)?;
                     prev_crc = crc;

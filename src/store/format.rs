@@ -2,8 +2,8 @@
 //! `docs/FORMAT.md` names, and the encoders/decoders for the fixed-size parts. All integers are
 //! little-endian; all checksums are CRC-32C.
 
-/// Format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version this build writes. It reads this one and every older one (docs/FORMAT.md §8).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Magic at the start of each header slot.
 pub const HEADER_MAGIC: [u8; 8] = *b"MEDIADB\0";
@@ -59,13 +59,17 @@ pub const VERIFY_MAX_TABLES: usize = 64;
 /// Magic at the start of the index checkpoint.
 pub const IDX_MAGIC: [u8; 8] = *b"MDBIDX\0\0";
 /// Checkpoint format version.
-pub const IDX_VERSION: u32 = 1;
+pub const IDX_VERSION: u32 = 2;
 /// Size of the checkpoint header block; the entries start here.
 pub const IDX_HEADER_BLOCK: u64 = 4096;
 /// Bytes of one index entry.
 pub const ENTRY_LEN: usize = 48;
 /// Bytes of one hash-table slot.
 pub const TABLE_SLOT_LEN: usize = 16;
+/// Bytes of one playlist location in the checkpoint: id, offset, len, reserved.
+pub const PLAYLIST_LOC_LEN: usize = 24;
+/// Largest playlist buffer (without its size prefix).
+pub const MAX_PLAYLIST_LEN: usize = 16 << 20;
 
 mod idx {
     pub const MAGIC: usize = 0;
@@ -81,6 +85,8 @@ mod idx {
     pub const ENTRIES_CRC: usize = 88;
     pub const TABLE_CRC: usize = 92;
     pub const TABLE_USED: usize = 96;
+    pub const PLAYLISTS: usize = 104;
+    pub const PLAYLISTS_CRC: usize = 112;
     pub const CRC: usize = 124;
 }
 
@@ -197,7 +203,7 @@ impl Header {
         if version > FORMAT_VERSION {
             return Err(SlotProblem::NewerVersion(version));
         }
-        if version != FORMAT_VERSION {
+        if version == 0 {
             return Err(SlotProblem::UnknownVersion(version));
         }
         let flags = get_u32(b, slot::FLAGS);
@@ -308,6 +314,10 @@ pub struct IdxHeader {
     pub table_crc: u32,
     /// Occupied table slots.
     pub table_used: u64,
+    /// Number of live playlists, whose locations follow the table.
+    pub playlists: u64,
+    /// crc of the playlist section.
+    pub playlists_crc: u32,
 }
 
 impl IdxHeader {
@@ -317,9 +327,14 @@ impl IdxHeader {
         end.div_ceil(IDX_HEADER_BLOCK) * IDX_HEADER_BLOCK
     }
 
+    /// Offset of the playlist section.
+    pub fn playlists_offset(&self) -> u64 {
+        self.table_offset() + self.table_capacity * TABLE_SLOT_LEN as u64
+    }
+
     /// Total file length implied by the header.
     pub fn file_len(&self) -> u64 {
-        self.table_offset() + self.table_capacity * TABLE_SLOT_LEN as u64
+        self.playlists_offset() + self.playlists * PLAYLIST_LOC_LEN as u64
     }
 
     /// Encodes the 128 header bytes.
@@ -338,12 +353,14 @@ impl IdxHeader {
         put_u32(&mut b, idx::ENTRIES_CRC, self.entries_crc);
         put_u32(&mut b, idx::TABLE_CRC, self.table_crc);
         put_u64(&mut b, idx::TABLE_USED, self.table_used);
+        put_u64(&mut b, idx::PLAYLISTS, self.playlists);
+        put_u32(&mut b, idx::PLAYLISTS_CRC, self.playlists_crc);
         let crc = crc32c::crc32c(&b[..idx::CRC]);
         put_u32(&mut b, idx::CRC, crc);
         b
     }
 
-    /// Decodes and checks the header; `None` if it is not a valid version-1 checkpoint header.
+    /// Decodes and checks the header; `None` if it is not a valid checkpoint header of this version.
     pub fn decode(b: &[u8]) -> Option<IdxHeader> {
         if b.len() < SLOT_LEN
             || b[idx::MAGIC..idx::MAGIC + 8] != IDX_MAGIC
@@ -366,6 +383,8 @@ impl IdxHeader {
             entries_crc: get_u32(b, idx::ENTRIES_CRC),
             table_crc: get_u32(b, idx::TABLE_CRC),
             table_used: get_u64(b, idx::TABLE_USED),
+            playlists: get_u64(b, idx::PLAYLISTS),
+            playlists_crc: get_u32(b, idx::PLAYLISTS_CRC),
         };
         // Bound the sizes before any arithmetic on them can overflow.
         if h.next_id == 0
@@ -373,6 +392,7 @@ impl IdxHeader {
             || !h.table_capacity.is_power_of_two()
             || h.table_capacity > 1 << 40
             || h.table_used > h.table_capacity / 2
+            || h.playlists > h.next_id
         {
             return None;
         }

@@ -329,6 +329,16 @@ impl Table {
     }
 }
 
+/// Where a live playlist's buffer lies: the absolute offset of its size prefix, and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlaylistLoc {
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Live playlists by id. Few and small next to the records: a plain map, shared until changed.
+pub(crate) type Playlists = std::sync::Arc<std::collections::BTreeMap<u64, PlaylistLoc>>;
+
 /// The whole index at one committed sequence.
 #[derive(Clone)]
 pub(crate) struct Index {
@@ -336,6 +346,7 @@ pub(crate) struct Index {
     pub table: Table,
     pub live_records: u64,
     pub live_bytes: u64,
+    pub playlists: Playlists,
 }
 
 impl Index {
@@ -347,6 +358,7 @@ impl Index {
             table: Table::with_capacity_for(0),
             live_records: 0,
             live_bytes: 0,
+            playlists: Playlists::default(),
         }
     }
 

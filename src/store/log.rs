@@ -5,8 +5,10 @@
 use flatbuffers::VerifierOptions;
 
 use super::fb;
-use super::format::{ALIGN, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_RECORD_LEN, get_u32};
-use super::index::{FileEntry, Index};
+use super::format::{
+    ALIGN, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_PLAYLIST_LEN, MAX_RECORD_LEN, get_u32,
+};
+use super::index::{FileEntry, Index, PlaylistLoc};
 
 /// Bytes at the end of a payload: the Batch's offset and length inside the payload.
 pub(crate) const TRAILER_LEN: usize = 8;
@@ -91,7 +93,22 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
             ));
         }
     }
+    for pr in batch.playlists().into_iter().flatten() {
+        if !playlist_ref_fits(pr, batch_off) {
+            return Err(Damage::new(
+                payload_offset + batch_off as u64,
+                format!("playlist {} lies outside the record area", pr.id()),
+            ));
+        }
+    }
     Ok(batch)
+}
+
+/// Whether a playlist's buffer lies, aligned and of a sane length, inside the record area that
+/// ends at `area_end`.
+pub(crate) fn playlist_ref_fits(pr: &fb::PlaylistRef, area_end: usize) -> bool {
+    let (off, len) = (pr.offset() as usize, pr.len() as usize);
+    off.is_multiple_of(ALIGN) && (8..=MAX_PLAYLIST_LEN + 4).contains(&len) && off + len <= area_end
 }
 
 /// Applies a verified batch to `index`. `payload_offset` is the absolute offset of the payload,
@@ -127,9 +144,45 @@ pub(crate) fn apply(
         if id == 0 || id >= next || re.path_hash() == 0 {
             return Err(bad(format!("record entry with invalid id {id} or hash")));
         }
+        if index.playlists.contains_key(&id) {
+            return Err(bad(format!("record id {id} is a playlist's id")));
+        }
         items.push((id, entry_of(re, payload_offset)));
     }
     index.upsert_many(&items);
+    apply_playlists(index, batch, payload_offset, next).map_err(bad)
+}
+
+/// Applies a batch's playlist removals and writes (after its records).
+fn apply_playlists(
+    index: &mut Index,
+    batch: &fb::Batch<'_>,
+    payload_offset: u64,
+    next_id: u64,
+) -> Result<(), String> {
+    let removals = batch.playlist_removals();
+    let refs = batch.playlists();
+    if removals.is_none_or(|r| r.is_empty()) && refs.is_none_or(|r| r.is_empty()) {
+        return Ok(());
+    }
+    let playlists = std::sync::Arc::make_mut(&mut index.playlists);
+    for id in removals.into_iter().flatten() {
+        if playlists.remove(&id).is_none() {
+            return Err(format!("batch deletes playlist {id}, which does not exist"));
+        }
+    }
+    for pr in refs.into_iter().flatten() {
+        let id = pr.id();
+        let is_record = index.entries.get(id as usize).is_some_and(|e| e.is_live());
+        if id == 0 || id >= next_id || is_record {
+            return Err(format!("playlist with invalid id {id}"));
+        }
+        let loc = PlaylistLoc {
+            offset: payload_offset + u64::from(pr.offset()),
+            len: pr.len(),
+        };
+        playlists.insert(id, loc);
+    }
     Ok(())
 }
 

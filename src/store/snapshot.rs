@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use super::Version;
 use super::format::{FORMAT_VERSION, LOG_START, path_hash};
-use super::index::FileEntry;
+use super::index::{FileEntry, PlaylistLoc};
 use crate::error::ReadError;
+use crate::playlist::{self, Playlist};
 use crate::record::{self, Kind, RecordView};
 
 /// A consistent, read-only view of the database at one commit.
@@ -216,5 +217,76 @@ impl Snapshot {
             }
             Err(_) => true,
         })
+    }
+
+    /// Verifies and decodes the playlist with `id` at `loc`.
+    fn playlist_at(&self, id: u64, loc: &PlaylistLoc) -> Result<Playlist, ReadError> {
+        let bad = |what: String| ReadError {
+            offset: loc.offset,
+            what,
+        };
+        let bytes = loc
+            .offset
+            .checked_sub(LOG_START)
+            .and_then(|rel| {
+                let rel = usize::try_from(rel).ok()?;
+                self.v
+                    .log
+                    .bytes()
+                    .get(rel..rel.checked_add(loc.len as usize)?)
+            })
+            .ok_or_else(|| bad(format!("playlist {id} lies outside the committed log")))?;
+        let p = playlist::decode(bytes).map_err(|p| bad(format!("playlist {id}: {}", p.0)))?;
+        if p.id != id {
+            return Err(bad(format!("playlist {id} does not match its location")));
+        }
+        Ok(p)
+    }
+
+    /// Number of playlists.
+    pub fn playlist_count(&self) -> usize {
+        self.v.index.playlists.len()
+    }
+
+    /// Every playlist's id and name, in id order.
+    pub fn playlist_names(&self) -> Result<Vec<(u64, String)>, ReadError> {
+        self.v
+            .index
+            .playlists
+            .iter()
+            .map(|(&id, loc)| self.playlist_at(id, loc).map(|p| (id, p.name)))
+            .collect()
+    }
+
+    /// Every playlist, ordered by name.
+    pub fn playlists(&self) -> Result<Vec<Playlist>, ReadError> {
+        let mut all = self
+            .v
+            .index
+            .playlists
+            .iter()
+            .map(|(&id, loc)| self.playlist_at(id, loc))
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| crate::query::natural_cmp(a.name.as_bytes(), b.name.as_bytes()).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    /// The playlist with `id`.
+    pub fn playlist(&self, id: u64) -> Result<Option<Playlist>, ReadError> {
+        match self.v.index.playlists.get(&id) {
+            Some(loc) => self.playlist_at(id, loc).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The playlist named `name` (exactly).
+    pub fn playlist_by_name(&self, name: &str) -> Result<Option<Playlist>, ReadError> {
+        for (&id, loc) in self.v.index.playlists.iter() {
+            let p = self.playlist_at(id, loc)?;
+            if p.name == name {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
     }
 }

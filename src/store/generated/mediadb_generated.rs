@@ -521,6 +521,165 @@ impl<'a> RecordEntry {
 
 }
 
+// struct PlaylistRef, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct PlaylistRef(pub [u8; 16]);
+impl Default for PlaylistRef { 
+  fn default() -> Self { 
+    Self([0; 16])
+  }
+}
+impl ::core::fmt::Debug for PlaylistRef {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("PlaylistRef")
+      .field("id", &self.id())
+      .field("offset", &self.offset())
+      .field("len", &self.len())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for PlaylistRef {}
+impl<'a> ::flatbuffers::Follow<'a> for PlaylistRef {
+  type Inner = &'a PlaylistRef;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a PlaylistRef>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a PlaylistRef {
+  type Inner = &'a PlaylistRef;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<PlaylistRef>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for PlaylistRef {
+    type Output = PlaylistRef;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const PlaylistRef as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for PlaylistRef {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> PlaylistRef {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    id: u64,
+    offset: u32,
+    len: u32,
+  ) -> Self {
+    let mut s = Self([0; 16]);
+    s.set_id(id);
+    s.set_offset(offset);
+    s.set_len(len);
+    s
+  }
+
+  pub fn id(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_id(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn offset(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_offset(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn len(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[12..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_len(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[12..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum RecordOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -565,6 +724,8 @@ impl<'a> Record<'a> {
   pub const VT_MUSICBRAINZ_TRACK_ID: ::flatbuffers::VOffsetT = 54;
   pub const VT_MUSICBRAINZ_ALBUM_ID: ::flatbuffers::VOffsetT = 56;
   pub const VT_ERROR: ::flatbuffers::VOffsetT = 58;
+  pub const VT_TAG_KEYS: ::flatbuffers::VOffsetT = 60;
+  pub const VT_TAG_VALUES: ::flatbuffers::VOffsetT = 62;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -581,6 +742,8 @@ impl<'a> Record<'a> {
     builder.add_mtime_ns(args.mtime_ns);
     builder.add_size(args.size);
     builder.add_id(args.id);
+    if let Some(x) = args.tag_values { builder.add_tag_values(x); }
+    if let Some(x) = args.tag_keys { builder.add_tag_keys(x); }
     if let Some(x) = args.error { builder.add_error(x); }
     if let Some(x) = args.musicbrainz_album_id { builder.add_musicbrainz_album_id(x); }
     if let Some(x) = args.musicbrainz_track_id { builder.add_musicbrainz_track_id(x); }
@@ -804,6 +967,20 @@ impl<'a> Record<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_ERROR, None)}
   }
+  #[inline]
+  pub fn tag_keys(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(Record::VT_TAG_KEYS, None)}
+  }
+  #[inline]
+  pub fn tag_values(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(Record::VT_TAG_VALUES, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Record<'_> {
@@ -840,6 +1017,8 @@ impl ::flatbuffers::Verifiable for Record<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("musicbrainz_track_id", Self::VT_MUSICBRAINZ_TRACK_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("musicbrainz_album_id", Self::VT_MUSICBRAINZ_ALBUM_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("tag_keys", Self::VT_TAG_KEYS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("tag_values", Self::VT_TAG_VALUES, false)?
      .finish();
     Ok(())
   }
@@ -873,6 +1052,8 @@ pub struct RecordArgs<'a> {
     pub musicbrainz_track_id: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub musicbrainz_album_id: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub error: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub tag_keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub tag_values: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
 }
 impl<'a> Default for RecordArgs<'a> {
   #[inline]
@@ -906,6 +1087,8 @@ impl<'a> Default for RecordArgs<'a> {
       musicbrainz_track_id: None,
       musicbrainz_album_id: None,
       error: None,
+      tag_keys: None,
+      tag_values: None,
     }
   }
 }
@@ -1028,6 +1211,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_ERROR, error);
   }
   #[inline]
+  pub fn add_tag_keys(&mut self, tag_keys: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TAG_KEYS, tag_keys);
+  }
+  #[inline]
+  pub fn add_tag_values(&mut self, tag_values: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TAG_VALUES, tag_values);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecordBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RecordBuilder {
@@ -1074,6 +1265,354 @@ impl ::core::fmt::Debug for Record<'_> {
       ds.field("musicbrainz_track_id", &self.musicbrainz_track_id());
       ds.field("musicbrainz_album_id", &self.musicbrainz_album_id());
       ds.field("error", &self.error());
+      ds.field("tag_keys", &self.tag_keys());
+      ds.field("tag_values", &self.tag_values());
+      ds.finish()
+  }
+}
+pub enum PlaylistEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PlaylistEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PlaylistEntry<'a> {
+  type Inner = PlaylistEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PlaylistEntry<'a> {
+  pub const VT_RECORD_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PATH: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TITLE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_DURATION_MS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PlaylistEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PlaylistEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<PlaylistEntry<'bldr>> {
+    let mut builder = PlaylistEntryBuilder::new(_fbb);
+    if let Some(x) = args.duration_ms { builder.add_duration_ms(x); }
+    builder.add_record_id(args.record_id);
+    if let Some(x) = args.title { builder.add_title(x); }
+    if let Some(x) = args.path { builder.add_path(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn record_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PlaylistEntry::VT_RECORD_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn path(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(PlaylistEntry::VT_PATH, None)}
+  }
+  #[inline]
+  pub fn title(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(PlaylistEntry::VT_TITLE, None)}
+  }
+  #[inline]
+  pub fn duration_ms(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PlaylistEntry::VT_DURATION_MS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PlaylistEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("record_id", Self::VT_RECORD_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("path", Self::VT_PATH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("title", Self::VT_TITLE, false)?
+     .visit_field::<u64>("duration_ms", Self::VT_DURATION_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PlaylistEntryArgs<'a> {
+    pub record_id: u64,
+    pub path: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub title: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub duration_ms: Option<u64>,
+}
+impl<'a> Default for PlaylistEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PlaylistEntryArgs {
+      record_id: 0,
+      path: None,
+      title: None,
+      duration_ms: None,
+    }
+  }
+}
+
+pub struct PlaylistEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PlaylistEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_record_id(&mut self, record_id: u64) {
+    self.fbb_.push_slot::<u64>(PlaylistEntry::VT_RECORD_ID, record_id, 0);
+  }
+  #[inline]
+  pub fn add_path(&mut self, path: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PlaylistEntry::VT_PATH, path);
+  }
+  #[inline]
+  pub fn add_title(&mut self, title: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PlaylistEntry::VT_TITLE, title);
+  }
+  #[inline]
+  pub fn add_duration_ms(&mut self, duration_ms: u64) {
+    self.fbb_.push_slot_always::<u64>(PlaylistEntry::VT_DURATION_MS, duration_ms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PlaylistEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PlaylistEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PlaylistEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PlaylistEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PlaylistEntry");
+      ds.field("record_id", &self.record_id());
+      ds.field("path", &self.path());
+      ds.field("title", &self.title());
+      ds.field("duration_ms", &self.duration_ms());
+      ds.finish()
+  }
+}
+pub enum PlaylistOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Playlist<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Playlist<'a> {
+  type Inner = Playlist<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Playlist<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DESCRIPTION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SOURCE_PATH: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CREATED_UNIX_NS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_UPDATED_UNIX_NS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Playlist { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PlaylistArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Playlist<'bldr>> {
+    let mut builder = PlaylistBuilder::new(_fbb);
+    builder.add_updated_unix_ns(args.updated_unix_ns);
+    builder.add_created_unix_ns(args.created_unix_ns);
+    builder.add_id(args.id);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    if let Some(x) = args.source_path { builder.add_source_path(x); }
+    if let Some(x) = args.description { builder.add_description(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Playlist::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Playlist::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn description(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Playlist::VT_DESCRIPTION, None)}
+  }
+  #[inline]
+  pub fn source_path(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Playlist::VT_SOURCE_PATH, None)}
+  }
+  #[inline]
+  pub fn created_unix_ns(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Playlist::VT_CREATED_UNIX_NS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn updated_unix_ns(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Playlist::VT_UPDATED_UNIX_NS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PlaylistEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PlaylistEntry>>>>(Playlist::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Playlist<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("description", Self::VT_DESCRIPTION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("source_path", Self::VT_SOURCE_PATH, false)?
+     .visit_field::<i64>("created_unix_ns", Self::VT_CREATED_UNIX_NS, false)?
+     .visit_field::<i64>("updated_unix_ns", Self::VT_UPDATED_UNIX_NS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PlaylistEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PlaylistArgs<'a> {
+    pub id: u64,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub description: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub source_path: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub created_unix_ns: i64,
+    pub updated_unix_ns: i64,
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PlaylistEntry<'a>>>>>,
+}
+impl<'a> Default for PlaylistArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PlaylistArgs {
+      id: 0,
+      name: None, // required field
+      description: None,
+      source_path: None,
+      created_unix_ns: 0,
+      updated_unix_ns: 0,
+      entries: None,
+    }
+  }
+}
+
+pub struct PlaylistBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PlaylistBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(Playlist::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Playlist::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_description(&mut self, description: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Playlist::VT_DESCRIPTION, description);
+  }
+  #[inline]
+  pub fn add_source_path(&mut self, source_path: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Playlist::VT_SOURCE_PATH, source_path);
+  }
+  #[inline]
+  pub fn add_created_unix_ns(&mut self, created_unix_ns: i64) {
+    self.fbb_.push_slot::<i64>(Playlist::VT_CREATED_UNIX_NS, created_unix_ns, 0);
+  }
+  #[inline]
+  pub fn add_updated_unix_ns(&mut self, updated_unix_ns: i64) {
+    self.fbb_.push_slot::<i64>(Playlist::VT_UPDATED_UNIX_NS, updated_unix_ns, 0);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<PlaylistEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Playlist::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PlaylistBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PlaylistBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Playlist<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Playlist::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Playlist<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Playlist");
+      ds.field("id", &self.id());
+      ds.field("name", &self.name());
+      ds.field("description", &self.description());
+      ds.field("source_path", &self.source_path());
+      ds.field("created_unix_ns", &self.created_unix_ns());
+      ds.field("updated_unix_ns", &self.updated_unix_ns());
+      ds.field("entries", &self.entries());
       ds.finish()
   }
 }
@@ -1098,6 +1637,8 @@ impl<'a> Batch<'a> {
   pub const VT_RECORDS: ::flatbuffers::VOffsetT = 8;
   pub const VT_REMOVALS: ::flatbuffers::VOffsetT = 10;
   pub const VT_TIME_UNIX_NS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PLAYLISTS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PLAYLIST_REMOVALS: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1112,6 +1653,8 @@ impl<'a> Batch<'a> {
     builder.add_time_unix_ns(args.time_unix_ns);
     builder.add_next_id(args.next_id);
     builder.add_seq(args.seq);
+    if let Some(x) = args.playlist_removals { builder.add_playlist_removals(x); }
+    if let Some(x) = args.playlists { builder.add_playlists(x); }
     if let Some(x) = args.removals { builder.add_removals(x); }
     if let Some(x) = args.records { builder.add_records(x); }
     builder.finish()
@@ -1153,6 +1696,20 @@ impl<'a> Batch<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(Batch::VT_TIME_UNIX_NS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn playlists(&self) -> Option<::flatbuffers::Vector<'a, PlaylistRef>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, PlaylistRef>>>(Batch::VT_PLAYLISTS, None)}
+  }
+  #[inline]
+  pub fn playlist_removals(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(Batch::VT_PLAYLIST_REMOVALS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Batch<'_> {
@@ -1166,6 +1723,8 @@ impl ::flatbuffers::Verifiable for Batch<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, RecordEntry>>>("records", Self::VT_RECORDS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("removals", Self::VT_REMOVALS, false)?
      .visit_field::<i64>("time_unix_ns", Self::VT_TIME_UNIX_NS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, PlaylistRef>>>("playlists", Self::VT_PLAYLISTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("playlist_removals", Self::VT_PLAYLIST_REMOVALS, false)?
      .finish();
     Ok(())
   }
@@ -1176,6 +1735,8 @@ pub struct BatchArgs<'a> {
     pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, RecordEntry>>>,
     pub removals: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub time_unix_ns: i64,
+    pub playlists: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, PlaylistRef>>>,
+    pub playlist_removals: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for BatchArgs<'a> {
   #[inline]
@@ -1186,6 +1747,8 @@ impl<'a> Default for BatchArgs<'a> {
       records: None,
       removals: None,
       time_unix_ns: 0,
+      playlists: None,
+      playlist_removals: None,
     }
   }
 }
@@ -1216,6 +1779,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<i64>(Batch::VT_TIME_UNIX_NS, time_unix_ns, 0);
   }
   #[inline]
+  pub fn add_playlists(&mut self, playlists: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , PlaylistRef>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_PLAYLISTS, playlists);
+  }
+  #[inline]
+  pub fn add_playlist_removals(&mut self, playlist_removals: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_PLAYLIST_REMOVALS, playlist_removals);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BatchBuilder {
@@ -1238,6 +1809,8 @@ impl ::core::fmt::Debug for Batch<'_> {
       ds.field("records", &self.records());
       ds.field("removals", &self.removals());
       ds.field("time_unix_ns", &self.time_unix_ns());
+      ds.field("playlists", &self.playlists());
+      ds.field("playlist_removals", &self.playlist_removals());
       ds.finish()
   }
 }

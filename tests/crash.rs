@@ -347,6 +347,11 @@ impl Gen {
             musicbrainz_track_id: rng.chance(1, 5).then(|| format!("mb-track-{v}")),
             musicbrainz_album_id: rng.chance(1, 5).then(|| format!("mb-album-{v}")),
             error: rng.chance(1, 12).then(|| "truncated tag".to_owned()),
+            tags: if rng.chance(1, 8) {
+                vec![("Label".to_owned(), format!("L{v}"))]
+            } else {
+                Vec::new()
+            },
         })
     }
 }

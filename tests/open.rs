@@ -296,7 +296,7 @@ fn newer_format_version_is_refused_and_never_written() {
     for (what, slots) in cases {
         let mut bytes = good.clone();
         for &off in slots {
-            patch_slot(&mut bytes, off, 2, 0);
+            patch_slot(&mut bytes, off, 3, 0);
         }
         for (shown, r) in open_all_ways(dir.path(), &bytes) {
             let e = r.expect_err(what);
@@ -304,8 +304,8 @@ fn newer_format_version_is_refused_and_never_written() {
                 matches!(
                     e,
                     OpenError::NewerVersion {
-                        found: 2,
-                        supported: 1,
+                        found: 3,
+                        supported: 2,
                         ..
                     }
                 ),
@@ -323,6 +323,20 @@ fn newer_format_version_is_refused_and_never_written() {
     // The untouched file still opens.
     let db = Database::open_read_only(&path).expect("opens");
     assert_eq!(state(&db), states[3].1);
+}
+
+#[test]
+fn version_1_files_still_open() {
+    // Format version 2 only added playlists and record tags; a version-1 file is read as is.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, states) = make_db(dir.path(), "v1.mediadb", 2);
+    let mut bytes = fs::read(dir.path().join("v1.mediadb")).expect("read");
+    let (active, inactive) = slots_by_generation(&bytes);
+    patch_slot(&mut bytes, active, 1, 0);
+    patch_slot(&mut bytes, inactive, 1, 0);
+    for (_, r) in open_all_ways(dir.path(), &bytes) {
+        assert_eq!(state(&r.expect("a version-1 file opens")), states[2].1);
+    }
 }
 
 #[test]

@@ -22,7 +22,8 @@ use rayon::prelude::*;
 use super::checkpoint::idx_path;
 use super::format::{
     ALIGN, ENTRY_LEN, FLAG_ERROR, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, HEADER_MAGIC, Header,
-    IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, SLOT_BLOCK, SLOT_LEN,
+    IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN, SLOT_BLOCK,
+    SLOT_LEN,
     SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64, path_hash,
 };
 use super::index::{FileEntry, Fixed};
@@ -523,6 +524,8 @@ struct State {
     digest: Vec<u32>,
     live_records: u64,
     live_bytes: u64,
+    /// Live playlists: id → (absolute offset, length).
+    playlists: std::collections::BTreeMap<u64, (u64, u32)>,
 }
 
 impl State {
@@ -534,6 +537,7 @@ impl State {
             digest: vec![0],
             live_records: 0,
             live_bytes: 0,
+            playlists: std::collections::BTreeMap::new(),
         }
     }
 
@@ -562,6 +566,8 @@ struct BatchInfo {
     next_id: u64,
     entries: Vec<fb::RecordEntry>,
     removals: Vec<u64>,
+    playlists: Vec<fb::PlaylistRef>,
+    playlist_removals: Vec<u64>,
 }
 
 impl BatchInfo {
@@ -571,6 +577,8 @@ impl BatchInfo {
             next_id: b.next_id(),
             entries: b.records().into_iter().flatten().copied().collect(),
             removals: b.removals().into_iter().flatten().collect(),
+            playlists: b.playlists().into_iter().flatten().copied().collect(),
+            playlist_removals: b.playlist_removals().into_iter().flatten().collect(),
         }
     }
 }
@@ -1258,6 +1266,7 @@ impl Verifier<'_> {
         }
         self.check_records(h.seq, poff, &info.entries)?;
         self.duplicate_paths_in_batch(h.seq, poff, &info.entries)?;
+        self.check_playlists(h.seq, poff, &info)?;
 
         if self.state_ok {
             let prev = self.state.next_id();
@@ -1309,6 +1318,21 @@ impl Verifier<'_> {
                     |b, e| facts(e, poff, with_digest, b),
                 )
                 .collect();
+            for e in &info.entries {
+                if self.state.playlists.contains_key(&e.id()) {
+                    self.sink.damage(
+                        poff + u64::from(e.offset()),
+                        ProblemKind::Invariant,
+                        format!(
+                            "frame seq {}: record id {} is a live playlist's id; {REPLAY_FAILS}",
+                            h.seq,
+                            e.id()
+                        ),
+                    );
+                    self.lose_state();
+                    return Ok(());
+                }
+            }
             for (e, f) in info.entries.iter().zip(computed) {
                 let i = e.id() as usize;
                 if self.state.len[i] != 0 {
@@ -1321,6 +1345,91 @@ impl Verifier<'_> {
                 self.state.len[i] = e.len();
                 self.state.hash[i] = f.hash;
                 self.state.digest[i] = f.digest;
+            }
+        }
+        if self.state_ok {
+            self.apply_playlists(h.seq, poff, &info);
+        }
+        Ok(())
+    }
+
+    /// Every playlist a batch writes must verify and carry its ref's id.
+    fn check_playlists(&mut self, seq: u64, poff: u64, info: &BatchInfo) -> io::Result<()> {
+        for pr in &info.playlists {
+            let at = poff + u64::from(pr.offset());
+            let what = match self.reader.get(at, pr.len() as usize)? {
+                None => Some("runs past the committed length".to_owned()),
+                Some(b) => match crate::playlist::verify(&b) {
+                    Err(e) => Some(e.0),
+                    Ok(p) if p.id() != pr.id() => Some(format!("says id {}", p.id())),
+                    Ok(_) => None,
+                },
+            };
+            if let Some(what) = what {
+                self.sink.damage(
+                    at,
+                    ProblemKind::Record,
+                    format!("frame seq {seq}: playlist {}: {what}", pr.id()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays a batch's playlist removals and writes, as `log::apply` does.
+    fn apply_playlists(&mut self, seq: u64, poff: u64, info: &BatchInfo) {
+        for &id in &info.playlist_removals {
+            if self.state.playlists.remove(&id).is_none() {
+                self.sink.damage(
+                    poff,
+                    ProblemKind::Invariant,
+                    format!("frame seq {seq}: deletes playlist {id}, which does not exist; {REPLAY_FAILS}"),
+                );
+                self.lose_state();
+                return;
+            }
+        }
+        for pr in &info.playlists {
+            let id = pr.id();
+            if id == 0 || id >= info.next_id || self.state.live(id) {
+                self.sink.damage(
+                    poff + u64::from(pr.offset()),
+                    ProblemKind::Invariant,
+                    format!(
+                        "frame seq {seq}: playlist id {id} is 0, not below next_id {}, or a live \
+                         record's; {REPLAY_FAILS}",
+                        info.next_id
+                    ),
+                );
+                self.lose_state();
+                return;
+            }
+            self.state
+                .playlists
+                .insert(id, (poff + u64::from(pr.offset()), pr.len()));
+        }
+    }
+
+    /// Playlist names are unique among live playlists.
+    fn duplicate_playlist_names(&mut self) -> io::Result<()> {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let all: Vec<(u64, (u64, u32))> = self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
+        for (id, (off, len)) in all {
+            let Some(b) = self.reader.get(off, len as usize)? else {
+                continue;
+            };
+            let Ok(p) = crate::playlist::verify(&b) else {
+                continue;
+            };
+            if let Some(other) = seen.insert(p.name().to_owned(), id) {
+                self.sink.damage(
+                    off,
+                    ProblemKind::Invariant,
+                    format!(
+                        "playlists {other} and {id} are both named {:?}: names are unique",
+                        p.name()
+                    ),
+                );
             }
         }
         Ok(())
@@ -1362,6 +1471,14 @@ impl Verifier<'_> {
                 return Ok(Err(Damage::new(
                     boff,
                     format!("record {} lies outside the record area", re.id()),
+                )));
+            }
+        }
+        for pr in batch.playlists().into_iter().flatten() {
+            if !log::playlist_ref_fits(pr, batch_off) {
+                return Ok(Err(Damage::new(
+                    boff,
+                    format!("playlist {} lies outside the record area", pr.id()),
                 )));
             }
         }
@@ -1585,6 +1702,7 @@ impl Verifier<'_> {
         }
         if usable {
             self.duplicate_live_paths()?;
+            self.duplicate_playlist_names()?;
         }
         Ok(())
     }
@@ -1731,8 +1849,45 @@ impl Verifier<'_> {
             );
         }
         self.check_table(cp)?;
+        self.check_cp_playlists(cp)?;
         if problems_before == self.sink.list.len() as u64 + self.sink.omitted {
             self.cp_status = CheckpointStatus::Agrees { seq: h.seq };
+        }
+        Ok(())
+    }
+
+    /// The checkpoint's playlist section must list exactly the live playlists, where they are.
+    fn check_cp_playlists(&mut self, cp: &PendingCp) -> io::Result<()> {
+        let h = cp.header;
+        let mut buf = vec![0u8; h.playlists as usize * PLAYLIST_LOC_LEN];
+        let at = h.playlists_offset();
+        cp.file.read_exact_at(&mut buf, at)?;
+        if crc32c::crc32c(&buf) != h.playlists_crc {
+            self.cp_problem(
+                Severity::Warning,
+                at,
+                "playlist section fails its checksum: the checkpoint is damaged; open ignores it \
+                 and the next writer replaces it",
+            );
+            return Ok(());
+        }
+        let listed: Vec<(u64, (u64, u32))> = buf
+            .chunks_exact(PLAYLIST_LOC_LEN)
+            .map(|l| (get_u64(l, 0), (get_u64(l, 8), get_u32(l, 16))))
+            .collect();
+        let live: Vec<(u64, (u64, u32))> = self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
+        if listed != live {
+            self.cp_problem(
+                Severity::Damage,
+                at,
+                format!(
+                    "lists {} playlists, the log has {} live at seq {} (or they lie elsewhere): \
+                     open would show the wrong playlists; delete the checkpoint",
+                    listed.len(),
+                    live.len(),
+                    h.seq
+                ),
+            );
         }
         Ok(())
     }

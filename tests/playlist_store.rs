@@ -1,0 +1,118 @@
+//! Playlists in the engine: stored, read back after reopen (with and without the checkpoint),
+//! kept by compaction, checked by verify, and resolved against records as files come and go.
+
+use mediadb::playlist::{self, Entry, Playlist, Target};
+use mediadb::{Database, Record};
+
+fn rec(path: &str) -> Record {
+    Record::new(path.as_bytes().to_vec())
+}
+
+fn names(db: &Database) -> Vec<String> {
+    let snap = db.snapshot();
+    snap.playlists().unwrap().into_iter().map(|p| p.name).collect()
+}
+
+#[test]
+fn playlists_survive_reopen_compaction_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.mediadb");
+    let mut db = Database::create(&path).unwrap();
+    let mut b = db.batch().unwrap();
+    let a = b.upsert(&rec("/m/a.flac")).unwrap();
+    let c = b.upsert(&rec("/m/c.flac")).unwrap();
+    let mix = Playlist {
+        name: "Mix".into(),
+        description: Some("evening".into()),
+        entries: vec![
+            Entry::new(a, "/m/a.flac"),
+            Entry::new(c, "/m/c.flac"),
+            Entry::new(a, "/m/a.flac"),
+        ],
+        ..Playlist::default()
+    };
+    let mix_id = b.put_playlist(&mix).unwrap();
+    b.put_playlist(&Playlist {
+        name: "Empty".into(),
+        ..Playlist::default()
+    })
+    .unwrap();
+    b.commit().unwrap();
+    assert_ne!(mix_id, a);
+    assert_ne!(mix_id, c);
+
+    // A second playlist of the same name is refused; renaming to a free one works.
+    let mut b = db.batch().unwrap();
+    let dup = Playlist {
+        name: "Mix".into(),
+        ..Playlist::default()
+    };
+    assert!(b.put_playlist(&dup).is_err());
+    drop(b);
+
+    // New ids never collide with the playlist's.
+    let mut b = db.batch().unwrap();
+    let d = b.upsert(&rec("/m/d.flac")).unwrap();
+    b.remove(b"/m/c.flac").unwrap();
+    b.commit().unwrap();
+    assert!(d > mix_id);
+    assert_eq!(names(&db), ["Empty", "Mix"]);
+    drop(db);
+
+    // Reopen with the checkpoint, then without it.
+    for drop_cp in [false, true] {
+        if drop_cp {
+            std::fs::remove_file(dir.path().join("lib.mediadb.idx")).unwrap();
+        }
+        let db = Database::open_read_only(&path).unwrap();
+        let snap = db.snapshot();
+        let got = snap.playlist_by_name("Mix").unwrap().unwrap();
+        assert_eq!(got.id, mix_id);
+        assert_eq!(got.entries, mix.entries);
+        assert_eq!(got.description.as_deref(), Some("evening"));
+        // The removed file's entry dangles; the others resolve.
+        let t: Vec<bool> = got
+            .entries
+            .iter()
+            .map(|e| matches!(playlist::resolve(&snap, e).unwrap(), Target::Live(_)))
+            .collect();
+        assert_eq!(t, [true, false, true]);
+    }
+    let report = mediadb::store::verify(&path, &|_, _| ()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    // The file comes back (with a new id): the dangling entry re-attaches by path.
+    let mut db = Database::open(&path).unwrap();
+    let mut b = db.batch().unwrap();
+    let c2 = b.upsert(&rec("/m/c.flac")).unwrap();
+    b.commit().unwrap();
+    assert_ne!(c2, c);
+    let snap = db.snapshot();
+    let got = snap.playlist(mix_id).unwrap().unwrap();
+    match playlist::resolve(&snap, &got.entries[1]).unwrap() {
+        Target::Live(v) => assert_eq!(v.id(), c2),
+        Target::Missing => panic!("the returned file must re-attach"),
+    }
+
+    // Compaction keeps playlists, their ids and entries.
+    db.compact().unwrap();
+    assert_eq!(names(&db), ["Empty", "Mix"]);
+    assert_eq!(db.snapshot().playlist(mix_id).unwrap().unwrap().entries, mix.entries);
+    drop(db);
+    let report = mediadb::store::verify(&path, &|_, _| ()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let db = Database::open(&path).unwrap();
+    assert_eq!(names(&db), ["Empty", "Mix"]);
+
+    // Delete.
+    let mut db = db;
+    let mut b = db.batch().unwrap();
+    assert!(b.delete_playlist(mix_id));
+    assert!(!b.delete_playlist(12345));
+    b.commit().unwrap();
+    assert_eq!(names(&db), ["Empty"]);
+    drop(db);
+    let db = Database::open_read_only(&path).unwrap();
+    assert_eq!(names(&db), ["Empty"]);
+    assert!(mediadb::store::verify(&path, &|_, _| ()).unwrap().is_clean());
+}

@@ -86,6 +86,18 @@ pub enum Command {
     /// the ids before it are not too sparse; otherwise it gets a new one. A path already in
     /// the database is updated in place and keeps its id.
     Import(ImportArgs),
+    /// Bring a library over from VuIO's SQLite database (any era), rerunnably
+    ///
+    /// Detects the schema (VuIO's sqlx-era media.db, schema 1 or 2, or its rusqlite-era
+    /// database, schema 1 to 6) and refuses others with exit 2. Every file row becomes a record
+    /// (tags, MIME, duration; extra tags are kept in `tags`), merged by path: a record a scan
+    /// made from a file at least as new is kept. Playlists come over with their entries in
+    /// order. The source is only read, never written. Run it again and nothing changes. See
+    /// docs/MIGRATE.md.
+    Migrate(MigrateArgs),
+    /// Create, fill, show and export playlists
+    #[command(subcommand)]
+    Playlist(PlaylistCommand),
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -283,6 +295,117 @@ pub struct ImportArgs {
     /// Print a JSON summary on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// VuIO's database file (media.db, or its rusqlite-era database)
+    #[arg(value_name = "SQLITE_DB")]
+    pub source: PathBuf,
+
+    /// Rows per commit
+    #[arg(long, value_name = "N", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Draw progress on stderr
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
+    pub progress: ProgressMode,
+
+    /// Wait up to SECS for another writer instead of failing with exit 4
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait: f64,
+
+    /// Print the report as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlaylistCommand {
+    /// Create an empty playlist
+    Create {
+        /// Its name (unique)
+        name: String,
+        /// A description
+        #[arg(long, short = 'd')]
+        description: Option<String>,
+    },
+    /// List playlists with their entry counts
+    List {
+        /// Print JSON Lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a playlist's entries in order, in any query output format
+    Show(PlaylistShowArgs),
+    /// Append files (by path) or records matching a query to a playlist
+    Add {
+        /// The playlist
+        name: String,
+        /// Paths of indexed files; with --query, query terms instead
+        #[arg(required = true, value_name = "PATH|TERM", allow_hyphen_values = true)]
+        items: Vec<String>,
+        /// Treat the arguments as query terms, and add every match in path order
+        #[arg(long)]
+        query: bool,
+    },
+    /// Remove entries by position (1-based) or by path
+    Remove {
+        /// The playlist
+        name: String,
+        /// Positions (1-based) or paths
+        #[arg(required = true, value_name = "POS|PATH")]
+        items: Vec<String>,
+    },
+    /// Delete a playlist
+    Delete {
+        /// The playlist
+        name: String,
+    },
+    /// Import an .m3u, .m3u8 or .pls file (re-importing the same file replaces its entries)
+    Import {
+        /// The playlist file
+        file: PathBuf,
+        /// Name of the playlist [default: the file name without its extension]
+        #[arg(long)]
+        name: Option<String>,
+        /// Print a JSON report on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a playlist as .m3u, .m3u8 or .pls
+    Export {
+        /// The playlist
+        name: String,
+        /// m3u, m3u8 or pls [default: from --output's extension, else m3u8]
+        #[arg(long, short = 'f', value_name = "FORMAT")]
+        format: Option<String>,
+        /// Write paths relative to DIR (e.g. the playlist file's directory)
+        #[arg(long, value_name = "DIR")]
+        relative_to: Option<PathBuf>,
+        /// Write to FILE instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlaylistShowArgs {
+    /// The playlist
+    pub name: String,
+
+    /// Output format [default: table on a terminal, else paths]
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Write exact path bytes, each ended by NUL (for xargs -0)
+    #[arg(long, short = '0')]
+    pub print0: bool,
+
+    /// Comma-separated fields to show
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    pub fields: Vec<String>,
 }
 
 /// When to draw progress.

@@ -11,25 +11,25 @@ use mediadb::{Database, Kind};
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, LsArgs, QueryArgs};
 use crate::{Exit, Failure, out};
 
-fn usage(message: String) -> Failure {
+pub(crate) fn usage(message: String) -> Failure {
     Failure {
         exit: Exit::Usage,
         message,
     }
 }
 
-fn corrupt(e: mediadb::ReadError) -> Failure {
+pub(crate) fn corrupt(e: mediadb::ReadError) -> Failure {
     Failure {
         exit: Exit::Corrupt,
         message: e.to_string(),
     }
 }
 
-fn width() -> usize {
+pub(crate) fn width() -> usize {
     terminal_size::terminal_size().map_or(120, |(w, _)| w.0 as usize)
 }
 
-fn format_of(arg: Option<FormatArg>) -> Format {
+pub(crate) fn format_of(arg: Option<FormatArg>) -> Format {
     match arg {
         Some(FormatArg::Table) => Format::Table,
         Some(FormatArg::Json) => Format::Json,
@@ -41,7 +41,7 @@ fn format_of(arg: Option<FormatArg>) -> Format {
     }
 }
 
-fn parse_fields(names: &[String], format: Format) -> Result<Vec<Field>, Failure> {
+pub(crate) fn parse_fields(names: &[String], format: Format) -> Result<Vec<Field>, Failure> {
     if names.is_empty() {
         return Ok(if format == Format::Table {
             TABLE_FIELDS.to_vec()

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod error;
+pub mod migrate;
 pub mod playlist;
 pub mod query;
 pub mod record;

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod maintenance;
+mod playlist_cmd;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -150,6 +151,8 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Compact(args) => maintenance::compact(&db_path()?, args, cli.quiet),
         Command::Import(args) => commands::import(&db_path()?, args, cli.quiet),
         Command::Scan(args) => scan_cmd(&db_path()?, args, cli.quiet, cli.verbose),
+        Command::Migrate(args) => playlist_cmd::migrate(&db_path()?, args, cli.quiet),
+        Command::Playlist(cmd) => playlist_cmd::playlist(&db_path()?, cmd, cli.quiet),
         Command::Completions { shell } => {
             out(|w| {
                 clap_complete::generate(*shell, &mut Cli::command(), "mediadb", w);

@@ -251,6 +251,25 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<(RecordView<'_>, usize), RecordProb
     Ok((RecordView { fb: rec }, len + 4))
 }
 
+/// A record encoded into a buffer of its own, for a [`RecordView`] of a record that is not in
+/// the database (a playlist entry whose file is missing is shown through one).
+#[derive(Clone, Debug)]
+pub struct EncodedRecord(Vec<u8>);
+
+impl EncodedRecord {
+    /// Encodes `rec` (with `rec.id`).
+    pub fn new(rec: &Record) -> EncodedRecord {
+        let mut out = Vec::new();
+        encode(&mut FlatBufferBuilder::new(), rec, rec.id, &mut out);
+        EncodedRecord(out)
+    }
+
+    /// The view; `None` only for a record over the size limit.
+    pub fn view(&self) -> Option<RecordView<'_>> {
+        verify(&self.0).ok().map(|(v, _)| v)
+    }
+}
+
 /// A verified record inside the database map: zero-copy accessors, [`RecordView::to_record`]
 /// for an owned copy.
 #[derive(Clone, Copy)]

@@ -1,0 +1,866 @@
+//! VuIO's SQLite databases, in their three eras (docs/MIGRATE.md):
+//!
+//! - **sqlx era, schema 1 and 2** (`media.db`): the version is the row
+//!   `database_metadata.schema_version`, `PRAGMA user_version` is 0. Schema 2 stored `path` and
+//!   `parent_path` lower-cased while `filename` kept the on-disk case.
+//! - **rusqlite era, schema 1 to 6**: the version is `PRAGMA user_version`; STRICT tables,
+//!   `*_secs` columns, promoted tag columns and the `media_tags` side table.
+//!
+//! Columns are found by name (`PRAGMA table_info`), never by position: an upgraded file has its
+//! added columns at the end, a fresh one in the middle. The source is opened read-only and
+//! `immutable`, so nothing is ever written beside it; a source with a write-ahead log is copied
+//! aside first so that the log's commits are read too.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{MigrateError, MigrateOptions, MigrateReport};
+use crate::playlist::{Entry, Playlist};
+use crate::record::{Kind, Record};
+use crate::store::Database;
+
+/// The newest rusqlite-era schema this build knows.
+pub const NEWEST_RUSQLITE: i64 = 6;
+
+/// Which VuIO wrote the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Era {
+    /// sqlx, `media.db`, schema 1 or 2.
+    Sqlx,
+    /// rusqlite, schema 1 to 6.
+    Rusqlite,
+}
+
+impl Era {
+    /// The name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Era::Sqlx => "sqlx",
+            Era::Rusqlite => "rusqlite",
+        }
+    }
+}
+
+/// MIME types VuIO gave playlist files.
+const PLAYLIST_MIMES: &[&str] = &[
+    "audio/x-mpegurl",
+    "audio/mpegurl",
+    "application/vnd.apple.mpegurl",
+    "application/x-mpegurl",
+    "audio/x-scpls",
+];
+
+/// `media_files` columns read, by name; a column the source lacks reads as NULL.
+const COLUMNS: &[&str] = &[
+    "id",
+    "path",
+    "parent_path",
+    "filename",
+    "size",
+    "modified",
+    "modified_secs",
+    "mime_type",
+    "duration",
+    "duration_secs",
+    "title",
+    "artist",
+    "album",
+    "genre",
+    "track_number",
+    "year",
+    "album_artist",
+    "disc_number",
+    "disc_total",
+    "track_total",
+    "compilation",
+    "musicbrainz_track_id",
+    "musicbrainz_album_id",
+    "sample_rate",
+    "channels",
+    "bits_per_sample",
+    "bit_rate",
+    // Kept as tags: VuIO columns with no mediadb field.
+    "composer",
+    "comment",
+    "bpm",
+    "sort_title",
+    "sort_artist",
+    "sort_album",
+    "release_date",
+    "musicbrainz_artist_id",
+    "codec",
+];
+
+/// Index of the first column kept as a tag.
+const FIRST_TAG_COLUMN: usize = 27;
+
+/// Position of `name` in [`COLUMNS`].
+const fn col(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        if str_eq(COLUMNS[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("unknown column");
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The opened source: the connection and, for a copied WAL-mode file, the copy to delete.
+struct Source {
+    conn: Connection,
+    path: PathBuf,
+    _copy: Option<TempCopy>,
+}
+
+/// A directory holding a copy of the source, removed on drop.
+struct TempCopy(PathBuf);
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `path` as an SQLite URI path: every byte outside the unreserved set percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn sql_err(path: &Path, what: &str) -> impl FnOnce(rusqlite::Error) -> MigrateError {
+    let path = path.to_path_buf();
+    let what = what.to_owned();
+    move |source| match &source {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            MigrateError::Unsupported {
+                path,
+                detail: "not an SQLite database; give the path of VuIO's database file".into(),
+            }
+        }
+        _ => MigrateError::Source {
+            path,
+            what,
+            source,
+        },
+    }
+}
+
+fn open(path: &Path) -> Result<Source, MigrateError> {
+    let meta = std::fs::metadata(path).map_err(|e| MigrateError::Copy {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    if !meta.is_file() {
+        return Err(MigrateError::Unsupported {
+            path: path.to_path_buf(),
+            detail: "not a file; give the path of VuIO's database file".into(),
+        });
+    }
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    let (conn, copy) = if has_wal {
+        // Commits still in the log are part of the database; `immutable` would not see them,
+        // and opening the original would write its -shm. Read a private copy instead.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("mediadb-migrate-{}-{nanos}", std::process::id()));
+        let copy_err = |source| MigrateError::Copy {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir(&dir).map_err(copy_err)?;
+        let guard = TempCopy(dir.clone());
+        let db = dir.join("source.db");
+        std::fs::copy(path, &db).map_err(copy_err)?;
+        std::fs::copy(&wal, dir.join("source.db-wal")).map_err(copy_err)?;
+        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(sql_err(path, "opening a copy of it"))?;
+        (conn, Some(guard))
+    } else {
+        let conn = Connection::open_with_flags(
+            uri_path(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(sql_err(path, "opening it read-only"))?;
+        (conn, None)
+    };
+    // VuIO 6's indexes use this collation; SQLite refuses to touch them without it.
+    conn.create_collation("natural_order", |a: &str, b: &str| {
+        crate::query::natural_cmp(a.as_bytes(), b.as_bytes())
+    })
+    .map_err(sql_err(path, "registering the natural_order collation"))?;
+    Ok(Source {
+        conn,
+        path: path.to_path_buf(),
+        _copy: copy,
+    })
+}
+
+impl Source {
+    fn err(&self, what: &str) -> impl FnOnce(rusqlite::Error) -> MigrateError {
+        sql_err(&self.path, what)
+    }
+
+    fn unsupported(&self, detail: String) -> MigrateError {
+        MigrateError::Unsupported {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    fn tables(&self) -> Result<HashSet<String>, MigrateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .map_err(self.err("reading its schema"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err("reading its schema"))?
+            .collect::<Result<_, _>>()
+            .map_err(self.err("reading its schema"));
+        names
+    }
+
+    fn columns(&self, table: &str) -> Result<HashSet<String>, MigrateError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info(\"{table}\")"))
+            .map_err(self.err("reading its schema"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(self.err("reading its schema"))?
+            .collect::<Result<_, _>>()
+            .map_err(self.err("reading its schema"));
+        names
+    }
+
+    /// The era and schema version, or a refusal that says what the file is.
+    fn detect(&self, tables: &HashSet<String>) -> Result<(Era, i64), MigrateError> {
+        if !tables.contains("media_files") {
+            return Err(self.unsupported(
+                "has no media_files table: not a VuIO database, nothing to migrate".into(),
+            ));
+        }
+        let user_version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err("reading its version"))?;
+        if user_version == 0 {
+            if !tables.contains("database_metadata") {
+                return Err(self.unsupported(
+                    "has a media_files table but no schema version (neither \
+                     database_metadata nor user_version): not a VuIO schema migrate knows"
+                        .into(),
+                ));
+            }
+            let v: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT value FROM database_metadata WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_or_else(
+                    |e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    },
+                    |v| Ok(Some(v)),
+                )
+                .map_err(self.err("reading database_metadata"))?;
+            return match v.as_deref().map(str::trim) {
+                Some("1") => Ok((Era::Sqlx, 1)),
+                Some("2") => Ok((Era::Sqlx, 2)),
+                Some(other) => Err(self.unsupported(format!(
+                    "VuIO media.db schema version {other:?} is not one migrate knows (1 or 2); \
+                     a newer mediadb may"
+                ))),
+                None => Err(self.unsupported(
+                    "database_metadata holds no schema_version: not a VuIO schema migrate knows"
+                        .into(),
+                )),
+            };
+        }
+        if (1..=NEWEST_RUSQLITE).contains(&user_version) {
+            return Ok((Era::Rusqlite, user_version));
+        }
+        if user_version > NEWEST_RUSQLITE {
+            return Err(self.unsupported(format!(
+                "VuIO schema version {user_version} is newer than this mediadb knows \
+                 ({NEWEST_RUSQLITE}); upgrade mediadb"
+            )));
+        }
+        Err(self.unsupported(format!(
+            "user_version {user_version} is not a VuIO schema version"
+        )))
+    }
+}
+
+/// Text of a value: NULL, a blob, or only whitespace is absent.
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Text(b) => {
+            let s = String::from_utf8_lossy(b);
+            (!s.trim().is_empty()).then(|| s.into_owned())
+        }
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    }
+}
+
+/// An integer, from an INTEGER, a whole REAL or decimal text.
+fn int(v: ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Integer(i) => Some(i),
+        ValueRef::Real(f) if f.is_finite() && f.abs() < 9.0e18 => Some(f.round_ties_even() as i64),
+        ValueRef::Text(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn real(v: ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Integer(i) => Some(i as f64),
+        ValueRef::Real(f) => f.is_finite().then_some(f),
+        ValueRef::Text(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn narrow<T: TryFrom<i64>>(v: Option<i64>) -> Option<T> {
+    v.and_then(|x| T::try_from(x).ok())
+}
+
+/// The kind VuIO's MIME type means; a missing MIME type falls back to the extension.
+fn kind_of(mime: Option<&str>, path: &[u8]) -> (Kind, Option<String>) {
+    let Some(m) = mime else {
+        let (k, m) = crate::scan::kind::classify(path);
+        return (k, m.map(str::to_owned));
+    };
+    let lower = m.to_ascii_lowercase();
+    let kind = if PLAYLIST_MIMES.contains(&lower.as_str()) {
+        Kind::Playlist
+    } else if lower.starts_with("audio/") {
+        Kind::Audio
+    } else if lower.starts_with("video/") {
+        Kind::Video
+    } else if lower.starts_with("image/") {
+        Kind::Image
+    } else {
+        Kind::Other
+    };
+    (kind, Some(m.to_owned()))
+}
+
+fn is_url(path: &str) -> bool {
+    let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The on-disk path of a row. Schema 2 of the sqlx era lower-cased `path` and `parent_path` but
+/// kept `filename`'s case: where `parent_path/filename` is `path` but for case, that is the
+/// better path (the directories' case is lost for good).
+fn real_path(era: Era, version: i64, path: &str, parent: Option<&str>, name: Option<&str>) -> String {
+    if era == Era::Sqlx
+        && version == 2
+        && let (Some(parent), Some(name)) = (parent, name)
+    {
+        let joined = if parent.ends_with('/') {
+            format!("{parent}{name}")
+        } else {
+            format!("{parent}/{name}")
+        };
+        if joined != path && joined.to_lowercase() == path.to_lowercase() {
+            return joined;
+        }
+    }
+    path.to_owned()
+}
+
+/// A `media_tags` key, normalised for matching: lower case, no spaces or underscores.
+fn tag_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != ' ' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Folds a row's `media_tags` into its record: a few keys fill fields the columns left empty,
+/// the rest become tags.
+fn apply_media_tags(rec: &mut Record, tags: Vec<(String, String)>) {
+    let mut artists = Vec::new();
+    for (key, value) in tags {
+        let fill = |field: &mut Option<u32>, value: &str| -> bool {
+            if field.is_none()
+                && let Ok(n) = value.trim().parse()
+            {
+                *field = Some(n);
+                return true;
+            }
+            false
+        };
+        let used = match tag_key(&key).as_str() {
+            "artists" => {
+                artists.extend(value.split("; ").map(str::to_owned));
+                true
+            }
+            "musicbrainztrackid" if rec.musicbrainz_track_id.is_none() => {
+                rec.musicbrainz_track_id = Some(value.clone());
+                true
+            }
+            "musicbrainzalbumid" if rec.musicbrainz_album_id.is_none() => {
+                rec.musicbrainz_album_id = Some(value.clone());
+                true
+            }
+            "tracktotal" | "totaltracks" => fill(&mut rec.track_total, &value),
+            "disctotal" | "totaldiscs" => fill(&mut rec.disc_total, &value),
+            _ => false,
+        };
+        if !used {
+            rec.tags.push((key, value));
+        }
+    }
+    if !artists.is_empty() {
+        rec.artists = artists;
+    }
+}
+
+/// Outcome of converting one row.
+enum Row {
+    Record(Box<Record>, i64),
+    Skip(&'static str),
+}
+
+fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let get = |name: &str| r.get_ref(col(name));
+    let vuio_id = int(get("id")?).unwrap_or(0);
+    let Some(stored) = text(get("path")?) else {
+        return Ok(Row::Skip("empty_path"));
+    };
+    if is_url(&stored) || text(get("mime_type")?).as_deref() == Some("audio/radio") {
+        return Ok(Row::Skip("stream"));
+    }
+    let parent = text(get("parent_path")?);
+    let name = text(get("filename")?);
+    let path = real_path(era, version, &stored, parent.as_deref(), name.as_deref());
+    if !path.starts_with('/') {
+        return Ok(Row::Skip("not_absolute"));
+    }
+    let Some(size) = int(get("size")?).and_then(|s| u64::try_from(s).ok()) else {
+        return Ok(Row::Skip("bad_size"));
+    };
+    let secs = int(get("modified_secs")?).or(int(get("modified")?)).unwrap_or(0);
+    let mime = text(get("mime_type")?);
+    let (kind, mime) = kind_of(mime.as_deref(), path.as_bytes());
+    let duration_ms = match real(get("duration_secs")?) {
+        Some(s) if s >= 0.0 => Some((s * 1000.0).round_ties_even() as u64),
+        Some(_) => None,
+        None => int(get("duration")?).and_then(|d| u64::try_from(d).ok()),
+    };
+    let mut rec = Record {
+        path: path.into_bytes(),
+        size,
+        mtime_ns: secs.saturating_mul(1_000_000_000),
+        kind,
+        mime,
+        title: text(get("title")?),
+        artists: text(get("artist")?).into_iter().collect(),
+        album: text(get("album")?),
+        album_artist: text(get("album_artist")?),
+        genres: text(get("genre")?).into_iter().collect(),
+        year: narrow(int(get("year")?)),
+        track: narrow(int(get("track_number")?)),
+        track_total: narrow(int(get("track_total")?)),
+        disc: narrow(int(get("disc_number")?)),
+        disc_total: narrow(int(get("disc_total")?)),
+        duration_ms,
+        bitrate: real(get("bit_rate")?)
+            .filter(|b| *b >= 0.0)
+            .and_then(|b| narrow(Some((b / 1000.0).round_ties_even() as i64))),
+        sample_rate: narrow(int(get("sample_rate")?)),
+        channels: narrow(int(get("channels")?)),
+        bit_depth: narrow(int(get("bits_per_sample")?)),
+        compilation: int(get("compilation")?).map(|c| c != 0),
+        musicbrainz_track_id: text(get("musicbrainz_track_id")?),
+        musicbrainz_album_id: text(get("musicbrainz_album_id")?),
+        ..Record::default()
+    };
+    for (i, name) in COLUMNS.iter().enumerate().skip(FIRST_TAG_COLUMN) {
+        if let Some(v) = text(r.get_ref(i)?) {
+            rec.tags.push(((*name).to_owned(), v));
+        }
+    }
+    Ok(Row::Record(Box::new(rec), vuio_id))
+}
+
+/// Reads `media_tags` in file-id order beside the files, one file's rows at a time.
+struct TagCursor<'s> {
+    rows: Option<rusqlite::Rows<'s>>,
+    peeked: Option<(i64, String, String)>,
+}
+
+impl TagCursor<'_> {
+    fn next_row(&mut self) -> rusqlite::Result<Option<(i64, String, String)>> {
+        if let Some(p) = self.peeked.take() {
+            return Ok(Some(p));
+        }
+        let Some(rows) = self.rows.as_mut() else {
+            return Ok(None);
+        };
+        Ok(match rows.next()? {
+            Some(r) => Some((
+                int(r.get_ref(0)?).unwrap_or(i64::MIN),
+                text(r.get_ref(1)?).unwrap_or_default(),
+                text(r.get_ref(2)?).unwrap_or_default(),
+            )),
+            None => None,
+        })
+    }
+
+    /// The tags of file `id` (rows of smaller ids, whose files were skipped, are passed over).
+    fn take(&mut self, id: i64) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        while let Some(row) = self.next_row()? {
+            if row.0 < id {
+                continue;
+            }
+            if row.0 > id {
+                self.peeked = Some(row);
+                break;
+            }
+            if !row.1.is_empty() && !row.2.is_empty() {
+                out.push((row.1, row.2));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Migrates the VuIO database at `source` into `db`; see the module documentation and
+/// docs/MIGRATE.md. `progress` is called with (rows read, rows in the source).
+pub fn migrate(
+    db: &mut Database,
+    source: &Path,
+    opts: &MigrateOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<MigrateReport, MigrateError> {
+    let src = open(source)?;
+    let tables = src.tables()?;
+    let (era, version) = src.detect(&tables)?;
+    let mut report = MigrateReport {
+        source: source.to_path_buf(),
+        era: era.as_str(),
+        schema_version: version,
+        ..MigrateReport::default()
+    };
+    let have = src.columns("media_files")?;
+    for needed in ["id", "path", "size"] {
+        if !have.contains(needed) {
+            return Err(src.unsupported(format!(
+                "media_files has no `{needed}` column: not a VuIO schema migrate knows"
+            )));
+        }
+    }
+    let select = COLUMNS
+        .iter()
+        .map(|c| {
+            if have.contains(*c) {
+                format!("\"{c}\"")
+            } else {
+                "NULL".to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let total: i64 = src
+        .conn
+        .query_row("SELECT count(*) FROM media_files", [], |r| r.get(0))
+        .map_err(src.err("counting media_files"))?;
+    let total = total.max(0) as u64;
+
+    let reading = "reading media_files";
+    let mut stmt = src
+        .conn
+        .prepare(&format!("SELECT {select} FROM media_files ORDER BY id"))
+        .map_err(src.err(reading))?;
+    let mut rows = stmt.query([]).map_err(src.err(reading))?;
+    let mut tag_stmt = if tables.contains("media_tags") {
+        Some(
+            src.conn
+                .prepare(
+                    "SELECT media_file_id, key, value FROM media_tags \
+                     ORDER BY media_file_id, rowid",
+                )
+                .map_err(src.err("reading media_tags"))?,
+        )
+    } else {
+        None
+    };
+    let mut tags = TagCursor {
+        rows: match tag_stmt.as_mut() {
+            Some(s) => Some(s.query([]).map_err(src.err("reading media_tags"))?),
+            None => None,
+        },
+        peeked: None,
+    };
+    let batch_size = opts.batch_size.max(1);
+    let mut pending: Vec<Record> = Vec::with_capacity(batch_size.min(1 << 16));
+    loop {
+        let row = rows.next().map_err(src.err(reading))?;
+        let Some(row) = row else { break };
+        report.rows_read += 1;
+        match convert(era, version, row).map_err(src.err(reading))? {
+            Row::Skip(why) => *report.skipped.entry(why).or_default() += 1,
+            Row::Record(mut rec, vuio_id) => {
+                let extra = tags.take(vuio_id).map_err(src.err("reading media_tags"))?;
+                apply_media_tags(&mut rec, extra);
+                rec.tags.sort();
+                report.tags += rec.tags.len() as u64;
+                if rec.path.windows(3).any(|w| w == "\u{FFFD}".as_bytes()) {
+                    report.lossy_paths += 1;
+                }
+                pending.push(*rec);
+            }
+        }
+        if pending.len() >= batch_size {
+            write_records(db, &mut pending, &mut report)?;
+            progress(report.rows_read, total);
+        }
+    }
+    write_records(db, &mut pending, &mut report)?;
+    progress(report.rows_read, total);
+    drop(tags);
+    drop(rows);
+    drop(stmt);
+    if tables.contains("playlists") && tables.contains("playlist_entries") {
+        migrate_playlists(db, &src, era, version, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// Merges a batch of converted rows into `db` by path, in one commit.
+fn write_records(
+    db: &mut Database,
+    pending: &mut Vec<Record>,
+    report: &mut MigrateReport,
+) -> Result<(), MigrateError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut write = Vec::with_capacity(pending.len());
+    let mut inserted = 0;
+    {
+        let snap = db.snapshot();
+        let paths: Vec<&[u8]> = pending.iter().map(|r| r.path.as_slice()).collect();
+        let existing = snap.get_many(&paths)?;
+        for (rec, old) in pending.drain(..).zip(existing) {
+            match old {
+                None => {
+                    inserted += 1;
+                    write.push(rec);
+                }
+                Some(old) if old.extractor_version() > 0 && old.mtime_ns() >= rec.mtime_ns => {
+                    report.records_kept_newer += 1;
+                }
+                Some(old) => {
+                    if old.to_record() == (Record { id: old.id(), ..rec.clone() }) {
+                        report.records_unchanged += 1;
+                    } else {
+                        write.push(rec);
+                    }
+                }
+            }
+        }
+    }
+    if write.is_empty() {
+        return Ok(());
+    }
+    let mut batch = db.batch()?;
+    batch.upsert_many(&write)?;
+    let info = batch.commit()?;
+    report.records_written += info.upserted;
+    report.records_inserted += inserted;
+    report.commits += 1;
+    Ok(())
+}
+
+/// The columns of a playlist row.
+struct PlaylistRow {
+    id: i64,
+    name: String,
+    description: Option<String>,
+    source_path: Option<String>,
+    created: i64,
+    updated: i64,
+}
+
+fn migrate_playlists(
+    db: &mut Database,
+    src: &Source,
+    era: Era,
+    version: i64,
+    report: &mut MigrateReport,
+) -> Result<(), MigrateError> {
+    let have = src.columns("playlists")?;
+    let pick = |names: &[&str]| {
+        names
+            .iter()
+            .find(|n| have.contains(**n))
+            .map_or("NULL".to_owned(), |n| format!("\"{n}\""))
+    };
+    let sql = format!(
+        "SELECT id, name, {}, {}, {}, {} FROM playlists ORDER BY id",
+        pick(&["description"]),
+        pick(&["source_path"]),
+        pick(&["created_at_secs", "created_at"]),
+        pick(&["updated_at_secs", "updated_at"]),
+    );
+    let what = "reading playlists";
+    let mut stmt = src.conn.prepare(&sql).map_err(src.err(what))?;
+    let lists: Vec<PlaylistRow> = stmt
+        .query_map([], |r| {
+            Ok(PlaylistRow {
+                id: int(r.get_ref(0)?).unwrap_or(0),
+                name: text(r.get_ref(1)?).unwrap_or_default(),
+                description: text(r.get_ref(2)?),
+                source_path: text(r.get_ref(3)?),
+                created: int(r.get_ref(4)?).unwrap_or(0),
+                updated: int(r.get_ref(5)?).unwrap_or(0),
+            })
+        })
+        .map_err(src.err(what))?
+        .collect::<Result<_, _>>()
+        .map_err(src.err(what))?;
+
+    // Entries in position order; a duplicate position (impossible by VuIO's keys) keeps rowid
+    // order. A row that names no file yields NULLs.
+    let what = "reading playlist_entries";
+    let mut stmt = src
+        .conn
+        .prepare(
+            "SELECT e.playlist_id, m.id, m.path, m.parent_path, m.filename \
+             FROM playlist_entries e LEFT JOIN media_files m ON m.id = e.media_file_id \
+             ORDER BY e.playlist_id, e.position, e.rowid",
+        )
+        .map_err(src.err(what))?;
+    let has_parent = src.columns("media_files")?.contains("parent_path");
+    let mut entries: HashMap<i64, Vec<Entry>> = HashMap::new();
+    let snap = db.snapshot();
+    let mut rows = stmt.query([]).map_err(src.err(what))?;
+    while let Some(r) = rows.next().map_err(src.err(what))? {
+        let pid = int(r.get_ref(0).map_err(src.err(what))?).unwrap_or(0);
+        let target = r.get_ref(1).map_err(src.err(what))?;
+        let stored = text(r.get_ref(2).map_err(src.err(what))?);
+        let (Some(_), Some(stored)) = (int(target), stored) else {
+            *report
+                .skipped_entries
+                .entry("missing_entry_target")
+                .or_default() += 1;
+            continue;
+        };
+        let (parent, name) = if has_parent {
+            (
+                text(r.get_ref(3).map_err(src.err(what))?),
+                text(r.get_ref(4).map_err(src.err(what))?),
+            )
+        } else {
+            (None, None)
+        };
+        let path = real_path(era, version, &stored, parent.as_deref(), name.as_deref());
+        let record_id = if is_url(&path) {
+            0
+        } else {
+            snap.entry(path.as_bytes())?.map_or(0, |(id, _)| id)
+        };
+        if record_id == 0 {
+            report.dangling_entries += 1;
+        }
+        entries
+            .entry(pid)
+            .or_default()
+            .push(Entry::new(record_id, path.into_bytes()));
+    }
+    drop(rows);
+
+    let mut existing: HashMap<String, Playlist> = snap
+        .playlists()?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    drop(snap);
+    let mut seen_names: HashSet<String> = HashSet::new();
+    let mut batch_lists: Vec<Playlist> = Vec::new();
+    for row in lists {
+        report.playlists += 1;
+        let mut name = if row.name.trim().is_empty() {
+            format!("VuIO playlist {}", row.id)
+        } else {
+            row.name.clone()
+        };
+        if !seen_names.insert(name.clone()) {
+            name = format!("{name} (VuIO {})", row.id);
+            seen_names.insert(name.clone());
+            report.renamed_playlists += 1;
+        }
+        let list_entries = entries.remove(&row.id).unwrap_or_default();
+        report.playlist_entries += list_entries.len() as u64;
+        let old = existing.remove(&name);
+        let p = Playlist {
+            id: old.as_ref().map_or(0, |o| o.id),
+            name,
+            description: row.description,
+            source_path: row
+                .source_path
+                .map(|s| OsString::from(s).into_vec()),
+            created_unix_ns: row.created.saturating_mul(1_000_000_000),
+            updated_unix_ns: row.updated.saturating_mul(1_000_000_000),
+            entries: list_entries,
+        };
+        if old.as_ref() != Some(&p) {
+            batch_lists.push(p);
+        }
+    }
+    for chunk in batch_lists.chunks(256) {
+        let mut batch = db.batch()?;
+        for p in chunk {
+            batch.put_playlist(p)?;
+        }
+        batch.commit()?;
+        report.playlists_written += chunk.len() as u64;
+        report.commits += 1;
+    }
+    Ok(())
+}

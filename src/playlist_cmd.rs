@@ -1,0 +1,588 @@
+//! `mediadb migrate` and `mediadb playlist ...`: bringing a library over from VuIO, and
+//! playlists.
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use mediadb::migrate::{self, MigrateError, MigrateOptions, MigrateReport};
+use mediadb::playlist::formats::{self, ExportEntry, Format as FileFormat};
+use mediadb::playlist::{self, Entry, Playlist, Target};
+use mediadb::query::eval::{self, SortKey};
+use mediadb::query::output::{self, Format};
+use mediadb::query::{Field, parse};
+use mediadb::record::EncodedRecord;
+use mediadb::{Database, Record, Snapshot};
+
+use crate::cli::{MigrateArgs, PlaylistCommand, PlaylistShowArgs, ProgressMode};
+use crate::commands::{corrupt, format_of, parse_fields, usage, width};
+use crate::{Exit, Failure, out};
+
+impl From<MigrateError> for Failure {
+    fn from(e: MigrateError) -> Failure {
+        let exit = match &e {
+            MigrateError::Unsupported { .. } => Exit::Usage,
+            MigrateError::Commit(c) if matches!(c, mediadb::CommitError::Read(_)) => Exit::Corrupt,
+            MigrateError::Read(_) => Exit::Corrupt,
+            _ => Exit::Failed,
+        };
+        Failure {
+            exit,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let opts = mediadb::OpenOptions {
+        read_only: false,
+        create: true,
+        wait: std::time::Duration::from_secs_f64(wait.clamp(0.0, 1e7)),
+    };
+    Ok(Database::open_with(db_path, &opts)?)
+}
+
+fn show_progress(mode: ProgressMode, quiet: bool) -> bool {
+    match mode {
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+        ProgressMode::Auto => !quiet && std::io::stderr().is_terminal(),
+    }
+}
+
+pub(crate) fn migrate(db_path: &Path, args: &MigrateArgs, quiet: bool) -> Result<Exit, Failure> {
+    let started = std::time::Instant::now();
+    if !args.source.exists() {
+        return Err(Failure {
+            exit: Exit::Usage,
+            message: format!(
+                "{}: no such file; give the path of VuIO's database file",
+                args.source.display()
+            ),
+        });
+    }
+    let mut db = open_writer(db_path, args.wait)?;
+    let bar = show_progress(args.progress, quiet).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(10));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}) {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let opts = MigrateOptions {
+        batch_size: args.batch_size as usize,
+    };
+    let result = migrate::migrate(&mut db, &args.source, &opts, &progress);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = result?;
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: e.to_string(),
+        })?;
+        v["seconds"] = serde_json::json!(secs);
+        out(|w| writeln!(w, "{v}"))?;
+    }
+    if !quiet {
+        print_migrate(&report, secs);
+    }
+    Ok(Exit::Ok)
+}
+
+fn print_migrate(r: &MigrateReport, secs: f64) {
+    let rate = if secs > 0.0 {
+        r.rows_read as f64 / secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "migrated {} (VuIO {} era, schema {}): {} rows read in {secs:.2}s ({rate:.0} rows/s)",
+        r.source.display(),
+        r.era,
+        r.schema_version,
+        r.rows_read,
+    );
+    eprintln!(
+        "  records: {} written ({} new), {} unchanged, {} kept (the database's own record is newer)",
+        r.records_written, r.records_inserted, r.records_unchanged, r.records_kept_newer
+    );
+    for (why, n) in &r.skipped {
+        let what = match *why {
+            "stream" => "radio streams and URLs (not files; kept only as playlist entries)",
+            "empty_path" => "rows with an empty path",
+            "not_absolute" => "rows whose path is not an absolute Unix path",
+            "bad_size" => "rows with a negative or missing size",
+            other => other,
+        };
+        eprintln!("  skipped {n}: {what}");
+    }
+    if r.lossy_paths > 0 {
+        eprintln!(
+            "  {} paths were stored lossily by VuIO (U+FFFD for bytes that were not UTF-8): kept as stored; a scan indexes the real files",
+            r.lossy_paths
+        );
+    }
+    eprintln!(
+        "  playlists: {} read, {} written, {} entries ({} dangling: URLs or files not in the database)",
+        r.playlists, r.playlists_written, r.playlist_entries, r.dangling_entries
+    );
+    for (why, n) in &r.skipped_entries {
+        eprintln!("  skipped {n} playlist entries: {why} (the row they name is gone)");
+    }
+    if r.renamed_playlists > 0 {
+        eprintln!(
+            "  renamed {} playlists whose names were taken (suffix \"(VuIO ID)\")",
+            r.renamed_playlists
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// playlist
+
+fn not_found(name: &str) -> Failure {
+    usage(format!(
+        "no playlist is named {name:?}; `mediadb playlist list` shows them"
+    ))
+}
+
+fn find(snap: &Snapshot, name: &str) -> Result<Playlist, Failure> {
+    snap.playlist_by_name(name)
+        .map_err(corrupt)?
+        .ok_or_else(|| not_found(name))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// `p` made absolute against the working directory, lexically normalised.
+fn absolute(p: &Path) -> Vec<u8> {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    formats::normalize(abs.as_os_str().as_bytes())
+}
+
+fn commit_playlist(db: &mut Database, p: &Playlist) -> Result<u64, Failure> {
+    let mut batch = db.batch()?;
+    let id = batch.put_playlist(p).map_err(|e| match e {
+        mediadb::CommitError::BadPlaylist { .. } => usage(e.to_string()),
+        e => e.into(),
+    })?;
+    batch.commit()?;
+    Ok(id)
+}
+
+pub(crate) fn playlist(db_path: &Path, cmd: &PlaylistCommand, quiet: bool) -> Result<Exit, Failure> {
+    match cmd {
+        PlaylistCommand::Create { name, description } => {
+            let mut db = open_writer(db_path, 0.0)?;
+            let now = now_ns();
+            let p = Playlist {
+                name: name.clone(),
+                description: description.clone(),
+                created_unix_ns: now,
+                updated_unix_ns: now,
+                ..Playlist::default()
+            };
+            commit_playlist(&mut db, &p)?;
+            Ok(Exit::Ok)
+        }
+        PlaylistCommand::List { json } => list(db_path, *json),
+        PlaylistCommand::Show(args) => show(db_path, args),
+        PlaylistCommand::Add { name, items, query } => add(db_path, name, items, *query),
+        PlaylistCommand::Remove { name, items } => remove(db_path, name, items),
+        PlaylistCommand::Delete { name } => {
+            let mut db = open_writer(db_path, 0.0)?;
+            let p = find(&db.snapshot(), name)?;
+            let mut batch = db.batch()?;
+            batch.delete_playlist(p.id);
+            batch.commit()?;
+            Ok(Exit::Ok)
+        }
+        PlaylistCommand::Import { file, name, json } => {
+            import(db_path, file, name.as_deref(), *json, quiet)
+        }
+        PlaylistCommand::Export {
+            name,
+            format,
+            relative_to,
+            output,
+        } => export(db_path, name, format.as_deref(), relative_to.as_deref(), output.as_deref()),
+    }
+}
+
+/// How many of `p`'s entries resolve to no record.
+fn missing(snap: &Snapshot, p: &Playlist) -> Result<usize, Failure> {
+    let mut n = 0;
+    for e in &p.entries {
+        if matches!(playlist::resolve(snap, e).map_err(corrupt)?, Target::Missing) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn list(db_path: &Path, json: bool) -> Result<Exit, Failure> {
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    let all = snap.playlists().map_err(corrupt)?;
+    let mut rows = Vec::with_capacity(all.len());
+    for p in &all {
+        rows.push((p, missing(&snap, p)?));
+    }
+    out(|w| {
+        if json {
+            for (p, missing) in &rows {
+                let v = serde_json::json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "description": p.description,
+                    "source_path": p.source_path.as_deref().map(String::from_utf8_lossy),
+                    "entries": p.entries.len(),
+                    "missing": missing,
+                });
+                writeln!(w, "{v}")?;
+            }
+            return Ok(());
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(p, missing)| {
+                vec![
+                    output::escape_controls(&p.name).into_owned(),
+                    p.entries.len().to_string(),
+                    missing.to_string(),
+                    output::escape_controls(p.description.as_deref().unwrap_or_default())
+                        .into_owned(),
+                ]
+            })
+            .collect();
+        let header = ["NAME", "ENTRIES", "MISSING", "DESCRIPTION"].map(str::to_owned);
+        output::write_grid(w, &header, &cells, width())
+    })?;
+    Ok(Exit::Ok)
+}
+
+/// The record shown for an entry whose file is missing: id 0, the entry's path, its playlist
+/// title and duration, and `error` saying so.
+fn placeholder(e: &Entry) -> Record {
+    Record {
+        path: e.path.clone(),
+        title: e.title.clone(),
+        duration_ms: e.duration_ms,
+        error: Some("missing: no file with this path is in the database".into()),
+        ..Record::default()
+    }
+}
+
+fn show(db_path: &Path, args: &PlaylistShowArgs) -> Result<Exit, Failure> {
+    let format = if args.print0 {
+        Format::Print0
+    } else {
+        format_of(args.format)
+    };
+    let fields = parse_fields(&args.fields, format)?;
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    let p = find(&snap, &args.name)?;
+    let mut targets = Vec::with_capacity(p.entries.len());
+    let mut stand_ins = Vec::new();
+    for e in &p.entries {
+        let t = playlist::resolve(&snap, e).map_err(corrupt)?;
+        if matches!(t, Target::Missing) {
+            stand_ins.push(EncodedRecord::new(&placeholder(e)));
+        }
+        targets.push(t);
+    }
+    let mut stand_in = stand_ins.iter();
+    let views: Vec<_> = targets
+        .into_iter()
+        .filter_map(|t| match t {
+            Target::Live(v) => Some(v),
+            Target::Missing => stand_in.next().and_then(EncodedRecord::view),
+        })
+        .collect();
+    out(|w| output::write_records(w, &views, &fields, format, width()))?;
+    Ok(Exit::Ok)
+}
+
+fn add(db_path: &Path, name: &str, items: &[String], query: bool) -> Result<Exit, Failure> {
+    let mut db = open_writer(db_path, 0.0)?;
+    let snap = db.snapshot();
+    let mut p = find(&snap, name)?;
+    if query {
+        let q = parse(items).map_err(|e| usage(e.to_string()))?;
+        let sort = [SortKey {
+            field: Field::Path,
+            descending: false,
+        }];
+        let found = eval::select(&snap, &q, &sort, None).map_err(corrupt)?;
+        p.entries
+            .extend(found.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));
+    } else {
+        let mut unknown = Vec::new();
+        for item in items {
+            let path = absolute(Path::new(item));
+            match snap.entry(&path).map_err(corrupt)? {
+                Some((id, _)) => p.entries.push(Entry::new(id, path)),
+                None => unknown.push(String::from_utf8_lossy(&path).into_owned()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Failure {
+                exit: Exit::Failed,
+                message: format!(
+                    "not in the database: {}; scan them first (nothing was added)",
+                    unknown.join(", ")
+                ),
+            });
+        }
+    }
+    drop(snap);
+    p.updated_unix_ns = now_ns();
+    commit_playlist(&mut db, &p)?;
+    Ok(Exit::Ok)
+}
+
+fn remove(db_path: &Path, name: &str, items: &[String]) -> Result<Exit, Failure> {
+    let mut db = open_writer(db_path, 0.0)?;
+    let mut p = find(&db.snapshot(), name)?;
+    let n = p.entries.len();
+    let mut drop_at = vec![false; n];
+    for item in items {
+        if let Ok(pos) = item.parse::<usize>() {
+            if pos == 0 || pos > n {
+                return Err(usage(format!(
+                    "position {pos} is outside 1..={n} of playlist {name:?}"
+                )));
+            }
+            drop_at[pos - 1] = true;
+        } else {
+            let path = absolute(Path::new(item));
+            let before = drop_at.iter().filter(|d| **d).count();
+            for (i, e) in p.entries.iter().enumerate() {
+                if e.path == path {
+                    drop_at[i] = true;
+                }
+            }
+            if drop_at.iter().filter(|d| **d).count() == before {
+                return Err(usage(format!(
+                    "playlist {name:?} has no entry {}",
+                    String::from_utf8_lossy(&path)
+                )));
+            }
+        }
+    }
+    let mut i = 0;
+    p.entries.retain(|_| {
+        i += 1;
+        !drop_at[i - 1]
+    });
+    p.updated_unix_ns = now_ns();
+    commit_playlist(&mut db, &p)?;
+    Ok(Exit::Ok)
+}
+
+fn import(
+    db_path: &Path,
+    file: &Path,
+    name: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> Result<Exit, Failure> {
+    let abs = absolute(file);
+    let format = FileFormat::from_path(&abs).ok_or_else(|| {
+        usage(format!(
+            "{}: not a playlist file; import reads .m3u, .m3u8 and .pls",
+            file.display()
+        ))
+    })?;
+    let bytes = std::fs::read(file).map_err(|e| Failure {
+        exit: Exit::Failed,
+        message: format!("{}: {e}", file.display()),
+    })?;
+    let dir = match abs.iter().rposition(|&b| b == b'/') {
+        Some(0) => b"/".to_vec(),
+        Some(i) => abs[..i].to_vec(),
+        None => b"/".to_vec(),
+    };
+    let parsed = formats::parse(&bytes, format, &dir);
+    let mut db = open_writer(db_path, 0.0)?;
+    let snap = db.snapshot();
+    let mut entries = Vec::with_capacity(parsed.len());
+    let mut unmatched = Vec::new();
+    for e in parsed {
+        let id = snap.entry(&e.path).map_err(corrupt)?.map_or(0, |(id, _)| id);
+        if id == 0 {
+            unmatched.push(String::from_utf8_lossy(&e.path).into_owned());
+        }
+        entries.push(Entry {
+            record_id: id,
+            path: e.path,
+            title: e.title,
+            duration_ms: e
+                .duration_secs
+                .filter(|s| *s >= 0)
+                .map(|s| (s as u64).saturating_mul(1000)),
+        });
+    }
+    // Re-importing the same file replaces the playlist made from it.
+    let all = snap.playlists().map_err(corrupt)?;
+    let default_name = Path::new(std::ffi::OsStr::from_bytes(&abs))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "playlist".into());
+    let name = name.map_or(default_name, str::to_owned);
+    let same_source = all
+        .iter()
+        .find(|p| p.source_path.as_deref() == Some(abs.as_slice()));
+    let now = now_ns();
+    let p = match same_source {
+        Some(old) => Playlist {
+            entries,
+            updated_unix_ns: now,
+            name: if old.name == name { old.name.clone() } else { name },
+            ..old.clone()
+        },
+        None => Playlist {
+            name,
+            source_path: Some(abs.clone()),
+            created_unix_ns: now,
+            updated_unix_ns: now,
+            entries,
+            ..Playlist::default()
+        },
+    };
+    drop(snap);
+    let replaced = p.id != 0;
+    commit_playlist(&mut db, &p)?;
+    let total = p.entries.len();
+    if json {
+        let v = serde_json::json!({
+            "playlist": p.name,
+            "source": String::from_utf8_lossy(&abs),
+            "replaced": replaced,
+            "entries": total,
+            "matched": total - unmatched.len(),
+            "not_in_database": unmatched,
+        });
+        out(|w| writeln!(w, "{v}"))?;
+    }
+    if !quiet {
+        eprintln!(
+            "{} playlist {:?}: {total} entries, {} in the database, {} not (kept, shown as missing)",
+            if replaced { "replaced" } else { "imported" },
+            p.name,
+            total - unmatched.len(),
+            unmatched.len()
+        );
+        for u in unmatched.iter().take(20) {
+            eprintln!("  not in the database: {}", output::escape_controls(u));
+        }
+        if unmatched.len() > 20 {
+            eprintln!("  ... and {} more (--json lists all)", unmatched.len() - 20);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn export(
+    db_path: &Path,
+    name: &str,
+    format: Option<&str>,
+    relative_to: Option<&Path>,
+    output_path: Option<&Path>,
+) -> Result<Exit, Failure> {
+    let format = match format {
+        Some(f) => FileFormat::from_name(f)
+            .ok_or_else(|| usage(format!("unknown playlist format `{f}`; use m3u, m3u8 or pls")))?,
+        None => output_path
+            .and_then(|o| FileFormat::from_path(o.as_os_str().as_bytes()))
+            .unwrap_or(FileFormat::M3u8),
+    };
+    let db = Database::open_read_only(db_path)?;
+    let snap = db.snapshot();
+    let p = find(&snap, name)?;
+    struct Line {
+        path: Vec<u8>,
+        artist: Option<String>,
+        title: Option<String>,
+        duration_ms: Option<u64>,
+    }
+    let mut lines = Vec::with_capacity(p.entries.len());
+    for e in &p.entries {
+        lines.push(match playlist::resolve(&snap, e).map_err(corrupt)? {
+            Target::Live(v) => {
+                let artists: Vec<&str> = v.artists().collect();
+                Line {
+                    path: v.path().to_vec(),
+                    artist: (!artists.is_empty()).then(|| artists.join("; ")),
+                    title: v.title().map(str::to_owned).or_else(|| e.title.clone()),
+                    duration_ms: v.duration_ms().or(e.duration_ms),
+                }
+            }
+            Target::Missing => Line {
+                path: e.path.clone(),
+                artist: None,
+                title: e.title.clone(),
+                duration_ms: e.duration_ms,
+            },
+        });
+    }
+    let entries: Vec<ExportEntry<'_>> = lines
+        .iter()
+        .map(|l| ExportEntry {
+            path: &l.path,
+            artist: l.artist.as_deref(),
+            title: l.title.as_deref(),
+            duration_ms: l.duration_ms,
+        })
+        .collect();
+    let rel = relative_to.map(absolute);
+    match output_path {
+        Some(o) => {
+            let mut buf = Vec::new();
+            formats::write(&mut buf, format, &entries, rel.as_deref())?;
+            write_file(o, &buf)?;
+        }
+        None => out(|w| formats::write(w, format, &entries, rel.as_deref()))?,
+    }
+    Ok(Exit::Ok)
+}
+
+/// Writes `bytes` to `path` whole: a temporary file beside it, synced, renamed over it.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure {
+        exit: Exit::Failed,
+        message: format!("{}: {e}", path.display()),
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}

@@ -22,7 +22,7 @@ impl From<MigrateError> for Failure {
     fn from(e: MigrateError) -> Failure {
         let exit = match &e {
             MigrateError::Unsupported { .. } => Exit::Usage,
-            MigrateError::Commit(c) if matches!(c, mediadb::CommitError::Read(_)) => Exit::Corrupt,
+            MigrateError::Commit(mediadb::CommitError::Read(_)) => Exit::Corrupt,
             MigrateError::Read(_) => Exit::Corrupt,
             _ => Exit::Failed,
         };
@@ -188,7 +188,11 @@ fn commit_playlist(db: &mut Database, p: &Playlist) -> Result<u64, Failure> {
     Ok(id)
 }
 
-pub(crate) fn playlist(db_path: &Path, cmd: &PlaylistCommand, quiet: bool) -> Result<Exit, Failure> {
+pub(crate) fn playlist(
+    db_path: &Path,
+    cmd: &PlaylistCommand,
+    quiet: bool,
+) -> Result<Exit, Failure> {
     match cmd {
         PlaylistCommand::Create { name, description } => {
             let mut db = open_writer(db_path, 0.0)?;
@@ -223,7 +227,13 @@ pub(crate) fn playlist(db_path: &Path, cmd: &PlaylistCommand, quiet: bool) -> Re
             format,
             relative_to,
             output,
-        } => export(db_path, name, format.as_deref(), relative_to.as_deref(), output.as_deref()),
+        } => export(
+            db_path,
+            name,
+            format.as_deref(),
+            relative_to.as_deref(),
+            output.as_deref(),
+        ),
     }
 }
 
@@ -231,7 +241,10 @@ pub(crate) fn playlist(db_path: &Path, cmd: &PlaylistCommand, quiet: bool) -> Re
 fn missing(snap: &Snapshot, p: &Playlist) -> Result<usize, Failure> {
     let mut n = 0;
     for e in &p.entries {
-        if matches!(playlist::resolve(snap, e).map_err(corrupt)?, Target::Missing) {
+        if matches!(
+            playlist::resolve(snap, e).map_err(corrupt)?,
+            Target::Missing
+        ) {
             n += 1;
         }
     }
@@ -428,7 +441,10 @@ fn import(
     let mut entries = Vec::with_capacity(parsed.len());
     let mut unmatched = Vec::new();
     for e in parsed {
-        let id = snap.entry(&e.path).map_err(corrupt)?.map_or(0, |(id, _)| id);
+        let id = snap
+            .entry(&e.path)
+            .map_err(corrupt)?
+            .map_or(0, |(id, _)| id);
         if id == 0 {
             unmatched.push(String::from_utf8_lossy(&e.path).into_owned());
         }
@@ -457,7 +473,11 @@ fn import(
         Some(old) => Playlist {
             entries,
             updated_unix_ns: now,
-            name: if old.name == name { old.name.clone() } else { name },
+            name: if old.name == name {
+                old.name.clone()
+            } else {
+                name
+            },
             ..old.clone()
         },
         None => Playlist {
@@ -510,8 +530,11 @@ fn export(
     output_path: Option<&Path>,
 ) -> Result<Exit, Failure> {
     let format = match format {
-        Some(f) => FileFormat::from_name(f)
-            .ok_or_else(|| usage(format!("unknown playlist format `{f}`; use m3u, m3u8 or pls")))?,
+        Some(f) => FileFormat::from_name(f).ok_or_else(|| {
+            usage(format!(
+                "unknown playlist format `{f}`; use m3u, m3u8 or pls"
+            ))
+        })?,
         None => output_path
             .and_then(|o| FileFormat::from_path(o.as_os_str().as_bytes()))
             .unwrap_or(FileFormat::M3u8),

@@ -10,7 +10,11 @@ fn rec(path: &str) -> Record {
 
 fn names(db: &Database) -> Vec<String> {
     let snap = db.snapshot();
-    snap.playlists().unwrap().into_iter().map(|p| p.name).collect()
+    snap.playlists()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
 }
 
 #[test]
@@ -97,7 +101,10 @@ fn playlists_survive_reopen_compaction_and_verify() {
     // Compaction keeps playlists, their ids and entries.
     db.compact().unwrap();
     assert_eq!(names(&db), ["Empty", "Mix"]);
-    assert_eq!(db.snapshot().playlist(mix_id).unwrap().unwrap().entries, mix.entries);
+    assert_eq!(
+        db.snapshot().playlist(mix_id).unwrap().unwrap().entries,
+        mix.entries
+    );
     drop(db);
     let report = mediadb::store::verify(&path, &|_, _| ()).unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -114,5 +121,9 @@ fn playlists_survive_reopen_compaction_and_verify() {
     drop(db);
     let db = Database::open_read_only(&path).unwrap();
     assert_eq!(names(&db), ["Empty"]);
-    assert!(mediadb::store::verify(&path, &|_, _| ()).unwrap().is_clean());
+    assert!(
+        mediadb::store::verify(&path, &|_, _| ())
+            .unwrap()
+            .is_clean()
+    );
 }

@@ -165,11 +165,7 @@ fn sql_err(path: &Path, what: &str) -> impl FnOnce(rusqlite::Error) -> MigrateEr
                 detail: "not an SQLite database; give the path of VuIO's database file".into(),
             }
         }
-        _ => MigrateError::Source {
-            path,
-            what,
-            source,
-        },
+        _ => MigrateError::Source { path, what, source },
     }
 }
 
@@ -245,12 +241,12 @@ impl Source {
             .conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .map_err(self.err("reading its schema"))?;
-        let names = stmt
+        let names: HashSet<String> = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(self.err("reading its schema"))?
             .collect::<Result<_, _>>()
-            .map_err(self.err("reading its schema"));
-        names
+            .map_err(self.err("reading its schema"))?;
+        Ok(names)
     }
 
     fn columns(&self, table: &str) -> Result<HashSet<String>, MigrateError> {
@@ -258,12 +254,12 @@ impl Source {
             .conn
             .prepare(&format!("PRAGMA table_info(\"{table}\")"))
             .map_err(self.err("reading its schema"))?;
-        let names = stmt
+        let names: HashSet<String> = stmt
             .query_map([], |r| r.get::<_, String>(1))
             .map_err(self.err("reading its schema"))?
             .collect::<Result<_, _>>()
-            .map_err(self.err("reading its schema"));
-        names
+            .map_err(self.err("reading its schema"))?;
+        Ok(names)
     }
 
     /// The era and schema version, or a refusal that says what the file is.
@@ -393,7 +389,13 @@ fn is_url(path: &str) -> bool {
 /// The on-disk path of a row. Schema 2 of the sqlx era lower-cased `path` and `parent_path` but
 /// kept `filename`'s case: where `parent_path/filename` is `path` but for case, that is the
 /// better path (the directories' case is lost for good).
-fn real_path(era: Era, version: i64, path: &str, parent: Option<&str>, name: Option<&str>) -> String {
+fn real_path(
+    era: Era,
+    version: i64,
+    path: &str,
+    parent: Option<&str>,
+    name: Option<&str>,
+) -> String {
     if era == Era::Sqlx
         && version == 2
         && let (Some(parent), Some(name)) = (parent, name)
@@ -482,7 +484,9 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
     let Some(size) = int(get("size")?).and_then(|s| u64::try_from(s).ok()) else {
         return Ok(Row::Skip("bad_size"));
     };
-    let secs = int(get("modified_secs")?).or(int(get("modified")?)).unwrap_or(0);
+    let secs = int(get("modified_secs")?)
+        .or(int(get("modified")?))
+        .unwrap_or(0);
     let mime = text(get("mime_type")?);
     let (kind, mime) = kind_of(mime.as_deref(), path.as_bytes());
     let duration_ms = match real(get("duration_secs")?) {
@@ -696,7 +700,12 @@ fn write_records(
                     report.records_kept_newer += 1;
                 }
                 Some(old) => {
-                    if old.to_record() == (Record { id: old.id(), ..rec.clone() }) {
+                    if old.to_record()
+                        == (Record {
+                            id: old.id(),
+                            ..rec.clone()
+                        })
+                    {
                         report.records_unchanged += 1;
                     } else {
                         write.push(rec);
@@ -842,9 +851,7 @@ fn migrate_playlists(
             id: old.as_ref().map_or(0, |o| o.id),
             name,
             description: row.description,
-            source_path: row
-                .source_path
-                .map(|s| OsString::from(s).into_vec()),
+            source_path: row.source_path.map(|s| OsString::from(s).into_vec()),
             created_unix_ns: row.created.saturating_mul(1_000_000_000),
             updated_unix_ns: row.updated.saturating_mul(1_000_000_000),
             entries: list_entries,

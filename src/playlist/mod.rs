@@ -10,11 +10,11 @@ pub mod formats;
 
 use flatbuffers::{FlatBufferBuilder, VerifierOptions};
 
+use crate::ReadError;
 use crate::record::RecordView;
 use crate::store::Snapshot;
 use crate::store::fb;
 use crate::store::format::MAX_PLAYLIST_LEN;
-use crate::ReadError;
 
 /// One playlist, owned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -350,10 +350,16 @@ pub fn record_from_json(v: &Json) -> Result<Record, ImportError> {
             .iter()
             .map(|t| match t.as_array().map(Vec::as_slice) {
                 Some([Json::String(k), Json::String(v)]) => Ok((k.clone(), v.clone())),
-                _ => Err(ImportError("`tags` must hold [key, value] string pairs".into())),
+                _ => Err(ImportError(
+                    "`tags` must hold [key, value] string pairs".into(),
+                )),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(ImportError("`tags` must be a list of [key, value] pairs".into())),
+        Some(_) => {
+            return Err(ImportError(
+                "`tags` must be a list of [key, value] pairs".into(),
+            ));
+        }
     };
     Ok(Record {
         id: narrow("id", i64::MAX)?.unwrap_or(0) as u64,

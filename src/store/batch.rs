@@ -538,11 +538,15 @@ impl<'db> WriteBatch<'db> {
         for (id, name) in snap.playlist_names()? {
             let replaced = self.playlists.iter().any(|q| q.0 == id);
             if id != p.id && name == p.name && committed(id) && !replaced {
-                return Err(bad("the name is taken; pick another or delete that one".into()));
+                return Err(bad(
+                    "the name is taken; pick another or delete that one".into()
+                ));
             }
         }
         if self.playlists.iter().any(|q| q.0 != p.id && q.1 == p.name) {
-            return Err(bad("the name is taken; pick another or delete that one".into()));
+            return Err(bad(
+                "the name is taken; pick another or delete that one".into()
+            ));
         }
         let id = if p.id == 0 { self.next_id } else { p.id };
         let start = self.frame.len();
@@ -561,7 +565,8 @@ impl<'db> WriteBatch<'db> {
         }
         let offset = (start - FRAME_HEADER_LEN) as u32;
         self.playlists.retain(|q| q.0 != id);
-        self.playlists.push((id, p.name.clone(), offset, len as u32));
+        self.playlists
+            .push((id, p.name.clone(), offset, len as u32));
         Ok(id)
     }
 
@@ -570,8 +575,7 @@ impl<'db> WriteBatch<'db> {
         let before = self.playlists.len();
         self.playlists.retain(|q| q.0 != id);
         let was_pending = self.playlists.len() != before;
-        if self.base().index.playlists.contains_key(&id) && !self.playlist_removals.contains(&id)
-        {
+        if self.base().index.playlists.contains_key(&id) && !self.playlist_removals.contains(&id) {
             self.playlist_removals.push(id);
             return true;
         }

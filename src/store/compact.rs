@@ -246,9 +246,15 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
     frames
 }
 
+/// A playlist's id and its buffer in the log.
+type PlaylistBytes<'l> = (u64, &'l [u8]);
+
 /// Every live playlist's bytes, verified, in id order; `Err((offset, what))` for a damaged one.
 /// Their total must fit one frame.
-fn playlist_bytes<'l>(log: &'l [u8], index: &Index) -> Result<Vec<(u64, &'l [u8])>, (u64, String)> {
+fn playlist_bytes<'l>(
+    log: &'l [u8],
+    index: &Index,
+) -> Result<Vec<PlaylistBytes<'l>>, (u64, String)> {
     let mut out = Vec::with_capacity(index.playlists.len());
     let mut total = 0usize;
     for (&id, loc) in index.playlists.iter() {
@@ -257,11 +263,17 @@ fn playlist_bytes<'l>(log: &'l [u8], index: &Index) -> Result<Vec<(u64, &'l [u8]
             .checked_sub(LOG_START)
             .and_then(|rel| usize::try_from(rel).ok())
             .and_then(|rel| log.get(rel..rel.checked_add(loc.len as usize)?))
-            .ok_or((loc.offset, format!("playlist {id} lies outside the committed log")))?;
+            .ok_or((
+                loc.offset,
+                format!("playlist {id} lies outside the committed log"),
+            ))?;
         let p = crate::playlist::verify(bytes)
             .map_err(|e| (loc.offset, format!("playlist {id}: {}", e.0)))?;
         if p.id() != id {
-            return Err((loc.offset, format!("playlist {id} does not match its location")));
+            return Err((
+                loc.offset,
+                format!("playlist {id} does not match its location"),
+            ));
         }
         total += align_up(bytes.len());
         if total > MAX_FRAME_PAYLOAD as usize / 2 {
@@ -462,13 +474,12 @@ impl Database {
         };
         self.check_source_frames(log, live())?;
         let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
-        let playlists = playlist_bytes(log, index).map_err(|(offset, what)| {
-            CompactError::Damaged {
+        let playlists =
+            playlist_bytes(log, index).map_err(|(offset, what)| CompactError::Damaged {
                 path: self.path.clone(),
                 offset,
                 what,
-            }
-        })?;
+            })?;
         // The playlists go in one more frame after the records' (docs/FORMAT.md §6).
         let k = plans.len() as u64 + u64::from(!playlists.is_empty());
         let mut seq = first_seq(old.seq, k);

@@ -267,7 +267,9 @@ impl Snapshot {
             .iter()
             .map(|(&id, loc)| self.playlist_at(id, loc))
             .collect::<Result<Vec<_>, _>>()?;
-        all.sort_by(|a, b| crate::query::natural_cmp(a.name.as_bytes(), b.name.as_bytes()).then(a.id.cmp(&b.id)));
+        all.sort_by(|a, b| {
+            crate::query::natural_cmp(a.name.as_bytes(), b.name.as_bytes()).then(a.id.cmp(&b.id))
+        });
         Ok(all)
     }
 

@@ -22,9 +22,9 @@ use rayon::prelude::*;
 use super::checkpoint::idx_path;
 use super::format::{
     ALIGN, ENTRY_LEN, FLAG_ERROR, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, HEADER_MAGIC, Header,
-    IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN, SLOT_BLOCK,
-    SLOT_LEN,
-    SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64, path_hash,
+    IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN,
+    SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64,
+    path_hash,
 };
 use super::index::{FileEntry, Fixed};
 use super::log::{self, Damage, TRAILER_LEN};
@@ -1359,7 +1359,7 @@ impl Verifier<'_> {
             let at = poff + u64::from(pr.offset());
             let what = match self.reader.get(at, pr.len() as usize)? {
                 None => Some("runs past the committed length".to_owned()),
-                Some(b) => match crate::playlist::verify(&b) {
+                Some(b) => match crate::playlist::verify(b) {
                     Err(e) => Some(e.0),
                     Ok(p) if p.id() != pr.id() => Some(format!("says id {}", p.id())),
                     Ok(_) => None,
@@ -1413,12 +1413,13 @@ impl Verifier<'_> {
     /// Playlist names are unique among live playlists.
     fn duplicate_playlist_names(&mut self) -> io::Result<()> {
         let mut seen: HashMap<String, u64> = HashMap::new();
-        let all: Vec<(u64, (u64, u32))> = self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
+        let all: Vec<(u64, (u64, u32))> =
+            self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
         for (id, (off, len)) in all {
             let Some(b) = self.reader.get(off, len as usize)? else {
                 continue;
             };
-            let Ok(p) = crate::playlist::verify(&b) else {
+            let Ok(p) = crate::playlist::verify(b) else {
                 continue;
             };
             if let Some(other) = seen.insert(p.name().to_owned(), id) {
@@ -1875,7 +1876,8 @@ impl Verifier<'_> {
             .chunks_exact(PLAYLIST_LOC_LEN)
             .map(|l| (get_u64(l, 0), (get_u64(l, 8), get_u32(l, 16))))
             .collect();
-        let live: Vec<(u64, (u64, u32))> = self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
+        let live: Vec<(u64, (u64, u32))> =
+            self.state.playlists.iter().map(|(&k, &v)| (k, v)).collect();
         if listed != live {
             self.cp_problem(
                 Severity::Damage,

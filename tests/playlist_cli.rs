@@ -1,0 +1,231 @@
+//! `mediadb playlist` end to end: import and export round trips (m3u, m3u8, pls, Latin-1,
+//! relative paths), and a playlist that lives through a rescan, a file's removal and return,
+//! and compaction.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mediadb");
+
+fn mediadb(db: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("MEDIADB_DB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mediadb runs")
+}
+
+fn ok(db: &Path, args: &[&str]) -> String {
+    let o = mediadb(db, args);
+    assert!(
+        o.status.success(),
+        "mediadb {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
+/// A small library: three empty audio files (scan indexes them without opening them).
+fn library(root: &Path) {
+    for rel in ["A/01 one.flac", "A/02 two.flac", "B/été.mp3"] {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, b"").expect("write");
+    }
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+#[test]
+fn import_export_round_trips_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("lib");
+    library(&root);
+    let db = dir.path().join("lib.mediadb");
+    ok(&db, &["scan", root.to_str().expect("utf-8")]);
+    let r = root.to_str().expect("utf-8");
+
+    // Latin-1 .m3u with relative, backslashed entries, an EXTINF title and a missing file.
+    let mut m3u = b"#EXTM3U\r\n#EXTINF:61,Someone - One\r\nA\\01 one.flac\r\nB/".to_vec();
+    m3u.extend_from_slice(b"\xe9t\xe9.mp3\r\n../elsewhere/gone.mp3\r\nA/02 two.flac\r\n");
+    std::fs::write(root.join("list.m3u"), &m3u).expect("write");
+    let o = mediadb(
+        &db,
+        &["playlist", "import", &format!("{r}/list.m3u"), "--json"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report["entries"], 4);
+    assert_eq!(report["matched"], 3);
+    assert_eq!(
+        report["not_in_database"][0],
+        format!("{}/elsewhere/gone.mp3", dir.path().display())
+    );
+
+    let shown = ok(&db, &["playlist", "show", "list", "--format", "paths"]);
+    let want = [
+        format!("{r}/A/01 one.flac"),
+        format!("{r}/B/été.mp3"),
+        format!("{}/elsewhere/gone.mp3", dir.path().display()),
+        format!("{r}/A/02 two.flac"),
+    ];
+    assert_eq!(lines(&shown), want);
+
+    for format in ["m3u", "m3u8", "pls"] {
+        let out = dir.path().join(format!("out.{format}"));
+        ok(
+            &db,
+            &[
+                "playlist",
+                "export",
+                "list",
+                "-o",
+                out.to_str().expect("utf-8"),
+                "--relative-to",
+                r,
+            ],
+        );
+        let text = std::fs::read_to_string(&out).expect("read");
+        if format == "pls" {
+            assert!(text.starts_with("[playlist]"), "{text}");
+            assert!(text.contains("NumberOfEntries=4"), "{text}");
+        } else {
+            assert!(text.starts_with("#EXTM3U"), "{text}");
+            assert!(text.contains("#EXTINF:61,Someone - One"), "{text}");
+        }
+        assert!(text.contains("A/01 one.flac"), "{text}");
+        assert!(!text.contains(r), "relative paths only: {text}");
+        // Importing the export (it sits in the library root, as the paths are relative to it)
+        // gives the same entries.
+        let back = root.join(format!("back.{format}"));
+        std::fs::copy(&out, &back).expect("copy");
+        ok(&db, &["playlist", "import", back.to_str().expect("utf-8")]);
+        let again = ok(&db, &["playlist", "show", "back", "--format", "paths"]);
+        assert_eq!(lines(&again), want, "{format}");
+        ok(&db, &["playlist", "delete", "back"]);
+    }
+
+    // Re-importing the same file replaces its entries instead of making a second playlist.
+    std::fs::write(root.join("list.m3u"), b"A/02 two.flac\n").expect("write");
+    ok(&db, &["playlist", "import", &format!("{r}/list.m3u")]);
+    let listed = ok(&db, &["playlist", "list", "--json"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        lines(&ok(&db, &["playlist", "show", "list", "-f", "paths"])),
+        [format!("{r}/A/02 two.flac")]
+    );
+}
+
+#[test]
+fn a_playlist_survives_rescans_removal_return_and_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("lib");
+    library(&root);
+    let db = dir.path().join("lib.mediadb");
+    let r = root.to_str().expect("utf-8");
+    ok(&db, &["scan", r]);
+    ok(&db, &["playlist", "create", "Road", "-d", "for the car"]);
+    ok(
+        &db,
+        &[
+            "playlist",
+            "add",
+            "Road",
+            &format!("{r}/B/été.mp3"),
+            &format!("{r}/A/01 one.flac"),
+            &format!("{r}/B/été.mp3"),
+        ],
+    );
+    let ids = |db: &Path| {
+        ok(
+            db,
+            &[
+                "playlist", "show", "Road", "-f", "csv", "--fields", "id,path",
+            ],
+        )
+    };
+    let before = ids(&db);
+    ok(&db, &["scan", r]);
+    assert_eq!(ids(&db), before, "an unchanged rescan changes nothing");
+
+    // The file goes: its entries stay, shown as missing with id 0.
+    std::fs::rename(root.join("B/été.mp3"), dir.path().join("away.mp3")).expect("mv");
+    ok(&db, &["scan", r]);
+    let gone = ok(
+        &db,
+        &[
+            "playlist",
+            "show",
+            "Road",
+            "-f",
+            "jsonl",
+            "--fields",
+            "id,path,error",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = gone
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["id"], 0);
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("missing")
+    );
+    assert_eq!(rows[0]["path"], format!("{r}/B/été.mp3"));
+    let listed: serde_json::Value =
+        serde_json::from_str(ok(&db, &["playlist", "list", "--json"]).trim()).expect("json");
+    assert_eq!(listed["missing"], 2);
+
+    // It comes back: the entries re-attach (to its new id).
+    std::fs::rename(dir.path().join("away.mp3"), root.join("B/été.mp3")).expect("mv");
+    ok(&db, &["scan", r]);
+    let back = ok(
+        &db,
+        &[
+            "playlist", "show", "Road", "-f", "jsonl", "--fields", "id,error",
+        ],
+    );
+    for l in back.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("json");
+        assert_ne!(v["id"], 0, "{l}");
+        assert!(v["error"].is_null(), "{l}");
+    }
+
+    // Compaction keeps it all.
+    let before = ids(&db);
+    ok(&db, &["compact"]);
+    assert_eq!(ids(&db), before);
+    ok(&db, &["verify"]);
+
+    // Remove by position and by path.
+    ok(&db, &["playlist", "remove", "Road", "1"]);
+    ok(
+        &db,
+        &["playlist", "remove", "Road", &format!("{r}/A/01 one.flac")],
+    );
+    let left = ok(&db, &["playlist", "show", "Road", "-f", "paths"]);
+    assert_eq!(lines(&left), [format!("{r}/B/été.mp3")]);
+
+    // Errors: an unknown playlist is a usage error; adding an unindexed file changes nothing.
+    assert_eq!(
+        mediadb(&db, &["playlist", "show", "Nope"]).status.code(),
+        Some(2)
+    );
+    let o = mediadb(&db, &["playlist", "add", "Road", "/not/indexed.mp3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        lines(&ok(&db, &["playlist", "show", "Road", "-f", "paths"])).len(),
+        1
+    );
+    let o = mediadb(&db, &["playlist", "create", "Road"]);
+    assert_eq!(o.status.code(), Some(2), "a taken name");
+}

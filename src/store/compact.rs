@@ -704,7 +704,7 @@ impl Database {
                 .create_new(true)
                 .open(&tmp)
                 .map_err(io_at(&tmp))?;
-            let storage = Arc::new(FileStorage::new(file));
+            let storage = Arc::new(FileStorage::new(file).random_access());
             let out = wrap(storage.clone());
             let (header, frames) = self.write_compacted(&*out, &tmp)?;
             drop(out);

@@ -32,6 +32,14 @@ impl Mapping {
 
     /// Maps `len` bytes of `file` starting at `offset`, read-only.
     pub fn map_file(file: &File, offset: u64, len: u64) -> io::Result<Mapping> {
+        Mapping::map_file_with(file, offset, len, false)
+    }
+
+    /// As [`map_file`](Self::map_file); with `random`, the kernel is told that reads will be
+    /// scattered (`MADV_RANDOM`), so a point read maps the one page it needs instead of a
+    /// read-ahead window: a writer that looks up a few thousand records of a large log keeps a
+    /// few thousand pages resident, not hundreds of megabytes.
+    pub fn map_file_with(file: &File, offset: u64, len: u64, random: bool) -> io::Result<Mapping> {
         if len == 0 {
             return Ok(Mapping::from_vec(Vec::new()));
         }
@@ -47,6 +55,10 @@ impl Mapping {
                 .len(len)
                 .map(file)?
         };
+        if random {
+            // Only a hint: a kernel that refuses it reads ahead as usual.
+            let _ = map.advise(memmap2::Advice::Random);
+        }
         Ok(Mapping {
             bytes: Arc::new(map),
         })

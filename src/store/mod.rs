@@ -373,7 +373,7 @@ impl Database {
             .map_err(|e| open_error(path, e))?;
         Database::from_parts(
             path,
-            Arc::new(FileStorage::new(file)),
+            Arc::new(FileStorage::new(file).random_access()),
             Some(lock),
             true,
             true,

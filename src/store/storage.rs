@@ -35,12 +35,23 @@ pub trait Storage: Send + Sync {
 #[derive(Debug)]
 pub struct FileStorage {
     file: File,
+    random_access: bool,
 }
 
 impl FileStorage {
     /// Wraps an open file (opened for reading, and for writing if the handle will write).
     pub fn new(file: File) -> FileStorage {
-        FileStorage { file }
+        FileStorage {
+            file,
+            random_access: false,
+        }
+    }
+
+    /// Maps with `MADV_RANDOM` (see [`Mapping::map_file_with`]): for a writer, whose reads
+    /// through the map are point lookups.
+    pub fn random_access(mut self) -> FileStorage {
+        self.random_access = true;
+        self
     }
 
     /// The underlying file.
@@ -66,7 +77,7 @@ impl Storage for FileStorage {
         self.file.sync_data()
     }
     fn map(&self, offset: u64, len: u64) -> io::Result<Mapping> {
-        Mapping::map_file(&self.file, offset, len)
+        Mapping::map_file_with(&self.file, offset, len, self.random_access)
     }
 }
 

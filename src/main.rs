@@ -222,6 +222,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             "albums": albums,
             "genres": genres,
             "records_with_errors": with_errors,
+            "playlists": snap.playlist_count(),
             "next_id": s.next_id,
             "file_bytes": file_bytes,
             "committed_bytes": s.committed_bytes,
@@ -250,6 +251,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             writeln!(w, "artists     {artists}")?;
             writeln!(w, "albums      {albums}")?;
             writeln!(w, "genres      {genres}")?;
+            writeln!(w, "playlists   {}", snap.playlist_count())?;
             writeln!(
                 w,
                 "errors      {with_errors} records could not be read fully (query error: to list them)"

@@ -176,6 +176,7 @@ fn check_stats_shape(v: &Json) {
         "albums",
         "genres",
         "records_with_errors",
+        "playlists",
         "next_id",
         "file_bytes",
         "committed_bytes",
@@ -216,6 +217,7 @@ fn stats_json_has_typed_fields_on_empty_and_filled_databases() {
         "albums",
         "genres",
         "records_with_errors",
+        "playlists",
         "live_bytes",
     ] {
         assert_eq!(empty[k], 0, "{k} of an empty database: {empty}");

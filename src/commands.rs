@@ -255,6 +255,18 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
             serde_json::to_writer(&mut *w, &v)?;
             w.write_all(b"\n")?;
         }
+        // Playlists after the records they point at.
+        let lists = match snap.playlists() {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(e)),
+        };
+        for p in &lists {
+            serde_json::to_writer(
+                &mut *w,
+                &serde_json::json!({ "playlist": mediadb::playlist::to_json(p) }),
+            )?;
+            w.write_all(b"\n")?;
+        }
         Ok(Ok(()))
     };
     let result = match &args.output {
@@ -307,6 +319,7 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
     let name = args.file.display().to_string();
     let mut pending = Vec::with_capacity(args.batch_size as usize);
     let (mut imported, mut skipped) = (0u64, 0u64);
+    let mut playlists: Vec<mediadb::playlist::Playlist> = Vec::new();
     let flush = |db: &mut Database, pending: &mut Vec<mediadb::Record>| -> Result<u64, Failure> {
         if pending.is_empty() {
             return Ok(0);
@@ -328,9 +341,31 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
         if line.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| e.to_string())
-            .and_then(|v| output::record_from_json(&v).map_err(|e| e.to_string()));
+        let parsed = serde_json::from_str::<serde_json::Value>(&line).map_err(|e| e.to_string());
+        if let Ok(v) = &parsed
+            && let Some(p) = v.get("playlist")
+        {
+            match mediadb::playlist::from_json(p) {
+                Ok(p) => playlists.push(p),
+                Err(e) if args.skip_bad => {
+                    skipped += 1;
+                    if !quiet {
+                        eprintln!("mediadb: {name}: line {}: playlist: {e}; skipped", i + 1);
+                    }
+                }
+                Err(e) => {
+                    return Err(Failure {
+                        exit: Exit::Failed,
+                        message: format!(
+                            "{name}: line {}: playlist: {e}; stopped, {imported} records committed before it (use --skip-bad to skip bad lines)",
+                            i + 1
+                        ),
+                    });
+                }
+            }
+            continue;
+        }
+        let rec = parsed.and_then(|v| output::record_from_json(&v).map_err(|e| e.to_string()));
         match rec {
             Ok(r) => pending.push(r),
             Err(e) if args.skip_bad => {
@@ -354,18 +389,54 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
         }
     }
     imported += flush(&mut db, &mut pending)?;
+    let restored = restore_playlists(&mut db, playlists)?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
         out(|w| {
             writeln!(
                 w,
                 "{}",
-                serde_json::json!({ "imported": imported, "skipped": skipped, "seq": db.snapshot().seq(), "elapsed_secs": secs })
+                serde_json::json!({ "imported": imported, "playlists": restored, "skipped": skipped, "seq": db.snapshot().seq(), "elapsed_secs": secs })
             )
         })?;
     }
     if !quiet {
-        eprintln!("mediadb: imported {imported} records, skipped {skipped}, {secs:.2} s");
+        eprintln!(
+            "mediadb: imported {imported} records and {restored} playlists, skipped {skipped}, {secs:.2} s"
+        );
     }
     Ok(if skipped > 0 { Exit::Partial } else { Exit::Ok })
+}
+
+/// Writes imported playlists in one commit: each entry re-attached to the record now at its path
+/// (ids may have changed on the way), a playlist of the same name replaced.
+fn restore_playlists(
+    db: &mut Database,
+    playlists: Vec<mediadb::playlist::Playlist>,
+) -> Result<u64, Failure> {
+    if playlists.is_empty() {
+        return Ok(0);
+    }
+    let snap = db.snapshot();
+    let mut ready = Vec::with_capacity(playlists.len());
+    for mut p in playlists {
+        for e in &mut p.entries {
+            e.record_id = snap
+                .entry(&e.path)
+                .map_err(corrupt)?
+                .map_or(0, |(id, _)| id);
+        }
+        p.id = snap
+            .playlist_by_name(&p.name)
+            .map_err(corrupt)?
+            .map_or(0, |old| old.id);
+        ready.push(p);
+    }
+    drop(snap);
+    let mut batch = db.batch()?;
+    for p in &ready {
+        batch.put_playlist(p)?;
+    }
+    batch.commit()?;
+    Ok(ready.len() as u64)
 }

@@ -119,6 +119,26 @@ fn import_export_round_trips_in_every_format() {
         lines(&ok(&db, &["playlist", "show", "list", "-f", "paths"])),
         [format!("{r}/A/02 two.flac")]
     );
+
+    // `export` carries playlists and `import` restores them into another database.
+    let backup = dir.path().join("backup.jsonl");
+    ok(&db, &["export", "-o", backup.to_str().expect("utf-8")]);
+    let other = dir.path().join("other.mediadb");
+    ok(&other, &["import", backup.to_str().expect("utf-8")]);
+    assert_eq!(
+        ok(
+            &other,
+            &[
+                "playlist", "show", "list", "-f", "csv", "--fields", "id,path"
+            ]
+        ),
+        ok(
+            &db,
+            &[
+                "playlist", "show", "list", "-f", "csv", "--fields", "id,path"
+            ]
+        )
+    );
 }
 
 #[test]

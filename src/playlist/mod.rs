@@ -170,6 +170,103 @@ pub fn resolve<'s>(snap: &'s Snapshot, entry: &Entry) -> Result<Target<'s>, Read
     })
 }
 
+fn bytes_json(m: &mut serde_json::Map<String, serde_json::Value>, key: &str, b: &[u8]) {
+    use base64::Engine as _;
+    m.insert(key.into(), String::from_utf8_lossy(b).into());
+    if std::str::from_utf8(b).is_err() {
+        let exact = base64::engine::general_purpose::STANDARD.encode(b);
+        m.insert(format!("{key}_b64"), exact.into());
+    }
+}
+
+fn json_bytes(o: &serde_json::Value, key: &str) -> Result<Option<Vec<u8>>, String> {
+    use base64::Engine as _;
+    if let Some(b) = o.get(format!("{key}_b64")).and_then(|v| v.as_str()) {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map(Some)
+            .map_err(|e| format!("`{key}_b64` is not base64: {e}"));
+    }
+    match o.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone().into_bytes())),
+        Some(_) => Err(format!("`{key}` must be a string")),
+    }
+}
+
+/// The JSON object `export` writes for a playlist (under the key `playlist`): paths as text,
+/// with `*_b64` exact bytes when they are not UTF-8.
+pub fn to_json(p: &Playlist) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = p
+        .entries
+        .iter()
+        .map(|e| {
+            let mut m = serde_json::Map::new();
+            m.insert("record_id".into(), e.record_id.into());
+            bytes_json(&mut m, "path", &e.path);
+            m.insert("title".into(), e.title.clone().into());
+            m.insert("duration_ms".into(), e.duration_ms.into());
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("id".into(), p.id.into());
+    m.insert("name".into(), p.name.clone().into());
+    m.insert("description".into(), p.description.clone().into());
+    match &p.source_path {
+        Some(s) => bytes_json(&mut m, "source_path", s),
+        None => {
+            m.insert("source_path".into(), serde_json::Value::Null);
+        }
+    }
+    m.insert("created_unix_ns".into(), p.created_unix_ns.into());
+    m.insert("updated_unix_ns".into(), p.updated_unix_ns.into());
+    m.insert("entries".into(), entries.into());
+    serde_json::Value::Object(m)
+}
+
+/// Reads what [`to_json`] writes.
+pub fn from_json(o: &serde_json::Value) -> Result<Playlist, String> {
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match o.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("`{k}` must be a string")),
+        }
+    };
+    let name = text("name")?.ok_or("a playlist needs `name`")?;
+    let entries = match o.get("entries") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|e| {
+                Ok(Entry {
+                    record_id: e.get("record_id").and_then(|v| v.as_u64()).unwrap_or(0),
+                    path: json_bytes(e, "path")?.ok_or("an entry needs `path`")?,
+                    title: e.get("title").and_then(|v| v.as_str()).map(str::to_owned),
+                    duration_ms: e.get("duration_ms").and_then(|v| v.as_u64()),
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        Some(_) => return Err("`entries` must be a list".into()),
+    };
+    Ok(Playlist {
+        id: o.get("id").and_then(|v| v.as_u64()).unwrap_or(0),
+        name,
+        description: text("description")?,
+        source_path: json_bytes(o, "source_path")?,
+        created_unix_ns: o
+            .get("created_unix_ns")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0),
+        updated_unix_ns: o
+            .get("updated_unix_ns")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0),
+        entries,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +292,14 @@ mod tests {
         };
         let mut out = Vec::new();
         encode(&mut FlatBufferBuilder::new(), &p, 42, &mut out);
-        assert_eq!(decode(&out), Ok(Playlist { id: 42, ..p }));
+        assert_eq!(
+            decode(&out),
+            Ok(Playlist {
+                id: 42,
+                ..p.clone()
+            })
+        );
+        assert_eq!(from_json(&to_json(&p)), Ok(p));
         for cut in 0..out.len() {
             assert!(decode(&out[..cut]).is_err(), "cut at {cut}");
         }

@@ -205,7 +205,7 @@ pub struct QueryArgs {
     #[arg(long, short = 'n', value_name = "N")]
     pub limit: Option<usize>,
 
-    /// Print only the number of matching records
+    /// Print only the number of matching records (capped by --limit)
     #[arg(long, short = 'c', conflicts_with = "group_by")]
     pub count: bool,
 

@@ -112,6 +112,8 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
     let snap = db.snapshot();
     if args.count {
         let n = eval::count(&snap, &q).map_err(corrupt)?;
+        // As if the records were listed: --limit caps the count too.
+        let n = args.limit.map_or(n, |l| n.min(l as u64));
         out(|w| writeln!(w, "{n}"))?;
         return Ok(Exit::Ok);
     }
@@ -209,7 +211,14 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
         let dirs: Vec<_> = listing
             .dirs
             .iter()
-            .map(|(p, n)| serde_json::json!({ "path": String::from_utf8_lossy(p), "count": n }))
+            .map(|(p, n)| {
+                let mut v = serde_json::json!({ "path": String::from_utf8_lossy(p), "count": n });
+                if std::str::from_utf8(p).is_err() {
+                    use base64::Engine as _;
+                    v["path_b64"] = base64::engine::general_purpose::STANDARD.encode(p).into();
+                }
+                v
+            })
             .collect();
         let files: Vec<_> = listing
             .files

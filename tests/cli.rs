@@ -298,3 +298,35 @@ fn stats_json_has_typed_fields_on_empty_and_filled_databases() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn count_is_capped_by_limit_and_ls_json_gives_exact_directory_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c.mediadb");
+    {
+        let mut d = Database::create(&db).expect("create");
+        let mut b = d.batch().expect("batch");
+        for p in [&b"/m/a.flac"[..], b"/m/b.flac", b"/m/\xffdir/c.flac"] {
+            b.upsert(&Record::new(p.to_vec())).expect("upsert");
+        }
+        b.commit().expect("commit");
+    }
+    let db_arg = db.to_str().expect("utf-8");
+    let count = |extra: &[&str]| {
+        let mut args = vec!["--db", db_arg, "query", "--count"];
+        args.extend_from_slice(extra);
+        let o = mediadb(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout).trim().to_owned()
+    };
+    assert_eq!(count(&[]), "3");
+    assert_eq!(count(&["--limit", "2"]), "2");
+    assert_eq!(count(&["--limit", "10"]), "3");
+
+    let o = mediadb(&["--db", db_arg, "ls", "/m", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: Json = serde_json::from_slice(&o.stdout).expect("json");
+    let d = &v["dirs"][0];
+    assert_eq!(d["count"], 1);
+    assert_eq!(d["path_b64"], "L20v/2Rpcg==", "{v}");
+}

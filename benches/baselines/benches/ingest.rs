@@ -11,6 +11,13 @@
 //! * `MEDIADB_BENCH_N` — number of records (default 1,000,000; e.g. 20000 for a quick run);
 //! * `MEDIADB_BENCH_DIR` — where the databases go (default `std::env::temp_dir()`); all engines
 //!   use the same filesystem. The directory is removed at the end.
+//! * `MEDIADB_BENCH_ENGINES` — which of `mediadb,sqlite,lmdb,floor` to run (comma-separated,
+//!   default all; the ratio lines need all four). `bench/run` runs one engine per process, so
+//!   that `/usr/bin/time` gives each its own peak RSS.
+//!
+//! Every ingest line also carries `cpu_secs` (the process's CPU time, all threads, during the
+//! ingest) and `input_peak_rss_kb` (the process's peak RSS once the records were generated,
+//! before the engine ran: the part of a whole-process peak that is the input, not the engine).
 //!
 //! Reads run with a warm page cache (the files were just written); no timing is asserted.
 
@@ -350,6 +357,8 @@ fn decode_compact(b: &[u8]) -> Option<Compact<'_>> {
 
 struct Timed {
     ingest: Duration,
+    /// Process CPU time (every thread) during `ingest`.
+    ingest_cpu: Duration,
     /// Of `ingest`, the time spent inside commit calls.
     commit: Duration,
     /// mediadb: checkpoint on drop; SQLite, LMDB: close.
@@ -388,6 +397,51 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// CPU time of the whole process (every thread) so far.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant the kernel
+    // knows; clock_gettime writes nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The process's peak resident set so far, in KiB (`VmHWM`), or 0 if unknown.
+fn peak_rss_kb() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Engines named in `MEDIADB_BENCH_ENGINES` (all when unset).
+fn selected_engines() -> Res<Vec<String>> {
+    const ALL: [&str; 4] = ["mediadb", "sqlite", "lmdb", "floor"];
+    let Ok(list) = std::env::var("MEDIADB_BENCH_ENGINES") else {
+        return Ok(ALL.iter().map(|s| (*s).to_owned()).collect());
+    };
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !ALL.contains(&name) {
+            return Err(format!(
+                "MEDIADB_BENCH_ENGINES: unknown engine {name:?} (known: {})",
+                ALL.join(",")
+            )
+            .into());
+        }
+        out.push(name.to_owned());
+    }
+    Ok(out)
+}
+
 /// Flushes everything written so far (untimed), so one engine's writeback does not land in the
 /// next one's timing.
 fn settle() {
@@ -402,6 +456,7 @@ fn run_mediadb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]
     let mut db = Database::create(&path)?;
     let mut commit = Duration::ZERO;
     let mut log_bytes = 0;
+    let cpu0 = process_cpu();
     let t0 = Instant::now();
     for chunk in recs.chunks(BATCH) {
         let mut batch = db.batch()?;
@@ -413,6 +468,7 @@ fn run_mediadb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]
         log_bytes += info.bytes;
     }
     let ingest = t0.elapsed();
+    let ingest_cpu = process_cpu().saturating_sub(cpu0);
     let t1 = Instant::now();
     drop(db);
     let after = t1.elapsed();
@@ -445,6 +501,7 @@ fn run_mediadb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]
     let random_get = t3.elapsed();
     Ok(Timed {
         ingest,
+        ingest_cpu,
         commit,
         after,
         file_bytes,
@@ -502,6 +559,7 @@ fn run_sqlite(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize])
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SQL_SCHEMA)?;
 
+    let cpu0 = process_cpu();
     let t0 = Instant::now();
     let tx = conn.transaction()?;
     {
@@ -528,6 +586,7 @@ fn run_sqlite(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize])
     tx.commit()?;
     let commit = tc.elapsed();
     let ingest = t0.elapsed();
+    let ingest_cpu = process_cpu().saturating_sub(cpu0);
     let wal_at_commit = size_of(&with_suffix(&path, "-wal"));
     let t1 = Instant::now();
     conn.close().map_err(|(_, e)| e)?;
@@ -562,6 +621,7 @@ fn run_sqlite(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize])
     let random_get = t3.elapsed();
     Ok(Timed {
         ingest,
+        ingest_cpu,
         commit,
         after,
         file_bytes,
@@ -596,6 +656,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]) -
     fs::create_dir(&env_dir)?;
     let env = open_lmdb(&env_dir)?;
 
+    let cpu0 = process_cpu();
     let t0 = Instant::now();
     let mut wtxn = env.write_txn()?;
     let db: heed::Database<Bytes, Bytes> = env.create_database(&mut wtxn, None)?;
@@ -609,6 +670,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]) -
     wtxn.commit()?;
     let commit = tc.elapsed();
     let ingest = t0.elapsed();
+    let ingest_cpu = process_cpu().saturating_sub(cpu0);
     let t1 = Instant::now();
     env.prepare_for_closing().wait();
     let after = t1.elapsed();
@@ -634,6 +696,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]) -
     env.prepare_for_closing().wait();
     Ok(Timed {
         ingest,
+        ingest_cpu,
         commit,
         after,
         file_bytes,
@@ -649,6 +712,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]) -
 /// writes it with one `write_all` and makes it durable with one `sync_data`.
 fn run_floor(dir: &Path, recs: &[Record]) -> Res<Value> {
     let path = dir.join("floor.bin");
+    let cpu0 = process_cpu();
     let t0 = Instant::now();
     let mut buf = Vec::new();
     for r in recs {
@@ -666,6 +730,7 @@ fn run_floor(dir: &Path, recs: &[Record]) -> Res<Value> {
     let written = t0.elapsed();
     f.sync_data()?;
     let total = t0.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu0);
     drop(f);
     Ok(with(
         line(
@@ -680,6 +745,7 @@ fn run_floor(dir: &Path, recs: &[Record]) -> Res<Value> {
             "encode_secs": secs(encoded),
             "write_secs": secs(written - encoded),
             "sync_secs": secs(total - written),
+            "cpu_secs": secs(cpu),
         }),
     ))
 }
@@ -693,6 +759,7 @@ fn main() -> Res<()> {
     };
     assert!(n > 0, "MEDIADB_BENCH_N must be positive");
     let base = std::env::var_os("MEDIADB_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let selected = selected_engines()?;
     let tmp = tempfile::Builder::new()
         .prefix("mediadb-bench-")
         .tempdir_in(&base)?;
@@ -709,6 +776,7 @@ fn main() -> Res<()> {
         path_bytes as f64 / n as f64,
         tmp.path().display()
     );
+    let input_peak_rss_kb = peak_rss_kb();
 
     type Runner = fn(&Path, &[Record], usize, &[usize]) -> Res<Timed>;
     let engines: [(&str, Runner); 3] = [
@@ -718,6 +786,9 @@ fn main() -> Res<()> {
     ];
     let mut results = Vec::new();
     for (name, run) in engines {
+        if !selected.iter().any(|s| s == name) {
+            continue;
+        }
         let dir = tmp.path().join(name);
         fs::create_dir(&dir)?;
         settle();
@@ -725,7 +796,11 @@ fn main() -> Res<()> {
         let r = run(&dir, &recs, probe_first, &probes)?;
         emit(&with(
             line("ingest", name, n, r.ingest, n, r.file_bytes),
-            json!({ "commit_secs": secs(r.commit) }),
+            json!({
+                "commit_secs": secs(r.commit),
+                "cpu_secs": secs(r.ingest_cpu),
+                "input_peak_rss_kb": input_peak_rss_kb,
+            }),
         ));
         if name == "mediadb" {
             emit(&line("checkpoint", name, n, r.after, n, r.file_bytes));
@@ -751,12 +826,21 @@ fn main() -> Res<()> {
         fs::remove_dir_all(&dir)?;
         results.push((name, r));
     }
+    if !selected.iter().any(|s| s == "floor") {
+        return Ok(());
+    }
     settle();
     let floor_dir = tmp.path().join("floor");
     fs::create_dir(&floor_dir)?;
-    let floor = run_floor(&floor_dir, &recs)?;
+    let floor = with(
+        run_floor(&floor_dir, &recs)?,
+        json!({ "input_peak_rss_kb": input_peak_rss_kb }),
+    );
     emit(&floor);
     let floor_secs = floor["secs"].as_f64().unwrap_or(f64::NAN);
+    if results.len() < engines.len() {
+        return Ok(());
+    }
 
     let get = |name: &str| &results.iter().find(|(e, _)| *e == name).expect("ran").1;
     let (m, s, l) = (get("mediadb"), get("sqlite"), get("lmdb"));

@@ -58,6 +58,11 @@ pub enum Command {
     /// List one directory level: subdirectories with counts, then files
     Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
+    ///
+    /// Records by kind, media bytes, artists, albums, genres, playlists, records with errors,
+    /// the file's live and dead bytes, and when each root was last scanned. Scan times come
+    /// from NAME.scans, a small note every finished scan replaces beside the database (an
+    /// unchanged rescan commits nothing to the database itself).
     Stats(StatsArgs),
     /// Check every byte the database file vouches for; exit 5 when damaged
     ///

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod maintenance;
 mod playlist_cmd;
+mod scanlog;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -168,6 +169,10 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
     }
 }
 
+fn output_escape(s: &str) -> String {
+    mediadb::query::output::escape_controls(s).into_owned()
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -206,6 +211,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
         .filter(|(_, e)| e.flags & mediadb::store::format::FLAG_ERROR != 0)
         .count();
     let media_bytes: u64 = snap.entries().map(|(_, e)| e.size).sum();
+    let scans = scanlog::read(path);
     if args.json {
         let kinds: serde_json::Map<String, serde_json::Value> = by_kind
             .iter()
@@ -223,6 +229,11 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             "genres": genres,
             "records_with_errors": with_errors,
             "playlists": snap.playlist_count(),
+            "scans": scans.iter().map(|r| {
+                let mut v = r.json.clone();
+                v["files"] = r.files.into();
+                v
+            }).collect::<Vec<_>>(),
             "next_id": s.next_id,
             "file_bytes": file_bytes,
             "committed_bytes": s.committed_bytes,
@@ -252,6 +263,18 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             writeln!(w, "albums      {albums}")?;
             writeln!(w, "genres      {genres}")?;
             writeln!(w, "playlists   {}", snap.playlist_count())?;
+            if scans.is_empty() {
+                writeln!(w, "last scan   never (no scan log beside the database)")?;
+            }
+            for r in &scans {
+                writeln!(
+                    w,
+                    "last scan   {}  {} ({} files)",
+                    output_escape(&r.shown),
+                    scanlog::utc(r.finished_unix_ns),
+                    r.files
+                )?;
+            }
             writeln!(
                 w,
                 "errors      {with_errors} records could not be read fully (query error: to list them)"
@@ -379,6 +402,9 @@ fn scan_cmd(
         }
         Err(e) => return Err(e.into()),
     };
+    if !args.dry_run && refusal.is_none() {
+        scanlog::record(db_path, &report);
+    }
     print_scan(&report, args, quiet, verbose)?;
     if let Some(msg) = refusal {
         return Err(Failure {

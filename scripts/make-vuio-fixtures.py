@@ -1484,7 +1484,7 @@ def main(argv):
         with open(os.path.join(out, era + ".expected.jsonl"), "w", encoding="utf-8",
                   newline="\n") as f:
             for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
         write_json(os.path.join(out, era + ".expected-playlists.json"), lists)
         write_json(os.path.join(out, era + ".expected-report.json"), report)
 

@@ -201,13 +201,19 @@ fn open(path: &Path) -> Result<Source, MigrateError> {
         let db = dir.join("source.db");
         std::fs::copy(path, &db).map_err(copy_err)?;
         std::fs::copy(&wal, dir.join("source.db-wal")).map_err(copy_err)?;
-        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(sql_err(path, "opening a copy of it"))?;
+        let conn = Connection::open_with_flags(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(path, "opening a copy of it"))?;
         (conn, Some(guard))
     } else {
         let conn = Connection::open_with_flags(
             uri_path(path),
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            // Used from one thread at a time: no per-call mutex.
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql_err(path, "opening it read-only"))?;
         (conn, None)
@@ -328,8 +334,14 @@ impl Source {
 fn text(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Text(b) => {
-            let s = String::from_utf8_lossy(b);
-            (!s.trim().is_empty()).then(|| s.into_owned())
+            if b.iter().all(u8::is_ascii_whitespace) {
+                return None;
+            }
+            let s = match std::str::from_utf8(b) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(b).into_owned(),
+            };
+            (!s.trim().is_empty()).then_some(s)
         }
         ValueRef::Integer(i) => Some(i.to_string()),
         ValueRef::Real(f) => Some(f.to_string()),
@@ -361,29 +373,30 @@ fn narrow<T: TryFrom<i64>>(v: Option<i64>) -> Option<T> {
 }
 
 /// The kind VuIO's MIME type means; a missing MIME type falls back to the extension.
-fn kind_of(mime: Option<&str>, path: &[u8]) -> (Kind, Option<String>) {
+fn kind_of(mime: Option<String>, path: &[u8]) -> (Kind, Option<String>) {
     let Some(m) = mime else {
         let (k, m) = crate::scan::kind::classify(path);
         return (k, m.map(str::to_owned));
     };
-    let lower = m.to_ascii_lowercase();
-    let kind = if PLAYLIST_MIMES.contains(&lower.as_str()) {
+    let prefix = |p: &str| m.get(..p.len()).is_some_and(|x| x.eq_ignore_ascii_case(p));
+    let kind = if PLAYLIST_MIMES.iter().any(|p| m.eq_ignore_ascii_case(p)) {
         Kind::Playlist
-    } else if lower.starts_with("audio/") {
+    } else if prefix("audio/") {
         Kind::Audio
-    } else if lower.starts_with("video/") {
+    } else if prefix("video/") {
         Kind::Video
-    } else if lower.starts_with("image/") {
+    } else if prefix("image/") {
         Kind::Image
     } else {
         Kind::Other
     };
-    (kind, Some(m.to_owned()))
+    (kind, Some(m))
 }
 
 fn is_url(path: &str) -> bool {
-    let lower = path.get(..8).unwrap_or(path).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    let b = path.as_bytes();
+    let prefix = |p: &[u8]| b.get(..p.len()).is_some_and(|x| x.eq_ignore_ascii_case(p));
+    prefix(b"http://") || prefix(b"https://")
 }
 
 /// The on-disk path of a row. Schema 2 of the sqlx era lower-cased `path` and `parent_path` but
@@ -461,38 +474,51 @@ fn apply_media_tags(rec: &mut Record, tags: Vec<(String, String)>) {
 }
 
 /// Outcome of converting one row.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per row, moved straight into the batch: boxing it would cost an allocation per row"
+)]
 enum Row {
-    Record(Box<Record>, i64),
+    Record(Record, i64),
     Skip(&'static str),
 }
 
 fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let get = |name: &str| r.get_ref(col(name));
-    let vuio_id = int(get("id")?).unwrap_or(0);
-    let Some(stored) = text(get("path")?) else {
+    // The column's index is computed at compile time.
+    macro_rules! get {
+        ($name:literal) => {
+            r.get_ref(const { col($name) })
+        };
+    }
+    let vuio_id = int(get!("id")?).unwrap_or(0);
+    let Some(stored) = text(get!("path")?) else {
         return Ok(Row::Skip("empty_path"));
     };
-    if is_url(&stored) || text(get("mime_type")?).as_deref() == Some("audio/radio") {
+    let mime = text(get!("mime_type")?);
+    if is_url(&stored) || mime.as_deref() == Some("audio/radio") {
         return Ok(Row::Skip("stream"));
     }
-    let parent = text(get("parent_path")?);
-    let name = text(get("filename")?);
-    let path = real_path(era, version, &stored, parent.as_deref(), name.as_deref());
+    let path = if era == Era::Sqlx && version == 2 {
+        let parent = text(get!("parent_path")?);
+        let name = text(get!("filename")?);
+        real_path(era, version, &stored, parent.as_deref(), name.as_deref())
+    } else {
+        stored
+    };
     if !path.starts_with('/') {
         return Ok(Row::Skip("not_absolute"));
     }
-    let Some(size) = int(get("size")?).and_then(|s| u64::try_from(s).ok()) else {
+    let Some(size) = int(get!("size")?).and_then(|s| u64::try_from(s).ok()) else {
         return Ok(Row::Skip("bad_size"));
     };
-    let secs = int(get("modified_secs")?)
-        .or(int(get("modified")?))
+    let secs = int(get!("modified_secs")?)
+        .or(int(get!("modified")?))
         .unwrap_or(0);
-    let mime = text(get("mime_type")?);
-    let (kind, mime) = kind_of(mime.as_deref(), path.as_bytes());
-    let duration_ms = match real(get("duration_secs")?) {
+    let (kind, mime) = kind_of(mime, path.as_bytes());
+    let duration_ms = match real(get!("duration_secs")?) {
         Some(s) if s >= 0.0 => Some((s * 1000.0).round_ties_even() as u64),
         Some(_) => None,
-        None => int(get("duration")?).and_then(|d| u64::try_from(d).ok()),
+        None => int(get!("duration")?).and_then(|d| u64::try_from(d).ok()),
     };
     let mut rec = Record {
         path: path.into_bytes(),
@@ -500,26 +526,26 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
         mtime_ns: secs.saturating_mul(1_000_000_000),
         kind,
         mime,
-        title: text(get("title")?),
-        artists: text(get("artist")?).into_iter().collect(),
-        album: text(get("album")?),
-        album_artist: text(get("album_artist")?),
-        genres: text(get("genre")?).into_iter().collect(),
-        year: narrow(int(get("year")?)),
-        track: narrow(int(get("track_number")?)),
-        track_total: narrow(int(get("track_total")?)),
-        disc: narrow(int(get("disc_number")?)),
-        disc_total: narrow(int(get("disc_total")?)),
+        title: text(get!("title")?),
+        artists: text(get!("artist")?).into_iter().collect(),
+        album: text(get!("album")?),
+        album_artist: text(get!("album_artist")?),
+        genres: text(get!("genre")?).into_iter().collect(),
+        year: narrow(int(get!("year")?)),
+        track: narrow(int(get!("track_number")?)),
+        track_total: narrow(int(get!("track_total")?)),
+        disc: narrow(int(get!("disc_number")?)),
+        disc_total: narrow(int(get!("disc_total")?)),
         duration_ms,
-        bitrate: real(get("bit_rate")?)
+        bitrate: real(get!("bit_rate")?)
             .filter(|b| *b >= 0.0)
             .and_then(|b| narrow(Some((b / 1000.0).round_ties_even() as i64))),
-        sample_rate: narrow(int(get("sample_rate")?)),
-        channels: narrow(int(get("channels")?)),
-        bit_depth: narrow(int(get("bits_per_sample")?)),
-        compilation: int(get("compilation")?).map(|c| c != 0),
-        musicbrainz_track_id: text(get("musicbrainz_track_id")?),
-        musicbrainz_album_id: text(get("musicbrainz_album_id")?),
+        sample_rate: narrow(int(get!("sample_rate")?)),
+        channels: narrow(int(get!("channels")?)),
+        bit_depth: narrow(int(get!("bits_per_sample")?)),
+        compilation: int(get!("compilation")?).map(|c| c != 0),
+        musicbrainz_track_id: text(get!("musicbrainz_track_id")?),
+        musicbrainz_album_id: text(get!("musicbrainz_album_id")?),
         ..Record::default()
     };
     for (i, name) in COLUMNS.iter().enumerate().skip(FIRST_TAG_COLUMN) {
@@ -527,7 +553,7 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
             rec.tags.push(((*name).to_owned(), v));
         }
     }
-    Ok(Row::Record(Box::new(rec), vuio_id))
+    Ok(Row::Record(rec, vuio_id))
 }
 
 /// Reads `media_tags` in file-id order beside the files, one file's rows at a time.
@@ -615,17 +641,155 @@ pub fn migrate(
         .map_err(src.err("counting media_files"))?;
     let total = total.max(0) as u64;
 
+    // Two threads read and convert rows, each over half of the ids and on its own connection,
+    // while this one merges and commits the batches they send.
+    let batch_size = opts.batch_size.max(1);
+    let (lo, hi): (i64, i64) = src
+        .conn
+        .query_row(
+            "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM media_files",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(src.err("reading media_files"))?;
+    let mid = lo + (hi - lo) / 2 + 1;
+    let second = open(source)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(2);
+    let media_tags = tables.contains("media_tags");
+    let (sources, read) = std::thread::scope(|scope| {
+        let mut readers = Vec::new();
+        let mut recycle = Vec::new();
+        for (k, (source, range)) in [(src, (i64::MIN, mid)), (second, (mid, i64::MAX))]
+            .into_iter()
+            .enumerate()
+        {
+            // Written batches go back to their reader to be dropped: memory is freed by the
+            // thread that allocated it, which keeps the allocator out of cross-thread frees.
+            let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<Record>>();
+            recycle.push(recycle_tx);
+            let tx = tx.clone();
+            let select = &select;
+            readers.push(scope.spawn(move || {
+                let job = ReadJob {
+                    era,
+                    version,
+                    select,
+                    media_tags,
+                    range,
+                    batch_size,
+                };
+                let read = read_rows(&source, &job, |batch| {
+                    while let Ok(done) = recycle_rx.try_recv() {
+                        drop(done);
+                    }
+                    tx.send((k, batch)).is_ok()
+                });
+                (source, read)
+            }));
+        }
+        drop(tx);
+        let mut written = Ok(());
+        let mut rows_seen = 0u64;
+        for (k, mut batch) in rx.iter() {
+            rows_seen += batch.len() as u64;
+            written = write_records(db, &mut batch, &mut report);
+            if written.is_err() {
+                break;
+            }
+            let _ = recycle[k].send(batch);
+            progress(rows_seen, total);
+        }
+        // On a write error the channel closes here, and the readers stop at their next send.
+        drop(rx);
+        let mut sources = Vec::new();
+        let mut counts = ReadCounts::default();
+        let mut read = Ok(());
+        for r in readers {
+            let (source, result) = r.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            sources.push(source);
+            match result {
+                Ok(c) => counts.add(c),
+                Err(e) => read = read.and(Err(e)),
+            }
+        }
+        (sources, written.and(read).map(|()| counts))
+    });
+    let src = sources
+        .into_iter()
+        .next()
+        .expect("the first reader returns its source");
+    let counts = read?;
+    report.rows_read = counts.rows_read;
+    report.skipped = counts.skipped;
+    report.tags = counts.tags;
+    report.lossy_paths = counts.lossy_paths;
+    progress(report.rows_read, total);
+    if tables.contains("playlists") && tables.contains("playlist_entries") {
+        migrate_playlists(db, &src, era, version, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// What the reader counted.
+#[derive(Default)]
+struct ReadCounts {
+    rows_read: u64,
+    skipped: std::collections::BTreeMap<&'static str, u64>,
+    tags: u64,
+    lossy_paths: u64,
+}
+
+impl ReadCounts {
+    fn add(&mut self, other: ReadCounts) {
+        self.rows_read += other.rows_read;
+        for (k, v) in other.skipped {
+            *self.skipped.entry(k).or_default() += v;
+        }
+        self.tags += other.tags;
+        self.lossy_paths += other.lossy_paths;
+    }
+}
+
+/// What one reader reads: rows with `range.0 <= id < range.1`.
+struct ReadJob<'a> {
+    era: Era,
+    version: i64,
+    select: &'a str,
+    media_tags: bool,
+    range: (i64, i64),
+    batch_size: usize,
+}
+
+/// Reads and converts every `media_files` row (with its `media_tags`), sending records in
+/// batches of `batch_size`. Stops early, without error, when the receiver is gone.
+fn read_rows(
+    src: &Source,
+    job: &ReadJob<'_>,
+    mut send: impl FnMut(Vec<Record>) -> bool,
+) -> Result<ReadCounts, MigrateError> {
+    let ReadJob {
+        era,
+        version,
+        select,
+        media_tags,
+        range,
+        batch_size,
+    } = *job;
     let reading = "reading media_files";
+    let mut counts = ReadCounts::default();
     let mut stmt = src
         .conn
-        .prepare(&format!("SELECT {select} FROM media_files ORDER BY id"))
+        .prepare(&format!(
+            "SELECT {select} FROM media_files WHERE id >= ?1 AND id < ?2 ORDER BY id"
+        ))
         .map_err(src.err(reading))?;
-    let mut rows = stmt.query([]).map_err(src.err(reading))?;
-    let mut tag_stmt = if tables.contains("media_tags") {
+    let mut rows = stmt.query(range).map_err(src.err(reading))?;
+    let mut tag_stmt = if media_tags {
         Some(
             src.conn
                 .prepare(
                     "SELECT media_file_id, key, value FROM media_tags \
+                     WHERE media_file_id >= ?1 AND media_file_id < ?2 \
                      ORDER BY media_file_id, rowid",
                 )
                 .map_err(src.err("reading media_tags"))?,
@@ -635,44 +799,38 @@ pub fn migrate(
     };
     let mut tags = TagCursor {
         rows: match tag_stmt.as_mut() {
-            Some(s) => Some(s.query([]).map_err(src.err("reading media_tags"))?),
+            Some(s) => Some(s.query(range).map_err(src.err("reading media_tags"))?),
             None => None,
         },
         peeked: None,
     };
-    let batch_size = opts.batch_size.max(1);
     let mut pending: Vec<Record> = Vec::with_capacity(batch_size.min(1 << 16));
-    loop {
-        let row = rows.next().map_err(src.err(reading))?;
-        let Some(row) = row else { break };
-        report.rows_read += 1;
+    while let Some(row) = rows.next().map_err(src.err(reading))? {
+        counts.rows_read += 1;
         match convert(era, version, row).map_err(src.err(reading))? {
-            Row::Skip(why) => *report.skipped.entry(why).or_default() += 1,
+            Row::Skip(why) => *counts.skipped.entry(why).or_default() += 1,
             Row::Record(mut rec, vuio_id) => {
                 let extra = tags.take(vuio_id).map_err(src.err("reading media_tags"))?;
                 apply_media_tags(&mut rec, extra);
                 rec.tags.sort();
-                report.tags += rec.tags.len() as u64;
+                counts.tags += rec.tags.len() as u64;
                 if rec.path.windows(3).any(|w| w == "\u{FFFD}".as_bytes()) {
-                    report.lossy_paths += 1;
+                    counts.lossy_paths += 1;
                 }
-                pending.push(*rec);
+                pending.push(rec);
             }
         }
         if pending.len() >= batch_size {
-            write_records(db, &mut pending, &mut report)?;
-            progress(report.rows_read, total);
+            let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size.min(1 << 16)));
+            if !send(full) {
+                return Ok(counts);
+            }
         }
     }
-    write_records(db, &mut pending, &mut report)?;
-    progress(report.rows_read, total);
-    drop(tags);
-    drop(rows);
-    drop(stmt);
-    if tables.contains("playlists") && tables.contains("playlist_entries") {
-        migrate_playlists(db, &src, era, version, &mut report)?;
+    if !pending.is_empty() {
+        send(pending);
     }
-    Ok(report)
+    Ok(counts)
 }
 
 /// Merges a batch of converted rows into `db` by path, in one commit.
@@ -684,41 +842,49 @@ fn write_records(
     if pending.is_empty() {
         return Ok(());
     }
-    let mut write = Vec::with_capacity(pending.len());
     let mut inserted = 0;
+    let mut keep = Vec::with_capacity(pending.len());
     {
         let snap = db.snapshot();
-        let paths: Vec<&[u8]> = pending.iter().map(|r| r.path.as_slice()).collect();
-        let existing = snap.get_many(&paths)?;
-        for (rec, old) in pending.drain(..).zip(existing) {
-            match old {
+        let existing = if snap.is_empty() {
+            // Nothing to merge with (a first migration): skip the lookups.
+            vec![None; pending.len()]
+        } else {
+            let paths: Vec<&[u8]> = pending.iter().map(|r| r.path.as_slice()).collect();
+            snap.get_many(&paths)?
+        };
+        for (rec, old) in pending.iter().zip(existing) {
+            keep.push(match old {
                 None => {
                     inserted += 1;
-                    write.push(rec);
+                    true
                 }
                 Some(old) if old.extractor_version() > 0 && old.mtime_ns() >= rec.mtime_ns => {
                     report.records_kept_newer += 1;
+                    false
                 }
                 Some(old) => {
-                    if old.to_record()
-                        == (Record {
+                    let same = old.to_record()
+                        == Record {
                             id: old.id(),
                             ..rec.clone()
-                        })
-                    {
+                        };
+                    if same {
                         report.records_unchanged += 1;
-                    } else {
-                        write.push(rec);
                     }
+                    !same
                 }
-            }
+            });
         }
     }
-    if write.is_empty() {
+    // Only what changes is written; `pending` keeps it (the caller frees it).
+    let mut k = keep.iter();
+    pending.retain(|_| k.next().copied().unwrap_or(false));
+    if pending.is_empty() {
         return Ok(());
     }
     let mut batch = db.batch()?;
-    batch.upsert_many(&write)?;
+    batch.upsert_many(pending)?;
     let info = batch.commit()?;
     report.records_written += info.upserted;
     report.records_inserted += inserted;

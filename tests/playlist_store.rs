@@ -126,4 +126,11 @@ fn playlists_survive_reopen_compaction_and_verify() {
             .unwrap()
             .is_clean()
     );
+    drop(db);
+
+    // Renaming the database (its checkpoint keeps the old name) loses nothing.
+    let moved = dir.path().join("renamed.mediadb");
+    std::fs::rename(&path, &moved).unwrap();
+    let db = Database::open(&moved).unwrap();
+    assert_eq!(names(&db), ["Empty"]);
 }

@@ -224,13 +224,16 @@ pub(crate) fn recover(db_path: &Path, args: &RecoverArgs, quiet: bool) -> Result
             })).collect::<Vec<_>>(),
             "ignored_tail": r.ignored_tail,
             "next_id": r.next_id,
+            "playlists_kept": r.playlists_kept,
+            "playlists_damaged": r.playlists_damaged,
             "consequences": r.consequences(),
         });
         out(|w| writeln!(w, "{v}"))?;
     } else if !quiet {
         eprintln!(
-            "mediadb: recovered {} records into {} ({} intact frames, {} damaged ranges, {} records salvaged from them)",
+            "mediadb: recovered {} records and {} playlists into {} ({} intact frames, {} damaged ranges, {} records salvaged from them)",
             r.records_kept,
+            r.playlists_kept,
             r.out.display(),
             r.frames_read,
             r.frames_damaged,

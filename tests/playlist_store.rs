@@ -134,3 +134,41 @@ fn playlists_survive_reopen_compaction_and_verify() {
     let db = Database::open(&moved).unwrap();
     assert_eq!(names(&db), ["Empty"]);
 }
+
+#[test]
+fn recover_keeps_the_last_intact_version_of_each_playlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.mediadb");
+    let mut db = Database::create(&path).unwrap();
+    let mut b = db.batch().unwrap();
+    let a = b.upsert(&rec("/m/a.flac")).unwrap();
+    let mut p = Playlist {
+        name: "Mix".into(),
+        entries: vec![Entry::new(a, "/m/a.flac")],
+        ..Playlist::default()
+    };
+    p.id = b.put_playlist(&p).unwrap();
+    let gone = b
+        .put_playlist(&Playlist {
+            name: "Gone".into(),
+            ..Playlist::default()
+        })
+        .unwrap();
+    b.commit().unwrap();
+    let mut b = db.batch().unwrap();
+    p.entries.push(Entry::new(0, "/m/never.flac"));
+    b.put_playlist(&p).unwrap();
+    b.delete_playlist(gone);
+    b.commit().unwrap();
+    drop(db);
+
+    let out = dir.path().join("out.mediadb");
+    let report = mediadb::store::recover(&path, &out, &|_, _| ()).unwrap();
+    assert_eq!(report.playlists_kept, 1);
+    let db = Database::open_read_only(&out).unwrap();
+    let snap = db.snapshot();
+    let got = snap.playlist_by_name("Mix").unwrap().unwrap();
+    assert_eq!(got.entries.len(), 2);
+    assert_eq!(got.entries[0].record_id, a);
+    assert!(snap.playlist_by_name("Gone").unwrap().is_none());
+}

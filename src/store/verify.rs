@@ -2307,6 +2307,10 @@ pub struct RecoverReport {
     pub ignored_tail: u64,
     /// next_id of the new database.
     pub next_id: u64,
+    /// Playlists written to the new database (their last intact version each).
+    pub playlists_kept: u64,
+    /// Playlist versions in intact frames that failed verification.
+    pub playlists_damaged: u64,
 }
 
 impl RecoverReport {
@@ -2393,6 +2397,9 @@ pub fn recover(
 
     let mut found: HashMap<u64, Found> = HashMap::new();
     let mut removed: HashSet<u64> = HashSet::new();
+    // Playlists by id, in log order: the last intact version wins, a deletion drops it.
+    let mut playlists: std::collections::BTreeMap<u64, crate::playlist::Playlist> =
+        std::collections::BTreeMap::new();
     let mut last: Option<(u64, u32)> = None;
     let mut region: Option<u64> = None;
     let mut off = LOG_START;
@@ -2449,6 +2456,23 @@ pub fn recover(
             }
         }
         removed.extend(info.removals.iter().copied());
+        for id in &info.playlist_removals {
+            playlists.remove(id);
+        }
+        for pr in &info.playlists {
+            let at = poff + u64::from(pr.offset());
+            let decoded = reader
+                .get(at, pr.len() as usize)
+                .map_err(source_err)?
+                .and_then(|b| crate::playlist::decode(b).ok())
+                .filter(|p| p.id == pr.id());
+            match decoded {
+                Some(p) => {
+                    playlists.insert(pr.id(), p);
+                }
+                None => report.playlists_damaged += 1,
+            }
+        }
         next_ids.push(info.next_id);
         report.frames_read += 1;
         last = Some((h.seq, h.crc));
@@ -2551,6 +2575,32 @@ pub fn recover(
             batch.advance_next_id(next_id).map_err(commit_err)?;
         }
         batch.commit().map_err(commit_err)?;
+    }
+    if !playlists.is_empty() {
+        // Entries re-attach by path to what was recovered; names stay unique (the last kept).
+        let snap = db.snapshot();
+        let mut names = HashSet::new();
+        let mut lists = Vec::with_capacity(playlists.len());
+        for mut p in playlists.into_values().rev() {
+            if !names.insert(p.name.clone()) {
+                continue;
+            }
+            for e in &mut p.entries {
+                e.record_id = match snap.entry(&e.path) {
+                    Ok(Some((id, _))) => id,
+                    _ => 0,
+                };
+            }
+            p.id = 0;
+            lists.push(p);
+        }
+        drop(snap);
+        let mut batch = db.batch().map_err(commit_err)?;
+        for p in lists.iter().rev() {
+            batch.put_playlist(p).map_err(commit_err)?;
+        }
+        batch.commit().map_err(commit_err)?;
+        report.playlists_kept = lists.len() as u64;
     }
     report.next_id = db.snapshot().stats().next_id;
     drop(db);

@@ -654,6 +654,7 @@ pub fn migrate(
         .map_err(src.err("reading media_files"))?;
     let mid = lo + (hi - lo) / 2 + 1;
     let second = open(source)?;
+    let fresh = db.snapshot().is_empty();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(2);
     let media_tags = tables.contains("media_tags");
     let (sources, read) = std::thread::scope(|scope| {
@@ -692,7 +693,7 @@ pub fn migrate(
         let mut rows_seen = 0u64;
         for (k, mut batch) in rx.iter() {
             rows_seen += batch.len() as u64;
-            written = write_records(db, &mut batch, &mut report);
+            written = write_records(db, &mut batch, &mut report, fresh);
             if written.is_err() {
                 break;
             }
@@ -838,6 +839,7 @@ fn write_records(
     db: &mut Database,
     pending: &mut Vec<Record>,
     report: &mut MigrateReport,
+    fresh: bool,
 ) -> Result<(), MigrateError> {
     if pending.is_empty() {
         return Ok(());
@@ -846,8 +848,9 @@ fn write_records(
     let mut keep = Vec::with_capacity(pending.len());
     {
         let snap = db.snapshot();
-        let existing = if snap.is_empty() {
-            // Nothing to merge with (a first migration): skip the lookups.
+        let existing = if fresh {
+            // The database was empty when the migration began, and the source's paths are
+            // unique (VuIO's `path UNIQUE`): nothing to merge with, so skip the lookups.
             vec![None; pending.len()]
         } else {
             let paths: Vec<&[u8]> = pending.iter().map(|r| r.path.as_slice()).collect();

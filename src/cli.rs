@@ -309,7 +309,7 @@ pub struct MigrateArgs {
     pub source: PathBuf,
 
     /// Rows per commit
-    #[arg(long, value_name = "N", default_value_t = 20_000,
+    #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 

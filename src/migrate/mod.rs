@@ -23,7 +23,7 @@ pub struct MigrateOptions {
 
 impl Default for MigrateOptions {
     fn default() -> MigrateOptions {
-        MigrateOptions { batch_size: 20_000 }
+        MigrateOptions { batch_size: 10_000 }
     }
 }
 

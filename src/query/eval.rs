@@ -6,7 +6,7 @@ use crate::error::ReadError;
 use crate::query::parse::{Term, Test};
 use crate::query::{Field, Query, Value, natural_cmp, value};
 use crate::record::{Kind, RecordView};
-use crate::store::Snapshot;
+use crate::store::{FileEntry, Snapshot};
 
 fn text_of<'v>(v: &'v Value<'_>) -> Option<std::borrow::Cow<'v, str>> {
     match v {
@@ -68,6 +68,63 @@ fn test(t: &Test, r: &RecordView<'_>) -> bool {
 
 fn term(t: &Term, r: &RecordView<'_>) -> bool {
     test(&t.test, r) != t.negate
+}
+
+/// Fields an index entry holds, so terms on them are decided without reading the record.
+const ENTRY_FIELDS: [Field; 4] = [Field::Id, Field::Size, Field::MtimeNs, Field::Kind];
+
+/// `f` of the record with `id` and entry `e`, for the fields of [`ENTRY_FIELDS`].
+fn entry_value(id: u64, e: &FileEntry, f: Field) -> Value<'static> {
+    match f {
+        Field::Id => Value::Int(id as i64),
+        Field::Size => Value::Int(e.size as i64),
+        Field::MtimeNs => Value::Int(e.mtime_ns),
+        Field::Kind => Value::Text(std::borrow::Cow::Borrowed(
+            Kind::from_fb(crate::store::fb::Kind(e.kind)).as_str(),
+        )),
+        _ => Value::Null,
+    }
+}
+
+/// Whether every term of `query` is on a field of the index entry: then it is evaluated on
+/// entries alone, and only the records that match are read.
+fn entry_only(query: &Query) -> bool {
+    !query.is_empty()
+        && query.groups.iter().flatten().all(|t| match &t.test {
+            Test::Substring(f, _)
+            | Test::Exact(f, _)
+            | Test::Regex(f, _)
+            | Test::Equal(f, _)
+            | Test::Range(f, _, _)
+            | Test::Bool(f, _) => ENTRY_FIELDS.contains(f),
+            Test::Any(_) | Test::Subtree(_) | Test::Present(_) => false,
+        })
+}
+
+/// [`test`] on an index entry, for a query where [`entry_only`] holds.
+fn entry_test(t: &Test, id: u64, e: &FileEntry) -> bool {
+    let v = |f: Field| entry_value(id, e, f);
+    match t {
+        Test::Substring(f, n) => any_text(&v(*f), |s| n.found_in(s)),
+        Test::Exact(f, want) => any_text(&v(*f), |s| s == want),
+        Test::Regex(f, re) => any_text(&v(*f), |s| re.is_match(s)),
+        Test::Equal(f, n) => matches!(v(*f), Value::Int(x) if x == *n),
+        Test::Range(f, lo, hi) => match v(*f) {
+            Value::Int(x) => lo.is_none_or(|lo| x >= lo) && hi.is_none_or(|hi| x <= hi),
+            _ => false,
+        },
+        Test::Bool(f, b) => matches!(v(*f), Value::Bool(x) if x == *b),
+        Test::Any(_) | Test::Subtree(_) | Test::Present(_) => false,
+    }
+}
+
+impl Query {
+    /// [`Query::matches`] on an index entry, for a query where [`entry_only`] holds.
+    fn matches_entry(&self, id: u64, e: &FileEntry) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.iter().all(|t| entry_test(&t.test, id, e) != t.negate))
+    }
 }
 
 impl Query {
@@ -136,6 +193,12 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
     if query.is_empty() {
         return Ok(snap.len());
     }
+    if entry_only(query) {
+        return Ok(snap
+            .entries()
+            .filter(|(id, e)| query.matches_entry(*id, e))
+            .count() as u64);
+    }
     let mut n = 0;
     for r in candidates(snap, query) {
         if query.matches(&r?) {
@@ -160,6 +223,14 @@ fn candidates<'s>(
     };
     match exact_path {
         Some(p) => Box::new(snap.get(&p).transpose().into_iter()),
+        None if entry_only(query) => {
+            let query = query.clone();
+            Box::new(
+                snap.entries()
+                    .filter(move |(id, e)| query.matches_entry(*id, e))
+                    .filter_map(move |(id, _)| snap.get_by_id(id).transpose()),
+            )
+        }
         None => Box::new(snap.iter()),
     }
 }

@@ -156,13 +156,7 @@ pub fn select<'s>(
     sort: &[SortKey],
     limit: Option<usize>,
 ) -> Result<Vec<RecordView<'s>>, ReadError> {
-    let mut out = Vec::new();
-    for r in candidates(snap, query) {
-        let r = r?;
-        if query.matches(&r) {
-            out.push(r);
-        }
-    }
+    let mut out = matching(snap, query)?;
     // Absent values (and empty lists) sort last in either direction.
     let absent =
         |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
@@ -199,13 +193,49 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
             .filter(|(id, e)| query.matches_entry(*id, e))
             .count() as u64);
     }
-    let mut n = 0;
-    for r in candidates(snap, query) {
-        if query.matches(&r?) {
-            n += 1;
+    Ok(matching(snap, query)?.len() as u64)
+}
+
+/// Every record that matches `query`, in id order. Reading and testing records is spread over
+/// all cores (each record is verified on its own, so the work splits freely).
+fn matching<'s>(snap: &'s Snapshot, query: &Query) -> Result<Vec<RecordView<'s>>, ReadError> {
+    use rayon::prelude::*;
+    let single_path = matches!(query.groups.as_slice(), [group] if group.iter().any(|t| {
+        matches!(&t.test, Test::Exact(Field::Path, _)) && !t.negate
+    }));
+    if single_path {
+        let mut out = Vec::new();
+        for r in candidates(snap, query) {
+            let r = r?;
+            if query.matches(&r) {
+                out.push(r);
+            }
         }
+        return Ok(out);
     }
-    Ok(n)
+    let ids: Vec<u64> = if entry_only(query) {
+        snap.entries()
+            .filter(|(id, e)| query.matches_entry(*id, e))
+            .map(|(id, _)| id)
+            .collect()
+    } else {
+        snap.entries().map(|(id, _)| id).collect()
+    };
+    let parts: Vec<Vec<RecordView<'s>>> = ids
+        .par_chunks(4096)
+        .map(|chunk| {
+            let mut part = Vec::new();
+            for &id in chunk {
+                if let Some(r) = snap.get_by_id(id)?
+                    && query.matches(&r)
+                {
+                    part.push(r);
+                }
+            }
+            Ok(part)
+        })
+        .collect::<Result<_, ReadError>>()?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// The records that may match: with a single group that pins an exact path (`path:=/a/b`),

@@ -327,8 +327,43 @@ pub struct GroupRow {
 /// Groups the matching records; rows sorted by name (natural order). Records without a value
 /// for the field are not counted.
 pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
-    // Key: (identity, display name, album artist).
-    let mut groups: HashMap<Vec<u8>, GroupRow> = HashMap::new();
+    use rayon::prelude::*;
+    // Key: (identity, display name, album artist). Each core groups its share of the records;
+    // the shares are merged.
+    let ids: Vec<u64> = snap.entries().map(|(id, _)| id).collect();
+    let groups = ids
+        .par_chunks(4096)
+        .map(|chunk| {
+            let mut groups: HashMap<Vec<u8>, GroupRow> = HashMap::new();
+            for &id in chunk {
+                if let Some(r) = snap.get_by_id(id)?
+                    && query.matches(&r)
+                {
+                    group_one(&r, by, &mut groups);
+                }
+            }
+            Ok(groups)
+        })
+        .try_reduce(HashMap::new, |mut a, b| {
+            for (k, row) in b {
+                match a.get_mut(&k) {
+                    Some(have) => have.count += row.count,
+                    None => {
+                        a.insert(k, row);
+                    }
+                }
+            }
+            Ok(a)
+        })?;
+    let mut rows: Vec<GroupRow> = groups.into_values().collect();
+    rows.sort_by(|a, b| {
+        natural_cmp(&a.name, &b.name).then_with(|| a.album_artist.cmp(&b.album_artist))
+    });
+    Ok(rows)
+}
+
+/// Counts `r` into its group(s) of `by`.
+fn group_one(r: &RecordView<'_>, by: GroupBy, groups: &mut HashMap<Vec<u8>, GroupRow>) {
     let mut add = |key: Vec<u8>, name: &[u8], aa: Option<&str>| {
         groups
             .entry(key)
@@ -339,50 +374,39 @@ pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<Group
             })
             .count += 1;
     };
-    for r in snap.iter() {
-        let r = r?;
-        if !query.matches(&r) {
-            continue;
+    match by {
+        GroupBy::Artist => r
+            .artists()
+            .for_each(|a| add(a.as_bytes().to_vec(), a.as_bytes(), None)),
+        GroupBy::Genre => r
+            .genres()
+            .for_each(|g| add(g.as_bytes().to_vec(), g.as_bytes(), None)),
+        GroupBy::AlbumArtist => {
+            if let Some(a) = r.album_artist() {
+                add(a.as_bytes().to_vec(), a.as_bytes(), None);
+            }
         }
-        match by {
-            GroupBy::Artist => r
-                .artists()
-                .for_each(|a| add(a.as_bytes().to_vec(), a.as_bytes(), None)),
-            GroupBy::Genre => r
-                .genres()
-                .for_each(|g| add(g.as_bytes().to_vec(), g.as_bytes(), None)),
-            GroupBy::AlbumArtist => {
-                if let Some(a) = r.album_artist() {
-                    add(a.as_bytes().to_vec(), a.as_bytes(), None);
-                }
+        GroupBy::Year => {
+            if let Some(y) = r.year() {
+                add(y.to_string().into_bytes(), y.to_string().as_bytes(), None);
             }
-            GroupBy::Year => {
-                if let Some(y) = r.year() {
-                    add(y.to_string().into_bytes(), y.to_string().as_bytes(), None);
-                }
+        }
+        GroupBy::Kind => add(r.kind().as_str().into(), r.kind().as_str().as_bytes(), None),
+        GroupBy::Dir => {
+            if let Value::Bytes(d) = value(r, Field::Dir) {
+                add(d.to_vec(), d, None);
             }
-            GroupBy::Kind => add(r.kind().as_str().into(), r.kind().as_str().as_bytes(), None),
-            GroupBy::Dir => {
-                if let Value::Bytes(d) = value(&r, Field::Dir) {
-                    add(d.to_vec(), d, None);
-                }
-            }
-            GroupBy::Album => {
-                let Some(album) = r.album() else { continue };
-                let artist = r.album_artist().or_else(|| r.artists().next());
-                let key = match r.musicbrainz_album_id() {
-                    Some(mb) if !mb.is_empty() => format!("mb\0{mb}"),
-                    _ => format!("t\0{}\0{album}", artist.unwrap_or_default()),
-                };
-                add(key.into_bytes(), album.as_bytes(), artist);
-            }
+        }
+        GroupBy::Album => {
+            let Some(album) = r.album() else { return };
+            let artist = r.album_artist().or_else(|| r.artists().next());
+            let key = match r.musicbrainz_album_id() {
+                Some(mb) if !mb.is_empty() => format!("mb\0{mb}"),
+                _ => format!("t\0{}\0{album}", artist.unwrap_or_default()),
+            };
+            add(key.into_bytes(), album.as_bytes(), artist);
         }
     }
-    let mut rows: Vec<GroupRow> = groups.into_values().collect();
-    rows.sort_by(|a, b| {
-        natural_cmp(&a.name, &b.name).then_with(|| a.album_artist.cmp(&b.album_artist))
-    });
-    Ok(rows)
 }
 
 /// One level of a directory, as a DLNA browse shows it.

@@ -263,6 +263,7 @@ impl ScanVisitor<'_> {
         root: usize,
         path: &[u8],
         stat: &FileStat,
+        at: walk::FileAt<'_>,
     ) -> Result<(), ReadError> {
         let hash = path_hash(path);
         if !self.force {
@@ -304,7 +305,8 @@ impl ScanVisitor<'_> {
         };
         // An empty file has nothing to read: it is indexed without being opened.
         if matches!(kind, Kind::Audio | Kind::Video) && stat.size > 0 {
-            tags::extract(Path::new(std::ffi::OsStr::from_bytes(path)), kind, &mut rec);
+            let p = Path::new(std::ffi::OsStr::from_bytes(path));
+            tags::extract_at(at.dir, at.name, p, kind, &mut rec);
             self.progress.extracted.fetch_add(1, Relaxed);
         }
         if let Some(e) = &rec.error {
@@ -318,13 +320,20 @@ impl ScanVisitor<'_> {
 impl Visitor for ScanVisitor<'_> {
     type Local = Vec<Msg>;
 
-    fn file(&self, local: &mut Vec<Msg>, root: usize, path: &[u8], stat: &FileStat) {
+    fn file(
+        &self,
+        local: &mut Vec<Msg>,
+        root: usize,
+        path: &[u8],
+        stat: &FileStat,
+        at: walk::FileAt<'_>,
+    ) {
         if self.stop.load(Relaxed) {
             return;
         }
         self.progress.files.fetch_add(1, Relaxed);
         self.files_per_root[root].fetch_add(1, Relaxed);
-        if let Err(e) = self.visit(local, root, path, stat) {
+        if let Err(e) = self.visit(local, root, path, stat, at) {
             // The old record is unreadable: treat the file as unknown this time.
             self.record_problem(path, e.to_string());
         }

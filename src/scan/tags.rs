@@ -138,6 +138,35 @@ impl Drop for InExtractor {
 /// passed in; leaves `path`, `size`, `mtime_ns`, `inode`, `kind` and `mime` alone. On failure
 /// `rec.error` holds a one-line message and the other fields stay empty. Never panics.
 pub fn extract(path: &Path, kind: Kind, rec: &mut Record) {
+    extract_with(path, kind, rec, &|| File::open(path));
+}
+
+/// As [`extract`], opening the file as `name` relative to the directory `dir` (the walk holds
+/// the directory open, so this spares resolving the whole path again). `path` is used to pick
+/// the format by extension.
+pub fn extract_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    path: &Path,
+    kind: Kind,
+    rec: &mut Record,
+) {
+    use rustix::fs::{Mode, OFlags};
+    // Non-blocking: a FIFO swapped in since the walk's stat must not hang the scan.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    extract_with(path, kind, rec, &|| {
+        rustix::fs::openat(dir, name, flags, Mode::empty())
+            .map(File::from)
+            .map_err(std::io::Error::from)
+    });
+}
+
+fn extract_with(
+    path: &Path,
+    kind: Kind,
+    rec: &mut Record,
+    open: &dyn Fn() -> std::io::Result<File>,
+) {
     rec.extractor_version = EXTRACTOR_VERSION;
     move_fields(Record::default(), rec);
     if !matches!(kind, Kind::Audio | Kind::Video) {
@@ -146,7 +175,7 @@ pub fn extract(path: &Path, kind: Kind, rec: &mut Record) {
     if !CONFIGURED.with(Cell::get) {
         init_thread();
     }
-    match isolated(|| read(path, kind)) {
+    match isolated(|| read(path, kind, open)) {
         Ok(Some(found)) => move_fields(found, rec),
         Ok(None) => {}
         Err(message) => rec.error = Some(message),
@@ -198,7 +227,11 @@ fn move_fields(from: Record, to: &mut Record) {
 
 /// Reads the file: `Ok(None)` when `lofty` does not support it, `Err` with a one-line message
 /// when it cannot be read.
-fn read(path: &Path, kind: Kind) -> Result<Option<Record>, String> {
+fn read(
+    path: &Path,
+    kind: Kind,
+    open: &dyn Fn() -> std::io::Result<File>,
+) -> Result<Option<Record>, String> {
     let Some(by_extension) = FileType::from_path(path) else {
         return Ok(None);
     };
@@ -208,7 +241,7 @@ fn read(path: &Path, kind: Kind) -> Result<Option<Record>, String> {
         .read_tags(true)
         .read_cover_art(true);
     let mut out = Record::default();
-    match read_file(path, by_extension, options) {
+    match read_file(open, by_extension, options) {
         Ok(file) => {
             let has_cover = file.tags().iter().any(|t| t.picture_count() > 0);
             fill(&file, kind, &mut out);
@@ -216,7 +249,7 @@ fn read(path: &Path, kind: Kind) -> Result<Option<Record>, String> {
         }
         Err(first) if is_allocation_error(&first) => {
             let mut without_pictures = options;
-            let file = read_file(path, by_extension, without_pictures.read_cover_art(false))
+            let file = read_file(open, by_extension, without_pictures.read_cover_art(false))
                 .map_err(|_| describe(&first))?;
             fill(&file, kind, &mut out);
             out.has_cover = Some(true);
@@ -226,13 +259,13 @@ fn read(path: &Path, kind: Kind) -> Result<Option<Record>, String> {
     Ok(Some(out))
 }
 
-/// Opens `path` and parses it as the type its first bytes show, else as `by_extension`.
+/// Opens the file and parses it as the type its first bytes show, else as `by_extension`.
 fn read_file(
-    path: &Path,
+    open: &dyn Fn() -> std::io::Result<File>,
     by_extension: FileType,
     options: ParseOptions,
 ) -> Result<TaggedFile, FileParseError> {
-    let mut file = File::open(path)?;
+    let mut file = open()?;
     let mut head = [0u8; 36];
     let mut len = 0;
     while len < head.len() {
@@ -835,7 +868,7 @@ mod tests {
         std::thread::spawn(move || {
             configure(comments_len + 1000);
             let with_pictures = ParseOptions::new().read_cover_art(true);
-            let Err(first) = read_file(&path, FileType::Flac, with_pictures) else {
+            let Err(first) = read_file(&|| File::open(&path), FileType::Flac, with_pictures) else {
                 panic!("the picture should exceed the limit");
             };
             assert!(is_allocation_error(&first), "{}", describe(&first));

@@ -43,8 +43,15 @@ pub struct WalkProblem {
 pub trait Visitor: Sync {
     /// State kept while one directory is read (e.g. results to hand on in one piece).
     type Local: Default;
-    /// A regular file under root number `root`.
-    fn file(&self, local: &mut Self::Local, root: usize, path: &[u8], stat: &FileStat);
+    /// A regular file under root number `root`; `at` opens it without resolving `path` again.
+    fn file(
+        &self,
+        local: &mut Self::Local,
+        root: usize,
+        path: &[u8],
+        stat: &FileStat,
+        at: FileAt<'_>,
+    );
     /// A problem; the walk goes on.
     fn problem(&self, problem: WalkProblem);
     /// A directory was read completely.
@@ -87,6 +94,15 @@ const STATX_MASK: StatxFlags = StatxFlags::TYPE
 
 fn dev_of(st: &rustix::fs::Statx) -> u64 {
     (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor)
+}
+
+/// Where a file is: its directory, held open by the walk, and its name in it.
+#[derive(Clone, Copy, Debug)]
+pub struct FileAt<'a> {
+    /// The directory.
+    pub dir: std::os::fd::BorrowedFd<'a>,
+    /// The file's name in it.
+    pub name: &'a CStr,
 }
 
 fn file_stat(st: &rustix::fs::Statx) -> FileStat {
@@ -196,8 +212,8 @@ fn walk_dir<'s, V: Visitor>(
                 break;
             }
         };
-        let name: &CStr = entry.file_name();
-        let name = name.to_bytes();
+        let cname: &CStr = entry.file_name();
+        let name = cname.to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
@@ -242,7 +258,13 @@ fn walk_dir<'s, V: Visitor>(
         };
         ty = FileType::from_raw_mode(u32::from(st.stx_mode));
         match ty {
-            FileType::RegularFile => visitor.file(&mut local, root, &path, &file_stat(&st)),
+            FileType::RegularFile => {
+                let at = FileAt {
+                    dir: std::os::fd::AsFd::as_fd(&fd),
+                    name: cname,
+                };
+                visitor.file(&mut local, root, &path, &file_stat(&st), at)
+            }
             FileType::Directory => {
                 spawn_dir(scope, root, path.clone(), Some(&st), &chain, opts, visitor);
             }

@@ -246,6 +246,54 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
     frames
 }
 
+/// Ends the frame that began at `frame_at`, whose record area holds `rel` bytes: writes its
+/// Batch (listing `entries` and `refs`) and trailer, then queues its header. Returns the frame's
+/// crc and payload length.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the frame's fields, each needed once; a struct would only rename them"
+)]
+fn end_frame(
+    w: &mut Out,
+    fbb: &mut FlatBufferBuilder<'_>,
+    frame_at: u64,
+    rel: u64,
+    seq: u64,
+    prev_crc: u32,
+    next_id: u64,
+    entries: &[fb::RecordEntry],
+    refs: &[fb::PlaylistRef],
+) -> io::Result<(u32, u64)> {
+    fbb.reset();
+    let records = fbb.create_vector(entries);
+    let removals = fbb.create_vector::<u64>(&[]);
+    let playlists = (!refs.is_empty()).then(|| fbb.create_vector(refs));
+    let root = fb::Batch::create(
+        fbb,
+        &fb::BatchArgs {
+            seq,
+            next_id,
+            records: Some(records),
+            removals: Some(removals),
+            time_unix_ns: super::now_ns() as i64,
+            playlists,
+            playlist_removals: None,
+        },
+    );
+    fbb.finish(root, None);
+    let batch = fbb.finished_data();
+    let mut trailer = [0u8; TRAILER_LEN];
+    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
+    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+    w.put_padded(batch)?;
+    w.put_padded(&trailer)?;
+    w.flush()?;
+    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
+    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
+    w.send(raw.to_vec(), frame_at)?;
+    Ok((crc, payload_len))
+}
+
 /// A playlist's id and its buffer in the log.
 type PlaylistBytes<'l> = (u64, &'l [u8]);
 
@@ -517,33 +565,18 @@ impl Database {
                     debug_assert_eq!(entries.len() as u64, p.records);
                     w.zeros(p.pad())?;
                     rel += p.pad();
-                    fbb.reset();
-                    let records = fbb.create_vector(&entries);
-                    let removals = fbb.create_vector::<u64>(&[]);
-                    let root = fb::Batch::create(
+                    let (crc, payload_len) = end_frame(
+                        &mut w,
                         &mut fbb,
-                        &fb::BatchArgs {
-                            seq,
-                            next_id: p.next_id,
-                            records: Some(records),
-                            removals: Some(removals),
-                            time_unix_ns: super::now_ns() as i64,
-                            playlists: None,
-                            playlist_removals: None,
-                        },
-                    );
-                    fbb.finish(root, None);
-                    let batch = fbb.finished_data();
-                    let mut trailer = [0u8; TRAILER_LEN];
-                    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
-                    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-                    w.put_padded(batch)?;
-                    w.put_padded(&trailer)?;
-                    w.flush()?;
-                    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
+                        frame_at,
+                        rel,
+                        seq,
+                        prev_crc,
+                        p.next_id,
+                        &entries,
+                        &[],
+                    )?;
                     debug_assert!(payload_len <= p.payload_estimate());
-                    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
-                    w.send(raw.to_vec(), frame_at)?;
                     prev_crc = crc;
                     seq += 1;
                 }
@@ -558,33 +591,17 @@ impl Database {
                         w.put_padded(bytes)?;
                         rel += align_up(bytes.len()) as u64;
                     }
-                    fbb.reset();
-                    let records = fbb.create_vector::<fb::RecordEntry>(&[]);
-                    let removals = fbb.create_vector::<u64>(&[]);
-                    let refs = fbb.create_vector(&refs);
-                    let root = fb::Batch::create(
+                    let (crc, _) = end_frame(
+                        &mut w,
                         &mut fbb,
-                        &fb::BatchArgs {
-                            seq,
-                            next_id: old.next_id,
-                            records: Some(records),
-                            removals: Some(removals),
-                            time_unix_ns: super::now_ns() as i64,
-                            playlists: Some(refs),
-                            playlist_removals: None,
-                        },
-                    );
-                    fbb.finish(root, None);
-                    let batch = fbb.finished_data();
-                    let mut trailer = [0u8; TRAILER_LEN];
-                    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
-                    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-                    w.put_padded(batch)?;
-                    w.put_padded(&trailer)?;
-                    w.flush()?;
-                    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
-                    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
-                    w.send(raw.to_vec(), frame_at)?;
+                        frame_at,
+                        rel,
+                        seq,
+                        prev_crc,
+                        old.next_id,
+                        &[],
+                        &refs,
+                    )?;
                     prev_crc = crc;
                     seq += 1;
                 }

@@ -306,15 +306,10 @@ fn playlist_bytes<'l>(
     let mut out = Vec::with_capacity(index.playlists.len());
     let mut total = 0usize;
     for (&id, loc) in index.playlists.iter() {
-        let bytes = loc
-            .offset
-            .checked_sub(LOG_START)
-            .and_then(|rel| usize::try_from(rel).ok())
-            .and_then(|rel| log.get(rel..rel.checked_add(loc.len as usize)?))
-            .ok_or((
-                loc.offset,
-                format!("playlist {id} lies outside the committed log"),
-            ))?;
+        let bytes = super::log::committed_bytes(log, loc.offset, loc.len).ok_or((
+            loc.offset,
+            format!("playlist {id} lies outside the committed log"),
+        ))?;
         let p = crate::playlist::verify(bytes)
             .map_err(|e| (loc.offset, format!("playlist {id}: {}", e.0)))?;
         if p.id() != id {
@@ -866,8 +861,7 @@ impl Database {
 
 /// The record bytes an entry points at, if they lie inside the committed log.
 fn record_bytes<'a>(log: &'a [u8], e: &FileEntry) -> Option<&'a [u8]> {
-    let rel = usize::try_from(e.offset.checked_sub(LOG_START)?).ok()?;
-    log.get(rel..rel.checked_add(e.len as usize)?)
+    super::log::committed_bytes(log, e.offset, e.len)
 }
 
 fn checkpoint_estimate(index: &Index) -> u64 {

@@ -201,6 +201,13 @@ pub(crate) fn entry_of(re: &fb::RecordEntry, payload_offset: u64) -> FileEntry {
     }
 }
 
+/// The `len` bytes at absolute file `offset` of `log` (the committed bytes from `LOG_START`),
+/// if they lie inside it.
+pub(crate) fn committed_bytes(log: &[u8], offset: u64, len: u32) -> Option<&[u8]> {
+    let rel = usize::try_from(offset.checked_sub(LOG_START)?).ok()?;
+    log.get(rel..rel.checked_add(len as usize)?)
+}
+
 /// Where replay stops, for checking against the header.
 pub(crate) struct ReplayEnd {
     pub seq: u64,

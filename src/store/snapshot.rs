@@ -109,16 +109,7 @@ impl Snapshot {
             offset: e.offset,
             what,
         };
-        let bytes = e
-            .offset
-            .checked_sub(LOG_START)
-            .and_then(|rel| {
-                let rel = usize::try_from(rel).ok()?;
-                self.v
-                    .log
-                    .bytes()
-                    .get(rel..rel.checked_add(e.len as usize)?)
-            })
+        let bytes = super::log::committed_bytes(self.v.log.bytes(), e.offset, e.len)
             .ok_or_else(|| bad(format!("record {id} lies outside the committed log")))?;
         let (view, len) = record::verify(bytes).map_err(|p| bad(format!("record {id}: {p:?}")))?;
         if len != e.len as usize || view.id() != id {
@@ -225,16 +216,7 @@ impl Snapshot {
             offset: loc.offset,
             what,
         };
-        let bytes = loc
-            .offset
-            .checked_sub(LOG_START)
-            .and_then(|rel| {
-                let rel = usize::try_from(rel).ok()?;
-                self.v
-                    .log
-                    .bytes()
-                    .get(rel..rel.checked_add(loc.len as usize)?)
-            })
+        let bytes = super::log::committed_bytes(self.v.log.bytes(), loc.offset, loc.len)
             .ok_or_else(|| bad(format!("playlist {id} lies outside the committed log")))?;
         let p = playlist::decode(bytes).map_err(|p| bad(format!("playlist {id}: {}", p.0)))?;
         if p.id != id {

@@ -91,6 +91,20 @@ fn kind_of(s: &str) -> Result<Kind, Failure> {
         })
 }
 
+/// Opens the database for writing, creating it (and its directory) when missing, waiting up
+/// to `wait` seconds for another writer.
+pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let opts = mediadb::OpenOptions {
+        read_only: false,
+        create: true,
+        wait: std::time::Duration::from_secs_f64(wait.clamp(0.0, 1e7)),
+    };
+    Ok(Database::open_with(db_path, &opts)?)
+}
+
 pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
     let q = parse(&args.terms).map_err(|e| usage(e.to_string()))?;
     let format = if args.print0 {
@@ -316,15 +330,7 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
         })?;
         Box::new(io::BufReader::with_capacity(1 << 20, f))
     };
-    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let opts = mediadb::OpenOptions {
-        read_only: false,
-        create: true,
-        wait: std::time::Duration::from_secs_f64(args.wait.clamp(0.0, 1e7)),
-    };
-    let mut db = Database::open_with(db_path, &opts)?;
+    let mut db = open_writer(db_path, args.wait)?;
     let name = args.file.display().to_string();
     let mut pending = Vec::with_capacity(args.batch_size as usize);
     let (mut imported, mut skipped) = (0u64, 0u64);

@@ -15,7 +15,7 @@ use mediadb::record::EncodedRecord;
 use mediadb::{Database, Record, Snapshot};
 
 use crate::cli::{MigrateArgs, PlaylistCommand, PlaylistShowArgs, ProgressMode};
-use crate::commands::{corrupt, format_of, parse_fields, usage, width};
+use crate::commands::{corrupt, format_of, open_writer, parse_fields, usage, width};
 use crate::{Exit, Failure, out};
 
 impl From<MigrateError> for Failure {
@@ -31,18 +31,6 @@ impl From<MigrateError> for Failure {
             message: e.to_string(),
         }
     }
-}
-
-fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
-    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let opts = mediadb::OpenOptions {
-        read_only: false,
-        create: true,
-        wait: std::time::Duration::from_secs_f64(wait.clamp(0.0, 1e7)),
-    };
-    Ok(Database::open_with(db_path, &opts)?)
 }
 
 fn show_progress(mode: ProgressMode, quiet: bool) -> bool {

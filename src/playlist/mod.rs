@@ -105,14 +105,18 @@ pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, p: &Playlist, id: u64, out
 
 /// Verifies the size-prefixed playlist at `bytes[0]` and decodes it.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Playlist, PlaylistProblem> {
-    let p = verify(bytes)?;
+    Ok(from_fb(&verify(bytes)?))
+}
+
+/// An owned copy of a verified playlist buffer.
+pub(crate) fn from_fb(p: &fb::Playlist<'_>) -> Playlist {
     let entries = p.entries().into_iter().flatten().map(|e| Entry {
         record_id: e.record_id(),
         path: e.path().map(|v| v.bytes().to_vec()).unwrap_or_default(),
         title: e.title().map(str::to_owned),
         duration_ms: e.duration_ms(),
     });
-    Ok(Playlist {
+    Playlist {
         id: p.id(),
         name: p.name().to_owned(),
         description: p.description().map(str::to_owned),
@@ -120,7 +124,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Playlist, PlaylistProblem> {
         created_unix_ns: p.created_unix_ns(),
         updated_unix_ns: p.updated_unix_ns(),
         entries: entries.collect(),
-    })
+    }
 }
 
 /// Verifies the size-prefixed playlist at `bytes[0]`.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Version;
+use super::fb;
 use super::format::{FORMAT_VERSION, LOG_START, path_hash};
 use super::index::{FileEntry, PlaylistLoc};
 use crate::error::ReadError;
@@ -212,14 +213,20 @@ impl Snapshot {
 
     /// Verifies and decodes the playlist with `id` at `loc`.
     fn playlist_at(&self, id: u64, loc: &PlaylistLoc) -> Result<Playlist, ReadError> {
+        let fb = self.playlist_fb(id, loc)?;
+        Ok(playlist::from_fb(&fb))
+    }
+
+    /// The verified playlist buffer with `id` at `loc`.
+    fn playlist_fb(&self, id: u64, loc: &PlaylistLoc) -> Result<fb::Playlist<'_>, ReadError> {
         let bad = |what: String| ReadError {
             offset: loc.offset,
             what,
         };
         let bytes = super::log::committed_bytes(self.v.log.bytes(), loc.offset, loc.len)
             .ok_or_else(|| bad(format!("playlist {id} lies outside the committed log")))?;
-        let p = playlist::decode(bytes).map_err(|p| bad(format!("playlist {id}: {}", p.0)))?;
-        if p.id != id {
+        let p = playlist::verify(bytes).map_err(|p| bad(format!("playlist {id}: {}", p.0)))?;
+        if p.id() != id {
             return Err(bad(format!("playlist {id} does not match its location")));
         }
         Ok(p)
@@ -236,7 +243,8 @@ impl Snapshot {
             .index
             .playlists
             .iter()
-            .map(|(&id, loc)| self.playlist_at(id, loc).map(|p| (id, p.name)))
+            // Only the name: verified, but the entries are not copied out.
+            .map(|(&id, loc)| Ok((id, self.playlist_fb(id, loc)?.name().to_owned())))
             .collect()
     }
 

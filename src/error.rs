@@ -130,12 +130,21 @@ pub enum CommitError {
     },
 }
 
-/// Reading a committed record failed: its bytes are damaged.
+/// Reading committed data failed: its bytes are damaged.
 #[derive(Debug, thiserror::Error)]
-#[error("damaged record at byte {offset}: {what}; run `mediadb verify`")]
-pub struct ReadError {
-    /// Byte offset of the record.
-    pub offset: u64,
-    /// What is wrong.
-    pub what: String,
+pub enum ReadError {
+    /// A record (or playlist) fails its checks.
+    #[error("damaged record at byte {offset}: {what}; run `mediadb verify`")]
+    Record {
+        /// Byte offset of the record.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A chunk of the index checkpoint (`NAME.idx`) that this read needed fails its checksum.
+    /// The log is not affected: the checkpoint is a cache that the next writer rewrites.
+    #[error(
+        "the index checkpoint (the database's .idx file) is damaged; delete it (the next open rebuilds it from the log) or run `mediadb scan` or another writer, which replaces it"
+    )]
+    IndexDamaged,
 }

@@ -217,6 +217,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
         .filter(|(_, e)| e.flags & mediadb::store::format::FLAG_ERROR != 0)
         .count();
     let media_bytes: u64 = snap.entries().map(|(_, e)| e.size).sum();
+    snap.index_intact().map_err(corrupt)?;
     let scans = scanlog::read(path);
     if args.json {
         let kinds: serde_json::Map<String, serde_json::Value> = by_kind

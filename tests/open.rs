@@ -836,36 +836,64 @@ fn checkpoint_older_than_the_log_is_replayed_forward() {
 }
 
 #[test]
-fn truncated_or_bit_flipped_checkpoint_is_ignored() {
+fn truncated_or_bit_flipped_checkpoint_is_ignored_or_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, states) = make_db(dir.path(), "t.mediadb", 4);
     let want = &states[4].1;
     let good = fs::read(idx_path(&path)).expect("read idx");
     let len = good.len();
-    let check = |bytes: &[u8], what: &str| {
+    let h = IdxHeader::decode(&good).expect("a valid checkpoint");
+    // Bytes a reader checks only when it touches their chunk.
+    let lazily_checked = 4096..h.playlists_offset() as usize;
+    let check = |bytes: &[u8], at: Option<usize>, what: &str| {
         fs::write(idx_path(&path), bytes).expect("write idx");
         let db = Database::open_read_only(&path).expect(what);
-        assert_eq!(&state(&db), want, "{what}");
+        match at {
+            // A reader meets a damaged chunk as an error, never as a wrong answer.
+            Some(at) if lazily_checked.contains(&at) => {
+                let s = db.snapshot();
+                let walked: Result<Vec<Record>, _> =
+                    s.iter().map(|r| r.map(|v| v.to_record())).collect();
+                match walked {
+                    Ok(all) => assert_eq!(&all, want, "{what}"),
+                    Err(e) => assert!(matches!(e, mediadb::ReadError::IndexDamaged), "{what}: {e}"),
+                }
+                // A writer checks every chunk, ignores the damaged checkpoint and sees all.
+                drop(db);
+                fs::write(idx_path(&path), bytes).expect("write idx");
+                let w = Database::open(&path).expect("writer");
+                assert_eq!(&state(&w), want, "{what} (writer)");
+            }
+            _ => assert_eq!(&state(&db), want, "{what}"),
+        }
     };
     for t in [0, 1, 127, 128, 4095, 4096, 4097, len / 2, len - 16, len - 1] {
-        check(&good[..t], &format!("idx cut at {t}"));
+        check(&good[..t], None, &format!("idx cut at {t}"));
     }
     let mut longer = good.clone();
     longer.extend_from_slice(&[0u8; 16]);
-    check(&longer, "idx with bytes appended");
-    // Every bit of the header, and a spread of bits in the entries and the table.
+    check(&longer, None, "idx with bytes appended");
+    // Every bit of the header, and a spread of bits in the entries, the table and the lists.
     let bits: Vec<usize> = (0..128 * 8)
         .chain((4096 * 8..len * 8).step_by(8 * 61 + 3))
         .collect();
     for bit in bits {
         let mut b = good.clone();
         b[bit / 8] ^= 1 << (bit % 8);
-        check(&b, &format!("idx bit {bit} flipped"));
+        check(&b, Some(bit / 8), &format!("idx bit {bit} flipped"));
     }
-    // A writer opened over a damaged checkpoint replaces it with a good one.
+    // A reader that touches a damaged entry reports it.
     let mut b = good.clone();
-    b[4096 + 50] ^= 0x10;
+    b[4096 + 48 + 10] ^= 0x10;
     fs::write(idx_path(&path), &b).expect("write idx");
+    let r = Database::open_read_only(&path).expect("reader");
+    let err = r
+        .snapshot()
+        .get(&want[0].path)
+        .expect_err("damage reported");
+    assert!(matches!(err, mediadb::ReadError::IndexDamaged), "{err}");
+    assert!(err.to_string().contains(".idx"), "{err}");
+    // A writer opened over a damaged checkpoint replaces it with a good one.
     drop(Database::open(&path).expect("writer"));
     assert_eq!(
         &state(&Database::open_read_only(&path).expect("open")),

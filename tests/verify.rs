@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use mediadb::store::format::{
-    FrameHeader, Header, IdxHeader, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
+    FrameHeader, Header, IDX_CHUNK, IdxHeader, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
 };
 use mediadb::store::{
     CheckpointStatus, FsProblemKind, Location, MemStorage, ProblemKind, Severity, VerifyReport,
@@ -483,9 +483,24 @@ fn forge_checkpoint(idx: &Path, edit: impl Fn(&mut [u8], &IdxHeader)) {
     let mut b = fs::read(idx).expect("read idx");
     let mut h = IdxHeader::decode(&b[..128]).expect("valid header");
     edit(&mut b, &h);
-    let entries = 4096..4096 + h.next_id as usize * 48;
-    h.entries_crc = crc32c::crc32c(&b[entries]);
-    h.table_crc = crc32c::crc32c(&b[h.table_offset() as usize..]);
+    // Per-chunk crcs of the entries and the table, stored as lists whose crcs the header holds.
+    let lists = h.chunk_crcs_offset() as usize;
+    let mut list = |start: usize, n: usize, item: usize, at: usize| -> u32 {
+        let crcs: Vec<u8> = b[start..start + n * item]
+            .chunks(IDX_CHUNK as usize * item)
+            .flat_map(|c| crc32c::crc32c(c).to_le_bytes())
+            .collect();
+        b[at..at + crcs.len()].copy_from_slice(&crcs);
+        crc32c::crc32c(&crcs)
+    };
+    let (entry_chunks, _) = h.chunk_counts();
+    h.entries_crc = list(4096, h.next_id as usize, 48, lists);
+    h.table_crc = list(
+        h.table_offset() as usize,
+        h.table_capacity as usize,
+        16,
+        lists + entry_chunks as usize * 4,
+    );
     b[..128].copy_from_slice(&h.encode());
     fs::write(idx, &b).expect("write idx");
 }

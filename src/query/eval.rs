@@ -188,10 +188,12 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
         return Ok(snap.len());
     }
     if entry_only(query) {
-        return Ok(snap
+        let n = snap
             .entries()
             .filter(|(id, e)| query.matches_entry(*id, e))
-            .count() as u64);
+            .count() as u64;
+        snap.index_intact()?;
+        return Ok(n);
     }
     Ok(matching(snap, query)?.len() as u64)
 }
@@ -235,6 +237,7 @@ fn matching<'s>(snap: &'s Snapshot, query: &Query) -> Result<Vec<RecordView<'s>>
             Ok(part)
         })
         .collect::<Result<_, ReadError>>()?;
+    snap.index_intact()?;
     Ok(parts.into_iter().flatten().collect())
 }
 
@@ -355,6 +358,7 @@ pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<Group
             }
             Ok(a)
         })?;
+    snap.index_intact()?;
     let mut rows: Vec<GroupRow> = groups.into_values().collect();
     rows.sort_by(|a, b| {
         natural_cmp(&a.name, &b.name).then_with(|| a.album_artist.cmp(&b.album_artist))

@@ -6,9 +6,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::format::{
-    ENTRY_LEN, Header, IDX_HEADER_BLOCK, IdxHeader, LOG_START, PLAYLIST_LOC_LEN, get_u32, get_u64,
+    ENTRY_LEN, Header, IDX_CHUNK, IDX_HEADER_BLOCK, IdxHeader, LOG_START, PLAYLIST_LOC_LEN,
+    TABLE_SLOT_LEN, get_u32, get_u64,
 };
 use super::index::{Chunked, Index, PlaylistLoc, Playlists, Slot, Table};
 use super::map::Mapping;
@@ -26,9 +29,21 @@ pub(crate) struct Loaded {
     pub header: IdxHeader,
 }
 
+/// How much of a checkpoint [`load`] checks before handing it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Every chunk now (a writer, whose index becomes the next checkpoint): a damaged
+    /// checkpoint is ignored and the index rebuilt from the log.
+    Eager,
+    /// Each chunk on first access (a reader): opening reads the header and the chunk-crc lists
+    /// only, so a point lookup in a large database touches a few pages. A chunk that fails reads
+    /// as empty and raises the index's damage flag, which fallible reads report.
+    Lazy,
+}
+
 /// Loads the checkpoint of `db` if it is intact and belongs to a commit at or before `hdr`.
 /// Linkage to the log beyond that is checked by the caller's replay.
-pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
+pub(crate) fn load(db: &Path, hdr: &Header, check: Check) -> Option<Loaded> {
     let file = File::open(idx_path(db)).ok()?;
     let len = file.metadata().ok()?.len();
     if len < IDX_HEADER_BLOCK {
@@ -46,20 +61,55 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
     {
         return None;
     }
-    let map = Mapping::map_file_populated(&file, 0, len).ok()?;
+    let map = match check {
+        Check::Eager => Mapping::map_file_populated(&file, 0, len).ok()?,
+        Check::Lazy => Mapping::map_file(&file, 0, len).ok()?,
+    };
     let bytes = map.bytes();
     let entries_start = IDX_HEADER_BLOCK as usize;
-    let entries_end = entries_start + h.next_id as usize * ENTRY_LEN;
     let table_start = h.table_offset() as usize;
     let playlists_start = h.playlists_offset() as usize;
-    if crc32c::crc32c(&bytes[entries_start..entries_end]) != h.entries_crc
-        || crc32c::crc32c(&bytes[table_start..playlists_start]) != h.table_crc
-        || crc32c::crc32c(&bytes[playlists_start..]) != h.playlists_crc
+    let crcs_start = h.chunk_crcs_offset() as usize;
+    let (n_entry_chunks, n_table_chunks) = h.chunk_counts();
+    let crc_list = |at: usize, n: u64| -> Vec<u32> {
+        bytes[at..at + n as usize * 4]
+            .chunks_exact(4)
+            .map(|c| get_u32(c, 0))
+            .collect()
+    };
+    let entry_crcs = crc_list(crcs_start, n_entry_chunks);
+    let table_crcs = crc_list(crcs_start + n_entry_chunks as usize * 4, n_table_chunks);
+    let list_bytes = |at: usize, n: u64| &bytes[at..at + n as usize * 4];
+    if crc32c::crc32c(list_bytes(crcs_start, n_entry_chunks)) != h.entries_crc
+        || crc32c::crc32c(list_bytes(
+            crcs_start + n_entry_chunks as usize * 4,
+            n_table_chunks,
+        )) != h.table_crc
+        || crc32c::crc32c(&bytes[playlists_start..crcs_start]) != h.playlists_crc
     {
         return None;
     }
+    if check == Check::Eager {
+        let chunk_ok = |start: usize, item: usize, n: usize, crcs: &[u32]| {
+            let per = IDX_CHUNK as usize * item;
+            bytes[start..start + n * item]
+                .chunks(per)
+                .zip(crcs)
+                .all(|(c, &crc)| crc32c::crc32c(c) == crc)
+        };
+        if !chunk_ok(entries_start, ENTRY_LEN, h.next_id as usize, &entry_crcs)
+            || !chunk_ok(
+                table_start,
+                TABLE_SLOT_LEN,
+                h.table_capacity as usize,
+                &table_crcs,
+            )
+        {
+            return None;
+        }
+    }
     let mut playlists = std::collections::BTreeMap::new();
-    for loc in bytes[playlists_start..].chunks_exact(PLAYLIST_LOC_LEN) {
+    for loc in bytes[playlists_start..crcs_start].chunks_exact(PLAYLIST_LOC_LEN) {
         let at = PlaylistLoc {
             offset: get_u64(loc, 8),
             len: get_u32(loc, 16),
@@ -70,8 +120,20 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
         }
         playlists.insert(get_u64(loc, 0), at);
     }
-    let entries = Chunked::mapped(&map, entries_start, h.next_id as usize);
-    let slots = Chunked::<Slot>::mapped(&map, table_start, h.table_capacity as usize);
+    let damage = Arc::new(AtomicBool::new(false));
+    let lazy = check == Check::Lazy;
+    let entries = Chunked::mapped(
+        &map,
+        entries_start,
+        h.next_id as usize,
+        lazy.then_some((&entry_crcs[..], &damage)),
+    );
+    let slots = Chunked::<Slot>::mapped(
+        &map,
+        table_start,
+        h.table_capacity as usize,
+        lazy.then_some((&table_crcs[..], &damage)),
+    );
     Some(Loaded {
         index: Index {
             entries,
@@ -79,13 +141,15 @@ pub(crate) fn load(db: &Path, hdr: &Header) -> Option<Loaded> {
             live_records: h.live_records,
             live_bytes: h.live_bytes,
             playlists: Playlists::new(playlists),
+            damage: damage.clone(),
         },
         header: h,
     })
 }
 
-/// Writes a checkpoint of `index` at commit `hdr` to `NAME.idx.tmp` and renames it over
-/// `NAME.idx`. Not synced: a checkpoint torn by a crash fails its checksums and is ignored.
+/// Writes a checkpoint of `index` at commit `hdr` to `NAME.idx.tmp`, syncs it and renames it
+/// over `NAME.idx`. Synced so that a power cut cannot leave a renamed but torn checkpoint, which
+/// readers (who check chunks lazily) would meet as damage rather than ignore.
 pub(crate) fn write(db: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
     let path = idx_path(db);
     let mut tmp = path.as_os_str().to_owned();
@@ -118,11 +182,10 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, &file);
     out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
     // Streamed a chunk at a time: a checkpoint never holds the whole index in a second copy.
-    let (entries_crc, entries_len) = index.entries.write_to(&mut out)?;
-    h.entries_crc = entries_crc;
+    let (entry_crcs, entries_len) = index.entries.write_to(&mut out)?;
     let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
     out.write_all(&vec![0u8; pad as usize])?;
-    h.table_crc = index.table.slots().write_to(&mut out)?.0;
+    let (table_crcs, _) = index.table.slots().write_to(&mut out)?;
     let mut locs = Vec::with_capacity(index.playlists.len() * PLAYLIST_LOC_LEN);
     for (&id, loc) in index.playlists.iter() {
         locs.extend_from_slice(&id.to_le_bytes());
@@ -132,8 +195,15 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
     }
     h.playlists_crc = crc32c::crc32c(&locs);
     out.write_all(&locs)?;
+    let list = |crcs: &[u32]| -> Vec<u8> { crcs.iter().flat_map(|c| c.to_le_bytes()).collect() };
+    let (entry_list, table_list) = (list(&entry_crcs), list(&table_crcs));
+    h.entries_crc = crc32c::crc32c(&entry_list);
+    h.table_crc = crc32c::crc32c(&table_list);
+    out.write_all(&entry_list)?;
+    out.write_all(&table_list)?;
     out.flush()?;
     drop(out);
     file.write_all_at(&h.encode(), 0)?;
+    file.sync_data()?;
     Ok(())
 }

@@ -723,11 +723,17 @@ impl Database {
             storage.file().sync_all().map_err(io_at(&tmp))?;
             // Replaying the new file checks every frame and the header before it replaces the
             // old one, and gives this handle its next version.
-            let (version, _) =
-                load_version(&*storage, &tmp, header, None).map_err(|e| CompactError::Io {
-                    path: tmp.clone(),
-                    source: io::Error::other(format!("the compacted file does not replay: {e}")),
-                })?;
+            let (version, _) = load_version(
+                &*storage,
+                &tmp,
+                header,
+                None,
+                super::checkpoint::Check::Eager,
+            )
+            .map_err(|e| CompactError::Io {
+                path: tmp.clone(),
+                source: io::Error::other(format!("the compacted file does not replay: {e}")),
+            })?;
             let cp = checkpoint::write(&tmp, &header, &version.index).is_ok();
             Ok::<_, CompactError>((storage, version, frames, cp))
         })();

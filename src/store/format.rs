@@ -59,7 +59,9 @@ pub const VERIFY_MAX_TABLES: usize = 64;
 /// Magic at the start of the index checkpoint.
 pub const IDX_MAGIC: [u8; 8] = *b"MDBIDX\0\0";
 /// Checkpoint format version.
-pub const IDX_VERSION: u32 = 2;
+pub const IDX_VERSION: u32 = 3;
+/// Entries or table slots per checksummed chunk of a checkpoint.
+pub const IDX_CHUNK: u64 = 4096;
 /// Size of the checkpoint header block; the entries start here.
 pub const IDX_HEADER_BLOCK: u64 = 4096;
 /// Bytes of one index entry.
@@ -308,9 +310,9 @@ pub struct IdxHeader {
     pub live_records: u64,
     /// Live record bytes.
     pub live_bytes: u64,
-    /// crc of the entries section.
+    /// crc of the entries' chunk-crc list (each chunk: [`IDX_CHUNK`] entries).
     pub entries_crc: u32,
-    /// crc of the table section.
+    /// crc of the table's chunk-crc list.
     pub table_crc: u32,
     /// Occupied table slots.
     pub table_used: u64,
@@ -332,9 +334,23 @@ impl IdxHeader {
         self.table_offset() + self.table_capacity * TABLE_SLOT_LEN as u64
     }
 
+    /// Offset of the chunk-crc lists: the entries' chunks, then the table's.
+    pub fn chunk_crcs_offset(&self) -> u64 {
+        self.playlists_offset() + self.playlists * PLAYLIST_LOC_LEN as u64
+    }
+
+    /// Number of checksummed chunks of the entries and of the table.
+    pub fn chunk_counts(&self) -> (u64, u64) {
+        (
+            self.next_id.div_ceil(IDX_CHUNK),
+            self.table_capacity.div_ceil(IDX_CHUNK),
+        )
+    }
+
     /// Total file length implied by the header.
     pub fn file_len(&self) -> u64 {
-        self.playlists_offset() + self.playlists * PLAYLIST_LOC_LEN as u64
+        let (e, t) = self.chunk_counts();
+        self.chunk_crcs_offset() + (e + t) * 4
     }
 
     /// Encodes the 128 header bytes.

@@ -8,12 +8,13 @@
 //!   dead ids (skipped on lookup) and its load stays at or below 1/2.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use super::format::{ENTRY_LEN, TABLE_SLOT_LEN, get_u32, get_u64};
+use super::format::{ENTRY_LEN, IDX_CHUNK, TABLE_SLOT_LEN, get_u32, get_u64};
 use super::map::Mapping;
 
-/// Items per chunk.
-const CHUNK: usize = 4096;
+/// Items per chunk; also the unit a checkpoint checksums (docs/FORMAT.md §3).
+const CHUNK: usize = IDX_CHUNK as usize;
 /// Smallest table capacity.
 const MIN_TABLE: usize = 1024;
 
@@ -112,7 +113,38 @@ enum Chunk<T> {
         map: Mapping,
         start: usize,
         len: usize,
+        /// Present when the bytes have not been checked yet: they are checked on first access.
+        check: Option<Arc<ChunkCheck>>,
     },
+}
+
+/// The checksum of one mapped checkpoint chunk, checked on first access, so that opening a
+/// large database reads only the chunks a reader touches. A chunk that fails reads as empty
+/// (dead entries, empty slots) and raises the index's damage flag, which every fallible read
+/// reports (`ReadError::IndexDamaged`).
+pub(crate) struct ChunkCheck {
+    crc: u32,
+    /// 0: not checked yet; 1: intact; 2: damaged.
+    state: AtomicU8,
+    damage: Arc<AtomicBool>,
+}
+
+impl ChunkCheck {
+    fn intact(&self, bytes: &[u8]) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            1 => true,
+            2 => false,
+            _ => {
+                // Racing readers compute the same answer; storing it twice is harmless.
+                let ok = crc32c::crc32c(bytes) == self.crc;
+                if !ok {
+                    self.damage.store(true, Ordering::Release);
+                }
+                self.state.store(if ok { 1 } else { 2 }, Ordering::Release);
+                ok
+            }
+        }
+    }
 }
 
 impl<T: Fixed> Chunk<T> {
@@ -126,7 +158,18 @@ impl<T: Fixed> Chunk<T> {
     fn get(&self, i: usize) -> T {
         match self {
             Chunk::Owned(v) => v[i],
-            Chunk::Mapped { map, start, .. } => T::decode(&map.bytes()[start + i * T::LEN..]),
+            Chunk::Mapped {
+                map,
+                start,
+                len,
+                check,
+            } => {
+                let bytes = &map.bytes()[*start..start + len * T::LEN];
+                if check.as_ref().is_some_and(|c| !c.intact(bytes)) {
+                    return T::default();
+                }
+                T::decode(&bytes[i * T::LEN..])
+            }
         }
     }
 
@@ -170,16 +213,31 @@ impl<T: Fixed> Chunked<T> {
         c
     }
 
-    /// `n` items stored in `map` from byte `start`; the caller has checked the bounds.
-    pub fn mapped(map: &Mapping, start: usize, n: usize) -> Chunked<T> {
+    /// `n` items stored in `map` from byte `start`; the caller has checked the bounds. With
+    /// `lazy`, chunk `k` is checked against `lazy.0[k]` on its first access and a failure raises
+    /// `lazy.1`; without, the caller has checked every chunk already.
+    pub fn mapped(
+        map: &Mapping,
+        start: usize,
+        n: usize,
+        lazy: Option<(&[u32], &Arc<AtomicBool>)>,
+    ) -> Chunked<T> {
         let mut c = Chunked::new();
         let mut i = 0;
         while i < n {
             let k = (n - i).min(CHUNK);
+            let check = lazy.map(|(crcs, damage)| {
+                Arc::new(ChunkCheck {
+                    crc: crcs[i / CHUNK],
+                    state: AtomicU8::new(0),
+                    damage: damage.clone(),
+                })
+            });
             c.chunks.push(Arc::new(Chunk::Mapped {
                 map: map.clone(),
                 start: start + i * T::LEN,
                 len: k,
+                check,
             }));
             i += k;
         }
@@ -232,7 +290,10 @@ impl<T: Fixed> Chunked<T> {
 
     fn encode_chunk(chunk: &Chunk<T>, out: &mut Vec<u8>) {
         match chunk {
-            Chunk::Mapped { map, start, len } => {
+            // Checkpoints are written by writers, whose chunks were all checked at load.
+            Chunk::Mapped {
+                map, start, len, ..
+            } => {
                 out.extend_from_slice(&map.bytes()[*start..start + len * T::LEN]);
             }
             Chunk::Owned(v) => v.iter().for_each(|x| x.encode(out)),
@@ -240,18 +301,19 @@ impl<T: Fixed> Chunked<T> {
     }
 
     /// Writes every item's encoding to `w` one chunk at a time (memory stays one chunk, not
-    /// the whole array) and returns the CRC-32C of what it wrote and its length.
-    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<(u32, u64)> {
+    /// the whole array) and returns each chunk's CRC-32C and the length written.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<(Vec<u32>, u64)> {
         let mut buf = Vec::with_capacity(CHUNK * T::LEN);
-        let (mut crc, mut n) = (0u32, 0u64);
+        let mut crcs = Vec::with_capacity(self.chunks.len());
+        let mut n = 0u64;
         for chunk in &self.chunks {
             buf.clear();
             Self::encode_chunk(chunk, &mut buf);
-            crc = crc32c::crc32c_append(crc, &buf);
+            crcs.push(crc32c::crc32c(&buf));
             n += buf.len() as u64;
             w.write_all(&buf)?;
         }
-        Ok((crc, n))
+        Ok((crcs, n))
     }
 }
 
@@ -347,6 +409,8 @@ pub(crate) struct Index {
     pub live_records: u64,
     pub live_bytes: u64,
     pub playlists: Playlists,
+    /// Raised when a lazily checked checkpoint chunk fails its checksum (see [`ChunkCheck`]).
+    pub damage: Arc<AtomicBool>,
 }
 
 impl Index {
@@ -359,7 +423,13 @@ impl Index {
             live_records: 0,
             live_bytes: 0,
             playlists: Playlists::default(),
+            damage: Arc::default(),
         }
+    }
+
+    /// Whether a checkpoint chunk this index reads from failed its checksum.
+    pub fn is_damaged(&self) -> bool {
+        self.damage.load(Ordering::Acquire)
     }
 
     pub fn next_id(&self) -> u64 {
@@ -513,7 +583,7 @@ mod tests {
         let mut bytes = Vec::new();
         c.encode_into(&mut bytes);
         let map = Mapping::from_vec(bytes);
-        let mut m = Chunked::<FileEntry>::mapped(&map, 0, 5000);
+        let mut m = Chunked::<FileEntry>::mapped(&map, 0, 5000, None);
         assert!(m.iter().eq(c.iter()));
         m.set(4999, e(1, 1));
         assert_eq!(m.get(4999), Some(e(1, 1)));

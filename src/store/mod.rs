@@ -250,6 +250,7 @@ fn load_version(
     path: &Path,
     header: Header,
     db_path: Option<&Path>,
+    check: checkpoint::Check,
 ) -> Result<(Version, u64), OpenError> {
     let log = storage
         .map(LOG_START, header.committed_len - LOG_START)
@@ -273,7 +274,7 @@ fn load_version(
         }
         Ok(())
     };
-    if let Some(cp) = db_path.and_then(|p| checkpoint::load(p, &header)) {
+    if let Some(cp) = db_path.and_then(|p| checkpoint::load(p, &header, check)) {
         let mut index = cp.index;
         let replayed = log::replay(
             &mut index,
@@ -406,7 +407,14 @@ impl Database {
     ) -> Result<Database, OpenError> {
         let (header, active_slot) = read_header(&*storage, path)?;
         let cp_path = checkpoints.then_some(path);
-        let (version, checkpointed_len) = load_version(&*storage, path, header, cp_path)?;
+        // A writer's index becomes the next checkpoint, so it checks every chunk now; a reader
+        // checks the chunks it touches.
+        let check = if writable {
+            checkpoint::Check::Eager
+        } else {
+            checkpoint::Check::Lazy
+        };
+        let (version, checkpointed_len) = load_version(&*storage, path, header, cp_path, check)?;
         Ok(Database {
             path: path.to_path_buf(),
             storage,

@@ -106,7 +106,7 @@ impl Snapshot {
 
     /// Verifies and returns the record an entry points at.
     fn record_at(&self, id: u64, e: &FileEntry) -> Result<RecordView<'_>, ReadError> {
-        let bad = |what: String| ReadError {
+        let bad = |what: String| ReadError::Record {
             offset: e.offset,
             what,
         };
@@ -132,7 +132,21 @@ impl Snapshot {
                 return Ok(Some((id, e, view)));
             }
         }
+        self.index_intact()?;
         Ok(None)
+    }
+
+    /// `Err(ReadError::IndexDamaged)` when a chunk of the index checkpoint that this snapshot
+    /// (or another sharing its index) has read failed its checksum. A reader checks each chunk
+    /// of the checkpoint the first time it touches it, so that opening a large database costs
+    /// only the pages a lookup needs; a damaged chunk reads as empty. The fallible reads check
+    /// this themselves; after walking [`entries`](Self::entries), call it to know that nothing
+    /// was skipped.
+    pub fn index_intact(&self) -> Result<(), ReadError> {
+        if self.v.index.is_damaged() {
+            return Err(ReadError::IndexDamaged);
+        }
+        Ok(())
     }
 
     /// Live entries whose path hash is `hash` (see [`crate::store::format::path_hash`]), without
@@ -151,7 +165,7 @@ impl Snapshot {
     pub fn get_by_id(&self, id: u64) -> Result<Option<RecordView<'_>>, ReadError> {
         match self.v.index.entry(id) {
             Some(e) if e.is_live() => self.record_at(id, &e).map(Some),
-            _ => Ok(None),
+            _ => self.index_intact().map(|()| None),
         }
     }
 
@@ -179,7 +193,8 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Every live id and its entry, in id order, without reading records.
+    /// Every live id and its entry, in id order, without reading records. Entries of a damaged
+    /// checkpoint chunk are skipped: check [`index_intact`](Self::index_intact) afterwards.
     pub fn entries(&self) -> impl Iterator<Item = (u64, FileEntry)> + '_ {
         self.v
             .index
@@ -192,7 +207,17 @@ impl Snapshot {
 
     /// Every live record, in id order.
     pub fn iter(&self) -> impl Iterator<Item = Result<RecordView<'_>, ReadError>> + '_ {
-        self.entries().map(move |(id, e)| self.record_at(id, &e))
+        let mut end_checked = false;
+        self.entries()
+            .map(move |(id, e)| self.record_at(id, &e))
+            .chain(std::iter::from_fn(move || {
+                // One last item when the walk met a damaged chunk of the checkpoint.
+                if end_checked {
+                    return None;
+                }
+                end_checked = true;
+                self.index_intact().err().map(Err)
+            }))
     }
 
     /// Every live record whose path lies under directory `dir` (at any depth), in id order.
@@ -219,7 +244,7 @@ impl Snapshot {
 
     /// The verified playlist buffer with `id` at `loc`.
     fn playlist_fb(&self, id: u64, loc: &PlaylistLoc) -> Result<fb::Playlist<'_>, ReadError> {
-        let bad = |what: String| ReadError {
+        let bad = |what: String| ReadError::Record {
             offset: loc.offset,
             what,
         };

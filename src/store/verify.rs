@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::checkpoint::idx_path;
 use super::format::{
     ALIGN, ENTRY_LEN, FLAG_ERROR, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, HEADER_MAGIC, Header,
-    IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN,
+    IDX_CHUNK, IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN,
     SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64,
     path_hash,
 };
@@ -44,6 +44,18 @@ pub const MAX_LISTED: usize = 10_000;
 /// Largest read `verify` and `recover` make at once, and so the bound on their buffer (a frame
 /// larger than this is checked in several reads).
 pub const WINDOW: usize = 64 << 20;
+
+/// Items of `item` bytes read per window: a whole number of checkpoint chunks.
+fn window_items(item: usize) -> usize {
+    let chunk = IDX_CHUNK as usize;
+    (WINDOW / item / chunk).max(1) * chunk
+}
+
+/// Appends the CRC-32C of each checkpoint chunk of `buf` (items of `item` bytes; `buf` starts
+/// on a chunk boundary) to `out`.
+fn chunk_crcs(buf: &[u8], item: usize, out: &mut Vec<u32>) {
+    out.extend(buf.chunks(IDX_CHUNK as usize * item).map(crc32c::crc32c));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Problems
@@ -1790,8 +1802,8 @@ impl Verifier<'_> {
         let problems_before = self.sink.list.len() as u64 + self.sink.omitted;
         // Entries.
         let n = h.next_id as usize;
-        let per_chunk = (WINDOW / ENTRY_LEN).max(1);
-        let mut crc = 0u32;
+        let per_chunk = window_items(ENTRY_LEN);
+        let mut crcs = Vec::new();
         let mut mismatches: Vec<(u64, String)> = Vec::new();
         let mut buf = Vec::new();
         let mut id = 0usize;
@@ -1800,7 +1812,7 @@ impl Verifier<'_> {
             buf.resize(k * ENTRY_LEN, 0);
             let at = IDX_HEADER_BLOCK + (id * ENTRY_LEN) as u64;
             cp.file.read_exact_at(&mut buf, at)?;
-            crc = crc32c::crc32c_append(crc, &buf);
+            chunk_crcs(&buf, ENTRY_LEN, &mut crcs);
             for (j, raw) in buf.chunks_exact(ENTRY_LEN).enumerate() {
                 let i = id + j;
                 let e = FileEntry::decode(raw);
@@ -1833,12 +1845,15 @@ impl Verifier<'_> {
             }
             id += k;
         }
-        if crc != h.entries_crc {
+        if let Some(k) = self.stored_crcs_differ(cp, 0, &crcs, h.entries_crc)? {
             self.cp_problem(
                 Severity::Warning,
-                IDX_HEADER_BLOCK,
-                "entries section fails its checksum: the checkpoint is damaged; open ignores it \
-                 and the next writer replaces it",
+                IDX_HEADER_BLOCK + (k * IDX_CHUNK as usize * ENTRY_LEN) as u64,
+                format!(
+                    "entries chunk {k} fails its checksum: the checkpoint is damaged; a reader \
+                     that touches it reports the damage, a writer ignores the checkpoint and \
+                     replaces it; delete it to rebuild it now"
+                ),
             );
             return Ok(());
         }
@@ -1855,6 +1870,26 @@ impl Verifier<'_> {
             self.cp_status = CheckpointStatus::Agrees { seq: h.seq };
         }
         Ok(())
+    }
+
+    /// Compares the chunk crcs computed from a section with the list stored in the checkpoint
+    /// (from list entry `first`) and with the header's crc of that list. Returns the first chunk
+    /// whose data or stored crc is wrong, or the list's length when only the list's own crc is.
+    fn stored_crcs_differ(
+        &mut self,
+        cp: &PendingCp,
+        first: u64,
+        computed: &[u32],
+        list_crc: u32,
+    ) -> io::Result<Option<usize>> {
+        let mut stored = vec![0u8; computed.len() * 4];
+        cp.file
+            .read_exact_at(&mut stored, cp.header.chunk_crcs_offset() + first * 4)?;
+        let bad = stored
+            .chunks_exact(4)
+            .zip(computed)
+            .position(|(s, &c)| get_u32(s, 0) != c);
+        Ok(bad.or((crc32c::crc32c(&stored) != list_crc).then_some(computed.len())))
     }
 
     /// The checkpoint's playlist section must list exactly the live playlists, where they are.
@@ -1901,7 +1936,7 @@ impl Verifier<'_> {
         let cap = h.table_capacity;
         let mask = cap - 1;
         let toff = h.table_offset();
-        let per_chunk = (WINDOW / TABLE_SLOT_LEN) as u64;
+        let per_chunk = window_items(TABLE_SLOT_LEN) as u64;
         let mut buf = Vec::new();
         // The last empty slot of the table, for runs that wrap around its end.
         let mut last_empty: Option<u64> = None;
@@ -1919,7 +1954,7 @@ impl Verifier<'_> {
         }
         let next_id = self.state.next_id();
         let mut found = vec![0u64; (next_id as usize).div_ceil(64)];
-        let mut crc = 0u32;
+        let mut crcs = Vec::new();
         let mut used = 0u64;
         let mut bad: Vec<(u64, String)> = Vec::new();
         let mut pos = 0u64;
@@ -1928,7 +1963,7 @@ impl Verifier<'_> {
             buf.resize(k as usize * TABLE_SLOT_LEN, 0);
             cp.file
                 .read_exact_at(&mut buf, toff + pos * TABLE_SLOT_LEN as u64)?;
-            crc = crc32c::crc32c_append(crc, &buf);
+            chunk_crcs(&buf, TABLE_SLOT_LEN, &mut crcs);
             for (j, s) in buf.chunks_exact(TABLE_SLOT_LEN).enumerate() {
                 let p = pos + j as u64;
                 let (hash, id) = (get_u64(s, 0), get_u64(s, 8));
@@ -1957,12 +1992,16 @@ impl Verifier<'_> {
             }
             pos += k;
         }
-        if crc != h.table_crc {
+        let (entry_chunks, _) = h.chunk_counts();
+        if let Some(k) = self.stored_crcs_differ(cp, entry_chunks, &crcs, h.table_crc)? {
             self.cp_problem(
                 Severity::Warning,
-                toff,
-                "table section fails its checksum: the checkpoint is damaged; open ignores it \
-                 and the next writer replaces it",
+                toff + (k * IDX_CHUNK as usize * TABLE_SLOT_LEN) as u64,
+                format!(
+                    "table chunk {k} fails its checksum: the checkpoint is damaged; a reader \
+                     that touches it reports the damage, a writer ignores the checkpoint and \
+                     replaces it; delete it to rebuild it now"
+                ),
             );
             return Ok(());
         }

@@ -39,30 +39,45 @@ fn test(t: &Test, r: &RecordView<'_>) -> bool {
         Test::Any(n) => ANY_FIELDS
             .iter()
             .any(|f| any_text(&value(r, *f), |s| n.found_in(s))),
-        Test::Substring(f, n) => any_text(&value(r, *f), |s| n.found_in(s)),
-        Test::Exact(f, want) => match value(r, *f) {
-            Value::Bytes(b) => b == want.as_bytes(),
-            v => any_text(&v, |s| s == want),
-        },
-        Test::Regex(f, re) => any_text(&value(r, *f), |s| re.is_match(s)),
-        Test::Equal(f, n) => matches!(value(r, *f), Value::Int(v) if v == *n),
-        Test::Range(f, lo, hi) => match value(r, *f) {
-            Value::Int(v) => lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi),
-            _ => false,
-        },
-        Test::Bool(f, b) => matches!(value(r, *f), Value::Bool(v) if v == *b),
         Test::Subtree(dir) => {
             let p = r.path();
             dir.as_slice() == b"/"
                 || p == dir.as_slice()
                 || (p.len() > dir.len() && p.starts_with(dir) && p[dir.len()] == b'/')
         }
-        Test::Present(f) => match value(r, *f) {
+        Test::Substring(f, _)
+        | Test::Exact(f, _)
+        | Test::Regex(f, _)
+        | Test::Equal(f, _)
+        | Test::Range(f, _, _)
+        | Test::Bool(f, _)
+        | Test::Present(f) => test_value(t, &value(r, *f)),
+    }
+}
+
+/// A field test on the field's value `v` (for [`Test::Any`] and [`Test::Subtree`], which need
+/// the whole record, false).
+pub(crate) fn test_value(t: &Test, v: &Value<'_>) -> bool {
+    match t {
+        Test::Substring(_, n) => any_text(v, |s| n.found_in(s)),
+        Test::Exact(_, want) => match v {
+            Value::Bytes(b) => *b == want.as_bytes(),
+            v => any_text(v, |s| s == want),
+        },
+        Test::Regex(_, re) => any_text(v, |s| re.is_match(s)),
+        Test::Equal(_, n) => matches!(v, Value::Int(x) if x == n),
+        Test::Range(_, lo, hi) => match v {
+            Value::Int(x) => lo.is_none_or(|lo| *x >= lo) && hi.is_none_or(|hi| *x <= hi),
+            _ => false,
+        },
+        Test::Bool(_, b) => matches!(v, Value::Bool(x) if x == b),
+        Test::Present(_) => match v {
             Value::Null => false,
             Value::List(l) => !l.is_empty(),
             Value::Text(t) => !t.is_empty(),
             _ => true,
         },
+        Test::Any(_) | Test::Subtree(_) => false,
     }
 }
 
@@ -101,8 +116,13 @@ fn entry_only(query: &Query) -> bool {
         })
 }
 
+/// Whether index entries hold `f`.
+pub(crate) fn is_entry_field(f: Field) -> bool {
+    ENTRY_FIELDS.contains(&f)
+}
+
 /// [`test`] on an index entry, for a query where [`entry_only`] holds.
-fn entry_test(t: &Test, id: u64, e: &FileEntry) -> bool {
+pub(crate) fn entry_test(t: &Test, id: u64, e: &FileEntry) -> bool {
     let v = |f: Field| entry_value(id, e, f);
     match t {
         Test::Substring(f, n) => any_text(&v(*f), |s| n.found_in(s)),
@@ -187,6 +207,9 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
     if query.is_empty() {
         return Ok(snap.len());
     }
+    if let Some(ids) = super::columns::matching_ids(snap, query) {
+        return Ok(ids?.len() as u64);
+    }
     if entry_only(query) {
         let n = snap
             .entries()
@@ -214,6 +237,20 @@ fn matching<'s>(snap: &'s Snapshot, query: &Query) -> Result<Vec<RecordView<'s>>
             }
         }
         return Ok(out);
+    }
+    if let Some(ids) = super::columns::matching_ids(snap, query) {
+        // Only the matches are read.
+        let parts: Vec<Vec<RecordView<'s>>> = ids?
+            .par_chunks(4096)
+            .map(|chunk| {
+                let mut part = Vec::with_capacity(chunk.len());
+                for &id in chunk {
+                    part.extend(snap.get_by_id(id)?);
+                }
+                Ok(part)
+            })
+            .collect::<Result<_, ReadError>>()?;
+        return Ok(parts.into_iter().flatten().collect());
     }
     let ids: Vec<u64> = if entry_only(query) {
         snap.entries()
@@ -331,6 +368,9 @@ pub struct GroupRow {
 /// for the field are not counted.
 pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
     use rayon::prelude::*;
+    if let Some(rows) = super::columns::group_by(snap, query, by) {
+        return rows;
+    }
     // Key: (identity, display name, album artist). Each core groups its share of the records;
     // the shares are merged.
     let ids: Vec<u64> = snap.entries().map(|(id, _)| id).collect();
@@ -359,15 +399,22 @@ pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<Group
             Ok(a)
         })?;
     snap.index_intact()?;
-    let mut rows: Vec<GroupRow> = groups.into_values().collect();
-    rows.sort_by(|a, b| {
-        natural_cmp(&a.name, &b.name).then_with(|| a.album_artist.cmp(&b.album_artist))
+    Ok(sorted_rows(groups.into_iter().collect()))
+}
+
+/// Group rows in their output order: by name (natural order), then album artist, then key (two
+/// albums of one name and artist with different MusicBrainz ids stay in a stable order).
+pub(crate) fn sorted_rows(mut rows: Vec<(Vec<u8>, GroupRow)>) -> Vec<GroupRow> {
+    rows.sort_by(|(ka, a), (kb, b)| {
+        natural_cmp(&a.name, &b.name)
+            .then_with(|| a.album_artist.cmp(&b.album_artist))
+            .then_with(|| ka.cmp(kb))
     });
-    Ok(rows)
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Counts `r` into its group(s) of `by`.
-fn group_one(r: &RecordView<'_>, by: GroupBy, groups: &mut HashMap<Vec<u8>, GroupRow>) {
+pub(crate) fn group_one(r: &RecordView<'_>, by: GroupBy, groups: &mut HashMap<Vec<u8>, GroupRow>) {
     let mut add = |key: Vec<u8>, name: &[u8], aa: Option<&str>| {
         groups
             .entry(key)

@@ -2,6 +2,7 @@
 //! records (`eval.rs`), and the output formats (`output.rs`). Field names and types are those of
 //! BRIEF §2, shared by filters, `--fields`, `--sort` and `--group-by`.
 
+mod columns;
 pub mod eval;
 pub mod output;
 pub mod parse;

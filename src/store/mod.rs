@@ -7,6 +7,7 @@
 
 mod batch;
 mod checkpoint;
+pub(crate) mod columns;
 mod compact;
 pub mod format;
 mod index;
@@ -74,6 +75,8 @@ pub(crate) struct Version {
     pub header: Header,
     pub log: Mapping,
     pub index: Index,
+    /// The column cache, when one belongs to this file (it may cover only a prefix of the log).
+    pub columns: Option<Arc<columns::Columns>>,
 }
 
 /// A handle on a database: the single writer (holding the lock) or a reader.
@@ -287,7 +290,16 @@ fn load_version(
             && check_end(&index, end).is_ok()
         {
             let covered = cp.header.committed_len;
-            return Ok((Version { header, log, index }, covered));
+            let columns = db_path
+                .and_then(|p| columns::Columns::load(p, &header.file_id, header.committed_len))
+                .map(Arc::new);
+            let v = Version {
+                header,
+                log,
+                index,
+                columns,
+            };
+            return Ok((v, covered));
         }
         // The checkpoint does not fit this log: fall through and rebuild.
     }
@@ -296,7 +308,16 @@ fn load_version(
     let base = format::FrameHeader::decode(log.bytes()).map_or(0, |f| f.seq.saturating_sub(1));
     let end = log::replay(&mut index, log.bytes(), LOG_START, base, 0).map_err(corrupt)?;
     check_end(&index, end).map_err(corrupt)?;
-    Ok((Version { header, log, index }, LOG_START))
+    let columns = db_path
+        .and_then(|p| columns::Columns::load(p, &header.file_id, header.committed_len))
+        .map(Arc::new);
+    let v = Version {
+        header,
+        log,
+        index,
+        columns,
+    };
+    Ok((v, LOG_START))
 }
 
 impl Database {
@@ -516,7 +537,12 @@ impl Database {
             what: d.what,
         })?;
         debug_assert_eq!(end.seq, header.seq);
-        self.current = Arc::new(Version { header, log, index });
+        self.current = Arc::new(Version {
+            header,
+            log,
+            index,
+            columns: self.current.columns.clone(),
+        });
         self.active_slot = slot;
         Ok(true)
     }
@@ -533,6 +559,8 @@ impl Database {
         }
         checkpoint::write(&self.path, &v.header, &v.index)?;
         self.checkpointed_len = v.header.committed_len;
+        // Only a cache for queries: without it they read records.
+        let _ = columns::write(&self.path, v);
         Ok(())
     }
 

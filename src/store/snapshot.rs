@@ -55,6 +55,11 @@ impl Snapshot {
         Snapshot { v }
     }
 
+    /// The column cache, if one belongs to this database (see `columns.rs`).
+    pub(crate) fn columns(&self) -> Option<&super::columns::Columns> {
+        self.v.columns.as_deref()
+    }
+
     /// Sequence number of the commit this snapshot shows (0 for an empty database).
     pub fn seq(&self) -> u64 {
         self.v.header.seq

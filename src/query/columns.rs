@@ -1,0 +1,436 @@
+//! Queries answered from the column cache (`store/columns.rs`) instead of the records: a term on
+//! artist, album, genre, year, directory and the like is decided once per distinct value, then
+//! per record by looking up its ord. Records the cache does not cover (written since it was
+//! built) are read and tested as usual, so answers are exactly those of a full record scan.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::error::ReadError;
+use crate::query::eval::{GroupBy, GroupRow, entry_test, is_entry_field, test_value};
+use crate::query::parse::{Term, Test};
+use crate::query::{Field, Query, Value};
+use crate::record::{Kind, RecordView};
+use crate::store::columns::{ABSENT, Col, ColView, Columns};
+use crate::store::{FileEntry, Snapshot};
+
+/// The cache column that holds `f`'s value.
+fn column_of(f: Field) -> Option<Col> {
+    Some(match f {
+        Field::Artist => Col::Artist,
+        Field::Artists => Col::Artists,
+        Field::Album => Col::Album,
+        Field::AlbumArtist => Col::AlbumArtist,
+        Field::Genre => Col::Genre,
+        Field::Genres => Col::Genres,
+        Field::Year => Col::Year,
+        Field::Dir => Col::Dir,
+        Field::MusicbrainzAlbumId => Col::MusicbrainzAlbumId,
+        _ => return None,
+    })
+}
+
+fn field_of(t: &Test) -> Option<Field> {
+    match t {
+        Test::Substring(f, _)
+        | Test::Exact(f, _)
+        | Test::Regex(f, _)
+        | Test::Equal(f, _)
+        | Test::Range(f, _, _)
+        | Test::Bool(f, _)
+        | Test::Present(f) => Some(*f),
+        Test::Any(_) | Test::Subtree(_) => None,
+    }
+}
+
+/// The value a dictionary entry stands for, as [`crate::query::value`] gives it.
+fn dict_value(col: Col, bytes: &[u8]) -> Value<'_> {
+    match col {
+        Col::Dir => Value::Bytes(bytes),
+        Col::Artists | Col::Genres => Value::List(vec![text(bytes)]),
+        _ => Value::Text(Cow::Borrowed(text(bytes))),
+    }
+}
+
+fn text(bytes: &[u8]) -> &str {
+    // Written from verified FlatBuffer strings, so UTF-8; anything else matches nothing.
+    std::str::from_utf8(bytes).unwrap_or("\u{fffd}")
+}
+
+/// How one term is decided.
+enum Decide<'c> {
+    /// On the index entry.
+    Entry(Test),
+    /// Per dictionary entry: `ok[ord]`, and `absent` for a record without a value.
+    Dict {
+        col: ColView<'c>,
+        ok: Vec<bool>,
+        absent: bool,
+    },
+    /// On an integer column.
+    Int { col: ColView<'c>, test: Test },
+}
+
+/// A query made ready to run on index entries and the column cache.
+pub(crate) struct Plan<'c> {
+    cols: &'c Columns,
+    groups: Vec<Vec<(bool, Decide<'c>)>>,
+}
+
+impl<'c> Plan<'c> {
+    /// A plan when every term of `query` is on an entry field or a cached column and the cache
+    /// is usable; `None` otherwise (the caller reads records).
+    pub fn new(snap: &'c Snapshot, query: &Query) -> Option<Plan<'c>> {
+        let cols = snap.columns()?;
+        let mut groups = Vec::with_capacity(query.groups.len());
+        for g in &query.groups {
+            let mut terms = Vec::with_capacity(g.len());
+            for Term { negate, test } in g {
+                let f = field_of(test)?;
+                let d = if is_entry_field(f) {
+                    if matches!(test, Test::Present(_)) {
+                        return None;
+                    }
+                    Decide::Entry(test.clone())
+                } else {
+                    let c = column_of(f)?;
+                    let col = cols.column(c)?;
+                    if c == Col::Year {
+                        Decide::Int {
+                            col,
+                            test: test.clone(),
+                        }
+                    } else {
+                        let ok = (0..col.ndict() as u32)
+                            .map(|o| test_value(test, &dict_value(c, col.value(o))))
+                            .collect();
+                        let none = if col.is_list() {
+                            Value::List(Vec::new())
+                        } else {
+                            Value::Null
+                        };
+                        Decide::Dict {
+                            absent: test_value(test, &none),
+                            col,
+                            ok,
+                        }
+                    }
+                };
+                terms.push((*negate, d));
+            }
+            groups.push(terms);
+        }
+        Some(Plan { cols, groups })
+    }
+
+    /// Whether live record `id` (entry `e`) matches; `None` when the cache does not cover it.
+    pub fn matches(&self, id: u64, e: &FileEntry) -> Option<bool> {
+        if !self.cols.covers(id, e) {
+            return None;
+        }
+        if self.groups.is_empty() {
+            return Some(true);
+        }
+        Some(self.groups.iter().any(|g| {
+            g.iter().all(|(negate, d)| {
+                let hit = match d {
+                    Decide::Entry(t) => entry_test(t, id, e),
+                    Decide::Dict { col, ok, absent } if col.is_list() => {
+                        let mut ords = col.many(id).peekable();
+                        if ords.peek().is_none() {
+                            *absent
+                        } else {
+                            ords.any(|o| ok[o as usize])
+                        }
+                    }
+                    Decide::Dict { col, ok, absent } => match col.one(id) {
+                        ABSENT => *absent,
+                        o => ok[o as usize],
+                    },
+                    Decide::Int { col, test } => {
+                        let v = col
+                            .int(id)
+                            .map_or(Value::Null, |y| Value::Int(i64::from(y)));
+                        test_value(test, &v)
+                    }
+                };
+                hit != *negate
+            })
+        }))
+    }
+}
+
+/// Calls `f(id, entry, covered)` for every live id, a block of ids per core, and collects what
+/// it returns.
+fn par_ids<T: Send>(
+    snap: &Snapshot,
+    f: impl Fn(u64, FileEntry) -> Result<Option<T>, ReadError> + Sync,
+) -> Result<Vec<T>, ReadError> {
+    use rayon::prelude::*;
+    const BLOCK: u64 = 1 << 14;
+    let n = snap.stats().next_id;
+    let parts: Vec<Vec<T>> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut out = Vec::new();
+            for id in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                if let Some(e) = snap.entry_by_id(id)
+                    && let Some(x) = f(id, e)?
+                {
+                    out.push(x);
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, ReadError>>()?;
+    snap.index_intact()?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// The ids of the records matching `query`, in id order, from the cache (records it does not
+/// cover are read and tested); `None` when the query cannot use the cache.
+pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<u64>, ReadError>> {
+    let plan = Plan::new(snap, query)?;
+    Some(par_ids(snap, |id, e| {
+        let hit = match plan.matches(id, &e) {
+            Some(hit) => hit,
+            None => snap.get_by_id(id)?.is_some_and(|r| query.matches(&r)),
+        };
+        Ok(hit.then_some(id))
+    }))
+}
+
+/// Per-record group keys from the cache, for [`group_by`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Ord(u32),
+    Year(i32),
+    Kind(u8),
+    /// (MusicBrainz album id ord) or (artist ord, its column: 0 album artist, 1 artists; album
+    /// ord).
+    MbAlbum(u32),
+    Album(u32, u8, u32),
+}
+
+/// [`crate::query::eval::group_by`] from the cache; `None` when it cannot be used.
+pub(crate) fn group_by(
+    snap: &Snapshot,
+    query: &Query,
+    by: GroupBy,
+) -> Option<Result<Vec<GroupRow>, ReadError>> {
+    let plan = Plan::new(snap, query)?;
+    let cols = snap.columns()?;
+    let col = |c| cols.column(c);
+    let (main, aa, artists, mb) = match by {
+        GroupBy::Artist => (Some(col(Col::Artists)?), None, None, None),
+        GroupBy::Genre => (Some(col(Col::Genres)?), None, None, None),
+        GroupBy::AlbumArtist => (Some(col(Col::AlbumArtist)?), None, None, None),
+        GroupBy::Dir => (Some(col(Col::Dir)?), None, None, None),
+        GroupBy::Year => (Some(col(Col::Year)?), None, None, None),
+        GroupBy::Kind => (None, None, None, None),
+        GroupBy::Album => (
+            Some(col(Col::Album)?),
+            Some(col(Col::AlbumArtist)?),
+            Some(col(Col::Artists)?),
+            Some(col(Col::MusicbrainzAlbumId)?),
+        ),
+    };
+    let keys_of = |id: u64, e: &FileEntry, out: &mut Vec<Key>| {
+        let Some(main) = &main else {
+            out.push(Key::Kind(e.kind));
+            return;
+        };
+        match by {
+            GroupBy::Artist | GroupBy::Genre => out.extend(main.many(id).map(Key::Ord)),
+            GroupBy::AlbumArtist | GroupBy::Dir => match main.one(id) {
+                ABSENT => {}
+                o => out.push(Key::Ord(o)),
+            },
+            GroupBy::Year => out.extend(main.int(id).map(Key::Year)),
+            GroupBy::Kind => out.push(Key::Kind(e.kind)),
+            GroupBy::Album => {
+                let album = main.one(id);
+                let (Some(aa), Some(artists), Some(mb)) = (&aa, &artists, &mb) else {
+                    return;
+                };
+                if album == ABSENT {
+                    return;
+                }
+                match mb.one(id) {
+                    o if o != ABSENT && !mb.value(o).is_empty() => out.push(Key::MbAlbum(o)),
+                    _ => out.push(match aa.one(id) {
+                        ABSENT => Key::Album(artists.many(id).next().unwrap_or(ABSENT), 1, album),
+                        a => Key::Album(a, 0, album),
+                    }),
+                }
+            }
+        }
+    };
+    // Covered records count by key; the others are read and grouped as the record path does.
+    struct Part {
+        counts: HashMap<Key, (u64, u64)>,
+        read: Vec<u64>,
+    }
+    let result = (|| {
+        use rayon::prelude::*;
+        const BLOCK: u64 = 1 << 14;
+        let n = snap.stats().next_id;
+        let parts: Vec<Part> = (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|b| {
+                let mut p = Part {
+                    counts: HashMap::new(),
+                    read: Vec::new(),
+                };
+                let mut keys = Vec::new();
+                for id in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                    let Some(e) = snap.entry_by_id(id) else {
+                        continue;
+                    };
+                    match plan.matches(id, &e) {
+                        None => p.read.push(id),
+                        Some(false) => {}
+                        Some(true) => {
+                            keys.clear();
+                            keys_of(id, &e, &mut keys);
+                            for k in &keys {
+                                // (count, first id): a group's name comes from its first record.
+                                p.counts.entry(*k).or_insert((0, id)).0 += 1;
+                            }
+                        }
+                    }
+                }
+                p
+            })
+            .collect();
+        snap.index_intact()?;
+        let mut counts: HashMap<Key, (u64, u64)> = HashMap::new();
+        let mut read = Vec::new();
+        for p in parts {
+            for (k, (c, first)) in p.counts {
+                let slot = counts.entry(k).or_insert((0, first));
+                slot.0 += c;
+                slot.1 = slot.1.min(first);
+            }
+            read.extend(p.read);
+        }
+        let mut groups: HashMap<Vec<u8>, (GroupRow, u64)> = HashMap::new();
+        for (k, (count, first)) in counts {
+            let cols = KeyCols {
+                main: main.as_ref(),
+                aa: aa.as_ref(),
+                artists: artists.as_ref(),
+                mb: mb.as_ref(),
+            };
+            let (key, row) = row_of(k, count, &cols, snap, first)?;
+            merge(&mut groups, key, row, first);
+        }
+        for id in read {
+            if let Some(r) = snap.get_by_id(id)?
+                && query.matches(&r)
+            {
+                let mut one = HashMap::new();
+                crate::query::eval::group_one(&r, by, &mut one);
+                for (key, row) in one {
+                    merge(&mut groups, key, row, id);
+                }
+            }
+        }
+        Ok(crate::query::eval::sorted_rows(
+            groups.into_iter().map(|(k, (r, _))| (k, r)).collect(),
+        ))
+    })();
+    Some(result)
+}
+
+/// Adds `row` (whose first record is `first`) to `groups` under `key`.
+fn merge(groups: &mut HashMap<Vec<u8>, (GroupRow, u64)>, key: Vec<u8>, row: GroupRow, first: u64) {
+    match groups.get_mut(&key) {
+        Some((g, f)) => {
+            g.count += row.count;
+            if first < *f {
+                // The name and album artist come from the group's first record in id order.
+                g.name = row.name;
+                g.album_artist = row.album_artist;
+                *f = first;
+            }
+        }
+        None => {
+            groups.insert(key, (row, first));
+        }
+    }
+}
+
+/// The columns group keys refer to.
+struct KeyCols<'a, 'c> {
+    main: Option<&'a ColView<'c>>,
+    aa: Option<&'a ColView<'c>>,
+    artists: Option<&'a ColView<'c>>,
+    mb: Option<&'a ColView<'c>>,
+}
+
+/// The byte key and row that [`crate::query::eval::group_one`] would give for cache key `k`.
+fn row_of(
+    k: Key,
+    count: u64,
+    cols: &KeyCols<'_, '_>,
+    snap: &Snapshot,
+    first: u64,
+) -> Result<(Vec<u8>, GroupRow), ReadError> {
+    let row = |name: Vec<u8>, album_artist: Option<String>| GroupRow {
+        name,
+        album_artist,
+        count,
+    };
+    let value = |c: Option<&ColView<'_>>, o: u32| c.map_or(Vec::new(), |c| c.value(o).to_vec());
+    Ok(match k {
+        Key::Ord(o) => {
+            let v = value(cols.main, o);
+            (v.clone(), row(v, None))
+        }
+        Key::Year(y) => {
+            let v = y.to_string().into_bytes();
+            (v.clone(), row(v, None))
+        }
+        Key::Kind(k) => {
+            let v = Kind::from_fb(crate::store::fb::Kind(k))
+                .as_str()
+                .as_bytes()
+                .to_vec();
+            (v.clone(), row(v, None))
+        }
+        Key::MbAlbum(o) => {
+            let key = [&b"mb\0"[..], &value(cols.mb, o)].concat();
+            // The group's name and artist are those of its first record.
+            let (album, artist) = match snap.get_by_id(first)? {
+                Some(r) => first_album(&r),
+                None => (Vec::new(), None),
+            };
+            (key, row(album, artist))
+        }
+        Key::Album(a, which, album) => {
+            let artist = match (a, which) {
+                (ABSENT, _) => None,
+                (a, 0) => Some(text(&value(cols.aa, a)).to_owned()),
+                (a, _) => Some(text(&value(cols.artists, a)).to_owned()),
+            };
+            let name = value(cols.main, album);
+            let key = format!(
+                "t\0{}\0{}",
+                artist.as_deref().unwrap_or_default(),
+                text(&name)
+            )
+            .into_bytes();
+            (key, row(name, artist))
+        }
+    })
+}
+
+fn first_album(r: &RecordView<'_>) -> (Vec<u8>, Option<String>) {
+    let album = r.album().unwrap_or_default().as_bytes().to_vec();
+    let artist = r
+        .album_artist()
+        .or_else(|| r.artists().next())
+        .map(str::to_owned);
+    (album, artist)
+}

@@ -1,0 +1,612 @@
+//! The column cache `NAME.cols`: for every record id, the values of the fields people browse and
+//! filter by (artist, artists, album, album artist, genre, genres, year, directory, MusicBrainz
+//! album id), each column a dictionary of distinct values plus one ord per id. A query on these
+//! fields, a count or a `--group-by` then reads a few megabytes of ords instead of verifying a
+//! million records.
+//!
+//! Like the checkpoint it is only a cache, and a weaker one: it may lag the log. It covers the
+//! records written before its `committed_len`; a record written later (a new or updated file)
+//! has its index entry at or past that offset, and is read from the log instead. Records are
+//! never rewritten in place and ids are never reused, so `id < n_ids && entry.offset <
+//! committed_len` is exactly "the column holds this record's current values". A file that does
+//! not match the database (`file_id`), fails a checksum or is malformed is not used: queries
+//! read records, as they would without it. The writer rebuilds it when it writes a checkpoint,
+//! reading only the records written since the last build.
+//!
+//! Layout (little-endian; docs/FORMAT.md §3.1):
+//!
+//! ```text
+//!  off  size  field
+//!    0     8  magic          "MDBCOLS\0"
+//!    8     4  version        1
+//!   12     4  columns        number of column descriptors (9)
+//!   16    16  file_id        the database's
+//!   32     8  committed_len  records at offsets below this are covered
+//!   40     8  n_ids          ids 0..n_ids have a row
+//!   48  32 x columns         descriptors: kind u32 (0 one value, 1 a list, 2 an i32),
+//!                            ndict u32, region offset u64, region length u64, region crc u32,
+//!                            0 u32
+//!   …      4  crc            CRC-32C of the bytes before it (at 48 + 32 x columns)
+//! 4096     …  regions        one per column, in descriptor order:
+//!                              kind 0: dict_offsets (ndict+1) u32, ords n_ids u32, dict bytes
+//!                              kind 1: dict_offsets (ndict+1) u32, rows (n_ids+1) u32,
+//!                                      ords rows[n_ids] u32, dict bytes
+//!                              kind 2: values n_ids i32 (i32::MIN: absent)
+//!                            an ord of u32::MAX is "absent"
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::Version;
+use super::format::{get_u32, get_u64};
+use super::index::FileEntry;
+use super::map::Mapping;
+use crate::record::RecordView;
+
+const MAGIC: [u8; 8] = *b"MDBCOLS\0";
+const VERSION: u32 = 1;
+const HEADER_BLOCK: u64 = 4096;
+const DESC_LEN: usize = 32;
+/// The ord of an absent value.
+pub(crate) const ABSENT: u32 = u32::MAX;
+const ABSENT_INT: i32 = i32::MIN;
+
+/// A column of the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Col {
+    /// The artists joined for display (`"A; B"`).
+    Artist,
+    /// Each artist.
+    Artists,
+    Album,
+    AlbumArtist,
+    /// The genres joined for display.
+    Genre,
+    /// Each genre.
+    Genres,
+    Year,
+    /// The path up to its last `/`.
+    Dir,
+    MusicbrainzAlbumId,
+}
+
+impl Col {
+    pub(crate) const ALL: [Col; 9] = [
+        Col::Artist,
+        Col::Artists,
+        Col::Album,
+        Col::AlbumArtist,
+        Col::Genre,
+        Col::Genres,
+        Col::Year,
+        Col::Dir,
+        Col::MusicbrainzAlbumId,
+    ];
+
+    fn kind(self) -> u32 {
+        match self {
+            Col::Artists | Col::Genres => 1,
+            Col::Year => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// The directory part of a path, as the query language's `dir` field has it.
+pub(crate) fn dir_of(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|b| *b == b'/') {
+        Some(0) => b"/",
+        Some(i) => &p[..i],
+        None => b"",
+    }
+}
+
+fn joined(parts: impl Iterator<Item = impl AsRef<[u8]>>) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for p in parts {
+        match &mut out {
+            None => out = Some(p.as_ref().to_vec()),
+            Some(o) => {
+                o.extend_from_slice(b"; ");
+                o.extend_from_slice(p.as_ref());
+            }
+        }
+    }
+    out
+}
+
+/// One record's values for every column.
+struct Row {
+    one: [Option<Vec<u8>>; 9],
+    lists: [Vec<Vec<u8>>; 2],
+    year: i32,
+}
+
+fn row_of(r: &RecordView<'_>) -> Row {
+    let s = |v: Option<&str>| v.map(|x| x.as_bytes().to_vec());
+    let artists: Vec<Vec<u8>> = r.artists().map(|a| a.as_bytes().to_vec()).collect();
+    let genres: Vec<Vec<u8>> = r.genres().map(|a| a.as_bytes().to_vec()).collect();
+    Row {
+        one: [
+            joined(artists.iter()),
+            None,
+            s(r.album()),
+            s(r.album_artist()),
+            joined(genres.iter()),
+            None,
+            None,
+            Some(dir_of(r.path()).to_vec()),
+            s(r.musicbrainz_album_id()),
+        ],
+        lists: [artists, genres],
+        year: r.year().unwrap_or(ABSENT_INT),
+    }
+}
+
+/// The column cache's path for database `db`.
+pub(crate) fn cols_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".cols");
+    PathBuf::from(s)
+}
+
+struct Desc {
+    kind: u32,
+    ndict: u32,
+    at: usize,
+    len: usize,
+    crc: u32,
+}
+
+/// A loaded column cache. Each column's region is checked (checksum and structure) the first
+/// time a query uses it.
+pub(crate) struct Columns {
+    map: Mapping,
+    committed_len: u64,
+    n_ids: u64,
+    descs: Vec<Desc>,
+    checked: [OnceLock<bool>; 9],
+}
+
+impl std::fmt::Debug for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Columns")
+            .field("committed_len", &self.committed_len)
+            .field("n_ids", &self.n_ids)
+            .finish()
+    }
+}
+
+/// One column's bytes, checked.
+pub(crate) struct ColView<'a> {
+    kind: u32,
+    ndict: usize,
+    dict_offsets: &'a [u8],
+    rows: &'a [u8],
+    ords: &'a [u8],
+    dict: &'a [u8],
+}
+
+impl<'a> ColView<'a> {
+    /// Number of distinct values.
+    pub fn ndict(&self) -> usize {
+        self.ndict
+    }
+
+    /// Distinct value `ord`.
+    pub fn value(&self, ord: u32) -> &'a [u8] {
+        let o = ord as usize;
+        let (a, b) = (
+            get_u32(self.dict_offsets, o * 4) as usize,
+            get_u32(self.dict_offsets, o * 4 + 4) as usize,
+        );
+        &self.dict[a..b]
+    }
+
+    /// The ord of `id`'s single value (`ABSENT` when it has none).
+    pub fn one(&self, id: u64) -> u32 {
+        get_u32(self.ords, id as usize * 4)
+    }
+
+    /// The ords of `id`'s values, for a list column.
+    pub fn many(&self, id: u64) -> impl Iterator<Item = u32> + 'a {
+        let i = id as usize;
+        let (a, b) = (
+            get_u32(self.rows, i * 4) as usize,
+            get_u32(self.rows, i * 4 + 4) as usize,
+        );
+        let ords = self.ords;
+        (a..b).map(move |k| get_u32(ords, k * 4))
+    }
+
+    /// `id`'s integer value, for an integer column.
+    pub fn int(&self, id: u64) -> Option<i32> {
+        let v = get_u32(self.ords, id as usize * 4) as i32;
+        (v != ABSENT_INT).then_some(v)
+    }
+
+    /// Whether this is a list column.
+    pub fn is_list(&self) -> bool {
+        self.kind == 1
+    }
+}
+
+impl Columns {
+    /// Loads the cache of `db` if it belongs to this database (`file_id`) and covers a prefix
+    /// of the log of `committed_len` bytes.
+    pub fn load(db: &Path, file_id: &[u8; 16], committed_len: u64) -> Option<Columns> {
+        let file = File::open(cols_path(db)).ok()?;
+        let len = file.metadata().ok()?.len();
+        if len < HEADER_BLOCK {
+            return None;
+        }
+        let mut h = [0u8; 48 + DESC_LEN * 9 + 4];
+        file.read_exact_at(&mut h, 0).ok()?;
+        let crc_at = h.len() - 4;
+        if h[..8] != MAGIC
+            || get_u32(&h, 8) != VERSION
+            || get_u32(&h, 12) != 9
+            || h[16..32] != file_id[..]
+            || crc32c::crc32c(&h[..crc_at]) != get_u32(&h, crc_at)
+        {
+            return None;
+        }
+        let covered = get_u64(&h, 32);
+        let n_ids = get_u64(&h, 40);
+        if covered > committed_len || n_ids > 1 << 40 {
+            return None;
+        }
+        let mut descs = Vec::with_capacity(9);
+        for (k, col) in Col::ALL.iter().enumerate() {
+            let d = &h[48 + k * DESC_LEN..48 + (k + 1) * DESC_LEN];
+            let (at, rlen) = (get_u64(d, 8), get_u64(d, 16));
+            if get_u32(d, 0) != col.kind() || at < HEADER_BLOCK || at.checked_add(rlen)? > len {
+                return None;
+            }
+            descs.push(Desc {
+                kind: get_u32(d, 0),
+                ndict: get_u32(d, 4),
+                at: usize::try_from(at).ok()?,
+                len: usize::try_from(rlen).ok()?,
+                crc: get_u32(d, 24),
+            });
+        }
+        let map = Mapping::map_file(&file, 0, len).ok()?;
+        Some(Columns {
+            map,
+            committed_len: covered,
+            n_ids,
+            descs,
+            checked: Default::default(),
+        })
+    }
+
+    /// Whether the column holds the current values of live record `id` with entry `e`.
+    pub fn covers(&self, id: u64, e: &FileEntry) -> bool {
+        id < self.n_ids && e.offset < self.committed_len
+    }
+
+    /// Column `c`, checked on first use; `None` when it fails its checks.
+    pub fn column(&self, c: Col) -> Option<ColView<'_>> {
+        let k = Col::ALL.iter().position(|x| *x == c)?;
+        let view = self.view(k)?;
+        let ok = *self.checked[k].get_or_init(|| {
+            let d = &self.descs[k];
+            crc32c::crc32c(&self.map.bytes()[d.at..d.at + d.len]) == d.crc
+                && structure_ok(&view, self.n_ids as usize)
+        });
+        ok.then_some(view)
+    }
+
+    /// Splits column `k`'s region into its parts (bounds only).
+    fn view(&self, k: usize) -> Option<ColView<'_>> {
+        let d = &self.descs[k];
+        let region = self.map.bytes().get(d.at..d.at + d.len)?;
+        let n = usize::try_from(self.n_ids).ok()?;
+        let ndict = d.ndict as usize;
+        fn take<'r>(rest: &mut &'r [u8], bytes: usize) -> Option<&'r [u8]> {
+            let (a, b) = rest.split_at_checked(bytes)?;
+            *rest = b;
+            Some(a)
+        }
+        let mut rest = region;
+        let view = match d.kind {
+            2 => ColView {
+                kind: 2,
+                ndict: 0,
+                dict_offsets: &[],
+                rows: &[],
+                ords: take(&mut rest, n * 4)?,
+                dict: &[],
+            },
+            kind => {
+                let dict_offsets = take(&mut rest, (ndict + 1) * 4)?;
+                let (rows, nvals) = if kind == 1 {
+                    let rows = take(&mut rest, (n + 1) * 4)?;
+                    (rows, get_u32(rows, n * 4) as usize)
+                } else {
+                    (&[][..], n)
+                };
+                let ords = take(&mut rest, nvals * 4)?;
+                ColView {
+                    kind,
+                    ndict,
+                    dict_offsets,
+                    rows,
+                    ords,
+                    dict: rest,
+                }
+            }
+        };
+        Some(view)
+    }
+}
+
+/// Every offset and ord in bounds, so that the accessors cannot fail.
+fn structure_ok(v: &ColView<'_>, n: usize) -> bool {
+    if v.kind == 2 {
+        return true;
+    }
+    let u = |b: &[u8], i: usize| get_u32(b, i * 4) as usize;
+    let offsets_ok = (0..v.ndict).all(|i| u(v.dict_offsets, i) <= u(v.dict_offsets, i + 1))
+        && u(v.dict_offsets, v.ndict) <= v.dict.len();
+    let rows_ok =
+        v.kind == 0 || (u(v.rows, 0) == 0 && (0..n).all(|i| u(v.rows, i) <= u(v.rows, i + 1)));
+    let ords_ok = v
+        .ords
+        .chunks_exact(4)
+        .all(|o| get_u32(o, 0) == ABSENT || (get_u32(o, 0) as usize) < v.ndict);
+    offsets_ok && rows_ok && ords_ok
+}
+
+/// Interns values into a dictionary.
+#[derive(Default)]
+struct Dict {
+    ords: HashMap<Box<[u8]>, u32, xxhash_rust::xxh3::Xxh3Builder>,
+    values: Vec<Box<[u8]>>,
+}
+
+impl Dict {
+    fn ord(&mut self, v: &[u8]) -> u32 {
+        if let Some(&o) = self.ords.get(v) {
+            return o;
+        }
+        let o = self.values.len() as u32;
+        self.values.push(v.into());
+        self.ords.insert(v.into(), o);
+        o
+    }
+}
+
+/// Rebuilds the cache of `db` for `version`: the rows the old cache covers are copied, the rest
+/// read from the log (on all cores). Written to `NAME.cols.tmp` and renamed into place; not
+/// synced, since a torn cache fails its checksums and is not used.
+pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
+    use rayon::prelude::*;
+    /// Ids per block: the rows read from the log for one block are held at once.
+    const BLOCK: u64 = 1 << 16;
+    let h = &v.header;
+    // An old cache with a damaged column cannot be copied from: rebuild from the log.
+    let old = Columns::load(db, &h.file_id, h.committed_len)
+        .filter(|o| Col::ALL.iter().all(|c| o.column(*c).is_some()));
+    let old_views: Option<Vec<Option<ColView<'_>>>> = old
+        .as_ref()
+        .map(|o| Col::ALL.iter().map(|c| o.column(*c)).collect());
+    // Old ord -> new ord, per column, filled on first use.
+    let mut remap: Vec<Vec<u32>> = old_views.as_ref().map_or_else(Vec::new, |vs| {
+        vs.iter()
+            .map(|cv| vec![ABSENT; cv.as_ref().map_or(0, ColView::ndict)])
+            .collect()
+    });
+    let n = v.index.next_id();
+    let mut builders: Vec<Builder> = Col::ALL
+        .iter()
+        .map(|c| Builder::new(*c, n as usize))
+        .collect();
+    let mut start = 0;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        // The block's records the old cache does not cover, read on all cores. `Err` marks one
+        // that fails to verify: verify reports it, and no cache is written meanwhile.
+        let rows: Vec<(u64, Result<Row, ()>)> = (start..end)
+            .into_par_iter()
+            .filter_map(|id| {
+                let e = v.index.entry(id).filter(FileEntry::is_live)?;
+                if old.as_ref().is_some_and(|o| o.covers(id, &e)) {
+                    return None;
+                }
+                let row = super::log::committed_bytes(v.log.bytes(), e.offset, e.len)
+                    .and_then(|b| crate::record::verify(b).ok())
+                    .map(|(view, _)| row_of(&view))
+                    .ok_or(());
+                Some((id, row))
+            })
+            .collect();
+        let mut rows = rows.into_iter().peekable();
+        for id in start..end {
+            if rows.peek().is_some_and(|(rid, _)| *rid == id) {
+                let (_, row) = rows.next().expect("peeked");
+                let Ok(row) = row else { return Ok(()) };
+                builders.iter_mut().for_each(|b| b.push_row(&row));
+                continue;
+            }
+            let live = v.index.entry(id).is_some_and(|e| e.is_live());
+            match old_views.as_ref() {
+                Some(views) if live => {
+                    for (k, b) in builders.iter_mut().enumerate() {
+                        match &views[k] {
+                            Some(cv) => b.push_old(cv, id, &mut remap[k]),
+                            // A damaged old column cannot be copied: no cache this time.
+                            None => return Ok(()),
+                        }
+                    }
+                }
+                _ => builders.iter_mut().for_each(Builder::absent),
+            }
+        }
+        start = end;
+    }
+    let path = cols_path(db);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = write_file(&tmp, h.file_id, h.committed_len, n, &builders)
+        .and_then(|()| fs::rename(&tmp, &path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// One column under construction.
+struct Builder {
+    col: Col,
+    dict: Dict,
+    rows: Vec<u32>,
+    ords: Vec<u32>,
+}
+
+impl Builder {
+    fn new(col: Col, n: usize) -> Builder {
+        let mut rows = Vec::new();
+        if col.kind() == 1 {
+            rows.reserve(n + 1);
+            rows.push(0);
+        }
+        Builder {
+            col,
+            dict: Dict::default(),
+            rows,
+            ords: Vec::with_capacity(n),
+        }
+    }
+
+    fn absent(&mut self) {
+        match self.col.kind() {
+            1 => self.rows.push(self.ords.len() as u32),
+            2 => self.ords.push(ABSENT_INT as u32),
+            _ => self.ords.push(ABSENT),
+        }
+    }
+
+    fn push_row(&mut self, row: &Row) {
+        let k = Col::ALL
+            .iter()
+            .position(|c| *c == self.col)
+            .expect("a column");
+        match self.col {
+            Col::Artists | Col::Genres => {
+                let list = &row.lists[usize::from(self.col == Col::Genres)];
+                for v in list {
+                    let o = self.dict.ord(v);
+                    self.ords.push(o);
+                }
+                self.rows.push(self.ords.len() as u32);
+            }
+            Col::Year => self.ords.push(row.year as u32),
+            _ => {
+                let o = row.one[k].as_ref().map_or(ABSENT, |v| self.dict.ord(v));
+                self.ords.push(o);
+            }
+        }
+    }
+
+    fn push_old(&mut self, cv: &ColView<'_>, id: u64, remap: &mut [u32]) {
+        let mut map = |o: u32, dict: &mut Dict| -> u32 {
+            if o == ABSENT {
+                return ABSENT;
+            }
+            let slot = &mut remap[o as usize];
+            if *slot == ABSENT {
+                *slot = dict.ord(cv.value(o));
+            }
+            *slot
+        };
+        match self.col.kind() {
+            1 => {
+                for o in cv.many(id) {
+                    let n = map(o, &mut self.dict);
+                    self.ords.push(n);
+                }
+                self.rows.push(self.ords.len() as u32);
+            }
+            2 => self.ords.push(cv.int(id).unwrap_or(ABSENT_INT) as u32),
+            _ => {
+                let n = map(cv.one(id), &mut self.dict);
+                self.ords.push(n);
+            }
+        }
+    }
+
+    /// The column's region bytes.
+    fn region(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let put =
+            |out: &mut Vec<u8>, xs: &[u32]| xs.iter().for_each(|x| out.extend(x.to_le_bytes()));
+        if self.col.kind() != 2 {
+            let mut off = 0u64;
+            let mut offsets = Vec::with_capacity(self.dict.values.len() + 1);
+            offsets.push(0u32);
+            for v in &self.dict.values {
+                off += v.len() as u64;
+                offsets.push(u32::try_from(off).ok()?);
+            }
+            put(&mut out, &offsets);
+            put(&mut out, &self.rows);
+        }
+        put(&mut out, &self.ords);
+        for v in &self.dict.values {
+            out.extend_from_slice(v);
+        }
+        Some(out)
+    }
+}
+
+fn write_file(
+    tmp: &Path,
+    file_id: [u8; 16],
+    committed_len: u64,
+    n_ids: u64,
+    builders: &[Builder],
+) -> io::Result<()> {
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "column too large for u32 offsets",
+        )
+    };
+    let file = File::create(tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    out.write_all(&[0u8; HEADER_BLOCK as usize])?;
+    let mut header = Vec::with_capacity(48 + DESC_LEN * 9 + 4);
+    header.extend_from_slice(&MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&9u32.to_le_bytes());
+    header.extend_from_slice(&file_id);
+    header.extend_from_slice(&committed_len.to_le_bytes());
+    header.extend_from_slice(&n_ids.to_le_bytes());
+    let mut at = HEADER_BLOCK;
+    for b in builders {
+        let region = b.region().ok_or_else(too_big)?;
+        header.extend_from_slice(&b.col.kind().to_le_bytes());
+        let ndict = u32::try_from(b.dict.values.len()).map_err(|_| too_big())?;
+        header.extend_from_slice(&ndict.to_le_bytes());
+        header.extend_from_slice(&at.to_le_bytes());
+        header.extend_from_slice(&(region.len() as u64).to_le_bytes());
+        header.extend_from_slice(&crc32c::crc32c(&region).to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        out.write_all(&region)?;
+        at += region.len() as u64;
+    }
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    out.flush()?;
+    drop(out);
+    file.write_all_at(&header, 0)?;
+    Ok(())
+}

@@ -286,6 +286,11 @@ impl Columns {
         })
     }
 
+    /// The log length the cache covers.
+    pub fn committed_len(&self) -> u64 {
+        self.committed_len
+    }
+
     /// Whether the column holds the current values of live record `id` with entry `e`.
     pub fn covers(&self, id: u64, e: &FileEntry) -> bool {
         id < self.n_ids && e.offset < self.committed_len
@@ -362,6 +367,42 @@ fn structure_ok(v: &ColView<'_>, n: usize) -> bool {
         .chunks_exact(4)
         .all(|o| get_u32(o, 0) == ABSENT || (get_u32(o, 0) as usize) < v.ndict);
     offsets_ok && rows_ok && ords_ok
+}
+
+/// After compaction: points the cache of `db` at the compacted file (`file_id`, whose log is
+/// `committed_len` long), provided it covered every record of the old file (`old`, the cache as
+/// loaded for it, and `old_len`, `old_next_id` its log length and next id). Compaction keeps ids
+/// and values, so the rows stay right; only the offsets they were tied to change. Returns
+/// whether it did.
+pub(crate) fn rebrand(
+    db: &Path,
+    old: &Columns,
+    old_len: u64,
+    old_next_id: u64,
+    file_id: [u8; 16],
+    committed_len: u64,
+) -> bool {
+    if old.committed_len != old_len || old.n_ids != old_next_id {
+        return false;
+    }
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(cols_path(db))
+    else {
+        return false;
+    };
+    let mut h = [0u8; 48 + DESC_LEN * 9 + 4];
+    if file.read_exact_at(&mut h, 0).is_err() || get_u64(&h, 32) != old_len {
+        return false;
+    }
+    h[16..32].copy_from_slice(&file_id);
+    h[32..40].copy_from_slice(&committed_len.to_le_bytes());
+    let crc_at = h.len() - 4;
+    let crc = crc32c::crc32c(&h[..crc_at]);
+    h[crc_at..].copy_from_slice(&crc.to_le_bytes());
+    // One small write: torn, it fails its crc and the cache is rebuilt.
+    file.write_all_at(&h, 0).is_ok()
 }
 
 /// Interns values into a dictionary.

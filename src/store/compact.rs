@@ -776,6 +776,22 @@ impl Database {
             checkpoint_written: false,
         };
         self.storage = storage;
+        let mut version = version;
+        let old_v = &self.current;
+        if let Some(cols) = &old_v.columns
+            && super::columns::rebrand(
+                &path,
+                cols,
+                old_v.header.committed_len,
+                old_v.header.next_id,
+                version.header.file_id,
+                committed_len,
+            )
+        {
+            version.columns =
+                super::columns::Columns::load(&path, &version.header.file_id, committed_len)
+                    .map(Arc::new);
+        }
         let old = std::mem::replace(&mut self.current, Arc::new(version));
         // Unmapping the old file and freeing its index take tens of milliseconds for a large
         // database; nobody waits for them (snapshots that still hold it keep it anyway).

@@ -553,14 +553,22 @@ impl Database {
         if !self.checkpoints || !self.writable || self.poisoned {
             return Ok(());
         }
-        let v = &self.current;
-        if self.checkpointed_len == v.header.committed_len && self.checkpointed_len != LOG_START {
-            return Ok(());
+        let v = Arc::clone(&self.current);
+        let current =
+            self.checkpointed_len == v.header.committed_len && self.checkpointed_len != LOG_START;
+        if !current {
+            checkpoint::write(&self.path, &v.header, &v.index)?;
+            self.checkpointed_len = v.header.committed_len;
         }
-        checkpoint::write(&self.path, &v.header, &v.index)?;
-        self.checkpointed_len = v.header.committed_len;
-        // Only a cache for queries: without it they read records.
-        let _ = columns::write(&self.path, v);
+        // The column cache is only for queries (without it they read records): rebuilt with each
+        // checkpoint, and when this file has none (deleted, damaged, or a compaction's).
+        let cols_current = v
+            .columns
+            .as_ref()
+            .is_some_and(|c| c.committed_len() == v.header.committed_len);
+        if !current || !cols_current {
+            let _ = columns::write(&self.path, &v);
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! mediadb-gen plain  DIR --files N [--seed S] [--threads T]
 //! mediadb-gen tagged DIR --files N --templates DIR [--seed S] [--threads T]
 //! mediadb-gen mutate DIR --change PCT --add PCT --remove PCT [--seed S]
+//! mediadb-gen records OUT.jsonl --records N [--seed S]
 //! ```
 //!
 //! * `plain` lays out a NAS-style music library (`Artist/YEAR - Album/NN - Artist - Title.ext`,
@@ -13,12 +14,15 @@
 //! * `tagged` lays out the same shape with real audio: copies of the mp3/flac/ogg/m4a templates
 //!   (not those under `broken/`), each retagged with its own title, artist, album, track, year.
 //! * `mutate` changes, adds and removes the given percentages of an existing tree's files.
+//! * `records` writes no tree but N records of a realistically tagged library as JSON Lines, in
+//!   the shape `mediadb export` writes (see `records.rs`), for `mediadb import`.
 //!
 //! The same arguments and seed give the same tree (names, shapes, tags), whatever the thread
 //! count. Each command prints one JSON line on stdout saying what it did.
 
 mod mutate;
 mod names;
+mod records;
 mod rng;
 mod tagged;
 mod tree;
@@ -32,15 +36,20 @@ const USAGE: &str = "\
 usage: mediadb-gen plain  DIR --files N [--seed S] [--threads T]
        mediadb-gen tagged DIR --files N --templates DIR [--seed S] [--threads T]
        mediadb-gen mutate DIR --change PCT --add PCT --remove PCT [--seed S]
+       mediadb-gen records OUT.jsonl --records N [--seed S]
 
 plain   a NAS-style music library of N files (empty audio, small .jpg/.nfo/.cue)
 tagged  N real audio files: copies of the templates (mp3/flac/ogg/m4a not under broken/),
         each retagged with its own title/artist/album/track/year
 mutate  change (audio: newer mtime; others: one byte appended), add (copies beside
         existing files) and remove the given percentages of DIR's files
+records N records of a realistically tagged library (~N/100 artists of skewed popularity,
+        albums, compilations, featured artists, ~45 genres, ~3% video, ~3% cover.jpg) as
+        JSON Lines in the shape `mediadb export` writes, to OUT.jsonl (no files are made)
 
-DIR must be absent or empty for plain and tagged. The default seed is fixed, so runs are
-reproducible; --threads defaults to the number of cores. Prints one JSON line.";
+DIR must be absent or empty for plain and tagged; records creates or truncates OUT.jsonl.
+The default seed is fixed, so runs are reproducible; --threads defaults to the number of
+cores. Prints one JSON line.";
 
 /// Parsed command line.
 #[derive(Debug, Default)]
@@ -48,6 +57,7 @@ struct Args {
     mode: String,
     dir: PathBuf,
     files: Option<u64>,
+    records: Option<u64>,
     templates: Option<PathBuf>,
     seed: u64,
     threads: usize,
@@ -79,6 +89,7 @@ fn parse() -> Result<Args, String> {
         match s.as_str() {
             "-h" | "--help" => return Err(String::new()),
             "--files" => a.files = Some(num("--files", &value("--files")?)?),
+            "--records" => a.records = Some(num("--records", &value("--records")?)?),
             "--seed" => a.seed = num("--seed", &value("--seed")?)?,
             "--threads" | "-t" => a.threads = num("--threads", &value("--threads")?)?,
             "--templates" => a.templates = Some(PathBuf::from(value("--templates")?)),
@@ -90,7 +101,7 @@ fn parse() -> Result<Args, String> {
         }
     }
     let [mode, dir] = <[_; 2]>::try_from(positional)
-        .map_err(|_| "expected a command and a directory".to_string())?;
+        .map_err(|_| "expected a command and a directory (or, for records, a file)".to_string())?;
     a.mode = mode.to_string_lossy().into_owned();
     a.dir = PathBuf::from(dir);
     for pct in [a.change, a.add, a.remove] {
@@ -168,6 +179,25 @@ fn run(a: &Args) -> Result<String, String> {
                 m.added,
                 m.removed,
                 m.before + m.added - m.removed,
+            ))
+        }
+        "records" => {
+            let n = a.records.ok_or("--records N is required")?;
+            let s = records::write(&a.dir, n, a.seed).map_err(err)?;
+            let secs = start.elapsed().as_secs_f64();
+            Ok(format!(
+                "{{\"mode\":\"records\",\"out\":{dir_json},\"seed\":{},\"records\":{},\
+                 \"artists\":{},\"albums\":{},\"compilation_records\":{},\"audio\":{},\
+                 \"video\":{},\"image\":{},\"bytes\":{},\"secs\":{secs:.3}}}",
+                a.seed,
+                s.records,
+                s.artists,
+                s.albums,
+                s.compilation_records,
+                s.audio,
+                s.video,
+                s.image,
+                s.bytes,
             ))
         }
         other => Err(format!("unknown command {other}")),

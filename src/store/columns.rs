@@ -35,6 +35,7 @@
 //!                            an ord of u32::MAX is "absent"
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -106,41 +107,35 @@ pub(crate) fn dir_of(p: &[u8]) -> &[u8] {
     }
 }
 
-fn joined(parts: impl Iterator<Item = impl AsRef<[u8]>>) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    for p in parts {
-        match &mut out {
-            None => out = Some(p.as_ref().to_vec()),
-            Some(o) => {
-                o.extend_from_slice(b"; ");
-                o.extend_from_slice(p.as_ref());
-            }
-        }
+fn joined<'a>(parts: &[&'a [u8]]) -> Option<Cow<'a, [u8]>> {
+    match parts {
+        [] => None,
+        [one] => Some(Cow::Borrowed(*one)),
+        many => Some(Cow::Owned(many.join(&b"; "[..]))),
     }
-    out
 }
 
-/// One record's values for every column.
-struct Row {
-    one: [Option<Vec<u8>>; 9],
-    lists: [Vec<Vec<u8>>; 2],
+/// One record's values for every column, borrowed from the record where they can be.
+struct Row<'a> {
+    one: [Option<Cow<'a, [u8]>>; 9],
+    lists: [Vec<&'a [u8]>; 2],
     year: i32,
 }
 
-fn row_of(r: &RecordView<'_>) -> Row {
-    let s = |v: Option<&str>| v.map(|x| x.as_bytes().to_vec());
-    let artists: Vec<Vec<u8>> = r.artists().map(|a| a.as_bytes().to_vec()).collect();
-    let genres: Vec<Vec<u8>> = r.genres().map(|a| a.as_bytes().to_vec()).collect();
+fn row_of<'a>(r: &RecordView<'a>) -> Row<'a> {
+    let s = |v: Option<&'a str>| v.map(|x| Cow::Borrowed(x.as_bytes()));
+    let artists: Vec<&'a [u8]> = r.artists().map(str::as_bytes).collect();
+    let genres: Vec<&'a [u8]> = r.genres().map(str::as_bytes).collect();
     Row {
         one: [
-            joined(artists.iter()),
+            joined(&artists),
             None,
             s(r.album()),
             s(r.album_artist()),
-            joined(genres.iter()),
+            joined(&genres),
             None,
             None,
-            Some(dir_of(r.path()).to_vec()),
+            Some(Cow::Borrowed(dir_of(r.path()))),
             s(r.musicbrainz_album_id()),
         ],
         lists: [artists, genres],
@@ -410,16 +405,28 @@ pub(crate) fn rebrand(
 struct Dict {
     ords: HashMap<Box<[u8]>, u32, xxhash_rust::xxh3::Xxh3Builder>,
     values: Vec<Box<[u8]>>,
+    /// The last value interned: the tracks of an album follow each other by id and share
+    /// most values, so this saves most hash lookups.
+    last: Option<u32>,
 }
 
 impl Dict {
     fn ord(&mut self, v: &[u8]) -> u32 {
-        if let Some(&o) = self.ords.get(v) {
+        if let Some(o) = self.last
+            && *self.values[o as usize] == *v
+        {
             return o;
         }
-        let o = self.values.len() as u32;
-        self.values.push(v.into());
-        self.ords.insert(v.into(), o);
+        let o = match self.ords.get(v) {
+            Some(&o) => o,
+            None => {
+                let o = self.values.len() as u32;
+                self.values.push(v.into());
+                self.ords.insert(v.into(), o);
+                o
+            }
+        };
+        self.last = Some(o);
         o
     }
 }
@@ -439,11 +446,13 @@ pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
         .as_ref()
         .map(|o| Col::ALL.iter().map(|c| o.column(*c)).collect());
     // Old ord -> new ord, per column, filled on first use.
-    let mut remap: Vec<Vec<u32>> = old_views.as_ref().map_or_else(Vec::new, |vs| {
-        vs.iter()
+    let mut remap: Vec<Vec<u32>> = match old_views.as_ref() {
+        Some(vs) => vs
+            .iter()
             .map(|cv| vec![ABSENT; cv.as_ref().map_or(0, ColView::ndict)])
-            .collect()
-    });
+            .collect(),
+        None => vec![Vec::new(); Col::ALL.len()],
+    };
     let n = v.index.next_id();
     let mut builders: Vec<Builder> = Col::ALL
         .iter()
@@ -454,7 +463,7 @@ pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
         let end = (start + BLOCK).min(n);
         // The block's records the old cache does not cover, read on all cores. `Err` marks one
         // that fails to verify: verify reports it, and no cache is written meanwhile.
-        let rows: Vec<(u64, Result<Row, ()>)> = (start..end)
+        let rows: Vec<(u64, Result<Row<'_>, ()>)> = (start..end)
             .into_par_iter()
             .filter_map(|id| {
                 let e = v.index.entry(id).filter(FileEntry::is_live)?;
@@ -468,28 +477,29 @@ pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
                 Some((id, row))
             })
             .collect();
-        let mut rows = rows.into_iter().peekable();
-        for id in start..end {
-            if rows.peek().is_some_and(|(rid, _)| *rid == id) {
-                let (_, row) = rows.next().expect("peeked");
-                let Ok(row) = row else { return Ok(()) };
-                builders.iter_mut().for_each(|b| b.push_row(&row));
-                continue;
-            }
-            let live = v.index.entry(id).is_some_and(|e| e.is_live());
-            match old_views.as_ref() {
-                Some(views) if live => {
-                    for (k, b) in builders.iter_mut().enumerate() {
-                        match &views[k] {
-                            Some(cv) => b.push_old(cv, id, &mut remap[k]),
-                            // A damaged old column cannot be copied: no cache this time.
-                            None => return Ok(()),
-                        }
+        if rows.iter().any(|(_, r)| r.is_err()) {
+            return Ok(());
+        }
+        // Each column takes the block's rows in id order; the columns are filled on all cores.
+        builders
+            .par_iter_mut()
+            .zip(remap.par_iter_mut())
+            .enumerate()
+            .for_each(|(k, (b, remap))| {
+                let mut rows = rows.iter().peekable();
+                for id in start..end {
+                    if let Some((_, Ok(row))) = rows.next_if(|(rid, _)| *rid == id) {
+                        b.push_row(row);
+                        continue;
+                    }
+                    let live = v.index.entry(id).is_some_and(|e| e.is_live());
+                    match old_views.as_ref().map(|vs| &vs[k]) {
+                        // The old cache was checked whole above, so every column is there.
+                        Some(Some(cv)) if live => b.push_old(cv, id, remap),
+                        _ => b.absent(),
                     }
                 }
-                _ => builders.iter_mut().for_each(Builder::absent),
-            }
-        }
+            });
         start = end;
     }
     let path = cols_path(db);
@@ -535,7 +545,7 @@ impl Builder {
         }
     }
 
-    fn push_row(&mut self, row: &Row) {
+    fn push_row(&mut self, row: &Row<'_>) {
         let k = Col::ALL
             .iter()
             .position(|c| *c == self.col)

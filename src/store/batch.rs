@@ -76,6 +76,8 @@ pub struct WriteBatch<'db> {
     /// replaces the earlier one.
     playlists: Vec<(u64, String, u32, u32)>,
     playlist_removals: Vec<u64>,
+    /// Column rows of the pending records, for the column cache (when the database keeps one).
+    cols: Option<super::columns::Delta>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -97,6 +99,7 @@ impl Drop for WriteBatch<'_> {
 impl<'db> WriteBatch<'db> {
     pub(crate) fn new(db: &'db mut Database) -> WriteBatch<'db> {
         let next_id = db.current.header.next_id;
+        let cols = db.checkpoints.then(super::columns::Delta::default);
         let mut frame = std::mem::take(&mut db.spare_frame);
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
@@ -111,6 +114,7 @@ impl<'db> WriteBatch<'db> {
             fbb: FlatBufferBuilder::with_capacity(1024),
             playlists: Vec::new(),
             playlist_removals: Vec::new(),
+            cols,
         }
     }
 
@@ -468,6 +472,9 @@ impl<'db> WriteBatch<'db> {
             flags,
             0,
         );
+        if let Some(cols) = &mut self.cols {
+            cols.push(id, rec);
+        }
         let i = self.pending.len() as u32;
         let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
         self.pending.push(Pending {
@@ -735,6 +742,9 @@ impl<'db> WriteBatch<'db> {
                     d.what
                 )),
             });
+        }
+        if let Some(cols) = self.cols.take() {
+            db.col_delta.append(&cols);
         }
         Ok(CommitInfo {
             seq,

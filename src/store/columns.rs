@@ -47,7 +47,7 @@ use super::Version;
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
-use crate::record::RecordView;
+use crate::record::{Record, RecordView};
 
 const MAGIC: [u8; 8] = *b"MDBCOLS\0";
 const VERSION: u32 = 1;
@@ -140,6 +140,88 @@ fn row_of<'a>(r: &RecordView<'a>) -> Row<'a> {
         ],
         lists: [artists, genres],
         year: r.year().unwrap_or(ABSENT_INT),
+    }
+}
+
+fn row_of_record(r: &Record) -> Row<'_> {
+    fn s(v: &Option<String>) -> Option<Cow<'_, [u8]>> {
+        v.as_ref().map(|x| Cow::Borrowed(x.as_bytes()))
+    }
+    let artists: Vec<&[u8]> = r.artists.iter().map(|a| a.as_bytes()).collect();
+    let genres: Vec<&[u8]> = r.genres.iter().map(|a| a.as_bytes()).collect();
+    Row {
+        one: [
+            joined(&artists),
+            None,
+            s(&r.album),
+            s(&r.album_artist),
+            joined(&genres),
+            None,
+            None,
+            Some(Cow::Borrowed(dir_of(&r.path))),
+            s(&r.musicbrainz_album_id),
+        ],
+        lists: [artists, genres],
+        year: r.year.unwrap_or(ABSENT_INT),
+    }
+}
+
+/// The column rows of the records a writer committed (or a batch is about to), so that
+/// rebuilding the cache need not read them back from the log. Rows are in commit order; the
+/// last row of an id is its current one.
+pub(crate) struct Delta {
+    ids: Vec<u64>,
+    cols: Vec<Builder>,
+}
+
+impl Default for Delta {
+    fn default() -> Delta {
+        Delta {
+            ids: Vec::new(),
+            cols: Col::ALL.iter().map(|c| Builder::new(*c, 0)).collect(),
+        }
+    }
+}
+
+impl Delta {
+    /// Adds `rec`'s values as the row of `id`.
+    pub fn push(&mut self, id: u64, rec: &Record) {
+        let row = row_of_record(rec);
+        self.ids.push(id);
+        self.cols.iter_mut().for_each(|b| b.push_row(&row));
+    }
+
+    /// Appends `other`'s rows after these.
+    pub fn append(&mut self, other: &Delta) {
+        self.ids.extend_from_slice(&other.ids);
+        for (b, o) in self.cols.iter_mut().zip(&other.cols) {
+            b.extend_from(o);
+        }
+    }
+
+    /// Forgets every row (a cache covering them was written).
+    pub fn clear(&mut self) {
+        *self = Delta::default();
+    }
+
+    /// (id, row) of each id's last row, by id.
+    fn latest(&self) -> Vec<(u64, u32)> {
+        let mut v: Vec<(u64, u32)> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
+            .collect();
+        v.sort_unstable();
+        // Keep the last row of each id.
+        let mut out: Vec<(u64, u32)> = Vec::with_capacity(v.len());
+        for x in v {
+            match out.last_mut() {
+                Some(l) if l.0 == x.0 => *l = x,
+                _ => out.push(x),
+            }
+        }
+        out
     }
 }
 
@@ -434,7 +516,7 @@ impl Dict {
 /// Rebuilds the cache of `db` for `version`: the rows the old cache covers are copied, the rest
 /// read from the log (on all cores). Written to `NAME.cols.tmp` and renamed into place; not
 /// synced, since a torn cache fails its checksums and is not used.
-pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
+pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
     use rayon::prelude::*;
     /// Ids per block: the rows read from the log for one block are held at once.
     const BLOCK: u64 = 1 << 16;
@@ -454,48 +536,80 @@ pub(crate) fn write(db: &Path, v: &Version) -> io::Result<()> {
         None => vec![Vec::new(); Col::ALL.len()],
     };
     let n = v.index.next_id();
+    let latest = delta.latest();
+    // Delta ord -> new ord, per column.
+    let mut delta_remap: Vec<Vec<u32>> = delta
+        .cols
+        .iter()
+        .map(|b| vec![ABSENT; b.dict.values.len()])
+        .collect();
     let mut builders: Vec<Builder> = Col::ALL
         .iter()
         .map(|c| Builder::new(*c, n as usize))
         .collect();
+    /// Where a row of the new cache comes from.
+    #[derive(Clone, Copy)]
+    enum Src {
+        Absent,
+        Old,
+        /// Row of the delta.
+        Delta(u32),
+        /// Index into the block's rows read from the log.
+        Read(u32),
+    }
+    // The delta's rows by id: ids ascend, so one cursor walks them with the blocks.
+    let mut next_delta = 0usize;
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK).min(n);
-        // The block's records the old cache does not cover, read on all cores. `Err` marks one
-        // that fails to verify: verify reports it, and no cache is written meanwhile.
-        let rows: Vec<(u64, Result<Row<'_>, ()>)> = (start..end)
-            .into_par_iter()
-            .filter_map(|id| {
-                let e = v.index.entry(id).filter(FileEntry::is_live)?;
-                if old.as_ref().is_some_and(|o| o.covers(id, &e)) {
-                    return None;
+        let mut srcs = Vec::with_capacity((end - start) as usize);
+        let mut to_read = Vec::new();
+        for id in start..end {
+            while next_delta < latest.len() && latest[next_delta].0 < id {
+                next_delta += 1;
+            }
+            let src = match v.index.entry(id).filter(FileEntry::is_live) {
+                None => Src::Absent,
+                Some(_) if latest.get(next_delta).is_some_and(|d| d.0 == id) => {
+                    Src::Delta(latest[next_delta].1)
                 }
-                let row = super::log::committed_bytes(v.log.bytes(), e.offset, e.len)
+                Some(e) if old.as_ref().is_some_and(|o| o.covers(id, &e)) => Src::Old,
+                Some(e) => {
+                    to_read.push((id, e));
+                    Src::Read(to_read.len() as u32 - 1)
+                }
+            };
+            srcs.push(src);
+        }
+        // The block's records neither the delta nor the old cache has, read on all cores.
+        // `None` marks one that fails to verify: verify reports it, and no cache is written.
+        let rows: Vec<Option<Row<'_>>> = to_read
+            .par_iter()
+            .map(|(_, e)| {
+                super::log::committed_bytes(v.log.bytes(), e.offset, e.len)
                     .and_then(|b| crate::record::verify(b).ok())
                     .map(|(view, _)| row_of(&view))
-                    .ok_or(());
-                Some((id, row))
             })
             .collect();
-        if rows.iter().any(|(_, r)| r.is_err()) {
+        if rows.iter().any(Option::is_none) {
             return Ok(());
         }
         // Each column takes the block's rows in id order; the columns are filled on all cores.
         builders
             .par_iter_mut()
             .zip(remap.par_iter_mut())
+            .zip(delta_remap.par_iter_mut())
             .enumerate()
-            .for_each(|(k, (b, remap))| {
-                let mut rows = rows.iter().peekable();
-                for id in start..end {
-                    if let Some((_, Ok(row))) = rows.next_if(|(rid, _)| *rid == id) {
-                        b.push_row(row);
-                        continue;
-                    }
-                    let live = v.index.entry(id).is_some_and(|e| e.is_live());
-                    match old_views.as_ref().map(|vs| &vs[k]) {
+            .for_each(|(k, ((b, remap), delta_remap))| {
+                for (id, src) in (start..end).zip(&srcs) {
+                    match (*src, old_views.as_ref().map(|vs| &vs[k])) {
+                        (Src::Read(i), _) => match &rows[i as usize] {
+                            Some(row) => b.push_row(row),
+                            None => b.absent(),
+                        },
+                        (Src::Delta(r), _) => b.push_delta(&delta.cols[k], r, delta_remap),
                         // The old cache was checked whole above, so every column is there.
-                        Some(Some(cv)) if live => b.push_old(cv, id, remap),
+                        (Src::Old, Some(Some(cv))) => b.push_old(cv, id, remap),
                         _ => b.absent(),
                     }
                 }
@@ -563,6 +677,57 @@ impl Builder {
             _ => {
                 let o = row.one[k].as_ref().map_or(ABSENT, |v| self.dict.ord(v));
                 self.ords.push(o);
+            }
+        }
+    }
+
+    /// Appends every row of `other` (a builder of the same column).
+    fn extend_from(&mut self, other: &Builder) {
+        let remap: Vec<u32> = other.dict.values.iter().map(|v| self.dict.ord(v)).collect();
+        let map = |o: u32| {
+            if o == ABSENT {
+                ABSENT
+            } else {
+                remap[o as usize]
+            }
+        };
+        match self.col.kind() {
+            1 => {
+                let base = self.ords.len() as u32;
+                self.ords.extend(other.ords.iter().map(|&o| map(o)));
+                self.rows.extend(other.rows[1..].iter().map(|r| r + base));
+            }
+            2 => self.ords.extend_from_slice(&other.ords),
+            _ => self.ords.extend(other.ords.iter().map(|&o| map(o))),
+        }
+    }
+
+    /// Appends row `row` of `delta` (a builder of the same column).
+    fn push_delta(&mut self, delta: &Builder, row: u32, remap: &mut [u32]) {
+        let mut map = |o: u32, dict: &mut Dict| -> u32 {
+            if o == ABSENT {
+                return ABSENT;
+            }
+            let slot = &mut remap[o as usize];
+            if *slot == ABSENT {
+                *slot = dict.ord(&delta.dict.values[o as usize]);
+            }
+            *slot
+        };
+        let r = row as usize;
+        match self.col.kind() {
+            1 => {
+                let (a, b) = (delta.rows[r] as usize, delta.rows[r + 1] as usize);
+                for &o in &delta.ords[a..b] {
+                    let n = map(o, &mut self.dict);
+                    self.ords.push(n);
+                }
+                self.rows.push(self.ords.len() as u32);
+            }
+            2 => self.ords.push(delta.ords[r]),
+            _ => {
+                let n = map(delta.ords[r], &mut self.dict);
+                self.ords.push(n);
             }
         }
     }

@@ -97,6 +97,8 @@ pub struct Database {
     /// them spares the page faults of tens of megabytes of fresh memory per commit.
     pub(crate) spare_frame: Vec<u8>,
     pub(crate) spare_chunks: Vec<Vec<u8>>,
+    /// Column rows of the records this writer committed since the column cache was written.
+    pub(crate) col_delta: columns::Delta,
     /// (device, inode) of the file a read-only handle opened, so `refresh` notices when
     /// compaction renamed a new file over the path.
     identity: Option<(u64, u64)>,
@@ -448,6 +450,7 @@ impl Database {
             checkpointed_len,
             spare_frame: Vec::new(),
             spare_chunks: Vec::new(),
+            col_delta: columns::Delta::default(),
             identity: None,
         })
     }
@@ -566,8 +569,12 @@ impl Database {
             .columns
             .as_ref()
             .is_some_and(|c| c.committed_len() == v.header.committed_len);
-        if !current || !cols_current {
-            let _ = columns::write(&self.path, &v);
+        if (!current || !cols_current) && columns::write(&self.path, &v, &self.col_delta).is_ok() {
+            // The new cache covers every row of the delta.
+            self.col_delta.clear();
+            let fresh =
+                columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
+            Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
         }
         Ok(())
     }

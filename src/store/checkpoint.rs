@@ -105,6 +105,11 @@ pub(crate) fn load(db: &Path, hdr: &Header, check: Check) -> Option<Loaded> {
                 &table_crcs,
             )
         {
+            // Only a writer checks eagerly, and it holds the lock: remove the damaged file so
+            // that readers opening before its next checkpoint rebuild from the log instead of
+            // meeting the damage (they check chunks only when they touch them).
+            drop(map);
+            let _ = fs::remove_file(idx_path(db));
             return None;
         }
     }

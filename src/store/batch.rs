@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use flatbuffers::FlatBufferBuilder;
 
+use super::columns::Delta;
 use super::format::{
     ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
     MAX_PLAYLIST_LEN, MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
@@ -222,6 +223,9 @@ impl<'db> WriteBatch<'db> {
             self.next_id += 1;
         }
         self.push_pending(rec, id, hash, start - FRAME_HEADER_LEN, len, true);
+        if let Some(cols) = &mut self.cols {
+            cols.push(id, rec);
+        }
         Ok(id)
     }
 
@@ -317,22 +321,28 @@ impl<'db> WriteBatch<'db> {
         let bufs: Vec<Vec<u8>> = (0..n_chunks)
             .map(|_| spare.pop().unwrap_or_default())
             .collect();
-        let encoded: Vec<Encoded> = recs
+        let keep_cols = self.cols.is_some();
+        // Each chunk is encoded, and its column rows interned, on its own core.
+        let (encoded, col_rows): (Vec<Encoded>, Vec<Option<Delta>>) = recs
             .par_chunks(CHUNK)
             .zip(ids.par_chunks(CHUNK))
             .zip(bufs)
             .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
                 buf.clear();
                 let mut spans = Vec::with_capacity(rs.len());
+                let mut cols = keep_cols.then(Delta::default);
                 for (r, &id) in rs.iter().zip(is) {
                     let start = buf.len();
                     record::encode(fbb, r, id, &mut buf);
                     spans.push((start as u32, (buf.len() - start) as u32));
                     buf.resize(align_up(buf.len()), 0);
+                    if let Some(c) = &mut cols {
+                        c.push(id, r);
+                    }
                 }
-                (buf, spans)
+                ((buf, spans), cols)
             })
-            .collect();
+            .unzip();
         let mut total = 0usize;
         for (chunk, (buf, spans)) in encoded.iter().enumerate() {
             total += buf.len();
@@ -359,6 +369,11 @@ impl<'db> WriteBatch<'db> {
         }
         self.frame.reserve(total);
         self.pending.reserve(recs.len());
+        if let Some(cols) = &mut self.cols {
+            for c in col_rows.iter().flatten() {
+                cols.append(c);
+            }
+        }
         for (chunk, (buf, spans)) in encoded.into_iter().enumerate() {
             let base = self.frame.len() - FRAME_HEADER_LEN;
             self.frame.extend_from_slice(&buf);
@@ -417,6 +432,9 @@ impl<'db> WriteBatch<'db> {
         self.frame.resize(align_up(self.frame.len()), 0);
         self.next_id = id + 1;
         self.push_pending(rec, id, hash, rstart - FRAME_HEADER_LEN, len, true);
+        if let Some(cols) = &mut self.cols {
+            cols.push(id, rec);
+        }
         Ok(())
     }
 
@@ -472,9 +490,6 @@ impl<'db> WriteBatch<'db> {
             flags,
             0,
         );
-        if let Some(cols) = &mut self.cols {
-            cols.push(id, rec);
-        }
         let i = self.pending.len() as u32;
         let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
         self.pending.push(Pending {

@@ -143,29 +143,6 @@ fn row_of<'a>(r: &RecordView<'a>) -> Row<'a> {
     }
 }
 
-fn row_of_record(r: &Record) -> Row<'_> {
-    fn s(v: &Option<String>) -> Option<Cow<'_, [u8]>> {
-        v.as_ref().map(|x| Cow::Borrowed(x.as_bytes()))
-    }
-    let artists: Vec<&[u8]> = r.artists.iter().map(|a| a.as_bytes()).collect();
-    let genres: Vec<&[u8]> = r.genres.iter().map(|a| a.as_bytes()).collect();
-    Row {
-        one: [
-            joined(&artists),
-            None,
-            s(&r.album),
-            s(&r.album_artist),
-            joined(&genres),
-            None,
-            None,
-            Some(Cow::Borrowed(dir_of(&r.path))),
-            s(&r.musicbrainz_album_id),
-        ],
-        lists: [artists, genres],
-        year: r.year.unwrap_or(ABSENT_INT),
-    }
-}
-
 /// The column rows of the records a writer committed (or a batch is about to), so that
 /// rebuilding the cache need not read them back from the log. Rows are in commit order; the
 /// last row of an id is its current one.
@@ -186,9 +163,37 @@ impl Default for Delta {
 impl Delta {
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
-        let row = row_of_record(rec);
         self.ids.push(id);
-        self.cols.iter_mut().for_each(|b| b.push_row(&row));
+        let one = |b: &mut Builder, v: Option<&[u8]>| {
+            let o = v.map_or(ABSENT, |v| b.dict.ord(v));
+            b.ords.push(o);
+        };
+        let joined_one = |b: &mut Builder, parts: &[String]| match parts {
+            [] => b.ords.push(ABSENT),
+            [p] => one(b, Some(p.as_bytes())),
+            many => one(b, Some(many.join("; ").as_bytes())),
+        };
+        let list = |b: &mut Builder, parts: &[String]| {
+            for p in parts {
+                let o = b.dict.ord(p.as_bytes());
+                b.ords.push(o);
+            }
+            b.rows.push(b.ords.len() as u32);
+        };
+        let c = &mut self.cols;
+        // In the order of Col::ALL.
+        joined_one(&mut c[0], &rec.artists);
+        list(&mut c[1], &rec.artists);
+        one(&mut c[2], rec.album.as_deref().map(str::as_bytes));
+        one(&mut c[3], rec.album_artist.as_deref().map(str::as_bytes));
+        joined_one(&mut c[4], &rec.genres);
+        list(&mut c[5], &rec.genres);
+        c[6].ords.push(rec.year.unwrap_or(ABSENT_INT) as u32);
+        one(&mut c[7], Some(dir_of(&rec.path)));
+        one(
+            &mut c[8],
+            rec.musicbrainz_album_id.as_deref().map(str::as_bytes),
+        );
     }
 
     /// Appends `other`'s rows after these.

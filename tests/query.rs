@@ -1790,6 +1790,21 @@ fn answers(db: &Path, recs: &[Record]) -> Vec<String> {
             out.push(format!("{a:?} -> {}", ok_str(db, &a)));
         }
     }
+    // Directory listings at every level of a few records' paths, whole and by kind.
+    let mut dirs: BTreeSet<String> = BTreeSet::from(["/".to_owned()]);
+    for r in recs.iter().step_by(37) {
+        let p = path_of(r);
+        for (i, _) in p.match_indices('/').skip(1) {
+            dirs.insert(p[..i].to_owned());
+        }
+    }
+    for d in &dirs {
+        for kind in [&[][..], &["--kind", "audio"][..]] {
+            let mut a = vec!["ls", d.as_str(), "--json"];
+            a.extend_from_slice(kind);
+            out.push(format!("{a:?} -> {}", ok_str(db, &a)));
+        }
+    }
     out
 }
 

@@ -434,3 +434,101 @@ fn first_album(r: &RecordView<'_>) -> (Vec<u8>, Option<String>) {
         .map(str::to_owned);
     (album, artist)
 }
+
+/// Where records whose `dir` is a given value go in a listing of one directory.
+#[derive(Clone, Copy)]
+enum Place {
+    Outside,
+    File,
+    /// Below a subdirectory: the length of its path (a prefix of the value).
+    Sub(usize),
+}
+
+/// [`crate::query::eval::list_dir`] from the cache (`dir` already normalized: no trailing `/`,
+/// the root as empty); `None` when it cannot be used.
+pub(crate) fn list_dir<'s>(
+    snap: &'s Snapshot,
+    dir: &[u8],
+    kind: Option<Kind>,
+) -> Option<Result<crate::query::eval::Listing<'s>, ReadError>> {
+    let cols = snap.columns()?;
+    let dcol = cols.column(Col::Dir)?;
+    // Decided once per distinct directory, as the record path would decide it.
+    let places: Vec<Place> = (0..dcol.ndict() as u32)
+        .map(|o| {
+            let d = dcol.value(o);
+            if (d == dir && !dir.is_empty()) || (dir.is_empty() && d == b"/") {
+                Place::File
+            } else if d.len() > dir.len() && d.starts_with(dir) && d[dir.len()] == b'/' {
+                let rest = &d[dir.len() + 1..];
+                let end = rest.iter().position(|b| *b == b'/').unwrap_or(rest.len());
+                Place::Sub(dir.len() + 1 + end)
+            } else {
+                Place::Outside
+            }
+        })
+        .collect();
+    let want_kind = kind.map(|k| k.to_fb().0);
+    let result = (|| {
+        let mut subs: HashMap<u32, u64> = HashMap::new();
+        let mut file_ids = Vec::new();
+        let mut read = Vec::new();
+        let n = snap.stats().next_id;
+        for id in 0..n {
+            let Some(e) = snap.entry_by_id(id) else {
+                continue;
+            };
+            if !cols.covers(id, &e) {
+                read.push(id);
+                continue;
+            }
+            if want_kind.is_some_and(|k| k != e.kind) {
+                continue;
+            }
+            match dcol.one(id) {
+                ABSENT => {}
+                o => match places[o as usize] {
+                    Place::Outside => {}
+                    Place::File => file_ids.push(id),
+                    Place::Sub(_) => *subs.entry(o).or_default() += 1,
+                },
+            }
+        }
+        snap.index_intact()?;
+        let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
+        for (o, c) in subs {
+            if let Place::Sub(len) = places[o as usize] {
+                *dirs.entry(dcol.value(o)[..len].to_vec()).or_default() += c;
+            }
+        }
+        let mut files = Vec::with_capacity(file_ids.len());
+        for id in file_ids {
+            // A path that ends in `/` has an empty name, which a listing leaves out.
+            if let Some(r) = snap.get_by_id(id)?
+                && r.path().len() > dir.len() + 1
+            {
+                files.push(r);
+            }
+        }
+        // Records written after the cache, placed from their paths.
+        for id in read {
+            let Some(r) = snap.get_by_id(id)? else {
+                continue;
+            };
+            if kind.is_some_and(|k| r.kind() != k) {
+                continue;
+            }
+            let p = r.path();
+            if p.len() <= dir.len() + 1 || !p.starts_with(dir) || p[dir.len()] != b'/' {
+                continue;
+            }
+            let rest = &p[dir.len() + 1..];
+            match rest.iter().position(|b| *b == b'/') {
+                Some(i) => *dirs.entry(p[..dir.len() + 1 + i].to_vec()).or_default() += 1,
+                None => files.push(r),
+            }
+        }
+        Ok(crate::query::eval::listing(dirs, files))
+    })();
+    Some(result)
+}

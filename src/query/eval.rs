@@ -480,6 +480,9 @@ pub fn list_dir<'s>(
         _ if dir == b"/" => b"",
         _ => dir,
     };
+    if let Some(listing) = super::columns::list_dir(snap, dir, kind) {
+        return listing;
+    }
     let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut files = Vec::new();
     for r in snap.iter() {
@@ -497,6 +500,12 @@ pub fn list_dir<'s>(
             None => files.push(r),
         }
     }
+    Ok(listing(dirs, files))
+}
+
+/// A listing in its output order: directories in natural order; files by disc, track, then
+/// natural path order.
+pub(crate) fn listing(dirs: HashMap<Vec<u8>, u64>, mut files: Vec<RecordView<'_>>) -> Listing<'_> {
     let mut dirs: Vec<_> = dirs.into_iter().collect();
     dirs.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     files.sort_by(|a, b| {
@@ -510,7 +519,7 @@ pub fn list_dir<'s>(
             )
             .then_with(|| natural_cmp(a.path(), b.path()))
     });
-    Ok(Listing { dirs, files })
+    Listing { dirs, files }
 }
 
 impl Snapshot {

@@ -1,8 +1,10 @@
 //! Queries over a snapshot: the beets-style language (`parse.rs`), its evaluation against
-//! records (`eval.rs`), and the output formats (`output.rs`). Field names and types are those of
-//! BRIEF §2, shared by filters, `--fields`, `--sort` and `--group-by`.
+//! records (`eval.rs`), the output formats (`output.rs`) and their inverse for `import`
+//! (`import.rs`). Field names and types are those of BRIEF §2, shared by filters, `--fields`,
+//! `--sort` and `--group-by`.
 
 pub mod eval;
+pub mod import;
 pub mod output;
 pub mod parse;
 

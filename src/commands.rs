@@ -2,8 +2,10 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 use mediadb::query::eval::{self, GroupBy, SortKey};
+use mediadb::query::import::{Line, LineError, parse_line};
 use mediadb::query::output::{self, Format, TABLE_FIELDS};
 use mediadb::query::{Field, parse};
 use mediadb::{Database, Kind};
@@ -321,7 +323,7 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
 
 pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, Failure> {
     let started = std::time::Instant::now();
-    let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
+    let reader: Box<dyn BufRead + Send> = if args.file.as_os_str() == "-" {
         Box::new(io::BufReader::new(io::stdin()))
     } else {
         let f = std::fs::File::open(&args.file).map_err(|e| Failure {
@@ -332,79 +334,62 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
     };
     let mut db = open_writer(db_path, args.wait)?;
     let name = args.file.display().to_string();
-    let mut pending = Vec::with_capacity(args.batch_size as usize);
+    // Another thread reads and parses the input and hands over each batch once it is full,
+    // so that the next batch is parsed while this thread commits the last one. The hand-over
+    // waits for this thread to take it, and each committed batch goes back through `spare` to
+    // be emptied and refilled there (off this thread): about two batches of records are alive
+    // at a time.
+    let (tx, rx) = mpsc::sync_channel(0);
+    let (spare_tx, spare_rx) = mpsc::channel();
+    let parser = Parser {
+        batch_size: args.batch_size as usize,
+        skip_bad: args.skip_bad,
+        tx,
+        spare: spare_rx,
+    };
+    let parsing = std::thread::spawn(move || parser.run(reader));
     let (mut imported, mut skipped) = (0u64, 0u64);
     let mut playlists: Vec<mediadb::playlist::Playlist> = Vec::new();
-    let flush = |db: &mut Database, pending: &mut Vec<mediadb::Record>| -> Result<u64, Failure> {
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let mut batch = db.batch()?;
-        batch.restore_many(pending)?;
-        let info = batch.commit()?;
-        pending.clear();
-        Ok(info.upserted)
-    };
-    // Lines are parsed a chunk at a time on all cores, then taken in order, so errors are
-    // reported (and stop the import) exactly as a line-by-line reading would.
-    const CHUNK: usize = 8192;
-    let mut lines = reader.lines().enumerate();
-    loop {
-        let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK);
-        for (i, line) in lines.by_ref().take(CHUNK) {
-            let line = line.map_err(|e| Failure {
-                exit: Exit::Failed,
-                message: format!(
-                    "{name}: line {}: {e}; nothing of the current batch was committed",
-                    i + 1
-                ),
-            })?;
-            chunk.push((i, line));
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        let parsed: Vec<(usize, Parsed)> = {
-            use rayon::prelude::*;
-            chunk
-                .into_par_iter()
-                .map(|(i, line)| (i, parse_line(&line)))
-                .collect()
-        };
-        for (i, p) in parsed {
-            let (what, e) = match p {
-                Parsed::Blank => continue,
-                Parsed::Record(r) => {
-                    pending.push(*r);
-                    if pending.len() >= args.batch_size as usize {
-                        imported += flush(&mut db, &mut pending)?;
-                    }
-                    continue;
-                }
-                Parsed::Playlist(p) => {
-                    playlists.push(p);
-                    continue;
-                }
-                Parsed::BadRecord(e) => ("", e),
-                Parsed::BadPlaylist(e) => ("playlist: ", e),
-            };
-            if args.skip_bad {
-                skipped += 1;
-                if !quiet {
-                    eprintln!("mediadb: {name}: line {}: {what}{e}; skipped", i + 1);
-                }
-                continue;
+    // On an early return the parsing thread is left to end on its own: its next send fails.
+    for piece in rx {
+        match piece {
+            Piece::Batch(records) => {
+                let mut batch = db.batch()?;
+                batch.restore_many(&records)?;
+                imported += batch.commit()?.upserted;
+                let _ = spare_tx.send(records);
             }
-            return Err(Failure {
-                exit: Exit::Failed,
-                message: format!(
-                    "{name}: line {}: {what}{e}; stopped, {imported} records committed before it (use --skip-bad to skip bad lines)",
-                    i + 1
-                ),
-            });
+            Piece::Notes(notes) => {
+                playlists.extend(notes.playlists);
+                for (n, e) in notes.skipped {
+                    skipped += 1;
+                    if !quiet {
+                        eprintln!("mediadb: {name}: line {n}: {e}; skipped");
+                    }
+                }
+            }
+            Piece::Stop(n, Stop::Bad(e)) => {
+                return Err(Failure {
+                    exit: Exit::Failed,
+                    message: format!(
+                        "{name}: line {n}: {e}; stopped, {imported} records committed before it (use --skip-bad to skip bad lines)"
+                    ),
+                });
+            }
+            Piece::Stop(n, Stop::Unreadable(e)) => {
+                return Err(Failure {
+                    exit: Exit::Failed,
+                    message: format!(
+                        "{name}: line {n}: {e}; nothing of the current batch was committed"
+                    ),
+                });
+            }
         }
     }
-    imported += flush(&mut db, &mut pending)?;
+    // The channel is closed: the parsing thread has returned.
+    if let Err(panic) = parsing.join() {
+        std::panic::resume_unwind(panic);
+    }
     let restored = restore_playlists(&mut db, playlists)?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
@@ -424,32 +409,154 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
     Ok(if skipped > 0 { Exit::Partial } else { Exit::Ok })
 }
 
-/// One line of an export, parsed.
-enum Parsed {
-    Blank,
-    Record(Box<mediadb::Record>),
-    Playlist(mediadb::playlist::Playlist),
-    BadRecord(String),
-    BadPlaylist(String),
+/// What the parsing thread of `import` hands over, in the order of the input. Line numbers
+/// count from 1, blank lines included.
+enum Piece {
+    /// `batch_size` records, or fewer for the last batch of the input.
+    Batch(Vec<mediadb::Record>),
+    /// The playlists and the skipped bad lines (`--skip-bad`) of at most one chunk, handed over
+    /// together so that a file of bad lines is not handed over line by line.
+    Notes(Notes),
+    /// The import stops at this line; the records after the last full batch are not sent.
+    Stop(usize, Stop),
 }
 
-fn parse_line(line: &str) -> Parsed {
-    if line.trim().is_empty() {
-        return Parsed::Blank;
+/// Lines of a chunk that are neither records nor blank.
+#[derive(Default)]
+struct Notes {
+    playlists: Vec<mediadb::playlist::Playlist>,
+    skipped: Vec<(usize, LineError)>,
+}
+
+/// Why the import stops at a line.
+enum Stop {
+    /// Not a record or playlist (without `--skip-bad`).
+    Bad(LineError),
+    /// A read error, or a line that is not UTF-8: never skipped.
+    Unreadable(io::Error),
+}
+
+/// The parsing side of `import`.
+struct Parser {
+    batch_size: usize,
+    skip_bad: bool,
+    tx: mpsc::SyncSender<Piece>,
+    /// Batches already committed, to be reused.
+    spare: mpsc::Receiver<Vec<mediadb::Record>>,
+}
+
+impl Parser {
+    /// Lines read and parsed at a time.
+    const CHUNK: usize = 8192;
+
+    /// Reads `reader` to its end or to the first line the import stops at, a chunk of lines at
+    /// a time, each chunk parsed on all cores and then taken in order. Returns early when the
+    /// receiver is gone. Lines split as `BufRead::lines` splits them: at `\n`, less one `\r`
+    /// before it.
+    fn run(self, mut reader: Box<dyn BufRead + Send>) {
+        use rayon::prelude::*;
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(Self::CHUNK);
+        let mut parsed = Vec::with_capacity(Self::CHUNK);
+        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut first = 0;
+        loop {
+            buf.clear();
+            ends.clear();
+            let mut error = None;
+            while ends.len() < Self::CHUNK {
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => ends.push(buf.len()),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let last = ends.len() < Self::CHUNK;
+            (0..ends.len())
+                .into_par_iter()
+                .map(|k| {
+                    let mut line = &buf[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
+                    if let Some(l) = line.strip_suffix(b"\n") {
+                        line = l.strip_suffix(b"\r").unwrap_or(l);
+                    }
+                    let line = std::str::from_utf8(line).map_err(|_| {
+                        Stop::Unreadable(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        ))
+                    })?;
+                    parse_line(line).map_err(Stop::Bad)
+                })
+                .collect_into_vec(&mut parsed);
+            // Notes go before the batch or stop that follows them, in the order of the input.
+            let mut notes = Notes::default();
+            for (k, line) in parsed.drain(..).enumerate() {
+                let n = first + k + 1;
+                match line {
+                    Ok(Line::Blank) => {}
+                    Ok(Line::Record(r)) => {
+                        batch.push(r);
+                        if batch.len() == self.batch_size {
+                            let full = std::mem::take(&mut batch);
+                            if !self.send_notes(&mut notes)
+                                || self.tx.send(Piece::Batch(full)).is_err()
+                            {
+                                return;
+                            }
+                            batch = self.empty_batch();
+                        }
+                    }
+                    Ok(Line::Playlist(p)) => notes.playlists.push(p),
+                    Err(Stop::Bad(e)) if self.skip_bad => notes.skipped.push((n, e)),
+                    Err(stop) => {
+                        if self.send_notes(&mut notes) {
+                            let _ = self.tx.send(Piece::Stop(n, stop));
+                        }
+                        return;
+                    }
+                }
+            }
+            if !self.send_notes(&mut notes) {
+                return;
+            }
+            if let Some(e) = error {
+                let _ = self
+                    .tx
+                    .send(Piece::Stop(first + ends.len() + 1, Stop::Unreadable(e)));
+                return;
+            }
+            if last {
+                if !batch.is_empty() {
+                    let _ = self.tx.send(Piece::Batch(batch));
+                }
+                return;
+            }
+            first += Self::CHUNK;
+        }
     }
-    let v = match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(v) => v,
-        Err(e) => return Parsed::BadRecord(e.to_string()),
-    };
-    if let Some(p) = v.get("playlist") {
-        return match mediadb::playlist::from_json(p) {
-            Ok(p) => Parsed::Playlist(p),
-            Err(e) => Parsed::BadPlaylist(e),
-        };
+
+    /// The batch committed before the one just handed over (the committing thread sends it
+    /// back before it takes the next), emptied here rather than on that thread; a new one only
+    /// for the first two batches.
+    fn empty_batch(&self) -> Vec<mediadb::Record> {
+        match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(self.batch_size),
+        }
     }
-    match output::record_from_json(&v) {
-        Ok(r) => Parsed::Record(Box::new(r)),
-        Err(e) => Parsed::BadRecord(e.to_string()),
+
+    /// Hands over `notes` unless empty, leaving them empty; false when the receiver is gone.
+    fn send_notes(&self, notes: &mut Notes) -> bool {
+        if notes.playlists.is_empty() && notes.skipped.is_empty() {
+            return true;
+        }
+        self.tx.send(Piece::Notes(std::mem::take(notes))).is_ok()
     }
 }
 

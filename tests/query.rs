@@ -1723,6 +1723,118 @@ fn a_bad_import_line_aborts_the_batch_unless_skipped() {
     }
 }
 
+/// 9000 lines of records, with a blank line at every 1000th and CRLF endings on every third;
+/// line `bad` is replaced by `bad_line`. Returns the file's bytes.
+fn long_import(bad: usize, bad_line: &[u8]) -> Vec<u8> {
+    let mut text = Vec::new();
+    for n in 1..=9000 {
+        if n == bad {
+            text.extend_from_slice(bad_line);
+        } else if n % 1000 != 0 {
+            text.extend_from_slice(
+                format!(r#"{{"path": "/m/{n}.flac", "title": "t{n}"}}"#).as_bytes(),
+            );
+        }
+        text.extend_from_slice(if n % 3 == 0 { b"\r\n" } else { b"\n" });
+    }
+    text
+}
+
+/// Import parses lines 8192 at a time on another thread while it commits: a bad line in a later
+/// chunk, or on either side of a chunk's end, is still named by its exact number, the batches
+/// before it are committed and nothing of its own batch is.
+#[test]
+fn a_bad_line_past_the_first_parsed_chunk_is_numbered_exactly_and_stops_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("long.jsonl");
+    let f = file.display();
+    for bad in [8192, 8193, 8500] {
+        std::fs::write(
+            &file,
+            long_import(bad, br#"{"path": "/bad.flac", "track": -1}"#),
+        )
+        .expect("write");
+        let stopped = |committed: usize| {
+            format!(
+                "mediadb: {f}: line {bad}: `track` is out of range; stopped, {committed} records committed before it (use --skip-bad to skip bad lines)\n"
+            )
+        };
+        let dst = dir.path().join(format!("default-{bad}.mediadb"));
+        let o = import(&dst, &file, &[]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        assert_eq!(text(&o.stderr), stopped(0));
+        assert_eq!(ok_str(&dst, &["query", "--count"]), "0\n");
+
+        // Batches of 5000: the first (lines 1-5005, less 5 blank lines) is committed.
+        let dst = dir.path().join(format!("batches-{bad}.mediadb"));
+        let o = import(&dst, &file, &["--batch-size", "5000"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        assert_eq!(text(&o.stderr), stopped(5000));
+        assert_eq!(ok_str(&dst, &["query", "--count"]), "5000\n");
+        assert_eq!(
+            ok_str(&dst, &["query", "path:/m/5005.flac", "--count"]),
+            "1\n"
+        );
+        assert_eq!(
+            ok_str(&dst, &["query", "path:/m/5006.flac", "--count"]),
+            "0\n"
+        );
+
+        // --skip-bad: every other record, in batches or not.
+        for extra in [
+            &["--skip-bad"][..],
+            &["--skip-bad", "--batch-size", "5000"][..],
+        ] {
+            let dst = dir
+                .path()
+                .join(format!("skip-{bad}-{}.mediadb", extra.len()));
+            let o = import(&dst, &file, extra);
+            assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+            let err = text(&o.stderr);
+            assert!(
+                err.starts_with(&format!(
+                    "mediadb: {f}: line {bad}: `track` is out of range; skipped\n"
+                )),
+                "{err}"
+            );
+            assert!(
+                err.contains("imported 8990 records and 0 playlists, skipped 1,"),
+                "{err}"
+            );
+            assert_eq!(ok_str(&dst, &["query", "--count"]), "8990\n");
+            assert_eq!(
+                ok_str(&dst, &["query", "title:=t9", "--format", "paths"]),
+                "/m/9.flac\n",
+                "a CRLF line reads as its LF twin"
+            );
+        }
+    }
+}
+
+/// A line that is not UTF-8 ends the import like a read error, even with --skip-bad.
+#[test]
+fn a_line_that_is_not_utf8_stops_the_import_even_with_skip_bad() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("latin1.jsonl");
+    std::fs::write(&file, long_import(8700, b"{\"path\": \"/caf\xe9.flac\"}")).expect("write");
+    for (extra, committed) in [
+        (&["--batch-size", "5000"][..], "5000\n"),
+        (&["--skip-bad"][..], "0\n"),
+    ] {
+        let dst = dir.path().join(format!("utf8-{}.mediadb", extra[0]));
+        let o = import(&dst, &file, extra);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        assert_eq!(
+            text(&o.stderr),
+            format!(
+                "mediadb: {}: line 8700: stream did not contain valid UTF-8; nothing of the current batch was committed\n",
+                file.display()
+            )
+        );
+        assert_eq!(ok_str(&dst, &["query", "--count"]), committed, "{extra:?}");
+    }
+}
+
 /// Terms on kind, size, mtime and id are decided on index entries without reading records;
 /// that path must agree with evaluating every record.
 #[test]

@@ -1,9 +1,11 @@
 //! Queries over a snapshot: the beets-style language (`parse.rs`), its evaluation against
-//! records (`eval.rs`), and the output formats (`output.rs`). Field names and types are those of
-//! BRIEF §2, shared by filters, `--fields`, `--sort` and `--group-by`.
+//! records (`eval.rs`), the output formats (`output.rs`) and their inverse for `import`
+//! (`import.rs`). Field names and types are those of BRIEF §2, shared by filters, `--fields`,
+//! `--sort` and `--group-by`.
 
 mod columns;
 pub mod eval;
+pub mod import;
 pub mod output;
 pub mod parse;
 

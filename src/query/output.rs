@@ -1,7 +1,7 @@
 //! Output formats for records: JSON (one array), JSON Lines, CSV (RFC 4180), a table fitted to
 //! a width, paths one per line, and NUL-separated raw path bytes. Control characters never reach
 //! a terminal raw: JSON escapes them, the text formats write them as `\x1b`-style escapes.
-//! Also the inverse of the JSON shape, for `import`.
+//! The inverse of the JSON shape, for `import`, is in [`import`](super::import).
 
 use std::io::{self, Write};
 
@@ -9,7 +9,9 @@ use base64::Engine;
 use serde_json::{Map, Value as Json, json};
 
 use crate::query::{Field, Value, value};
-use crate::record::{Kind, Record, RecordView};
+use crate::record::RecordView;
+
+pub use super::import::{ImportError, record_from_json};
 
 /// The output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,145 +260,6 @@ pub fn write_grid(
         writeln!(w, "{}", line(row).trim_end())?;
     }
     Ok(())
-}
-
-/// Why an imported JSON line could not become a record.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ImportError(pub String);
-
-/// Builds a record from the JSON shape `record_json` writes (all fields). `id` is returned
-/// separately (0 when absent).
-pub fn record_from_json(v: &Json) -> Result<Record, ImportError> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| ImportError("not a JSON object".into()))?;
-    let s = |k: &str| -> Result<Option<String>, ImportError> {
-        match o.get(k) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ImportError(format!("`{k}` must be a string or null"))),
-        }
-    };
-    let n = |k: &str| -> Result<Option<i64>, ImportError> {
-        match o.get(k) {
-            None | Some(Json::Null) => Ok(None),
-            Some(j) => j
-                .as_i64()
-                .or_else(|| j.as_u64().map(|u| u as i64))
-                .map(Some)
-                .ok_or_else(|| ImportError(format!("`{k}` must be a whole number or null"))),
-        }
-    };
-    let narrow = |k: &str, max: i64| -> Result<Option<i64>, ImportError> {
-        match n(k)? {
-            Some(v) if v < 0 || v > max => Err(ImportError(format!("`{k}` is out of range"))),
-            v => Ok(v),
-        }
-    };
-    let b = |k: &str| -> Result<Option<bool>, ImportError> {
-        match o.get(k) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ImportError(format!("`{k}` must be true, false or null"))),
-        }
-    };
-    let list = |k: &str| -> Result<Vec<String>, ImportError> {
-        match o.get(k) {
-            None | Some(Json::Null) => Ok(Vec::new()),
-            Some(Json::Array(a)) => a
-                .iter()
-                .map(|x| {
-                    x.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| ImportError(format!("`{k}` must hold strings")))
-                })
-                .collect(),
-            Some(_) => Err(ImportError(format!("`{k}` must be a list of strings"))),
-        }
-    };
-    let path = match s("path_b64")? {
-        Some(b) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map_err(|e| ImportError(format!("`path_b64` is not base64: {e}")))?,
-        None => s("path")?
-            .ok_or_else(|| ImportError("missing `path`".into()))?
-            .into_bytes(),
-    };
-    if path.is_empty() {
-        return Err(ImportError("empty `path`".into()));
-    }
-    let kind = match s("kind")?.as_deref() {
-        None | Some("other") => Kind::Other,
-        Some("audio") => Kind::Audio,
-        Some("video") => Kind::Video,
-        Some("image") => Kind::Image,
-        Some("playlist") => Kind::Playlist,
-        Some(k) => return Err(ImportError(format!("unknown kind `{k}`"))),
-    };
-    let u32f = |k: &str| narrow(k, u32::MAX as i64).map(|v| v.map(|x| x as u32));
-    let u8f = |k: &str| narrow(k, u8::MAX as i64).map(|v| v.map(|x| x as u8));
-    let mut artists = list("artists")?;
-    if artists.is_empty() {
-        artists.extend(s("artist")?);
-    }
-    let mut genres = list("genres")?;
-    if genres.is_empty() {
-        genres.extend(s("genre")?);
-    }
-    let tags = match o.get("tags") {
-        None | Some(Json::Null) => Vec::new(),
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|t| match t.as_array().map(Vec::as_slice) {
-                Some([Json::String(k), Json::String(v)]) => Ok((k.clone(), v.clone())),
-                _ => Err(ImportError(
-                    "`tags` must hold [key, value] string pairs".into(),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ImportError(
-                "`tags` must be a list of [key, value] pairs".into(),
-            ));
-        }
-    };
-    Ok(Record {
-        id: narrow("id", i64::MAX)?.unwrap_or(0) as u64,
-        path,
-        size: narrow("size", i64::MAX)?.unwrap_or(0) as u64,
-        mtime_ns: n("mtime_ns")?.unwrap_or(0),
-        inode: narrow("inode", i64::MAX)?.unwrap_or(0) as u64,
-        kind,
-        extractor_version: narrow("extractor_version", u16::MAX as i64)?.unwrap_or(0) as u16,
-        mime: s("mime")?,
-        title: s("title")?,
-        artists,
-        album: s("album")?,
-        album_artist: s("album_artist")?,
-        genres,
-        year: match n("year")? {
-            Some(y) => {
-                Some(i32::try_from(y).map_err(|_| ImportError("`year` is out of range".into()))?)
-            }
-            None => None,
-        },
-        track: u32f("track")?,
-        track_total: u32f("track_total")?,
-        disc: u32f("disc")?,
-        disc_total: u32f("disc_total")?,
-        duration_ms: narrow("duration_ms", i64::MAX)?.map(|v| v as u64),
-        bitrate: u32f("bitrate")?,
-        sample_rate: u32f("sample_rate")?,
-        channels: u8f("channels")?,
-        bit_depth: u8f("bit_depth")?,
-        compilation: b("compilation")?,
-        has_cover: b("has_cover")?,
-        musicbrainz_track_id: s("musicbrainz_track_id")?,
-        musicbrainz_album_id: s("musicbrainz_album_id")?,
-        error: s("error")?,
-        tags,
-    })
 }
 
 #[cfg(test)]

@@ -559,22 +559,28 @@ impl Database {
         let v = Arc::clone(&self.current);
         let current =
             self.checkpointed_len == v.header.committed_len && self.checkpointed_len != LOG_START;
-        if !current {
-            checkpoint::write(&self.path, &v.header, &v.index)?;
-            self.checkpointed_len = v.header.committed_len;
-        }
         // The column cache is only for queries (without it they read records): rebuilt with each
-        // checkpoint, and when this file has none (deleted, damaged, or a compaction's).
+        // checkpoint, and when this file has none (deleted, damaged, or a compaction's). The two
+        // files are written side by side, each on its own core.
         let cols_current = v
             .columns
             .as_ref()
             .is_some_and(|c| c.committed_len() == v.header.committed_len);
-        if (!current || !cols_current) && columns::write(&self.path, &v, &self.col_delta).is_ok() {
+        let write_cols = !current || !cols_current;
+        let (cp, cols) = rayon::join(
+            || (!current).then(|| checkpoint::write(&self.path, &v.header, &v.index)),
+            || write_cols.then(|| columns::write(&self.path, &v, &self.col_delta)),
+        );
+        if let Some(Ok(())) = cols {
             // The new cache covers every row of the delta.
             self.col_delta.clear();
             let fresh =
                 columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
             Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
+        }
+        if let Some(r) = cp {
+            r?;
+            self.checkpointed_len = v.header.committed_len;
         }
         Ok(())
     }

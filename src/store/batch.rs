@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flatbuffers::FlatBufferBuilder;
 
-use super::columns::Delta;
+use super::columns::{Delta, Deltas};
 use super::format::{
     ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
     MAX_PLAYLIST_LEN, MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
@@ -78,7 +78,7 @@ pub struct WriteBatch<'db> {
     playlists: Vec<(u64, String, u32, u32)>,
     playlist_removals: Vec<u64>,
     /// Column rows of the pending records, for the column cache (when the database keeps one).
-    cols: Option<super::columns::Delta>,
+    cols: Option<Deltas>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -100,7 +100,7 @@ impl Drop for WriteBatch<'_> {
 impl<'db> WriteBatch<'db> {
     pub(crate) fn new(db: &'db mut Database) -> WriteBatch<'db> {
         let next_id = db.current.header.next_id;
-        let cols = db.checkpoints.then(super::columns::Delta::default);
+        let cols = db.checkpoints.then(Deltas::default);
         let mut frame = std::mem::take(&mut db.spare_frame);
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
@@ -330,7 +330,7 @@ impl<'db> WriteBatch<'db> {
             .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
                 buf.clear();
                 let mut spans = Vec::with_capacity(rs.len());
-                let mut cols = keep_cols.then(Delta::default);
+                let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
                 for (r, &id) in rs.iter().zip(is) {
                     let start = buf.len();
                     record::encode(fbb, r, id, &mut buf);
@@ -370,9 +370,7 @@ impl<'db> WriteBatch<'db> {
         self.frame.reserve(total);
         self.pending.reserve(recs.len());
         if let Some(cols) = &mut self.cols {
-            for c in col_rows.iter().flatten() {
-                cols.append(c);
-            }
+            col_rows.into_iter().flatten().for_each(|c| cols.add(c));
         }
         for (chunk, (buf, spans)) in encoded.into_iter().enumerate() {
             let base = self.frame.len() - FRAME_HEADER_LEN;
@@ -759,7 +757,7 @@ impl<'db> WriteBatch<'db> {
             });
         }
         if let Some(cols) = self.cols.take() {
-            db.col_delta.append(&cols);
+            db.col_delta.extend(cols);
         }
         Ok(CommitInfo {
             seq,

@@ -161,6 +161,19 @@ impl Default for Delta {
 }
 
 impl Delta {
+    /// Room for `n` rows.
+    pub fn with_capacity(n: usize) -> Delta {
+        let mut d = Delta::default();
+        d.ids.reserve(n);
+        for b in &mut d.cols {
+            b.ords.reserve(n);
+            if b.col.kind() == 1 {
+                b.rows.reserve(n);
+            }
+        }
+        d
+    }
+
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
         self.ids.push(id);
@@ -196,30 +209,63 @@ impl Delta {
         );
     }
 
-    /// Appends `other`'s rows after these.
-    pub fn append(&mut self, other: &Delta) {
-        self.ids.extend_from_slice(&other.ids);
-        for (b, o) in self.cols.iter_mut().zip(&other.cols) {
-            b.extend_from(o);
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// The column rows of what a writer committed (or a batch is about to): chunks of rows, each
+/// with its own small dictionaries, in commit order. Chunks are moved, never merged, as batches
+/// commit; they are combined only when the cache is written.
+#[derive(Default)]
+pub(crate) struct Deltas {
+    chunks: Vec<Delta>,
+}
+
+impl Deltas {
+    /// Adds `rec`'s values as the row of `id`.
+    pub fn push(&mut self, id: u64, rec: &Record) {
+        if self.chunks.last().is_none_or(|c| c.len() >= 4096) {
+            self.chunks.push(Delta::default());
         }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(id, rec);
+        }
+    }
+
+    /// Adds a chunk of rows after these.
+    pub fn add(&mut self, chunk: Delta) {
+        if chunk.len() > 0 {
+            self.chunks.push(chunk);
+        }
+    }
+
+    /// Moves `other`'s rows after these.
+    pub fn extend(&mut self, other: Deltas) {
+        self.chunks.extend(other.chunks);
     }
 
     /// Forgets every row (a cache covering them was written).
     pub fn clear(&mut self) {
-        *self = Delta::default();
+        self.chunks.clear();
     }
 
-    /// (id, row) of each id's last row, by id.
-    fn latest(&self) -> Vec<(u64, u32)> {
-        let mut v: Vec<(u64, u32)> = self
-            .ids
+    /// (id, chunk, row) of each id's last row, by id.
+    fn latest(&self) -> Vec<(u64, u32, u32)> {
+        let mut v: Vec<(u64, u32, u32)> = self
+            .chunks
             .iter()
             .enumerate()
-            .map(|(i, &id)| (id, i as u32))
+            .flat_map(|(c, d)| {
+                d.ids
+                    .iter()
+                    .enumerate()
+                    .map(move |(r, &id)| (id, c as u32, r as u32))
+            })
             .collect();
-        v.sort_unstable();
-        // Keep the last row of each id.
-        let mut out: Vec<(u64, u32)> = Vec::with_capacity(v.len());
+        // Stable: rows of one id stay in commit order, and the last one wins.
+        v.sort_by_key(|x| x.0);
+        let mut out: Vec<(u64, u32, u32)> = Vec::with_capacity(v.len());
         for x in v {
             match out.last_mut() {
                 Some(l) if l.0 == x.0 => *l = x,
@@ -521,7 +567,7 @@ impl Dict {
 /// Rebuilds the cache of `db` for `version`: the rows the old cache covers are copied, the rest
 /// read from the log (on all cores). Written to `NAME.cols.tmp` and renamed into place; not
 /// synced, since a torn cache fails its checksums and is not used.
-pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
+pub(crate) fn write(db: &Path, v: &Version, delta: &Deltas) -> io::Result<()> {
     use rayon::prelude::*;
     /// Ids per block: the rows read from the log for one block are held at once.
     const BLOCK: u64 = 1 << 16;
@@ -542,11 +588,15 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
     };
     let n = v.index.next_id();
     let latest = delta.latest();
-    // Delta ord -> new ord, per column.
-    let mut delta_remap: Vec<Vec<u32>> = delta
-        .cols
-        .iter()
-        .map(|b| vec![ABSENT; b.dict.values.len()])
+    // Delta ord -> new ord, per column and delta chunk.
+    let mut delta_remap: Vec<Vec<Vec<u32>>> = (0..Col::ALL.len())
+        .map(|k| {
+            delta
+                .chunks
+                .iter()
+                .map(|d| vec![ABSENT; d.cols[k].dict.values.len()])
+                .collect()
+        })
         .collect();
     let mut builders: Vec<Builder> = Col::ALL
         .iter()
@@ -557,8 +607,8 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
     enum Src {
         Absent,
         Old,
-        /// Row of the delta.
-        Delta(u32),
+        /// Chunk and row of the delta.
+        Delta(u32, u32),
         /// Index into the block's rows read from the log.
         Read(u32),
     }
@@ -576,7 +626,7 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
             let src = match v.index.entry(id).filter(FileEntry::is_live) {
                 None => Src::Absent,
                 Some(_) if latest.get(next_delta).is_some_and(|d| d.0 == id) => {
-                    Src::Delta(latest[next_delta].1)
+                    Src::Delta(latest[next_delta].1, latest[next_delta].2)
                 }
                 Some(e) if old.as_ref().is_some_and(|o| o.covers(id, &e)) => Src::Old,
                 Some(e) => {
@@ -612,7 +662,11 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Delta) -> io::Result<()> {
                             Some(row) => b.push_row(row),
                             None => b.absent(),
                         },
-                        (Src::Delta(r), _) => b.push_delta(&delta.cols[k], r, delta_remap),
+                        (Src::Delta(c, r), _) => b.push_delta(
+                            &delta.chunks[c as usize].cols[k],
+                            r,
+                            &mut delta_remap[c as usize],
+                        ),
                         // The old cache was checked whole above, so every column is there.
                         (Src::Old, Some(Some(cv))) => b.push_old(cv, id, remap),
                         _ => b.absent(),
@@ -683,27 +737,6 @@ impl Builder {
                 let o = row.one[k].as_ref().map_or(ABSENT, |v| self.dict.ord(v));
                 self.ords.push(o);
             }
-        }
-    }
-
-    /// Appends every row of `other` (a builder of the same column).
-    fn extend_from(&mut self, other: &Builder) {
-        let remap: Vec<u32> = other.dict.values.iter().map(|v| self.dict.ord(v)).collect();
-        let map = |o: u32| {
-            if o == ABSENT {
-                ABSENT
-            } else {
-                remap[o as usize]
-            }
-        };
-        match self.col.kind() {
-            1 => {
-                let base = self.ords.len() as u32;
-                self.ords.extend(other.ords.iter().map(|&o| map(o)));
-                self.rows.extend(other.rows[1..].iter().map(|r| r + base));
-            }
-            2 => self.ords.extend_from_slice(&other.ords),
-            _ => self.ords.extend(other.ords.iter().map(|&o| map(o))),
         }
     }
 

@@ -98,7 +98,7 @@ pub struct Database {
     pub(crate) spare_frame: Vec<u8>,
     pub(crate) spare_chunks: Vec<Vec<u8>>,
     /// Column rows of the records this writer committed since the column cache was written.
-    pub(crate) col_delta: columns::Delta,
+    pub(crate) col_delta: columns::Deltas,
     /// (device, inode) of the file a read-only handle opened, so `refresh` notices when
     /// compaction renamed a new file over the path.
     identity: Option<(u64, u64)>,
@@ -450,7 +450,7 @@ impl Database {
             checkpointed_len,
             spare_frame: Vec::new(),
             spare_chunks: Vec::new(),
-            col_delta: columns::Delta::default(),
+            col_delta: columns::Deltas::default(),
             identity: None,
         })
     }

@@ -720,21 +720,31 @@ impl Database {
             let out = wrap(storage.clone());
             let (header, frames) = self.write_compacted(&*out, &tmp)?;
             drop(out);
-            storage.file().sync_all().map_err(io_at(&tmp))?;
             // Replaying the new file checks every frame and the header before it replaces the
-            // old one, and gives this handle its next version.
-            let (version, _) = load_version(
-                &*storage,
-                &tmp,
-                header,
-                None,
-                super::checkpoint::Check::Eager,
-            )
-            .map_err(|e| CompactError::Io {
+            // old one, and gives this handle its next version; its checkpoint is written from
+            // that. Both read what was just written, so they run while the file syncs: nothing
+            // is renamed until all three are done.
+            let (synced, loaded) = rayon::join(
+                || storage.file().sync_all(),
+                || {
+                    load_version(
+                        &*storage,
+                        &tmp,
+                        header,
+                        None,
+                        super::checkpoint::Check::Eager,
+                    )
+                    .map(|(version, _)| {
+                        let cp = checkpoint::write(&tmp, &header, &version.index).is_ok();
+                        (version, cp)
+                    })
+                },
+            );
+            synced.map_err(io_at(&tmp))?;
+            let (version, cp) = loaded.map_err(|e| CompactError::Io {
                 path: tmp.clone(),
                 source: io::Error::other(format!("the compacted file does not replay: {e}")),
             })?;
-            let cp = checkpoint::write(&tmp, &header, &version.index).is_ok();
             Ok::<_, CompactError>((storage, version, frames, cp))
         })();
         let (storage, version, frames, cp_written) = match prepared {

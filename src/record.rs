@@ -128,6 +128,16 @@ impl Record {
     }
 }
 
+/// A path's directory (up to its last `/`; `/` for a top-level name, empty without a `/`) and
+/// name.
+pub(crate) fn split_path(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|b| *b == b'/') {
+        Some(0) => (b"/", &p[1..]),
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (b"", p),
+    }
+}
+
 fn join(v: &[String]) -> Option<String> {
     if v.is_empty() {
         None

@@ -512,20 +512,8 @@ pub(crate) fn list_dir<'s>(
         }
         // Records written after the cache, placed from their paths.
         for id in read {
-            let Some(r) = snap.get_by_id(id)? else {
-                continue;
-            };
-            if kind.is_some_and(|k| r.kind() != k) {
-                continue;
-            }
-            let p = r.path();
-            if p.len() <= dir.len() + 1 || !p.starts_with(dir) || p[dir.len()] != b'/' {
-                continue;
-            }
-            let rest = &p[dir.len() + 1..];
-            match rest.iter().position(|b| *b == b'/') {
-                Some(i) => *dirs.entry(p[..dir.len() + 1 + i].to_vec()).or_default() += 1,
-                None => files.push(r),
+            if let Some(r) = snap.get_by_id(id)? {
+                crate::query::eval::place(r, dir, kind, &mut dirs, &mut files);
             }
         }
         Ok(crate::query::eval::listing(dirs, files))

@@ -486,21 +486,32 @@ pub fn list_dir<'s>(
     let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut files = Vec::new();
     for r in snap.iter() {
-        let r = r?;
-        if kind.is_some_and(|k| r.kind() != k) {
-            continue;
-        }
-        let p = r.path();
-        if p.len() <= dir.len() + 1 || !p.starts_with(dir) || p[dir.len()] != b'/' {
-            continue;
-        }
-        let rest = &p[dir.len() + 1..];
-        match rest.iter().position(|b| *b == b'/') {
-            Some(i) => *dirs.entry(p[..dir.len() + 1 + i].to_vec()).or_default() += 1,
-            None => files.push(r),
-        }
+        place(r?, dir, kind, &mut dirs, &mut files);
     }
     Ok(listing(dirs, files))
+}
+
+/// Puts record `r` into the listing of `dir` (normalized as [`list_dir`] does): counted under
+/// its subdirectory, listed as a file, or left out (elsewhere, or not of `kind`).
+pub(crate) fn place<'s>(
+    r: RecordView<'s>,
+    dir: &[u8],
+    kind: Option<Kind>,
+    dirs: &mut HashMap<Vec<u8>, u64>,
+    files: &mut Vec<RecordView<'s>>,
+) {
+    if kind.is_some_and(|k| r.kind() != k) {
+        return;
+    }
+    let p = r.path();
+    if p.len() <= dir.len() + 1 || !p.starts_with(dir) || p[dir.len()] != b'/' {
+        return;
+    }
+    let rest = &p[dir.len() + 1..];
+    match rest.iter().position(|b| *b == b'/') {
+        Some(i) => *dirs.entry(p[..dir.len() + 1 + i].to_vec()).or_default() += 1,
+        None => files.push(r),
+    }
 }
 
 /// A listing in its output order: directories in natural order; files by disc, track, then

@@ -12,7 +12,7 @@ pub mod parse;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::record::RecordView;
+use crate::record::{RecordView, split_path};
 
 pub use eval::{GroupBy, GroupRow};
 pub use parse::{ParseError, Query, parse};
@@ -188,14 +188,6 @@ pub enum Value<'a> {
     Bytes(&'a [u8]),
     /// A list of strings.
     List(Vec<&'a str>),
-}
-
-fn split_path(p: &[u8]) -> (&[u8], &[u8]) {
-    match p.iter().rposition(|b| *b == b'/') {
-        Some(0) => (b"/", &p[1..]),
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => (b"", p),
-    }
 }
 
 fn opt_text(v: Option<&str>) -> Value<'_> {

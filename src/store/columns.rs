@@ -100,11 +100,7 @@ impl Col {
 
 /// The directory part of a path, as the query language's `dir` field has it.
 pub(crate) fn dir_of(p: &[u8]) -> &[u8] {
-    match p.iter().rposition(|b| *b == b'/') {
-        Some(0) => b"/",
-        Some(i) => &p[..i],
-        None => b"",
-    }
+    crate::record::split_path(p).0
 }
 
 fn joined<'a>(parts: &[&'a [u8]]) -> Option<Cow<'a, [u8]>> {
@@ -740,60 +736,64 @@ impl Builder {
         }
     }
 
-    /// Appends row `row` of `delta` (a builder of the same column).
-    fn push_delta(&mut self, delta: &Builder, row: u32, remap: &mut [u32]) {
+    /// Appends one row given as ords of another dictionary of this column (`value` gives their
+    /// values): each is interned here once and remembered in `remap`. For an integer column,
+    /// `ords` yields the value itself.
+    fn push_remapped<'v>(
+        &mut self,
+        mut ords: impl Iterator<Item = u32>,
+        remap: &mut [u32],
+        value: impl Fn(u32) -> &'v [u8],
+    ) {
         let mut map = |o: u32, dict: &mut Dict| -> u32 {
             if o == ABSENT {
                 return ABSENT;
             }
             let slot = &mut remap[o as usize];
             if *slot == ABSENT {
-                *slot = dict.ord(&delta.dict.values[o as usize]);
+                *slot = dict.ord(value(o));
             }
             *slot
         };
-        let r = row as usize;
         match self.col.kind() {
             1 => {
-                let (a, b) = (delta.rows[r] as usize, delta.rows[r + 1] as usize);
-                for &o in &delta.ords[a..b] {
+                for o in ords {
                     let n = map(o, &mut self.dict);
                     self.ords.push(n);
                 }
                 self.rows.push(self.ords.len() as u32);
             }
-            2 => self.ords.push(delta.ords[r]),
+            2 => self.ords.push(ords.next().unwrap_or(ABSENT_INT as u32)),
             _ => {
-                let n = map(delta.ords[r], &mut self.dict);
+                let n = map(ords.next().unwrap_or(ABSENT), &mut self.dict);
                 self.ords.push(n);
             }
         }
     }
 
-    fn push_old(&mut self, cv: &ColView<'_>, id: u64, remap: &mut [u32]) {
-        let mut map = |o: u32, dict: &mut Dict| -> u32 {
-            if o == ABSENT {
-                return ABSENT;
-            }
-            let slot = &mut remap[o as usize];
-            if *slot == ABSENT {
-                *slot = dict.ord(cv.value(o));
-            }
-            *slot
+    /// Appends row `row` of `delta` (a builder of the same column).
+    fn push_delta(&mut self, delta: &Builder, row: u32, remap: &mut [u32]) {
+        let r = row as usize;
+        let ords = if self.col.kind() == 1 {
+            &delta.ords[delta.rows[r] as usize..delta.rows[r + 1] as usize]
+        } else {
+            &delta.ords[r..=r]
         };
+        self.push_remapped(ords.iter().copied(), remap, |o| {
+            &delta.dict.values[o as usize]
+        });
+    }
+
+    /// Appends the row of `id` in the old cache's column `cv`.
+    fn push_old(&mut self, cv: &ColView<'_>, id: u64, remap: &mut [u32]) {
+        let value = |o| cv.value(o);
         match self.col.kind() {
-            1 => {
-                for o in cv.many(id) {
-                    let n = map(o, &mut self.dict);
-                    self.ords.push(n);
-                }
-                self.rows.push(self.ords.len() as u32);
+            1 => self.push_remapped(cv.many(id), remap, value),
+            2 => {
+                let raw = cv.int(id).unwrap_or(ABSENT_INT) as u32;
+                self.push_remapped(std::iter::once(raw), remap, value);
             }
-            2 => self.ords.push(cv.int(id).unwrap_or(ABSENT_INT) as u32),
-            _ => {
-                let n = map(cv.one(id), &mut self.dict);
-                self.ords.push(n);
-            }
+            _ => self.push_remapped(std::iter::once(cv.one(id)), remap, value),
         }
     }
 

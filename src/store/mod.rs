@@ -279,6 +279,9 @@ fn load_version(
         }
         Ok(())
     };
+    let columns = db_path
+        .and_then(|p| columns::Columns::load(p, &header.file_id, header.committed_len))
+        .map(Arc::new);
     if let Some(cp) = db_path.and_then(|p| checkpoint::load(p, &header, check)) {
         let mut index = cp.index;
         let replayed = log::replay(
@@ -292,9 +295,6 @@ fn load_version(
             && check_end(&index, end).is_ok()
         {
             let covered = cp.header.committed_len;
-            let columns = db_path
-                .and_then(|p| columns::Columns::load(p, &header.file_id, header.committed_len))
-                .map(Arc::new);
             let v = Version {
                 header,
                 log,
@@ -310,9 +310,6 @@ fn load_version(
     let base = format::FrameHeader::decode(log.bytes()).map_or(0, |f| f.seq.saturating_sub(1));
     let end = log::replay(&mut index, log.bytes(), LOG_START, base, 0).map_err(corrupt)?;
     check_end(&index, end).map_err(corrupt)?;
-    let columns = db_path
-        .and_then(|p| columns::Columns::load(p, &header.file_id, header.committed_len))
-        .map(Arc::new);
     let v = Version {
         header,
         log,

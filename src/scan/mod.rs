@@ -11,6 +11,7 @@ pub mod kind;
 pub mod tags;
 pub mod walk;
 
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,13 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
-use globset::{Glob, GlobSetBuilder};
-
 use crate::error::{CommitError, ReadError};
 use crate::record::{Kind, Record};
 use crate::store::format::path_hash;
 use crate::store::{Database, Snapshot};
-use walk::{FileStat, Visitor, WalkOptions, WalkProblem};
+use walk::{Excludes, Files, Visitor, WalkOptions, WalkProblem};
 
 /// Directory names skipped by default: NAS and filesystem litter.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
@@ -205,6 +204,20 @@ enum Msg {
     Done,
 }
 
+/// What one walker gathers while it reads a directory.
+#[derive(Default)]
+struct Local {
+    /// Messages for the writer, sent in one piece.
+    msgs: Vec<Msg>,
+    /// Path hashes of the files being visited.
+    hashes: Vec<u64>,
+    /// The directory's root, and counts for it: files, files with a record, unchanged files.
+    root: usize,
+    files: u64,
+    known: u64,
+    unchanged: u64,
+}
+
 struct ScanVisitor<'a> {
     snap: &'a Snapshot,
     seen: Vec<AtomicU64>,
@@ -259,13 +272,12 @@ impl ScanVisitor<'_> {
 
     fn visit(
         &self,
-        local: &mut Vec<Msg>,
-        root: usize,
-        path: &[u8],
-        stat: &FileStat,
-        at: walk::FileAt<'_>,
+        local: &mut Local,
+        dir: BorrowedFd<'_>,
+        file: walk::FileRef<'_>,
+        hash: u64,
     ) -> Result<(), ReadError> {
-        let hash = path_hash(path);
+        let (path, stat) = (file.path, &file.stat);
         if !self.force {
             // Unchanged: same hash, size, mtime, inode and extractor version. A different path
             // with the same 64-bit hash *and* the same stat triple is not a risk worth a read.
@@ -277,19 +289,19 @@ impl ScanVisitor<'_> {
             });
             if let Some((id, _)) = hit {
                 self.mark_seen(id);
-                self.known_per_root[root].fetch_add(1, Relaxed);
-                self.unchanged.fetch_add(1, Relaxed);
+                local.known += 1;
+                local.unchanged += 1;
                 return Ok(());
             }
         }
         let existing = self.snap.entry(path)?;
         if let Some((id, _)) = existing {
             self.mark_seen(id);
-            self.known_per_root[root].fetch_add(1, Relaxed);
+            local.known += 1;
         }
         let new = existing.is_none();
         if self.dry_run {
-            self.send(local, Msg::Planned(path.to_vec(), new));
+            self.send(&mut local.msgs, Msg::Planned(path.to_vec(), new));
             return Ok(());
         }
         let (kind, mime) = kind::classify(path);
@@ -306,37 +318,40 @@ impl ScanVisitor<'_> {
         // An empty file has nothing to read: it is indexed without being opened.
         if matches!(kind, Kind::Audio | Kind::Video) && stat.size > 0 {
             let p = Path::new(std::ffi::OsStr::from_bytes(path));
-            tags::extract_at(at.dir, at.name, p, kind, &mut rec);
+            tags::extract_at(dir, file.name, p, kind, &mut rec);
             self.progress.extracted.fetch_add(1, Relaxed);
         }
         if let Some(e) = &rec.error {
             self.record_problem(path, e.clone());
         }
-        self.send(local, Msg::Upsert(Box::new(rec), new));
+        self.send(&mut local.msgs, Msg::Upsert(Box::new(rec), new));
         Ok(())
     }
 }
 
 impl Visitor for ScanVisitor<'_> {
-    type Local = Vec<Msg>;
+    type Local = Local;
 
-    fn file(
-        &self,
-        local: &mut Vec<Msg>,
-        root: usize,
-        path: &[u8],
-        stat: &FileStat,
-        at: walk::FileAt<'_>,
-    ) {
+    fn files(&self, local: &mut Local, root: usize, dir: BorrowedFd<'_>, files: &Files) {
         if self.stop.load(Relaxed) {
             return;
         }
-        self.progress.files.fetch_add(1, Relaxed);
-        self.files_per_root[root].fetch_add(1, Relaxed);
-        if let Err(e) = self.visit(local, root, path, stat, at) {
-            // The old record is unreadable: treat the file as unknown this time.
-            self.record_problem(path, e.to_string());
+        local.root = root;
+        local.files += files.len() as u64;
+        self.progress.files.fetch_add(files.len() as u64, Relaxed);
+        let mut hashes = std::mem::take(&mut local.hashes);
+        hashes.clear();
+        hashes.extend(files.iter().map(|f| path_hash(f.path)));
+        // The lookups below miss the cache one after the other; touching every slot first
+        // lets those misses overlap.
+        self.snap.touch_hashes(&hashes);
+        for (file, &hash) in files.iter().zip(&hashes) {
+            if let Err(e) = self.visit(local, dir, file, hash) {
+                // The old record is unreadable: treat the file as unknown this time.
+                self.record_problem(file.path, e.to_string());
+            }
         }
+        local.hashes = hashes;
     }
 
     fn problem(&self, p: WalkProblem) {
@@ -347,8 +362,13 @@ impl Visitor for ScanVisitor<'_> {
         self.record_problem(&p.path, p.message);
     }
 
-    fn dir_done(&self, local: &mut Vec<Msg>) {
-        self.flush(local);
+    fn dir_done(&self, local: &mut Local) {
+        self.flush(&mut local.msgs);
+        if local.files > 0 {
+            self.files_per_root[local.root].fetch_add(local.files, Relaxed);
+            self.known_per_root[local.root].fetch_add(local.known, Relaxed);
+            self.unchanged.fetch_add(local.unchanged, Relaxed);
+        }
         self.progress.dirs.fetch_add(1, Relaxed);
     }
 }
@@ -359,31 +379,32 @@ fn under(path: &[u8], dir: &[u8]) -> bool {
 }
 
 fn build_walk_options(cfg: &ScanConfig) -> Result<WalkOptions, ScanError> {
-    let mut b = GlobSetBuilder::new();
     let defaults = if cfg.default_excludes {
         DEFAULT_EXCLUDES
     } else {
         &[]
     };
-    for pat in defaults
+    let patterns: Vec<&str> = defaults
         .iter()
         .copied()
         .chain(cfg.excludes.iter().map(String::as_str))
-    {
-        let glob = globset::GlobBuilder::new(pat)
-            .literal_separator(true)
-            .build()
-            .or_else(|_| Glob::new(pat))
-            .map_err(|e| ScanError::Pattern {
-                pattern: pat.to_owned(),
-                message: e.kind().to_string(),
-            })?;
-        b.add(glob);
-    }
-    let excludes = b.build().map_err(|e| ScanError::Pattern {
-        pattern: String::new(),
-        message: e.to_string(),
-    })?;
+        .collect();
+    let excludes = Excludes::new(
+        &patterns,
+        |pat| {
+            globset::GlobBuilder::new(pat)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| ScanError::Pattern {
+                    pattern: pat.to_owned(),
+                    message: e.kind().to_string(),
+                })
+        },
+        |e| ScanError::Pattern {
+            pattern: String::new(),
+            message: e.to_string(),
+        },
+    )?;
     Ok(WalkOptions {
         follow_symlinks: cfg.follow_symlinks,
         hidden: cfg.hidden,

@@ -1,6 +1,6 @@
-//! The parallel directory walk: `getdents64` through `rustix::fs::Dir` and one `statx` per entry
-//! relative to the directory's fd, one rayon task per directory (work-stealing across
-//! `--threads`). No recursion on the stack, so deep trees cannot overflow it.
+//! The parallel directory walk: `getdents64` (through `rustix::fs::RawDir`, into a 64 KiB
+//! buffer) and one `statx` per entry relative to the directory's fd, one rayon task per
+//! directory (work-stealing across `--threads`). No recursion on the stack, so deep trees cannot overflow it.
 //!
 //! Policy (documented in `docs/SCAN.md`):
 //! * only regular files are reported; FIFOs, sockets and devices are skipped without being
@@ -11,11 +11,11 @@
 //! * excluded names (globs) are skipped with their subtree.
 
 use std::ffi::CStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use globset::GlobSet;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, StatxFlags};
 
 /// What the walk learns about a regular file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,19 +43,91 @@ pub struct WalkProblem {
 pub trait Visitor: Sync {
     /// State kept while one directory is read (e.g. results to hand on in one piece).
     type Local: Default;
-    /// A regular file under root number `root`; `at` opens it without resolving `path` again.
-    fn file(
-        &self,
-        local: &mut Self::Local,
-        root: usize,
-        path: &[u8],
-        stat: &FileStat,
-        at: FileAt<'_>,
-    );
+    /// Regular files of one directory under root number `root` (a directory's files come in
+    /// one or more pieces of at most [`FILES_PER_CALL`]). `dir` is the directory, held open:
+    /// a file opens as its name relative to it, without resolving the path again.
+    fn files(&self, local: &mut Self::Local, root: usize, dir: BorrowedFd<'_>, files: &Files);
     /// A problem; the walk goes on.
     fn problem(&self, problem: WalkProblem);
     /// A directory was read completely.
     fn dir_done(&self, _local: &mut Self::Local) {}
+}
+
+/// Bytes of directory entries one `getdents64` call may return (a name is at most 255 bytes,
+/// so any entry fits).
+const DIRENT_BUF: usize = 64 * 1024;
+
+/// Files handed to [`Visitor::files`] at once: enough for the visitor's index lookups to
+/// overlap their cache misses, few enough to keep the memory per walker small.
+pub const FILES_PER_CALL: usize = 256;
+
+/// Regular files of one directory with their stat, in directory order.
+#[derive(Default)]
+pub struct Files {
+    /// Each file's full path, then a NUL.
+    buf: Vec<u8>,
+    items: Vec<Item>,
+}
+
+#[derive(Clone, Copy)]
+struct Item {
+    start: usize,
+    /// Where the name starts (it ends where the path does).
+    name: usize,
+    end: usize,
+    stat: FileStat,
+}
+
+/// One file of [`Files`].
+#[derive(Clone, Copy, Debug)]
+pub struct FileRef<'a> {
+    /// The full path.
+    pub path: &'a [u8],
+    /// The name in its directory.
+    pub name: &'a CStr,
+    /// What `statx` said.
+    pub stat: FileStat,
+}
+
+impl Files {
+    /// Number of files.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The files, in directory order.
+    pub fn iter(&self) -> impl Iterator<Item = FileRef<'_>> + '_ {
+        self.items.iter().map(|it| FileRef {
+            path: &self.buf[it.start..it.end],
+            // The walk stores each name as the directory entry's C string gave it: no NUL
+            // inside, one after.
+            name: CStr::from_bytes_with_nul(&self.buf[it.name..=it.end]).unwrap_or_default(),
+            stat: it.stat,
+        })
+    }
+
+    fn push(&mut self, path: &[u8], name_len: usize, stat: FileStat) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(path);
+        let end = self.buf.len();
+        self.buf.push(0);
+        self.items.push(Item {
+            start,
+            name: end - name_len,
+            end,
+            stat,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.items.clear();
+    }
 }
 
 /// How to walk.
@@ -66,7 +138,57 @@ pub struct WalkOptions {
     /// Include names starting with `.`.
     pub hidden: bool,
     /// Names (or, for patterns with `/`, full paths) to skip with their subtrees.
-    pub excludes: GlobSet,
+    pub excludes: Excludes,
+}
+
+/// Exclude patterns, split so that the common cases cost little per entry: a pattern with no
+/// glob syntax and no `/` is a name compared as bytes; other patterns without `/` are globs
+/// over the name; patterns with `/` are globs over the name and the full path.
+#[derive(Clone, Debug, Default)]
+pub struct Excludes {
+    names: Vec<Box<[u8]>>,
+    name_globs: GlobSet,
+    path_globs: GlobSet,
+}
+
+impl Excludes {
+    /// Builds the matcher; `glob` turns one pattern into a glob (or says why it is bad), and
+    /// `too_big` reports a set of globs that does not compile as a whole.
+    pub fn new<E>(
+        patterns: &[&str],
+        glob: impl Fn(&str) -> Result<Glob, E>,
+        too_big: impl Fn(globset::Error) -> E,
+    ) -> Result<Excludes, E> {
+        let mut names = Vec::new();
+        let (mut by_name, mut by_path) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for &pat in patterns {
+            let g = glob(pat)?;
+            if pat.contains('/') {
+                by_path.add(g);
+            } else if pat.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                by_name.add(g);
+            } else {
+                names.push(pat.as_bytes().into());
+            }
+        }
+        Ok(Excludes {
+            names,
+            name_globs: by_name.build().map_err(&too_big)?,
+            path_globs: by_path.build().map_err(&too_big)?,
+        })
+    }
+
+    /// Whether the entry `name` at `path` is excluded.
+    pub fn is_match(&self, name: &[u8], path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        if self.names.iter().any(|n| **n == *name) {
+            return true;
+        }
+        let os = |b| std::ffi::OsStr::from_bytes(b);
+        (!self.name_globs.is_empty() && self.name_globs.is_match(os(name)))
+            || (!self.path_globs.is_empty()
+                && (self.path_globs.is_match(os(name)) || self.path_globs.is_match(os(path))))
+    }
 }
 
 /// Ancestors of a directory, for loop detection when following symlinks.
@@ -94,15 +216,6 @@ const STATX_MASK: StatxFlags = StatxFlags::TYPE
 
 fn dev_of(st: &rustix::fs::Statx) -> u64 {
     (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor)
-}
-
-/// Where a file is: its directory, held open by the walk, and its name in it.
-#[derive(Clone, Copy, Debug)]
-pub struct FileAt<'a> {
-    /// The directory.
-    pub dir: std::os::fd::BorrowedFd<'a>,
-    /// The file's name in it.
-    pub name: &'a CStr,
 }
 
 fn file_stat(st: &rustix::fs::Statx) -> FileStat {
@@ -157,16 +270,6 @@ pub fn walk<V: Visitor>(
     });
 }
 
-fn excluded(opts: &WalkOptions, name: &[u8], path: &[u8]) -> bool {
-    if opts.excludes.is_empty() {
-        return false;
-    }
-    use std::os::unix::ffi::OsStrExt;
-    let name = std::ffi::OsStr::from_bytes(name);
-    let path = std::ffi::OsStr::from_bytes(path);
-    opts.excludes.is_match(name) || opts.excludes.is_match(path)
-}
-
 fn walk_dir<'s, V: Visitor>(
     scope: &rayon::Scope<'s>,
     root: usize,
@@ -193,17 +296,18 @@ fn walk_dir<'s, V: Visitor>(
             Ok(fd) => fd,
             Err(e) => return problem(&dir, e, true),
         };
-    let mut entries = match Dir::read_from(&fd) {
-        Ok(d) => d,
-        Err(e) => return problem(&dir, e, true),
-    };
+    // Our own fd and buffer: `Dir::read_from` would reopen the directory and read it in
+    // smaller pieces, which costs three more syscalls per directory than the walk itself.
+    let mut buf = Vec::with_capacity(DIRENT_BUF);
+    let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
     let mut path = dir.clone();
     if path.last() != Some(&b'/') {
         path.push(b'/');
     }
     let base = path.len();
     let mut local = V::Local::default();
-    while let Some(entry) = entries.read() {
+    let mut files = Files::default();
+    while let Some(entry) = entries.next() {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -212,8 +316,7 @@ fn walk_dir<'s, V: Visitor>(
                 break;
             }
         };
-        let cname: &CStr = entry.file_name();
-        let name = cname.to_bytes();
+        let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
@@ -222,7 +325,7 @@ fn walk_dir<'s, V: Visitor>(
         }
         path.truncate(base);
         path.extend_from_slice(name);
-        if excluded(opts, name, &path) {
+        if opts.excludes.is_match(name, &path) {
             continue;
         }
         let mut ty = entry.file_type();
@@ -259,17 +362,20 @@ fn walk_dir<'s, V: Visitor>(
         ty = FileType::from_raw_mode(u32::from(st.stx_mode));
         match ty {
             FileType::RegularFile => {
-                let at = FileAt {
-                    dir: std::os::fd::AsFd::as_fd(&fd),
-                    name: cname,
-                };
-                visitor.file(&mut local, root, &path, &file_stat(&st), at)
+                files.push(&path, name.len(), file_stat(&st));
+                if files.len() >= FILES_PER_CALL {
+                    visitor.files(&mut local, root, fd.as_fd(), &files);
+                    files.clear();
+                }
             }
             FileType::Directory => {
                 spawn_dir(scope, root, path.clone(), Some(&st), &chain, opts, visitor);
             }
             _ => {}
         }
+    }
+    if !files.is_empty() {
+        visitor.files(&mut local, root, fd.as_fd(), &files);
     }
     visitor.dir_done(&mut local);
 }
@@ -321,4 +427,49 @@ fn spawn_dir<'s, V: Visitor>(
         None
     };
     scope.spawn(move |scope| walk_dir(scope, root, path, child_chain, opts, visitor));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excludes(patterns: &[&str]) -> Excludes {
+        let glob = |p: &str| globset::GlobBuilder::new(p).literal_separator(true).build();
+        Excludes::new(patterns, glob, |e| e).expect("valid patterns")
+    }
+
+    #[test]
+    fn names_globs_and_path_globs_match_as_documented() {
+        let ex = excludes(&["@eaDir", "*.tmp", "/lib/skip/**", "{keep,a/b}", "x?z"]);
+        let yes = [
+            (&b"@eaDir"[..], &b"/lib/m/@eaDir"[..]),
+            (b"song.tmp", b"/lib/song.tmp"),
+            (b"anything", b"/lib/skip/anything"),
+            (b"keep", b"/lib/keep"),
+            (b"b", b"a/b"),
+            (b"xyz", b"/lib/xyz"),
+        ];
+        for (name, path) in yes {
+            assert!(
+                ex.is_match(name, path),
+                "{:?}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        let no = [
+            (&b"@eaDirX"[..], &b"/lib/@eaDirX"[..]),
+            (b"song.tmp.mp3", b"/lib/song.tmp.mp3"),
+            (b"skip", b"/lib/skip"),
+            (b"b", b"/lib/a/b"),
+            (b"xz", b"/lib/xz"),
+        ];
+        for (name, path) in no {
+            assert!(
+                !ex.is_match(name, path),
+                "{:?}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        assert!(!excludes(&[]).is_match(b"a", b"/a"));
+    }
 }

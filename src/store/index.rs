@@ -371,6 +371,17 @@ impl Table {
         })
     }
 
+    /// Reads the first slot of each hash, so that lookups of them right after find those
+    /// slots in cache: these loads do not depend on one another, so their misses overlap,
+    /// where a lookup's probes must wait for each other.
+    pub fn touch(&self, hashes: &[u64]) {
+        let mask = self.capacity() - 1;
+        let sum = hashes.iter().fold(0u64, |acc, &h| {
+            acc ^ self.slots.get(h as usize & mask).map_or(0, |s| s.hash)
+        });
+        std::hint::black_box(sum);
+    }
+
     /// Inserts a slot; returns false (inserting nothing) when no empty slot exists, which only
     /// a checkpoint with a wrong `table_used` can cause.
     #[must_use]

@@ -161,6 +161,13 @@ impl Snapshot {
         self.v.index.live_candidates(hash)
     }
 
+    /// Brings the index slots of these path hashes into cache ahead of looking them up one by
+    /// one (see [`entries_with_hash`](Self::entries_with_hash)): a rescan does this for each
+    /// directory's files, so that their cache misses overlap instead of coming in turn.
+    pub fn touch_hashes(&self, hashes: &[u64]) {
+        self.v.index.table.touch(hashes);
+    }
+
     /// The live record at `path` (exact bytes).
     pub fn get(&self, path: &[u8]) -> Result<Option<RecordView<'_>>, ReadError> {
         Ok(self.find(path)?.map(|(_, _, v)| v))

@@ -187,17 +187,17 @@ pub enum ScanError {
     Read(#[from] ReadError),
 }
 
-/// Records a walker gathers before handing them to the writer (and at the end of each
-/// directory): one channel message per directory instead of per file.
-const FLUSH_AT: usize = 256;
+/// Records a walker thread gathers, across directories, before handing them to the writer in
+/// one message: each message may wake the writer, and a wake-up costs more than a few records.
+const FLUSH_AT: usize = 1024;
 
-/// Batches the channel holds: enough (up to ~256K records) for the walkers to keep going while
-/// the writer waits for a commit's fdatasync.
-const CHANNEL_BATCHES: usize = 1024;
+/// Messages the channel holds: enough (64K records) for the walkers to keep going while the
+/// writer waits for a commit's fdatasync, few enough to bound the memory in flight.
+const CHANNEL_BATCHES: usize = 64;
 
 enum Msg {
-    /// A record to store; `new` when the path had no record.
-    Upsert(Box<Record>, bool),
+    /// A record to store, with its path hash when the path had no record (new).
+    Upsert(Box<Record>, Option<u64>),
     /// Dry run: a change that would be made.
     Planned(Vec<u8>, bool),
     /// The walk is over.
@@ -229,6 +229,8 @@ struct ScanVisitor<'a> {
     force: bool,
     dry_run: bool,
     tx: SyncSender<Vec<Msg>>,
+    /// Per walker thread (by rayon index): messages waiting for a full message's worth.
+    outbox: Vec<Mutex<Vec<Msg>>>,
     stop: &'a AtomicBool,
     progress: &'a Progress,
     problems: Mutex<Vec<FileError>>,
@@ -254,10 +256,26 @@ impl ScanVisitor<'_> {
         }
     }
 
-    fn send(&self, local: &mut Vec<Msg>, msg: Msg) {
-        local.push(msg);
-        if local.len() >= FLUSH_AT {
-            self.flush(local);
+    /// Moves a directory's messages to this thread's outbox, and sends the outbox when full.
+    fn post(&self, msgs: &mut Vec<Msg>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let i = rayon::current_thread_index().unwrap_or(0) % self.outbox.len();
+        let mut out = self.outbox[i].lock().unwrap_or_else(|e| e.into_inner());
+        out.append(msgs);
+        if out.len() >= FLUSH_AT {
+            let mut full = std::mem::take(&mut *out);
+            drop(out);
+            self.flush(&mut full);
+        }
+    }
+
+    /// Sends what every outbox holds (once the walk is over).
+    fn flush_outboxes(&self) {
+        for o in &self.outbox {
+            let mut msgs = std::mem::take(&mut *o.lock().unwrap_or_else(|e| e.into_inner()));
+            self.flush(&mut msgs);
         }
     }
 
@@ -301,7 +319,7 @@ impl ScanVisitor<'_> {
         }
         let new = existing.is_none();
         if self.dry_run {
-            self.send(&mut local.msgs, Msg::Planned(path.to_vec(), new));
+            local.msgs.push(Msg::Planned(path.to_vec(), new));
             return Ok(());
         }
         let (kind, mime) = kind::classify(path);
@@ -324,7 +342,8 @@ impl ScanVisitor<'_> {
         if let Some(e) = &rec.error {
             self.record_problem(path, e.clone());
         }
-        self.send(&mut local.msgs, Msg::Upsert(Box::new(rec), new));
+        let new = new.then_some(hash);
+        local.msgs.push(Msg::Upsert(Box::new(rec), new));
         Ok(())
     }
 }
@@ -352,6 +371,7 @@ impl Visitor for ScanVisitor<'_> {
             }
         }
         local.hashes = hashes;
+        self.post(&mut local.msgs);
     }
 
     fn problem(&self, p: WalkProblem) {
@@ -363,7 +383,6 @@ impl Visitor for ScanVisitor<'_> {
     }
 
     fn dir_done(&self, local: &mut Local) {
-        self.flush(&mut local.msgs);
         if local.files > 0 {
             self.files_per_root[local.root].fetch_add(local.files, Relaxed);
             self.known_per_root[local.root].fetch_add(local.known, Relaxed);
@@ -476,6 +495,7 @@ pub fn scan(
         force: cfg.force,
         dry_run: cfg.dry_run,
         tx,
+        outbox: (0..cfg.threads.max(1)).map(|_| Mutex::default()).collect(),
         stop: &stop,
         progress,
         problems: Mutex::new(Vec::new()),
@@ -495,6 +515,7 @@ pub fn scan(
         let pool = &pool;
         let walker = s.spawn(move || {
             walk::walk(pool, root_bytes, walk_opts, visitor);
+            visitor.flush_outboxes();
             // The visitor (and its sender) outlives this thread; say it is over.
             let _ = visitor.tx.send(vec![Msg::Done]);
         });
@@ -515,12 +536,15 @@ pub fn scan(
                 match msg {
                     Msg::Done => break,
                     Msg::Planned(..) => {}
-                    Msg::Upsert(rec, new) => {
-                        batch.upsert(&rec)?;
-                        if new {
-                            report.added += 1
+                    Msg::Upsert(rec, new_hash) => {
+                        // The walk yields each path once, and the snapshot it diffs against
+                        // is this writer's state before the scan: a path it found new is new.
+                        if let Some(hash) = new_hash {
+                            batch.insert_new(&rec, hash)?;
+                            report.added += 1;
                         } else {
-                            report.updated += 1
+                            batch.upsert(&rec)?;
+                            report.updated += 1;
                         }
                         if batch.len() >= batch_size {
                             let info = batch.commit()?;

@@ -178,23 +178,36 @@ impl<'db> WriteBatch<'db> {
     /// Inserts or replaces the record at `rec.path`; returns its id (kept when the path was
     /// already live). `rec.id` is ignored.
     pub fn upsert(&mut self, rec: &Record) -> Result<u64, CommitError> {
+        let hash = path_hash(&rec.path);
+        // Nothing changes until the record is encoded: a failed upsert leaves the batch as it
+        // was (the earlier pending record of the path stays live, no id is used up).
+        let replaced = self.find_pending(hash, &rec.path);
+        let id = if let Some(i) = replaced {
+            Some(self.pending[i].entry.id())
+        } else {
+            self.find_committed(hash, &rec.path)?
+        };
+        let id = self.encode_pending(rec, hash, id)?;
+        if let Some(i) = replaced {
+            self.pending[i].live = false;
+        }
+        Ok(id)
+    }
+
+    /// Encodes `rec` into the frame as a pending record with `id`, or a new id when `None`.
+    fn encode_pending(
+        &mut self,
+        rec: &Record,
+        hash: u64,
+        id: Option<u64>,
+    ) -> Result<u64, CommitError> {
         if rec.path.is_empty() {
             return Err(CommitError::BadRecord {
                 path: Vec::new(),
                 what: "empty path".into(),
             });
         }
-        let hash = path_hash(&rec.path);
-        // Nothing changes until the record is encoded: a failed upsert leaves the batch as it
-        // was (the earlier pending record of the path stays live, no id is used up).
-        let replaced = self.find_pending(hash, &rec.path);
-        let id = if let Some(i) = replaced {
-            self.pending[i].entry.id()
-        } else if let Some(id) = self.find_committed(hash, &rec.path)? {
-            id
-        } else {
-            self.next_id
-        };
+        let id = id.unwrap_or(self.next_id);
         let start = self.frame.len();
         record::encode(&mut self.fbb, rec, id, &mut self.frame);
         let len = self.frame.len() - start;
@@ -216,9 +229,6 @@ impl<'db> WriteBatch<'db> {
                 bytes,
             });
         }
-        if let Some(i) = replaced {
-            self.pending[i].live = false;
-        }
         if id == self.next_id {
             self.next_id += 1;
         }
@@ -227,6 +237,17 @@ impl<'db> WriteBatch<'db> {
             cols.push(id, rec);
         }
         Ok(id)
+    }
+
+    /// Inserts `rec` under a new id, for a caller that knows its path has no live record,
+    /// committed or in this batch, and has its path hash already: a scan, whose walk yields each
+    /// path once and whose snapshot, taken under the writer lock, said the path was new. Skips
+    /// the lookups [`upsert`](Self::upsert) makes; otherwise the same.
+    pub(crate) fn insert_new(&mut self, rec: &Record, hash: u64) -> Result<u64, CommitError> {
+        debug_assert_eq!(hash, path_hash(&rec.path));
+        debug_assert!(self.find_pending(hash, &rec.path).is_none());
+        debug_assert!(matches!(self.find_committed(hash, &rec.path), Ok(None)));
+        self.encode_pending(rec, hash, None)
     }
 
     /// Upserts every record of `recs`, as if by [`upsert`](Self::upsert) on each in order (the

@@ -799,18 +799,29 @@ impl Builder {
 
     /// The column's region bytes.
     fn region(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        let put =
-            |out: &mut Vec<u8>, xs: &[u32]| xs.iter().for_each(|x| out.extend(x.to_le_bytes()));
-        if self.col.kind() != 2 {
-            let mut off = 0u64;
-            let mut offsets = Vec::with_capacity(self.dict.values.len() + 1);
-            offsets.push(0u32);
-            for v in &self.dict.values {
-                off += v.len() as u64;
-                offsets.push(u32::try_from(off).ok()?);
+        let dict_bytes: usize = self.dict.values.iter().map(|v| v.len()).sum();
+        u32::try_from(dict_bytes).ok()?;
+        let dicts = self.col.kind() != 2;
+        let words = self.ords.len()
+            + if dicts {
+                self.dict.values.len() + 1 + self.rows.len()
+            } else {
+                0
+            };
+        let mut out = Vec::with_capacity(words * 4 + dict_bytes);
+        let put = |out: &mut Vec<u8>, xs: &[u32]| {
+            for x in xs {
+                out.extend_from_slice(&x.to_le_bytes());
             }
-            put(&mut out, &offsets);
+        };
+        if dicts {
+            let mut off = 0u32;
+            out.extend_from_slice(&off.to_le_bytes());
+            for v in &self.dict.values {
+                // Fits: the sum of the lengths does.
+                off += v.len() as u32;
+                out.extend_from_slice(&off.to_le_bytes());
+            }
             put(&mut out, &self.rows);
         }
         put(&mut out, &self.ords);
@@ -845,14 +856,27 @@ fn write_file(
     header.extend_from_slice(&committed_len.to_le_bytes());
     header.extend_from_slice(&n_ids.to_le_bytes());
     let mut at = HEADER_BLOCK;
-    for b in builders {
-        let region = b.region().ok_or_else(too_big)?;
+    // Each column's bytes and checksum on its own core; written in order.
+    let regions: Vec<Option<(Vec<u8>, u32)>> = {
+        use rayon::prelude::*;
+        builders
+            .par_iter()
+            .map(|b| {
+                b.region().map(|r| {
+                    let crc = crc32c::crc32c(&r);
+                    (r, crc)
+                })
+            })
+            .collect()
+    };
+    for (b, region) in builders.iter().zip(regions) {
+        let (region, crc) = region.ok_or_else(too_big)?;
         header.extend_from_slice(&b.col.kind().to_le_bytes());
         let ndict = u32::try_from(b.dict.values.len()).map_err(|_| too_big())?;
         header.extend_from_slice(&ndict.to_le_bytes());
         header.extend_from_slice(&at.to_le_bytes());
         header.extend_from_slice(&(region.len() as u64).to_le_bytes());
-        header.extend_from_slice(&crc32c::crc32c(&region).to_le_bytes());
+        header.extend_from_slice(&crc.to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
         out.write_all(&region)?;
         at += region.len() as u64;

@@ -550,6 +550,12 @@ impl Database {
     /// Writes the index checkpoint now, so the next open replays nothing. Writers do this on
     /// drop; call it to bound the work of an open after a crash.
     pub fn checkpoint(&mut self) -> io::Result<()> {
+        self.write_checkpoint(true)
+    }
+
+    /// [`checkpoint`](Self::checkpoint); `reload` maps the new column cache for this handle's
+    /// later queries (a handle being dropped has none).
+    fn write_checkpoint(&mut self, reload: bool) -> io::Result<()> {
         if !self.checkpoints || !self.writable || self.poisoned {
             return Ok(());
         }
@@ -571,9 +577,11 @@ impl Database {
         if let Some(Ok(())) = cols {
             // The new cache covers every row of the delta.
             self.col_delta.clear();
-            let fresh =
-                columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
-            Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
+            if reload {
+                let fresh =
+                    columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
+                Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
+            }
         }
         if let Some(r) = cp {
             r?;
@@ -590,7 +598,7 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         // A checkpoint is a cache; failing to write one only makes the next open slower.
-        let _ = self.checkpoint();
+        let _ = self.write_checkpoint(false);
     }
 }
 

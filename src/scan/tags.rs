@@ -48,7 +48,7 @@
 use std::cell::Cell;
 use std::error::Error;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Once;
@@ -265,7 +265,7 @@ fn read_file(
     by_extension: FileType,
     options: ParseOptions,
 ) -> Result<TaggedFile, FileParseError> {
-    let mut file = open()?;
+    let mut file = PreadReader::new(open()?);
     let mut head = [0u8; 36];
     let mut len = 0;
     while len < head.len() {
@@ -278,9 +278,115 @@ fn read_file(
     }
     file.seek(SeekFrom::Start(0))?;
     let ty = FileType::from_buffer(&head[..len]).unwrap_or(by_extension);
-    Probe::with_file_type(BufReader::new(file), ty)
-        .options(options)
-        .read()
+    Probe::with_file_type(file, ty).options(options).read()
+}
+
+/// Bytes [`PreadReader`] reads at once: all of a small file, the tag area of most large ones.
+const READ_BLOCK: usize = 32 * 1024;
+
+/// A buffered reader for the tag reader that keeps the file position itself and reads with
+/// `pread`: `lofty` seeks and asks for the position often, and through a `BufReader` each of
+/// those is an `lseek` that also throws the buffer away. Here a seek is arithmetic, a read
+/// inside the block already read is a copy, and the file's length is asked once, the first time
+/// a seek is made from the end.
+struct PreadReader {
+    file: File,
+    len: Option<u64>,
+    pos: u64,
+    block: Vec<u8>,
+    /// File offset of `block[0]`.
+    block_at: u64,
+}
+
+impl PreadReader {
+    fn new(file: File) -> PreadReader {
+        PreadReader {
+            file,
+            len: None,
+            pos: 0,
+            block: Vec::new(),
+            block_at: 0,
+        }
+    }
+}
+
+/// `pread`, retried when interrupted.
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, at) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+impl Read for PreadReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let in_block = self
+            .pos
+            .checked_sub(self.block_at)
+            .and_then(|off| usize::try_from(off).ok())
+            .filter(|&off| off < self.block.len());
+        let off = match in_block {
+            Some(off) => off,
+            None if out.len() >= READ_BLOCK => {
+                let n = read_at(&self.file, out, self.pos)?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            None => {
+                self.block.resize(READ_BLOCK, 0);
+                let n = match read_at(&self.file, &mut self.block, self.pos) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.block.clear();
+                        return Err(e);
+                    }
+                };
+                self.block.truncate(n);
+                self.block_at = self.pos;
+                if n == 0 {
+                    return Ok(0);
+                }
+                0
+            }
+        };
+        let n = out.len().min(self.block.len() - off);
+        out[..n].copy_from_slice(&self.block[off..off + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for PreadReader {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => {
+                let len = match self.len {
+                    Some(len) => len,
+                    None => *self.len.insert(self.file.metadata()?.len()),
+                };
+                len.checked_add_signed(d)
+            }
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek to a negative or overflowing position",
+            )
+        })?;
+        Ok(self.pos)
+    }
+
+    fn stream_position(&mut self) -> std::io::Result<u64> {
+        Ok(self.pos)
+    }
 }
 
 fn is_allocation_error(e: &FileParseError) -> bool {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CommitError, ReadError};
 use crate::record::{Kind, Record};
+use crate::store::columns::{ABSENT, Col};
 use crate::store::format::path_hash;
 use crate::store::{Database, Snapshot};
 use walk::{Excludes, Files, Visitor, WalkOptions, WalkProblem};
@@ -397,6 +398,12 @@ fn under(path: &[u8], dir: &[u8]) -> bool {
     path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
 }
 
+/// Whether a file in directory `dir` (a path's part before its last `/`) lies [`under`] `root`.
+fn dir_within(dir: &[u8], root: &[u8]) -> bool {
+    let root = root.strip_suffix(b"/").unwrap_or(root);
+    dir == root || (dir.starts_with(root) && dir.get(root.len()) == Some(&b'/'))
+}
+
 fn build_walk_options(cfg: &ScanConfig) -> Result<WalkOptions, ScanError> {
     let defaults = if cfg.default_excludes {
         DEFAULT_EXCLUDES
@@ -592,9 +599,25 @@ pub fn scan(
     // Removals: records under a scanned root that the walk did not see, except under
     // directories whose contents are unknown.
     let mut gone: Vec<Vec<(u64, Vec<u8>)>> = roots.iter().map(|_| Vec::new()).collect();
-    for (id, _) in snap.entries() {
+    // A record the column cache covers is read only when its directory lies under a scanned
+    // root: scanning one root of a large library does not read every other root's records.
+    let cols = snap.columns();
+    let dirs = cols.and_then(|c| c.column(Col::Dir));
+    for (id, e) in snap.entries() {
         if visitor_seen(id) {
             continue;
+        }
+        if let (Some(c), Some(dirs)) = (cols, &dirs)
+            && c.covers(id, &e)
+        {
+            let ord = dirs.one(id);
+            if ord != ABSENT
+                && !root_bytes
+                    .iter()
+                    .any(|root| dir_within(dirs.value(ord), root))
+            {
+                continue;
+            }
         }
         let Some(rec) = snap.get_by_id(id)? else {
             continue;
@@ -658,4 +681,36 @@ pub fn scan(
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_directory_is_within_a_root_exactly_when_the_file_is_under_it() {
+        let paths: [&[u8]; 8] = [
+            b"/a",
+            b"/a/b",
+            b"/a/b/c.mp3",
+            b"/ab/c",
+            b"/a/bc/d",
+            b"/x/a/b",
+            b"/a//b",
+            b"/\xff/\xfe.flac",
+        ];
+        let roots: [&[u8]; 6] = [b"/", b"/a", b"/a/", b"/a/b", b"/ab", b"/\xff"];
+        for path in paths {
+            let dir = crate::record::split_path(path).0;
+            for root in roots {
+                assert_eq!(
+                    dir_within(dir, root),
+                    under(path, root),
+                    "{:?} in {:?}",
+                    String::from_utf8_lossy(path),
+                    String::from_utf8_lossy(root)
+                );
+            }
+        }
+    }
 }

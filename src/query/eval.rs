@@ -176,30 +176,41 @@ pub fn select<'s>(
     sort: &[SortKey],
     limit: Option<usize>,
 ) -> Result<Vec<RecordView<'s>>, ReadError> {
-    let mut out = matching(snap, query)?;
+    let out = matching(snap, query)?;
     // Absent values (and empty lists) sort last in either direction.
     let absent =
         |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
-    out.sort_by(|a, b| {
-        for k in sort {
-            let (va, vb) = (value(a, k.field), value(b, k.field));
-            let o = match (absent(&va), absent(&vb)) {
+    // Each record's keys are read once, not in every comparison, and the paths are copied
+    // side by side: compared where they lie in the map, every comparison missed the cache.
+    let mut paths = Vec::new();
+    let mut keyed: Vec<(Vec<Value<'s>>, std::ops::Range<usize>, RecordView<'s>)> = out
+        .into_iter()
+        .map(|r| {
+            let start = paths.len();
+            paths.extend_from_slice(r.path());
+            let keys = sort.iter().map(|k| value(&r, k.field)).collect();
+            (keys, start..paths.len(), r)
+        })
+        .collect();
+    keyed.sort_by(|(ka, pa, _), (kb, pb, _)| {
+        for ((va, vb), k) in ka.iter().zip(kb).zip(sort) {
+            let o = match (absent(va), absent(vb)) {
                 (true, true) => std::cmp::Ordering::Equal,
                 (true, false) => std::cmp::Ordering::Greater,
                 (false, true) => std::cmp::Ordering::Less,
-                (false, false) if k.descending => va.sort_cmp(&vb).reverse(),
-                (false, false) => va.sort_cmp(&vb),
+                (false, false) if k.descending => va.sort_cmp(vb).reverse(),
+                (false, false) => va.sort_cmp(vb),
             };
             if o.is_ne() {
                 return o;
             }
         }
-        natural_cmp(a.path(), b.path())
+        natural_cmp(&paths[pa.clone()], &paths[pb.clone()])
     });
     if let Some(n) = limit {
-        out.truncate(n);
+        keyed.truncate(n);
     }
-    Ok(out)
+    Ok(keyed.into_iter().map(|(_, _, r)| r).collect())
 }
 
 /// Counts the matching records without sorting them.
@@ -516,20 +527,27 @@ pub(crate) fn place<'s>(
 
 /// A listing in its output order: directories in natural order; files by disc, track, then
 /// natural path order.
-pub(crate) fn listing(dirs: HashMap<Vec<u8>, u64>, mut files: Vec<RecordView<'_>>) -> Listing<'_> {
+pub(crate) fn listing(dirs: HashMap<Vec<u8>, u64>, files: Vec<RecordView<'_>>) -> Listing<'_> {
     let mut dirs: Vec<_> = dirs.into_iter().collect();
     dirs.sort_by(|a, b| natural_cmp(&a.0, &b.0));
-    files.sort_by(|a, b| {
-        a.disc()
-            .unwrap_or(0)
-            .cmp(&b.disc().unwrap_or(0))
-            .then(
-                a.track()
-                    .unwrap_or(u32::MAX)
-                    .cmp(&b.track().unwrap_or(u32::MAX)),
+    // Each file's keys are read once, not in every comparison.
+    let mut keyed: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            (
+                f.disc().unwrap_or(0),
+                f.track().unwrap_or(u32::MAX),
+                f.path(),
+                f,
             )
-            .then_with(|| natural_cmp(a.path(), b.path()))
+        })
+        .collect();
+    keyed.sort_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| natural_cmp(a.2, b.2))
     });
+    let files = keyed.into_iter().map(|(_, _, _, f)| f).collect();
     Listing { dirs, files }
 }
 

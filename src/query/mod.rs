@@ -246,7 +246,13 @@ pub fn value<'a>(r: &RecordView<'a>, field: Field) -> Value<'a> {
 
 /// Natural order: digit runs compare as numbers, the rest case-insensitively, then bytewise.
 pub fn natural_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let (mut i, mut j) = (0, 0);
+    // The common prefix compares equal either way (paths share long ones), except that a digit
+    // run reaching into the first difference is compared whole: start at that run.
+    let mut start = common_prefix(a, b);
+    while start > 0 && a[start - 1].is_ascii_digit() {
+        start -= 1;
+    }
+    let (mut i, mut j) = (start, start);
     while i < a.len() && j < b.len() {
         if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
             let si = i;
@@ -272,6 +278,24 @@ pub fn natural_cmp(a: &[u8], b: &[u8]) -> Ordering {
         }
     }
     (a.len() - i).cmp(&(b.len() - j)).then_with(|| a.cmp(b))
+}
+
+/// Length of the longest common prefix of `a` and `b`, eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    for (x, y) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        let diff = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 fn trim_zeros(d: &[u8]) -> &[u8] {
@@ -314,6 +338,51 @@ mod tests {
         let mut v = vec!["track 10", "Track 2", "track 1", "track 02b", "a"];
         v.sort_by(|a, b| natural_cmp(a.as_bytes(), b.as_bytes()));
         assert_eq!(v, ["a", "track 1", "Track 2", "track 02b", "track 10"]);
+    }
+
+    /// `natural_cmp` as first written, walking both strings from their start.
+    fn natural_cmp_from_start(a: &[u8], b: &[u8]) -> Ordering {
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+                let si = i;
+                while i < a.len() && a[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let sj = j;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let (da, db) = (trim_zeros(&a[si..i]), trim_zeros(&b[sj..j]));
+                let o = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            } else {
+                let o = a[i].to_ascii_lowercase().cmp(&b[j].to_ascii_lowercase());
+                if o != Ordering::Equal {
+                    return o;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+        (a.len() - i).cmp(&(b.len() - j)).then_with(|| a.cmp(b))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn skipping_the_common_prefix_changes_no_comparison(
+            prefix in "[a0-9/]{0,8}",
+            a in "[aAb0-9 /]{0,8}",
+            b in "[aAb0-9 /]{0,8}",
+        ) {
+            let (a, b) = (format!("{prefix}{a}"), format!("{prefix}{b}"));
+            proptest::prop_assert_eq!(
+                natural_cmp(a.as_bytes(), b.as_bytes()),
+                natural_cmp_from_start(a.as_bytes(), b.as_bytes())
+            );
+        }
     }
 
     #[test]

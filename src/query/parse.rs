@@ -57,11 +57,59 @@ impl Needle {
         if self.folded.is_empty() {
             return true;
         }
-        if self.ascii && hay.is_ascii() {
-            let (h, n) = (hay.as_bytes(), self.folded.as_bytes());
-            return h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+        if self.ascii {
+            // A match among the ASCII characters of `hay` is a match after folding; only
+            // non-ASCII characters (ß, ﬁ, the Kelvin sign…) can fold into one elsewhere.
+            if contains_ignore_ascii_case(hay.as_bytes(), self.folded.as_bytes()) {
+                return true;
+            }
+            if hay.is_ascii() {
+                return false;
+            }
         }
-        caseless::default_case_fold_str(hay).contains(&self.folded)
+        FOLDED.with_borrow_mut(|buf| {
+            fold_into(hay, buf);
+            buf.contains(&self.folded)
+        })
+    }
+}
+
+/// Whether `h` contains `n` (not empty), ASCII letters compared without case: candidates are
+/// found with `memchr2` on the first byte in both cases.
+fn contains_ignore_ascii_case(h: &[u8], n: &[u8]) -> bool {
+    let Some((&first, rest)) = n.split_first() else {
+        return true;
+    };
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut from = 0;
+    while let Some(k) = memchr::memchr2(lower, upper, &h[from..]) {
+        let at = from + k;
+        match h.get(at + 1..at + n.len()) {
+            Some(tail) if tail.eq_ignore_ascii_case(rest) => return true,
+            Some(_) => from = at + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
+thread_local! {
+    /// The folded haystack, reused from one test to the next.
+    static FOLDED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `caseless::default_case_fold_str(s)` into `out`. Folding works character by character,
+/// so ASCII characters, the bulk of most tags and paths, are lowercased without the folding
+/// machinery.
+fn fold_into(s: &str, out: &mut String) {
+    use caseless::Caseless;
+    out.clear();
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(std::iter::once(c).default_case_fold());
+        }
     }
 }
 
@@ -226,6 +274,26 @@ pub fn parse<S: AsRef<str>>(terms: &[S]) -> Result<Query, ParseError> {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        #[test]
+        fn folding_by_character_equals_folding_the_string(s in "[a-zA-Z0-9 ßſKİﬁÅÉé夜\u{0130}\u{212A}]{0,12}") {
+            let mut buf = String::new();
+            fold_into(&s, &mut buf);
+            proptest::prop_assert_eq!(buf, caseless::default_case_fold_str(&s));
+        }
+
+        #[test]
+        fn needles_match_as_folding_both_sides_does(
+            hay in "[a-zA-Z ßſKİﬁÅé\u{212A}]{0,12}",
+            needle in "[a-zA-Zsfi ßé]{1,4}",
+        ) {
+            let expected = caseless::default_case_fold_str(&hay)
+                .contains(&caseless::default_case_fold_str(&needle));
+            proptest::prop_assert_eq!(Needle::new(&needle).found_in(&hay), expected);
+        }
+    }
+
     use super::*;
 
     fn one(t: &str) -> Test {

@@ -128,13 +128,27 @@ impl<'c> Plan<'c> {
         if !self.cols.covers(id, e) {
             return None;
         }
+        Some(self.test(id, Some(e)))
+    }
+
+    /// Whether `id`'s row could match when its entry is not looked at: terms on entry fields
+    /// count as passing. Exact for a record the cache covers when that says no.
+    fn could_match(&self, id: u64) -> bool {
+        self.test(id, None)
+    }
+
+    /// The groups on `id`'s row; terms on entry fields pass when `e` is `None`.
+    fn test(&self, id: u64, e: Option<&FileEntry>) -> bool {
         if self.groups.is_empty() {
-            return Some(true);
+            return true;
         }
-        Some(self.groups.iter().any(|g| {
+        self.groups.iter().any(|g| {
             g.iter().all(|(negate, d)| {
                 let hit = match d {
-                    Decide::Entry(t) => entry_test(t, id, e),
+                    Decide::Entry(t) => match e {
+                        Some(e) => entry_test(t, id, e),
+                        None => return true,
+                    },
                     Decide::Dict { col, ok, absent } if col.is_list() => {
                         let mut ords = col.many(id).peekable();
                         if ords.peek().is_none() {
@@ -156,14 +170,15 @@ impl<'c> Plan<'c> {
                 };
                 hit != *negate
             })
-        }))
+        })
     }
 }
 
-/// Calls `f(id, entry, covered)` for every live id, a block of ids per core, and collects what
-/// it returns.
+/// Calls `f(id, entry)` for every live id that `keep` accepts (the others' entries are not
+/// read), a block of ids per core, and collects what it returns.
 fn par_ids<T: Send>(
     snap: &Snapshot,
+    keep: impl Fn(u64) -> bool + Sync,
     f: impl Fn(u64, FileEntry) -> Result<Option<T>, ReadError> + Sync,
 ) -> Result<Vec<T>, ReadError> {
     use rayon::prelude::*;
@@ -174,7 +189,8 @@ fn par_ids<T: Send>(
         .map(|b| {
             let mut out = Vec::new();
             for id in b * BLOCK..((b + 1) * BLOCK).min(n) {
-                if let Some(e) = snap.entry_by_id(id)
+                if keep(id)
+                    && let Some(e) = snap.entry_by_id(id)
                     && let Some(x) = f(id, e)?
                 {
                     out.push(x);
@@ -191,7 +207,12 @@ fn par_ids<T: Send>(
 /// cover are read and tested); `None` when the query cannot use the cache.
 pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<u64>, ReadError>> {
     let plan = Plan::new(snap, query)?;
-    Some(par_ids(snap, |id, e| {
+    // A cache written at this snapshot's commit covers every live record below its n_ids: a
+    // row that cannot match settles the record without reading its index entry.
+    let fresh = plan.cols.committed_len() == snap.stats().committed_bytes;
+    let n_ids = plan.cols.n_ids();
+    let keep = |id: u64| !fresh || id >= n_ids || plan.could_match(id);
+    Some(par_ids(snap, keep, |id, e| {
         let hit = match plan.matches(id, &e) {
             Some(hit) => hit,
             None => snap.get_by_id(id)?.is_some_and(|r| query.matches(&r)),

@@ -415,6 +415,11 @@ impl Columns {
         self.committed_len
     }
 
+    /// Ids `0..n_ids` have a row.
+    pub fn n_ids(&self) -> u64 {
+        self.n_ids
+    }
+
     /// Whether the column holds the current values of live record `id` with entry `e`.
     pub fn covers(&self, id: u64, e: &FileEntry) -> bool {
         id < self.n_ids && e.offset < self.committed_len

@@ -30,19 +30,6 @@ fn column_of(f: Field) -> Option<Col> {
     })
 }
 
-fn field_of(t: &Test) -> Option<Field> {
-    match t {
-        Test::Substring(f, _)
-        | Test::Exact(f, _)
-        | Test::Regex(f, _)
-        | Test::Equal(f, _)
-        | Test::Range(f, _, _)
-        | Test::Bool(f, _)
-        | Test::Present(f) => Some(*f),
-        Test::Any(_) | Test::Subtree(_) => None,
-    }
-}
-
 /// The value a dictionary entry stands for, as [`crate::query::value`] gives it.
 fn dict_value(col: Col, bytes: &[u8]) -> Value<'_> {
     match col {
@@ -86,7 +73,7 @@ impl<'c> Plan<'c> {
         for g in &query.groups {
             let mut terms = Vec::with_capacity(g.len());
             for Term { negate, test } in g {
-                let f = field_of(test)?;
+                let f = test.field()?;
                 let d = if is_entry_field(f) {
                     if matches!(test, Test::Present(_)) {
                         return None;

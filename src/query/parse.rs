@@ -36,6 +36,22 @@ pub(crate) enum Test {
     Present(Field),
 }
 
+impl Test {
+    /// The one field the test reads; `None` for a bare word and a subtree.
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            Test::Substring(f, _)
+            | Test::Exact(f, _)
+            | Test::Regex(f, _)
+            | Test::Equal(f, _)
+            | Test::Range(f, _, _)
+            | Test::Bool(f, _)
+            | Test::Present(f) => Some(*f),
+            Test::Any(_) | Test::Subtree(_) => None,
+        }
+    }
+}
+
 /// A case-folded needle, with an ASCII fast path.
 #[derive(Clone, Debug)]
 pub(crate) struct Needle {

@@ -802,11 +802,12 @@ fn op_name(trace: &[(IoOp, Outcome)], k: u64) -> String {
     }
 }
 
-/// Runs the whole main workload without faults; returns the number of I/O operations it makes
-/// and checks the final state.
-fn count_ops(plan: &Plan, base: &[u8]) -> u64 {
+/// Runs the whole main workload without faults, writing batches ahead in `write_ahead`-byte
+/// segments; returns the number of I/O operations it makes and checks the final state.
+fn count_ops(plan: &Plan, base: &[u8], write_ahead: usize) -> u64 {
     let fault = Arc::new(FaultStorage::from_image(base.to_vec()));
     let mut db = Database::with_storage(fault.clone(), true).expect("open");
+    db.set_write_ahead(write_ahead);
     if let Some(e) = run_steps(&mut db, &plan.steps).error {
         panic!("the workload without faults: {e}");
     }
@@ -838,14 +839,15 @@ fn images_for(k: u64) -> [(CrashMode, u64); 8] {
     ]
 }
 
-fn crash_at_ops(ks: impl Iterator<Item = u64>) {
+fn crash_at_ops(ks: impl Iterator<Item = u64>, write_ahead: usize) {
     let plan = main_plan();
     let base = empty_db_image();
-    let total = count_ops(plan, &base);
+    let total = count_ops(plan, &base, write_ahead);
     for k in ks.take_while(|k| *k < total) {
         let fault = Arc::new(FaultStorage::from_image(base.clone()));
         fault.crash_at(k);
         let mut db = Database::with_storage(fault.clone(), true).expect("open");
+        db.set_write_ahead(write_ahead);
         let run = run_steps(&mut db, &plan.steps);
         let trace = fault.trace();
         let what = format!("crash during op {k} ({})", op_name(&trace, k));
@@ -874,12 +876,25 @@ fn crash_at_ops(ks: impl Iterator<Item = u64>) {
 
 #[test]
 fn crash_at_every_even_operation_recovers_a_committed_state() {
-    crash_at_ops((0..).step_by(2));
+    crash_at_ops((0..).step_by(2), 0);
 }
 
 #[test]
 fn crash_at_every_odd_operation_recovers_a_committed_state() {
-    crash_at_ops((1..).step_by(2));
+    crash_at_ops((1..).step_by(2), 0);
+}
+
+/// The same, with batches written ahead of their commits by a background thread in small
+/// segments (with its own syncs), so a crash also lands between segments, and in the middle
+/// of a batch that is still being built.
+#[test]
+fn crash_at_every_even_operation_while_writing_ahead_recovers_a_committed_state() {
+    crash_at_ops((0..).step_by(2), 4096);
+}
+
+#[test]
+fn crash_at_every_odd_operation_while_writing_ahead_recovers_a_committed_state() {
+    crash_at_ops((1..).step_by(2), 4096);
 }
 
 #[test]
@@ -920,7 +935,7 @@ fn crash_while_creating_a_database_leaves_it_openable_or_refused() {
 fn eio_on_any_operation_poisons_the_handle_and_loses_no_commit() {
     let plan = main_plan();
     let base = empty_db_image();
-    let total = count_ops(plan, &base);
+    let total = count_ops(plan, &base, 0);
     let mut syncs = 0;
     for k in 0..total {
         let fault = Arc::new(FaultStorage::from_image(base.clone()));

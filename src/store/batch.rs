@@ -2,17 +2,18 @@
 //! as it arrives, and `commit()` appends the frame and flips the header slot (docs/FORMAT.md §2).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use flatbuffers::FlatBufferBuilder;
 
+use super::ahead::WriteAhead;
 use super::columns::{Delta, Deltas};
 use super::format::{
     ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
     MAX_PLAYLIST_LEN, MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
 };
-use super::{Database, Version, fb, log};
+use super::{Database, IdentityHasher, Version, fb, log};
 use crate::error::CommitError;
 use crate::playlist::{self, Playlist};
 use crate::record::{self, Record};
@@ -30,24 +31,6 @@ pub struct CommitInfo {
     pub removed: u64,
     /// Bytes appended to the file.
     pub bytes: u64,
-}
-
-/// Keys are already hashes: use them as they are.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 type ByHash = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
@@ -79,6 +62,8 @@ pub struct WriteBatch<'db> {
     playlist_removals: Vec<u64>,
     /// Column rows of the pending records, for the column cache (when the database keeps one).
     cols: Option<Deltas>,
+    /// The payload as far as it was written ahead of the commit.
+    ahead: WriteAhead,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -101,6 +86,11 @@ impl<'db> WriteBatch<'db> {
     pub(crate) fn new(db: &'db mut Database) -> WriteBatch<'db> {
         let next_id = db.current.header.next_id;
         let cols = db.checkpoints.then(Deltas::default);
+        let ahead = WriteAhead::new(
+            Arc::clone(&db.storage),
+            db.current.header.committed_len + FRAME_HEADER_LEN as u64,
+            db.write_ahead,
+        );
         let mut frame = std::mem::take(&mut db.spare_frame);
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
@@ -116,6 +106,7 @@ impl<'db> WriteBatch<'db> {
             playlists: Vec::new(),
             playlist_removals: Vec::new(),
             cols,
+            ahead,
         }
     }
 
@@ -236,6 +227,7 @@ impl<'db> WriteBatch<'db> {
         if let Some(cols) = &mut self.cols {
             cols.push(id, rec);
         }
+        self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
         Ok(id)
     }
 
@@ -272,7 +264,10 @@ impl<'db> WriteBatch<'db> {
         keep_ids: bool,
     ) -> Result<Vec<u64>, CommitError> {
         use rayon::prelude::*;
+        /// Records per encode task.
         const CHUNK: usize = 2048;
+        /// Records encoded before they are appended to the frame and written ahead.
+        const SLICE: usize = 8 * CHUNK;
         if let Some(r) = recs.iter().find(|r| r.path.is_empty()) {
             return Err(CommitError::BadRecord {
                 path: r.path.clone(),
@@ -335,79 +330,102 @@ impl<'db> WriteBatch<'db> {
             local_prev.push(local.insert(hash, i as u32).unwrap_or(NONE));
         }
 
-        // Encode in parallel: each chunk into its own buffer, 8-aligned, with (offset, len).
+        // Encode in slices, each on all cores: every chunk of a slice into its own buffer,
+        // 8-aligned, with (offset, len). A slice is appended to the frame, and handed to the
+        // write-ahead thread, before the next one is encoded, so writing overlaps encoding. The
+        // batch's records, ids and column rows change only once every slice is in.
         type Encoded = (Vec<u8>, Vec<(u32, u32)>);
-        let n_chunks = recs.len().div_ceil(CHUNK);
-        let spare = &mut self.db.spare_chunks;
-        let bufs: Vec<Vec<u8>> = (0..n_chunks)
-            .map(|_| spare.pop().unwrap_or_default())
-            .collect();
+        let frame_start = self.frame.len();
         let keep_cols = self.cols.is_some();
-        // Each chunk is encoded, and its column rows interned, on its own core.
-        let (encoded, col_rows): (Vec<Encoded>, Vec<Option<Delta>>) = recs
-            .par_chunks(CHUNK)
-            .zip(ids.par_chunks(CHUNK))
-            .zip(bufs)
-            .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
-                buf.clear();
-                let mut spans = Vec::with_capacity(rs.len());
-                let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
-                for (r, &id) in rs.iter().zip(is) {
-                    let start = buf.len();
-                    record::encode(fbb, r, id, &mut buf);
-                    spans.push((start as u32, (buf.len() - start) as u32));
-                    buf.resize(align_up(buf.len()), 0);
-                    if let Some(c) = &mut cols {
-                        c.push(id, r);
+        let mut spans_all: Vec<(u32, u32)> = Vec::with_capacity(recs.len());
+        let mut col_rows_all: Vec<Delta> = Vec::new();
+        for (s, slice) in recs.chunks(SLICE).enumerate() {
+            let first = s * SLICE;
+            let slice_ids = &ids[first..first + slice.len()];
+            let spare = &mut self.db.spare_chunks;
+            let bufs: Vec<Vec<u8>> = (0..slice.len().div_ceil(CHUNK))
+                .map(|_| spare.pop().unwrap_or_default())
+                .collect();
+            // Each chunk is encoded, and its column rows interned, on its own core.
+            let (encoded, col_rows): (Vec<Encoded>, Vec<Option<Delta>>) = slice
+                .par_chunks(CHUNK)
+                .zip(slice_ids.par_chunks(CHUNK))
+                .zip(bufs)
+                .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
+                    buf.clear();
+                    let mut spans = Vec::with_capacity(rs.len());
+                    let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
+                    for (r, &id) in rs.iter().zip(is) {
+                        let start = buf.len();
+                        record::encode(fbb, r, id, &mut buf);
+                        spans.push((start as u32, (buf.len() - start) as u32));
+                        buf.resize(align_up(buf.len()), 0);
+                        if let Some(c) = &mut cols {
+                            c.push(id, r);
+                        }
                     }
+                    ((buf, spans), cols)
+                })
+                .unzip();
+            let mut total = 0usize;
+            let mut refused = None;
+            for (chunk, (buf, spans)) in encoded.iter().enumerate() {
+                total += buf.len();
+                if let Some(k) = spans.iter().position(|s| s.1 as usize - 4 > MAX_RECORD_LEN) {
+                    refused = Some(CommitError::BadRecord {
+                        path: recs[first + chunk * CHUNK + k].path.clone(),
+                        what: format!(
+                            "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
+                            spans[k].1
+                        ),
+                    });
+                    break;
                 }
-                ((buf, spans), cols)
-            })
-            .unzip();
-        let mut total = 0usize;
-        for (chunk, (buf, spans)) in encoded.iter().enumerate() {
-            total += buf.len();
-            if let Some(k) = spans.iter().position(|s| s.1 as usize - 4 > MAX_RECORD_LEN) {
-                return Err(CommitError::BadRecord {
-                    path: recs[chunk * CHUNK + k].path.clone(),
-                    what: format!(
-                        "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
-                        spans[k].1
-                    ),
+            }
+            if refused.is_none() && self.frame.len() + total > MAX_FRAME_PAYLOAD as usize / 2 {
+                refused = Some(CommitError::TooLarge {
+                    path: self.db.path.clone(),
+                    bytes: (self.frame.len() + total) as u64,
                 });
             }
-        }
-        if self.frame.len() + total > MAX_FRAME_PAYLOAD as usize / 2 {
-            return Err(CommitError::TooLarge {
-                path: self.db.path.clone(),
-                bytes: (self.frame.len() + total) as u64,
-            });
+            if let Some(e) = refused {
+                // Take back the slices already appended.
+                self.frame.truncate(frame_start);
+                self.ahead.truncated(frame_start - FRAME_HEADER_LEN);
+                return Err(e);
+            }
+            if s == 0 {
+                // Room for every slice, guessed from the first.
+                let slices = recs.len().div_ceil(SLICE);
+                self.frame.reserve(total.saturating_mul(slices) + total / 8);
+            }
+            for (buf, spans) in encoded {
+                let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
+                self.frame.extend_from_slice(&buf);
+                self.db.spare_chunks.push(buf);
+                spans_all.extend(spans.into_iter().map(|(off, len)| (base + off, len)));
+            }
+            col_rows_all.extend(col_rows.into_iter().flatten());
+            self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
         }
 
         // Apply.
         for p in replaced_pending {
             self.pending[p].live = false;
         }
-        self.frame.reserve(total);
         self.pending.reserve(recs.len());
         if let Some(cols) = &mut self.cols {
-            col_rows.into_iter().flatten().for_each(|c| cols.add(c));
+            col_rows_all.into_iter().for_each(|c| cols.add(c));
         }
-        for (chunk, (buf, spans)) in encoded.into_iter().enumerate() {
-            let base = self.frame.len() - FRAME_HEADER_LEN;
-            self.frame.extend_from_slice(&buf);
-            self.db.spare_chunks.push(buf);
-            for (k, (off, len)) in spans.into_iter().enumerate() {
-                let i = chunk * CHUNK + k;
-                self.push_pending(
-                    &recs[i],
-                    ids[i],
-                    hashes[i],
-                    base + off as usize,
-                    len as usize,
-                    !replaced_local[i],
-                );
-            }
+        for (i, (off, len)) in spans_all.into_iter().enumerate() {
+            self.push_pending(
+                &recs[i],
+                ids[i],
+                hashes[i],
+                off as usize,
+                len as usize,
+                !replaced_local[i],
+            );
         }
         self.next_id = next_id;
         Ok(ids)
@@ -454,6 +472,7 @@ impl<'db> WriteBatch<'db> {
         if let Some(cols) = &mut self.cols {
             cols.push(id, rec);
         }
+        self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
         Ok(())
     }
 
@@ -681,10 +700,24 @@ impl<'db> WriteBatch<'db> {
         self.frame
             .extend_from_slice(&(batch_len as u32).to_le_bytes());
         debug_assert_eq!(self.frame.len() % ALIGN, 0);
-        let (raw, crc) = FrameHeader::encode(
+        // What the write-ahead thread wrote: a prefix of the payload, and its crc.
+        let (ahead, ahead_crc) = match self.ahead.finish() {
+            Ok(done) => done,
+            Err(source) => {
+                self.db.poison();
+                return Err(CommitError::Io {
+                    path: self.db.path.clone(),
+                    source,
+                });
+            }
+        };
+        let rest = FRAME_HEADER_LEN + ahead;
+        let payload_crc = crc32c::crc32c_append(ahead_crc, &self.frame[rest..]);
+        let (raw, crc) = FrameHeader::encode_with(
             seq,
             base_header.last_frame_crc,
-            &self.frame[FRAME_HEADER_LEN..],
+            self.frame.len() - FRAME_HEADER_LEN,
+            payload_crc,
         );
         self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
 
@@ -739,7 +772,16 @@ impl<'db> WriteBatch<'db> {
                 source,
             }
         };
-        storage.write_at(&self.frame, at).map_err(|e| io(db, e))?;
+        if ahead == 0 {
+            storage.write_at(&self.frame, at).map_err(|e| io(db, e))?;
+        } else {
+            storage
+                .write_at(&self.frame[..FRAME_HEADER_LEN], at)
+                .map_err(|e| io(db, e))?;
+            storage
+                .write_at(&self.frame[rest..], at + rest as u64)
+                .map_err(|e| io(db, e))?;
+        }
         storage.sync().map_err(|e| io(db, e))?;
         let slot = 1 - db.active_slot;
         storage

@@ -37,13 +37,15 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::BuildHasherDefault;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::Version;
+use super::{IdentityHasher, Version};
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
@@ -534,35 +536,61 @@ pub(crate) fn rebrand(
     file.write_all_at(&h, 0).is_ok()
 }
 
-/// Interns values into a dictionary.
+/// The distinct values of a column, each numbered (its ord) in order of first appearance.
 #[derive(Default)]
 struct Dict {
-    ords: HashMap<Box<[u8]>, u32, xxhash_rust::xxh3::Xxh3Builder>,
-    values: Vec<Box<[u8]>>,
+    /// The values back to back: value `o` is `bytes[ends[o - 1]..ends[o]]`.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// The ord of the first value with each 64-bit hash. A value whose hash an earlier,
+    /// different value has is kept in `collided` instead.
+    by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    collided: HashMap<Box<[u8]>, u32>,
     /// The last value interned: the tracks of an album follow each other by id and share
     /// most values, so this saves most hash lookups.
     last: Option<u32>,
 }
 
 impl Dict {
+    /// The ord of `v`, numbering it when it is new.
     fn ord(&mut self, v: &[u8]) -> u32 {
         if let Some(o) = self.last
-            && *self.values[o as usize] == *v
+            && self.value(o) == v
         {
             return o;
         }
-        let o = match self.ords.get(v) {
-            Some(&o) => o,
-            None => {
-                let o = self.values.len() as u32;
-                self.values.push(v.into());
-                self.ords.insert(v.into(), o);
-                o
+        let next = self.ends.len() as u32;
+        let o = match self.by_hash.entry(xxhash_rust::xxh3::xxh3_64(v)) {
+            Entry::Vacant(e) => *e.insert(next),
+            Entry::Occupied(e) => {
+                let o = *e.get();
+                if self.value(o) == v {
+                    o
+                } else {
+                    *self.collided.entry(v.into()).or_insert(next)
+                }
             }
         };
+        if o == next {
+            self.bytes.extend_from_slice(v);
+            self.ends.push(self.bytes.len());
+        }
         self.last = Some(o);
         o
     }
+
+    /// Value `o` (an ord this dictionary gave).
+    fn value(&self, o: u32) -> &[u8] {
+        let o = o as usize;
+        let start = if o == 0 { 0 } else { self.ends[o - 1] };
+        &self.bytes[start..self.ends[o]]
+    }
+
+    /// How many values there are.
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
 }
 
 /// Rebuilds the cache of `db` for `version`: the rows the old cache covers are copied, the rest
@@ -595,7 +623,7 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Deltas) -> io::Result<()> {
             delta
                 .chunks
                 .iter()
-                .map(|d| vec![ABSENT; d.cols[k].dict.values.len()])
+                .map(|d| vec![ABSENT; d.cols[k].dict.len()])
                 .collect()
         })
         .collect();
@@ -785,7 +813,7 @@ impl Builder {
             &delta.ords[r..=r]
         };
         self.push_remapped(ords.iter().copied(), remap, |o| {
-            &delta.dict.values[o as usize]
+            delta.dict.value(o)
         });
     }
 
@@ -804,12 +832,12 @@ impl Builder {
 
     /// The column's region bytes.
     fn region(&self) -> Option<Vec<u8>> {
-        let dict_bytes: usize = self.dict.values.iter().map(|v| v.len()).sum();
+        let dict_bytes = self.dict.bytes.len();
         u32::try_from(dict_bytes).ok()?;
         let dicts = self.col.kind() != 2;
         let words = self.ords.len()
             + if dicts {
-                self.dict.values.len() + 1 + self.rows.len()
+                self.dict.len() + 1 + self.rows.len()
             } else {
                 0
             };
@@ -822,17 +850,15 @@ impl Builder {
         if dicts {
             let mut off = 0u32;
             out.extend_from_slice(&off.to_le_bytes());
-            for v in &self.dict.values {
+            for &end in &self.dict.ends {
                 // Fits: the sum of the lengths does.
-                off += v.len() as u32;
+                off = end as u32;
                 out.extend_from_slice(&off.to_le_bytes());
             }
             put(&mut out, &self.rows);
         }
         put(&mut out, &self.ords);
-        for v in &self.dict.values {
-            out.extend_from_slice(v);
-        }
+        out.extend_from_slice(&self.dict.bytes);
         Some(out)
     }
 }
@@ -877,7 +903,7 @@ fn write_file(
     for (b, region) in builders.iter().zip(regions) {
         let (region, crc) = region.ok_or_else(too_big)?;
         header.extend_from_slice(&b.col.kind().to_le_bytes());
-        let ndict = u32::try_from(b.dict.values.len()).map_err(|_| too_big())?;
+        let ndict = u32::try_from(b.dict.len()).map_err(|_| too_big())?;
         header.extend_from_slice(&ndict.to_le_bytes());
         header.extend_from_slice(&at.to_le_bytes());
         header.extend_from_slice(&(region.len() as u64).to_le_bytes());

@@ -251,12 +251,24 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Encodes the header of a frame with this payload, computing its crc.
     pub fn encode(seq: u64, prev_crc: u32, payload: &[u8]) -> ([u8; FRAME_HEADER_LEN], u32) {
+        Self::encode_with(seq, prev_crc, payload.len(), crc32c::crc32c(payload))
+    }
+
+    /// Encodes the header of a frame whose payload is `payload_len` bytes with crc32c
+    /// `payload_crc` (for a payload checksummed piece by piece as it was written).
+    pub fn encode_with(
+        seq: u64,
+        prev_crc: u32,
+        payload_len: usize,
+        payload_crc: u32,
+    ) -> ([u8; FRAME_HEADER_LEN], u32) {
         let mut b = [0u8; FRAME_HEADER_LEN];
         b[frame::MAGIC..frame::MAGIC + 4].copy_from_slice(&FRAME_MAGIC);
-        put_u32(&mut b, frame::PAYLOAD_LEN, payload.len() as u32);
+        put_u32(&mut b, frame::PAYLOAD_LEN, payload_len as u32);
         put_u64(&mut b, frame::SEQ, seq);
         put_u32(&mut b, frame::PREV_CRC, prev_crc);
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..frame::CRC]), payload);
+        let head = crc32c::crc32c(&b[..frame::CRC]);
+        let crc = crc32c::crc32c_combine(head, payload_crc, payload_len);
         put_u32(&mut b, frame::CRC, crc);
         (b, crc)
     }

@@ -1,0 +1,174 @@
+//! Writing a large batch's frame ahead of its commit.
+//!
+//! While a batch is being built, its payload is handed in segments to a background thread that
+//! writes each one where the frame will lie, past the committed length, and keeps the crc of
+//! what it wrote. `commit()` then writes only the rest of the payload and the frame header
+//! before its first `sync`. Copying into new page-cache pages is the largest single cost of a
+//! big commit; this way it runs on another core while records are still being encoded.
+//!
+//! What must stay true: bytes past the committed length are never trusted (docs/FORMAT.md §2),
+//! so nothing written ahead matters until the header slot that covers it is synced; the thread
+//! writes segments in the order they were handed over, and has finished every write before the
+//! batch ends (commit or drop), so no late write can land over a later batch's frame.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use super::Storage;
+
+/// Segments that may wait for the thread: the memory written ahead is bounded by this many
+/// segments (plus the one being written and those returned for reuse).
+const QUEUE: usize = 4;
+
+/// Segments written ahead between the thread's own syncs.
+const SYNC_EVERY: usize = 8;
+
+/// The payload of one batch, as far as it has been written ahead.
+pub(crate) struct WriteAhead {
+    storage: Arc<dyn Storage>,
+    /// File offset of payload byte 0.
+    base: u64,
+    /// Bytes per segment; 0 writes nothing ahead.
+    segment: usize,
+    /// Payload bytes handed to the thread: `[0, handed)`.
+    handed: usize,
+    /// Set when the batch took back bytes already handed over (a failed bulk upsert): what
+    /// was written ahead no longer matches the payload, and the commit writes all of it.
+    stale: bool,
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    segments: SyncSender<(u64, Vec<u8>)>,
+    /// Buffers the thread is done with, for reuse.
+    returned: Receiver<Vec<u8>>,
+    /// Ends with the crc of everything written, in order, or the first write error.
+    done: JoinHandle<io::Result<u32>>,
+}
+
+impl WriteAhead {
+    /// Nothing written yet; payload byte 0 goes to file offset `base`.
+    pub(crate) fn new(storage: Arc<dyn Storage>, base: u64, segment: usize) -> WriteAhead {
+        WriteAhead {
+            storage,
+            base,
+            segment,
+            handed: 0,
+            stale: false,
+            worker: None,
+        }
+    }
+
+    /// Hands over whole segments of `payload` (the payload so far) that have not been handed
+    /// over yet. Blocks while the thread is `QUEUE` segments behind.
+    pub(crate) fn offer(&mut self, payload: &[u8]) {
+        if self.segment == 0 || self.stale {
+            return;
+        }
+        while payload.len() - self.handed >= self.segment {
+            let piece = &payload[self.handed..self.handed + self.segment];
+            let offset = self.base + self.handed as u64;
+            let Some(worker) = self.worker() else {
+                return;
+            };
+            let mut buf = worker.returned.try_recv().unwrap_or_default();
+            buf.clear();
+            buf.extend_from_slice(piece);
+            if worker
+                .segments
+                .send((offset, buf))
+                .is_err()
+            {
+                // The thread is gone (it cannot panic; this is only defensive): write the
+                // whole payload at commit instead.
+                self.stale = true;
+                return;
+            }
+            self.handed += self.segment;
+        }
+    }
+
+    /// The payload was cut back to `len` bytes.
+    pub(crate) fn truncated(&mut self, len: usize) {
+        if len < self.handed {
+            self.stale = true;
+        }
+    }
+
+    /// Waits for the thread. Returns how many payload bytes are on file (a prefix) and their
+    /// crc: `(0, 0)` when nothing usable was written ahead. A write error is returned only when
+    /// the bytes were still needed.
+    pub(crate) fn finish(&mut self) -> io::Result<(usize, u32)> {
+        let Some(worker) = self.worker.take() else {
+            return Ok((0, 0));
+        };
+        let result = join(worker);
+        if self.stale {
+            return Ok((0, 0));
+        }
+        result.map(|crc| (self.handed, crc))
+    }
+
+    fn worker(&mut self) -> Option<&Worker> {
+        if self.worker.is_none() {
+            let (segments, inbox) = sync_channel::<(u64, Vec<u8>)>(QUEUE);
+            let (give_back, returned) = sync_channel(QUEUE + 2);
+            let storage = Arc::clone(&self.storage);
+            let spawned = std::thread::Builder::new()
+                .name("mediadb-write-ahead".into())
+                .spawn(move || {
+                    let mut crc = 0;
+                    let mut failed = None;
+                    let mut unsynced = 0;
+                    for (offset, buf) in inbox {
+                        if failed.is_none() {
+                            crc = crc32c::crc32c_append(crc, &buf);
+                            failed = storage.write_at(&buf, offset).err();
+                            unsynced += 1;
+                        }
+                        let _ = give_back.try_send(buf);
+                        if failed.is_none() && unsynced >= SYNC_EVERY {
+                            // Start the disk on what is written so far, so the commit's own
+                            // sync has less left to wait for. (Not a commit: the header slot
+                            // still points before all of it.)
+                            failed = storage.sync().err();
+                            unsynced = 0;
+                        }
+                    }
+                    failed.map_or(Ok(crc), Err)
+                });
+            match spawned {
+                Ok(done) => {
+                    self.worker = Some(Worker {
+                        segments,
+                        returned,
+                        done,
+                    });
+                }
+                // No thread to be had: the commit writes everything, as without write-ahead.
+                Err(_) => self.segment = 0,
+            }
+        }
+        self.worker.as_ref()
+    }
+}
+
+impl Drop for WriteAhead {
+    fn drop(&mut self) {
+        // A batch dropped without commit: its bytes past the committed length are garbage
+        // the next frame overwrites, but the thread must be done before that frame is written.
+        if let Some(worker) = self.worker.take() {
+            let _ = join(worker);
+        }
+    }
+}
+
+fn join(worker: Worker) -> io::Result<u32> {
+    drop(worker.segments);
+    worker
+        .done
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the write-ahead thread panicked")))
+}

@@ -291,7 +291,7 @@ impl<'db> WriteBatch<'db> {
         let mut ids = Vec::with_capacity(recs.len());
         let mut replaced_local = vec![false; recs.len()];
         let mut replaced_pending = Vec::new();
-        let mut local = ByHash::default();
+        let mut local = ByHash::with_capacity_and_hasher(recs.len(), Default::default());
         let mut local_prev = Vec::with_capacity(recs.len());
         let mut next_id = self.next_id;
         // A lower bound on the payload after this call (a record buffer is at least 36 bytes
@@ -414,6 +414,7 @@ impl<'db> WriteBatch<'db> {
             self.pending[p].live = false;
         }
         self.pending.reserve(recs.len());
+        self.by_hash.reserve(recs.len());
         if let Some(cols) = &mut self.cols {
             col_rows_all.into_iter().for_each(|c| cols.add(c));
         }

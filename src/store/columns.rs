@@ -38,17 +38,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::BuildHasherDefault;
 use std::fs::{self, File};
+use std::hash::BuildHasherDefault;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::{IdentityHasher, Version};
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
+use super::{IdentityHasher, Version};
 use crate::record::{Record, RecordView};
 
 const MAGIC: [u8; 8] = *b"MDBCOLS\0";
@@ -590,7 +590,6 @@ impl Dict {
     fn len(&self) -> usize {
         self.ends.len()
     }
-
 }
 
 /// Rebuilds the cache of `db` for `version`: the rows the old cache covers are copied, the rest
@@ -812,9 +811,7 @@ impl Builder {
         } else {
             &delta.ords[r..=r]
         };
-        self.push_remapped(ords.iter().copied(), remap, |o| {
-            delta.dict.value(o)
-        });
+        self.push_remapped(ords.iter().copied(), remap, |o| delta.dict.value(o));
     }
 
     /// Appends the row of `id` in the old cache's column `cv`.

@@ -13,7 +13,9 @@
 //!   use the same filesystem. The directory is removed at the end.
 //! * `MEDIADB_BENCH_ENGINES` — which of `mediadb,sqlite,lmdb,floor` to run (comma-separated,
 //!   default all; the ratio lines need all four). `bench/run` runs one engine per process, so
-//!   that `/usr/bin/time` gives each its own peak RSS.
+//!   that `/usr/bin/time` gives each its own peak RSS. `mediadb-inline` (only when named) is
+//!   mediadb with its write-ahead off (`Database::set_write_ahead(0)`): every byte of a batch
+//!   is written inside `commit()`, the baseline the write-ahead is measured against.
 //!
 //! Every ingest line also carries `cpu_secs` (the process's CPU time, all threads, during the
 //! ingest) and `input_peak_rss_kb` (the process's peak RSS once the records were generated,
@@ -424,9 +426,10 @@ fn peak_rss_kb() -> u64 {
 
 /// Engines named in `MEDIADB_BENCH_ENGINES` (all when unset).
 fn selected_engines() -> Res<Vec<String>> {
-    const ALL: [&str; 4] = ["mediadb", "sqlite", "lmdb", "floor"];
+    const DEFAULT: [&str; 4] = ["mediadb", "sqlite", "lmdb", "floor"];
+    const ALL: [&str; 5] = ["mediadb", "mediadb-inline", "sqlite", "lmdb", "floor"];
     let Ok(list) = std::env::var("MEDIADB_BENCH_ENGINES") else {
-        return Ok(ALL.iter().map(|s| (*s).to_owned()).collect());
+        return Ok(DEFAULT.iter().map(|s| (*s).to_owned()).collect());
     };
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -452,8 +455,31 @@ fn settle() {
 // mediadb
 
 fn run_mediadb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[usize]) -> Res<Timed> {
+    mediadb_with(dir, recs, probe_first, probes, true)
+}
+
+/// mediadb with every byte of a batch written inside `commit()`.
+fn run_mediadb_inline(
+    dir: &Path,
+    recs: &[Record],
+    probe_first: usize,
+    probes: &[usize],
+) -> Res<Timed> {
+    mediadb_with(dir, recs, probe_first, probes, false)
+}
+
+fn mediadb_with(
+    dir: &Path,
+    recs: &[Record],
+    probe_first: usize,
+    probes: &[usize],
+    write_ahead: bool,
+) -> Res<Timed> {
     let path = dir.join("lib.mediadb");
     let mut db = Database::create(&path)?;
+    if !write_ahead {
+        db.set_write_ahead(0);
+    }
     let mut commit = Duration::ZERO;
     let mut log_bytes = 0;
     let cpu0 = process_cpu();
@@ -779,8 +805,9 @@ fn main() -> Res<()> {
     let input_peak_rss_kb = peak_rss_kb();
 
     type Runner = fn(&Path, &[Record], usize, &[usize]) -> Res<Timed>;
-    let engines: [(&str, Runner); 3] = [
+    let engines: [(&str, Runner); 4] = [
         ("mediadb", run_mediadb),
+        ("mediadb-inline", run_mediadb_inline),
         ("sqlite", run_sqlite),
         ("lmdb", run_lmdb),
     ];
@@ -802,7 +829,7 @@ fn main() -> Res<()> {
                 "input_peak_rss_kb": input_peak_rss_kb,
             }),
         ));
-        if name == "mediadb" {
+        if name.starts_with("mediadb") {
             emit(&line("checkpoint", name, n, r.after, n, r.file_bytes));
         } else {
             emit(&line("close", name, n, r.after, 1, r.file_bytes));
@@ -826,6 +853,14 @@ fn main() -> Res<()> {
         fs::remove_dir_all(&dir)?;
         results.push((name, r));
     }
+    let get = |name: &str| results.iter().find(|(e, _)| *e == name).map(|r| &r.1);
+    let ratio = |what: &str, v: f64| emit(&json!({ "ratio": what, "value": v, "of": "secs" }));
+    if let (Some(m), Some(i)) = (get("mediadb"), get("mediadb-inline")) {
+        ratio(
+            "ingest mediadb/mediadb-inline",
+            secs(m.ingest) / secs(i.ingest),
+        );
+    }
     if !selected.iter().any(|s| s == "floor") {
         return Ok(());
     }
@@ -838,13 +873,9 @@ fn main() -> Res<()> {
     );
     emit(&floor);
     let floor_secs = floor["secs"].as_f64().unwrap_or(f64::NAN);
-    if results.len() < engines.len() {
+    let (Some(m), Some(s), Some(l)) = (get("mediadb"), get("sqlite"), get("lmdb")) else {
         return Ok(());
-    }
-
-    let get = |name: &str| &results.iter().find(|(e, _)| *e == name).expect("ran").1;
-    let (m, s, l) = (get("mediadb"), get("sqlite"), get("lmdb"));
-    let ratio = |what: &str, v: f64| emit(&json!({ "ratio": what, "value": v, "of": "secs" }));
+    };
     ratio("ingest mediadb/lmdb", secs(m.ingest) / secs(l.ingest));
     ratio("ingest mediadb/sqlite", secs(m.ingest) / secs(s.ingest));
     ratio("ingest mediadb/floor", secs(m.ingest) / floor_secs);

@@ -20,10 +20,10 @@ use super::format::{
     ALIGN, ENTRY_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, Header, IDX_HEADER_BLOCK,
     LOG_START, MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN, align_up, get_u32,
 };
-use super::index::{FileEntry, Index};
-use super::log::TRAILER_LEN;
+use super::index::{FileEntry, Index, Table};
+use super::log::{self, TRAILER_LEN};
 use super::storage::{FileStorage, Storage};
-use super::{Database, fb, load_version, random_id, sync_parent};
+use super::{Database, fb, random_id, sync_parent};
 
 /// Largest payload of a compacted frame: records, padding, Batch and trailer. The same half of
 /// the format's limit that commits keep to.
@@ -34,6 +34,8 @@ const RECORD_ENTRY_LEN: u64 = 56;
 const BATCH_OVERHEAD: u64 = 256 + TRAILER_LEN as u64 + ALIGN as u64;
 /// Bytes copied per write.
 const COPY_CHUNK: usize = 8 << 20;
+/// Records handed to the index thread at a time.
+const INDEX_PIECE: usize = 1 << 16;
 
 /// Compaction failed or was refused. Unless the variant says otherwise, nothing was changed:
 /// the database file is the old one and the temporary file was removed.
@@ -247,8 +249,9 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
 }
 
 /// Ends the frame that began at `frame_at`, whose record area holds `rel` bytes: writes its
-/// Batch (listing `entries` and `refs`) and trailer, then queues its header. Returns the frame's
-/// crc and payload length.
+/// Batch (listing `entries` and `refs`) and trailer, then queues its header. The Batch is
+/// verified, as opening the file would, and checked to list what it was given. Returns the
+/// frame's crc and payload length.
 #[allow(
     clippy::too_many_arguments,
     reason = "the frame's fields, each needed once; a struct would only rename them"
@@ -289,6 +292,25 @@ fn end_frame(
     w.put_padded(&trailer)?;
     w.flush()?;
     let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
+    let parsed = flatbuffers::root_with_opts::<fb::Batch>(&log::batch_options(batch.len()), batch)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            let listed = (
+                b.records().map_or(0, |r| r.len()),
+                b.playlists().map_or(0, |r| r.len()),
+                b.next_id(),
+            );
+            if listed == (entries.len(), refs.len(), next_id) {
+                Ok(())
+            } else {
+                Err("its Batch does not list the frame's records".into())
+            }
+        });
+    if let Err(what) = parsed {
+        return Err(io::Error::other(format!(
+            "internal error: compacted frame at byte {frame_at} does not replay: {what}"
+        )));
+    }
     let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
     w.send(raw.to_vec(), frame_at)?;
     Ok((crc, payload_len))
@@ -469,11 +491,12 @@ impl Database {
     /// Every byte goes through `out`, which is how the tests inject faults. The database itself
     /// is not changed. [`compact`](Self::compact) uses this for the file it renames into place.
     pub fn compact_into(&self, out: &dyn Storage) -> Result<CompactReport, CompactError> {
-        let (header, frames) = self.write_compacted(out, &self.path)?;
+        let (header, frames, _) = self.write_compacted(out, &self.path)?;
         let io = |source| CompactError::Io {
             path: self.path.clone(),
             source,
         };
+        out.sync().map_err(io)?;
         Ok(CompactReport {
             path: self.path.clone(),
             before_bytes: self.storage.len().map_err(io)?,
@@ -486,12 +509,14 @@ impl Database {
         })
     }
 
-    /// The work of `compact_into`; `name` names the output in I/O errors.
+    /// The work of `compact_into` but the final sync; `name` names the output in I/O errors.
+    /// Returns the new file's header, its number of frames, and its index, built by applying
+    /// each frame's Batch as it is written (what opening the file would replay).
     fn write_compacted(
         &self,
         out: &dyn Storage,
         name: &Path,
-    ) -> Result<(Header, u64), CompactError> {
+    ) -> Result<(Header, u64, Index), CompactError> {
         let io = |source| CompactError::Io {
             path: name.to_path_buf(),
             source,
@@ -515,7 +540,7 @@ impl Database {
                 .filter(|(_, e)| e.is_live())
                 .map(|(id, e)| (id as u64, e))
         };
-        self.check_source_frames(log, live())?;
+        let source = self.source_frames(log, live())?;
         let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
         let playlists =
             playlist_bytes(log, index).map_err(|(offset, what)| CompactError::Damaged {
@@ -527,20 +552,60 @@ impl Database {
         let k = plans.len() as u64 + u64::from(!playlists.is_empty());
         let mut seq = first_seq(old.seq, k);
         let mut prev_crc = 0u32;
-        let mut fbb = FlatBufferBuilder::with_capacity(1 << 16);
+        // Room for the largest Batch, so the builder never grows (and copies) while building it.
+        let most = plans.iter().map(|p| p.records).max().unwrap_or(0);
+        let mut fbb = FlatBufferBuilder::with_capacity(
+            usize::try_from(most * RECORD_ENTRY_LEN + BATCH_OVERHEAD).unwrap_or(1 << 16),
+        );
         let mut ids = live().peekable();
-        let committed_len = std::thread::scope(|scope| {
+        // The playlists frame's Batch and where its payload lies, applied after the records'.
+        let mut playlist_batch: Option<(Vec<u8>, u64, usize)> = None;
+        let (copied, checked) = std::thread::scope(|scope| {
+            // The source frames' checksums are checked while their records are copied; the
+            // new file gets no header slot unless every one of them holds.
+            let checker = scope.spawn(|| check_frame_crcs(&self.path, log, &source));
             let mut w = Out::start(scope, out);
+            // The new file's index is built from the records' entries, a piece at a time, on a
+            // thread of its own while the copy goes on: what replaying the frames would give.
+            let (to_index, pieces) = mpsc::sync_channel::<(u64, Vec<fb::RecordEntry>, u64)>(4);
+            let live_records = index.live_records;
+            let indexer = scope.spawn(move || {
+                let mut index = Index::empty();
+                // Sized once for every record, so no piece makes it rebuild.
+                index.table = Table::with_capacity_for(live_records as usize);
+                for (next_id, entries, payload_at) in pieces {
+                    index.reserve_ids(next_id);
+                    let items: Vec<(u64, FileEntry)> = entries
+                        .iter()
+                        .map(|re| (re.id(), log::entry_of(re, payload_at)))
+                        .collect();
+                    index.upsert_many(&items);
+                }
+                index
+            });
             let frames = (|| {
                 for p in &plans {
                     let frame_at = w.at;
                     w.at += FRAME_HEADER_LEN as u64;
                     w.crc = 0;
                     let mut entries: Vec<fb::RecordEntry> = Vec::with_capacity(p.records as usize);
+                    let payload_at = frame_at + FRAME_HEADER_LEN as u64;
+                    let mut indexed = 0;
                     let mut rel = 0u64;
                     while let Some(&(id, e)) = ids.peek().filter(|(id, _)| *id < p.end) {
+                        if entries.len() - indexed == INDEX_PIECE {
+                            let piece = entries[indexed..].to_vec();
+                            if to_index.send((id, piece, payload_at)).is_err() {
+                                return Err(io::Error::other(
+                                    "the compaction index thread stopped",
+                                ));
+                            }
+                            indexed = entries.len();
+                        }
                         ids.next();
-                        let bytes = record_bytes(log, &e).expect("checked with its frame");
+                        let bytes = record_bytes(log, &e)
+                            .filter(|b| get_u32(b, 0) as usize + 4 == b.len())
+                            .ok_or_else(|| misplaced_at(id, &e))?;
                         entries.push(fb::RecordEntry::new(
                             id,
                             e.path_hash,
@@ -572,6 +637,10 @@ impl Database {
                         &[],
                     )?;
                     debug_assert!(payload_len <= p.payload_estimate());
+                    let piece = entries.split_off(indexed);
+                    if to_index.send((p.next_id, piece, payload_at)).is_err() {
+                        return Err(io::Error::other("the compaction index thread stopped"));
+                    }
                     prev_crc = crc;
                     seq += 1;
                 }
@@ -586,7 +655,7 @@ impl Database {
                         w.put_padded(bytes)?;
                         rel += align_up(bytes.len()) as u64;
                     }
-                    let (crc, _) = end_frame(
+                    let (crc, payload_len) = end_frame(
                         &mut w,
                         &mut fbb,
                         frame_at,
@@ -597,6 +666,11 @@ impl Database {
                         &[],
                         &refs,
                     )?;
+                    playlist_batch = Some((
+                        fbb.finished_data().to_vec(),
+                        frame_at + FRAME_HEADER_LEN as u64,
+                        payload_len as usize,
+                    ));
                     prev_crc = crc;
                     seq += 1;
                 }
@@ -604,9 +678,49 @@ impl Database {
             })();
             // Every write queued has finished (or failed) before the slots are written.
             let drained = w.drain();
-            frames.and_then(|end| drained.map(|()| end))
-        })
-        .map_err(io)?;
+            drop(to_index);
+            let index = indexer
+                .join()
+                .map_err(|_| io::Error::other("the compaction index thread panicked"));
+            let checked = checker.join().unwrap_or_else(|_| {
+                Err(CompactError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::other("the compaction checksum thread panicked"),
+                })
+            });
+            (
+                frames.and_then(|end| drained.and(index).map(|index| (end, index))),
+                checked,
+            )
+        });
+        checked?;
+        let (committed_len, mut new_index) = copied.map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<Misplaced>())
+            {
+                Some(m) => CompactError::Damaged {
+                    path: self.path.clone(),
+                    offset: m.offset,
+                    what: m.what.clone(),
+                },
+                None => io(e),
+            }
+        })?;
+        if let Some((batch, payload_at, payload_len)) = &playlist_batch {
+            let applied =
+                flatbuffers::root_with_opts::<fb::Batch>(&log::batch_options(batch.len()), batch)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        log::apply(&mut new_index, &b, *payload_at, *payload_len)
+                            .map_err(|d| d.what)
+                    });
+            if let Err(what) = applied {
+                return Err(io(io::Error::other(format!(
+                    "internal error: the compacted playlists frame does not replay: {what}"
+                ))));
+            }
+        }
         let mut h = Header {
             generation: 1,
             file_id: random_id(),
@@ -625,9 +739,19 @@ impl Database {
         if out.len().map_err(io)? < committed_len {
             out.set_len(committed_len).map_err(io)?;
         }
-        out.sync().map_err(io)?;
         debug_assert_eq!(SLOT_LEN, h.encode().len());
-        Ok((h, k))
+        // The replayed frames must describe what the header says, as opening checks.
+        if (
+            new_index.next_id(),
+            new_index.live_records,
+            new_index.live_bytes,
+        ) != (h.next_id, h.live_records, h.live_bytes)
+        {
+            return Err(io(io::Error::other(
+                "internal error: the compacted frames disagree with the header",
+            )));
+        }
+        Ok((h, k, new_index))
     }
 
     /// Rewrites the database with only its live records, into `NAME.compact.tmp`, and renames
@@ -718,33 +842,25 @@ impl Database {
                 .map_err(io_at(&tmp))?;
             let storage = Arc::new(FileStorage::new(file).random_access());
             let out = wrap(storage.clone());
-            let (header, frames) = self.write_compacted(&*out, &tmp)?;
-            drop(out);
-            // Replaying the new file checks every frame and the header before it replaces the
-            // old one, and gives this handle its next version; its checkpoint is written from
-            // that. Both read what was just written, so they run while the file syncs: nothing
-            // is renamed until all three are done.
-            let (synced, loaded) = rayon::join(
-                || storage.file().sync_all(),
-                || {
-                    load_version(
-                        &*storage,
-                        &tmp,
-                        header,
-                        None,
-                        super::checkpoint::Check::Eager,
-                    )
-                    .map(|(version, _)| {
-                        let cp = checkpoint::write(&tmp, &header, &version.index).is_ok();
-                        (version, cp)
-                    })
-                },
+            let (header, frames, index) = self.write_compacted(&*out, &tmp)?;
+            // The index came from applying each frame's Batch as it was written, as opening
+            // the file would; its checkpoint is written while the file syncs. Nothing is
+            // renamed until both are done.
+            let (synced, cp) = rayon::join(
+                || out.sync().and_then(|()| storage.file().sync_all()),
+                || checkpoint::write(&tmp, &header, &index).is_ok(),
             );
+            drop(out);
             synced.map_err(io_at(&tmp))?;
-            let (version, cp) = loaded.map_err(|e| CompactError::Io {
-                path: tmp.clone(),
-                source: io::Error::other(format!("the compacted file does not replay: {e}")),
-            })?;
+            let log = storage
+                .map(LOG_START, header.committed_len - LOG_START)
+                .map_err(io_at(&tmp))?;
+            let version = super::Version {
+                header,
+                log,
+                index,
+                columns: None,
+            };
             Ok::<_, CompactError>((storage, version, frames, cp))
         })();
         let (storage, version, frames, cp_written) = match prepared {
@@ -827,16 +943,16 @@ impl Database {
 }
 
 impl Database {
-    /// Checks every frame of `log` (the committed bytes from `LOG_START`) that holds a live
-    /// record against its checksum, on all cores, and that every live record lies inside a
-    /// frame's payload with the length its entry says. Bit rot anywhere in such a frame stops
-    /// compaction, not only damage that breaks a FlatBuffer; frames of dead records only are
-    /// dropped unread.
-    fn check_source_frames(
+    /// Finds the frames of `log` (the committed bytes from `LOG_START`) and which of them hold
+    /// a live record, checking that every live record lies inside a frame's payload. The copy
+    /// checks each record's size prefix as it reads it, and [`check_frame_crcs`] the checksum
+    /// of every frame marked here, so that bit rot anywhere in such a frame stops compaction,
+    /// not only damage that breaks a FlatBuffer; frames of dead records only are dropped unread.
+    fn source_frames(
         &self,
         log: &[u8],
         live: impl Iterator<Item = (u64, FileEntry)>,
-    ) -> Result<(), CompactError> {
+    ) -> Result<SourceFrames, CompactError> {
         let damaged = |rel: usize, what: String| CompactError::Damaged {
             path: self.path.clone(),
             offset: LOG_START + rel as u64,
@@ -862,36 +978,74 @@ impl Database {
             let fits = k < frames.len()
                 && rel >= frames[k].0 + FRAME_HEADER_LEN
                 && rel.saturating_add(e.len as usize) <= frames[k].1
-                && e.len >= 8
-                && get_u32(log, rel) as usize + 4 == e.len as usize;
+                && e.len >= 8;
             if !fits {
-                return Err(damaged(
-                    rel.min(log.len()),
-                    format!("live record {id} is not where its index entry says"),
-                ));
+                return Err(damaged(rel.min(log.len()), misplaced(id)));
             }
             needed[k] = true;
         }
-        let bad = frames
-            .par_iter()
-            .zip(&needed)
-            .filter(|(_, n)| **n)
-            .find_map_first(|(&(s, e), _)| {
-                let f = &log[s..e];
-                (!FrameHeader::check(&f[..FRAME_HEADER_LEN], &f[FRAME_HEADER_LEN..])).then_some(s)
-            });
-        match bad {
-            Some(s) => Err(damaged(
-                s,
-                "a frame holding live records fails its checksum: some of its bytes are damaged"
-                    .into(),
-            )),
-            None => Ok(()),
-        }
+        Ok(frames
+            .into_iter()
+            .zip(needed)
+            .filter_map(|(f, n)| n.then_some(f))
+            .collect())
     }
 }
 
+/// Checks each of `frames` (of `log`, the committed bytes of the database at `path`) against
+/// its checksum, on all cores.
+fn check_frame_crcs(path: &Path, log: &[u8], frames: &SourceFrames) -> Result<(), CompactError> {
+    let bad = frames.par_iter().find_map_first(|&(s, e)| {
+        let f = &log[s..e];
+        (!FrameHeader::check(&f[..FRAME_HEADER_LEN], &f[FRAME_HEADER_LEN..])).then_some(s)
+    });
+    match bad {
+        Some(s) => Err(CompactError::Damaged {
+            path: path.to_path_buf(),
+            offset: LOG_START + s as u64,
+            what: "a frame holding live records fails its checksum: some of its bytes are damaged"
+                .into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The frames holding live records: (start, end) in the log, in order.
+type SourceFrames = Vec<(usize, usize)>;
+
+/// What is wrong when a live record's bytes are not where its index entry says.
+fn misplaced(id: u64) -> String {
+    format!("live record {id} is not where its index entry says")
+}
+
 /// The record bytes an entry points at, if they lie inside the committed log.
+/// The error for a live record whose bytes do not start with their size prefix; the caller
+/// turns it into [`CompactError::Damaged`].
+fn misplaced_at(id: u64, e: &FileEntry) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        Misplaced {
+            offset: e.offset,
+            what: misplaced(id),
+        },
+    )
+}
+
+/// A live record found out of place during the copy.
+#[derive(Debug)]
+struct Misplaced {
+    offset: u64,
+    what: String,
+}
+
+impl std::fmt::Display for Misplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for Misplaced {}
+
 fn record_bytes<'a>(log: &'a [u8], e: &FileEntry) -> Option<&'a [u8]> {
     super::log::committed_bytes(log, e.offset, e.len)
 }
@@ -931,6 +1085,35 @@ mod tests {
         assert!(
             msg.contains("/x/lib.mediadb") && msg.contains("free space"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_live_record_not_where_its_entry_says_stops_compaction() {
+        let mut db =
+            Database::with_storage(Arc::new(super::super::MemStorage::new()), true).expect("db");
+        let mut b = db.batch().expect("batch");
+        for i in 0..3 {
+            let rec = crate::Record {
+                path: format!("/m/{i}.flac").into_bytes(),
+                ..crate::Record::default()
+            };
+            b.upsert(&rec).expect("upsert");
+        }
+        b.commit().expect("commit");
+        // An index entry (as a damaged checkpoint could give) 8 bytes past its record: still
+        // inside the frame, but not at a size prefix.
+        let v = Arc::make_mut(&mut db.current);
+        let mut e = v.index.entry(2).expect("entry");
+        e.offset += 8;
+        e.len = 16;
+        v.index.entries.set(2, e);
+        let out = super::super::MemStorage::new();
+        let err = db.compact_into(&out).expect_err("refused");
+        assert!(
+            matches!(err, CompactError::Damaged { offset, ref what, .. }
+                if offset == e.offset && what.contains("record 2 is not where")),
+            "{err:?}"
         );
     }
 

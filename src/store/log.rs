@@ -56,7 +56,7 @@ pub(crate) fn read_frame(log: &[u8], offset: u64) -> Result<Frame<'_>, Damage> {
     Ok(Frame { header, payload })
 }
 
-fn batch_options(len: usize) -> VerifierOptions {
+pub(crate) fn batch_options(len: usize) -> VerifierOptions {
     VerifierOptions {
         max_depth: 4,
         max_tables: 4,

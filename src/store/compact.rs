@@ -251,7 +251,7 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
 /// Ends the frame that began at `frame_at`, whose record area holds `rel` bytes: writes its
 /// Batch (listing `entries` and `refs`) and trailer, then queues its header. The Batch is
 /// verified, as opening the file would, and checked to list what it was given. Returns the
-/// frame's crc and payload length.
+/// frame's crc and payload length, and for a frame of playlists a copy of its Batch.
 #[allow(
     clippy::too_many_arguments,
     reason = "the frame's fields, each needed once; a struct would only rename them"
@@ -266,7 +266,7 @@ fn end_frame(
     next_id: u64,
     entries: &[fb::RecordEntry],
     refs: &[fb::PlaylistRef],
-) -> io::Result<(u32, u64)> {
+) -> io::Result<(u32, u64, Option<Vec<u8>>)> {
     fbb.reset();
     let records = fbb.create_vector(entries);
     let removals = fbb.create_vector::<u64>(&[]);
@@ -285,13 +285,6 @@ fn end_frame(
     );
     fbb.finish(root, None);
     let batch = fbb.finished_data();
-    let mut trailer = [0u8; TRAILER_LEN];
-    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
-    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-    w.put_padded(batch)?;
-    w.put_padded(&trailer)?;
-    w.flush()?;
-    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
     let parsed = flatbuffers::root_with_opts::<fb::Batch>(&log::batch_options(batch.len()), batch)
         .map_err(|e| e.to_string())
         .and_then(|b| {
@@ -311,9 +304,21 @@ fn end_frame(
             "internal error: compacted frame at byte {frame_at} does not replay: {what}"
         )));
     }
+    let kept = (!refs.is_empty()).then(|| batch.to_vec());
+    let mut trailer = [0u8; TRAILER_LEN];
+    trailer[..4].copy_from_slice(&(rel as u32).to_le_bytes());
+    trailer[4..].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+    // The Batch goes to the writer in the builder's own buffer: copying tens of megabytes into
+    // fresh memory cost more than building them.
+    let (mut bytes, head) = std::mem::take(fbb).collapse();
+    bytes.drain(..head);
+    bytes.resize(align_up(bytes.len()), 0);
+    bytes.extend_from_slice(&trailer);
+    w.put_owned(bytes)?;
+    let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
     let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
     w.send(raw.to_vec(), frame_at)?;
-    Ok((crc, payload_len))
+    Ok((crc, payload_len, kept))
 }
 
 /// A playlist's id and its buffer in the log.
@@ -415,6 +420,16 @@ impl Out {
                 self.flush()?;
             }
         }
+        Ok(())
+    }
+
+    /// Queues `bytes` (whole, padded) after what was gathered, without copying them.
+    fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        self.flush()?;
+        self.crc = crc32c::crc32c_append(self.crc, &bytes);
+        let len = bytes.len() as u64;
+        self.send(bytes, self.at)?;
+        self.at += len;
         Ok(())
     }
 
@@ -552,11 +567,13 @@ impl Database {
         let k = plans.len() as u64 + u64::from(!playlists.is_empty());
         let mut seq = first_seq(old.seq, k);
         let mut prev_crc = 0u32;
-        // Room for the largest Batch, so the builder never grows (and copies) while building it.
-        let most = plans.iter().map(|p| p.records).max().unwrap_or(0);
-        let mut fbb = FlatBufferBuilder::with_capacity(
-            usize::try_from(most * RECORD_ENTRY_LEN + BATCH_OVERHEAD).unwrap_or(1 << 16),
-        );
+        // A builder with room for a frame's Batch, so it never grows (and copies) while
+        // building it. end_frame hands its buffer to the writer.
+        let builder = |records: u64| {
+            FlatBufferBuilder::with_capacity(
+                usize::try_from(records * RECORD_ENTRY_LEN + BATCH_OVERHEAD).unwrap_or(1 << 16),
+            )
+        };
         let mut ids = live().peekable();
         // The playlists frame's Batch and where its payload lies, applied after the records'.
         let mut playlist_batch: Option<(Vec<u8>, u64, usize)> = None;
@@ -625,9 +642,9 @@ impl Database {
                     debug_assert_eq!(entries.len() as u64, p.records);
                     w.zeros(p.pad())?;
                     rel += p.pad();
-                    let (crc, payload_len) = end_frame(
+                    let (crc, payload_len, _) = end_frame(
                         &mut w,
-                        &mut fbb,
+                        &mut builder(p.records),
                         frame_at,
                         rel,
                         seq,
@@ -655,9 +672,9 @@ impl Database {
                         w.put_padded(bytes)?;
                         rel += align_up(bytes.len()) as u64;
                     }
-                    let (crc, payload_len) = end_frame(
+                    let (crc, payload_len, batch) = end_frame(
                         &mut w,
-                        &mut fbb,
+                        &mut builder(refs.len() as u64 * 2),
                         frame_at,
                         rel,
                         seq,
@@ -667,7 +684,7 @@ impl Database {
                         &refs,
                     )?;
                     playlist_batch = Some((
-                        fbb.finished_data().to_vec(),
+                        batch.unwrap_or_default(),
                         frame_at + FRAME_HEADER_LEN as u64,
                         payload_len as usize,
                     ));

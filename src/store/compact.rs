@@ -1,8 +1,9 @@
 //! Compaction: rewrite the database with only its live records, into a new file that is renamed
 //! over the old one (docs/FORMAT.md §6, "Compaction").
 //!
-//! The new file keeps every live record's id and bytes (records are copied verbatim, after
-//! every frame that holds one has been checked against its checksum), the sequence number, `next_id` and the creation time, and gets a fresh
+//! The new file keeps every live record's id and bytes (records are copied verbatim; every frame
+//! that holds one is checked against its checksum, beside the copy, before the new file gets a
+//! header slot), the sequence number, `next_id` and the creation time, and gets a fresh
 //! `file_id`. Its frames are written through [`Storage`] ([`Database::compact_into`]), so tests
 //! can inject faults at every I/O operation; [`Database::compact`] adds the file steps around
 //! it: free-space check, temporary file, `sync_all`, checkpoint, rename, directory fsync.
@@ -500,9 +501,9 @@ fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24
 
 impl Database {
     /// Writes this database's current commit, compacted, into the empty storage `out`: every
-    /// live record (its frame checked against its checksum, then copied byte for byte with its
-    /// id), the sequence number,
-    /// `next_id` and creation time, a fresh `file_id`, both header slots; then syncs `out`.
+    /// live record (copied byte for byte with its id; its frame checked against its checksum
+    /// before any header slot is written), the sequence number, `next_id` and creation time, a
+    /// fresh `file_id`, both header slots; then syncs `out`.
     /// Every byte goes through `out`, which is how the tests inject faults. The database itself
     /// is not changed. [`compact`](Self::compact) uses this for the file it renames into place.
     pub fn compact_into(&self, out: &dyn Storage) -> Result<CompactReport, CompactError> {

@@ -526,8 +526,9 @@ impl Database {
     }
 
     /// The work of `compact_into` but the final sync; `name` names the output in I/O errors.
-    /// Returns the new file's header, its number of frames, and its index, built by applying
-    /// each frame's Batch as it is written (what opening the file would replay).
+    /// Returns the new file's header, its number of frames, and its index: what replaying the
+    /// frames would give, built from the entries each records frame's Batch lists (each Batch
+    /// verified as it is written) and by applying the playlists frame's Batch.
     fn write_compacted(
         &self,
         out: &dyn Storage,
@@ -861,9 +862,9 @@ impl Database {
             let storage = Arc::new(FileStorage::new(file).random_access());
             let out = wrap(storage.clone());
             let (header, frames, index) = self.write_compacted(&*out, &tmp)?;
-            // The index came from applying each frame's Batch as it was written, as opening
-            // the file would; its checkpoint is written while the file syncs. Nothing is
-            // renamed until both are done.
+            // The index was built as the frames were written (what replaying them gives); its
+            // checkpoint is written while the file syncs. Nothing is renamed until both are
+            // done.
             let (synced, cp) = rayon::join(
                 || out.sync().and_then(|()| storage.file().sync_all()),
                 || checkpoint::write(&tmp, &header, &index).is_ok(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use mediadb::{Database, Kind, Record};
+use mediadb::{Database, Kind, OpenOptions, Record};
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mediadb");
@@ -224,7 +224,7 @@ fn stats_json_has_typed_fields_on_empty_and_filled_databases() {
     }
 
     {
-        let mut d = Database::open(&db).expect("open");
+        let mut d = open_writer(&db);
         let mut b = d.batch().expect("batch");
         let rec = |p: &str, kind, artists: &[&str], album: Option<&str>, genres: &[&str]| Record {
             path: p.as_bytes().to_vec(),
@@ -329,4 +329,15 @@ fn count_is_capped_by_limit_and_ls_json_gives_exact_directory_bytes() {
     let d = &v["dirs"][0];
     assert_eq!(d["count"], 1);
     assert_eq!(d["path_b64"], "L20v/2Rpcg==", "{v}");
+}
+
+/// Opens `path` for writing, waiting a little for the lock. A handle this test has just dropped
+/// can hold it a moment longer: a child that another test is spawning shares the lock file's
+/// description from its fork until it execs.
+fn open_writer(path: &Path) -> Database {
+    let opts = OpenOptions {
+        wait: std::time::Duration::from_secs(10),
+        ..OpenOptions::default()
+    };
+    Database::open_with(path, &opts).expect("open for writing")
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
-use mediadb::{Database, Kind, Record};
+use mediadb::{Database, Kind, OpenOptions, Record};
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mediadb");
@@ -1620,7 +1620,7 @@ fn export_then_import_after_removals_keeps_every_field_but_ids() {
     let mut recs = generate(120, 4);
     write_db(&src, &mut recs);
     {
-        let mut db = Database::open(&src).expect("open");
+        let mut db = open_writer(&src);
         let mut b = db.batch().expect("batch");
         for r in recs.iter().step_by(7) {
             assert!(b.remove(&r.path).expect("remove"));
@@ -1929,7 +1929,7 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
     // Change every third record's browse fields in a later commit, then put the old cache back:
     // it now covers only some of the records, and the rest must be read from the log.
     {
-        let mut w = Database::open(&db).expect("writer");
+        let mut w = open_writer(&db);
         let mut b = w.batch().expect("batch");
         for (i, r) in recs.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
             r.artists = vec![format!("Zed {i}"), "Zoë".into()];
@@ -1958,4 +1958,15 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
         let want: BTreeSet<u64> = recs.iter().filter(|r| pred(r)).map(|r| r.id).collect();
         assert_eq!(query_ids(&db, &terms), want, "{terms:?}");
     }
+}
+
+/// Opens `path` for writing, waiting a little for the lock. A handle this test has just dropped
+/// can hold it a moment longer: a child that another test is spawning shares the lock file's
+/// description from its fork until it execs.
+fn open_writer(path: &Path) -> Database {
+    let opts = OpenOptions {
+        wait: std::time::Duration::from_secs(10),
+        ..OpenOptions::default()
+    };
+    Database::open_with(path, &opts).expect("open for writing")
 }

@@ -172,6 +172,14 @@ impl Delta {
         d
     }
 
+    /// Frees what only adding rows needs, once the chunk is complete. A batch keeps its chunks
+    /// until the column cache is written, and the lookup tables would be most of their memory.
+    pub fn seal(&mut self) {
+        for b in &mut self.cols {
+            b.dict.seal();
+        }
+    }
+
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
         self.ids.push(id);
@@ -224,6 +232,9 @@ impl Deltas {
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
         if self.chunks.last().is_none_or(|c| c.len() >= 4096) {
+            if let Some(full) = self.chunks.last_mut() {
+                full.seal();
+            }
             self.chunks.push(Delta::default());
         }
         if let Some(c) = self.chunks.last_mut() {
@@ -577,6 +588,14 @@ impl Dict {
         }
         self.last = Some(o);
         o
+    }
+
+    /// Drops the lookup tables, keeping the values and their ords: for a dictionary that gets
+    /// no more values. (One that did would only store a repeated value twice.)
+    fn seal(&mut self) {
+        self.by_hash = HashMap::default();
+        self.collided = HashMap::new();
+        self.last = None;
     }
 
     /// Value `o` (an ord this dictionary gave).

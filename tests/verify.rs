@@ -653,7 +653,32 @@ fn recover_keeps_every_record_outside_a_destroyed_middle_frame() {
     assert_eq!(rep.records_salvaged, 40);
     assert_clean(&verify(&out, &no_progress).expect("verify out"));
 
-    // 3. The output must not exist.
+    // 3. One byte of a record's path changed: the record still verifies, but its path no
+    // longer hashes to what the frame's Batch says, so it is not salvaged under that path.
+    let victim = &by_commit[2][5];
+    let mut bent = img.clone();
+    let at = s as usize
+        + bent[s as usize..e as usize]
+            .windows(victim.path.len())
+            .position(|w| w == &victim.path[..])
+            .expect("the path is in its frame");
+    bent[at + 8] ^= 0x20;
+    let src = dir.path().join("bent.mediadb");
+    fs::write(&src, &bent).expect("write");
+    let out = dir.path().join("bent-out.mediadb");
+    let rep = recover(&src, &out, &no_progress).expect("recover");
+    let got = common::all_records(&Database::open_read_only(&out).expect("open out"));
+    let mut want: Vec<Record> = expected_all
+        .iter()
+        .filter(|r| r.id != victim.id)
+        .cloned()
+        .collect();
+    want.sort_by_key(|r| r.id);
+    assert_eq!(got, want);
+    assert_eq!(rep.records_salvaged, 39);
+    assert_clean(&verify(&out, &no_progress).expect("verify out"));
+
+    // 4. The output must not exist.
     let e = recover(&src, &out, &no_progress).expect_err("out exists");
     assert!(e.to_string().contains(&out.display().to_string()), "{e}");
 }

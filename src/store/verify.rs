@@ -2680,6 +2680,7 @@ fn salvage(
     found: &mut HashMap<u64, Found>,
     keep: &impl Fn(&mut HashMap<u64, Found>, u64, Found),
 ) -> io::Result<u64> {
+    let claimed = claimed_path_hashes(reader, start, end)?;
     let mut n = 0;
     let mut off = align_up(start as usize) as u64;
     while off + 8 <= end {
@@ -2691,6 +2692,9 @@ fn salvage(
             && let Ok((v, rlen)) = record::verify(bytes)
             && v.id() != 0
             && !v.path().is_empty()
+            && claimed
+                .get(&v.id())
+                .is_none_or(|&h| h == path_hash(v.path()))
         {
             keep(
                 found,
@@ -2708,6 +2712,43 @@ fn salvage(
         off += ALIGN as u64;
     }
     Ok(n)
+}
+
+/// The path hash of every record id that the Batches of a damaged range list, as far as its
+/// frames still decode. A damaged range starts where a frame should: when that frame's header
+/// and Batch (and then the next frame's) survived, a record whose path no longer hashes to what
+/// its Batch says had its path damaged, and is not salvaged under the wrong path.
+fn claimed_path_hashes(
+    reader: &mut Reader<'_>,
+    start: u64,
+    end: u64,
+) -> io::Result<HashMap<u64, u64>> {
+    let mut claimed = HashMap::new();
+    let mut at = start;
+    while at + FRAME_HEADER_LEN as u64 <= end {
+        let Some(h) = reader
+            .get(at, FRAME_HEADER_LEN)?
+            .and_then(FrameHeader::decode)
+        else {
+            break;
+        };
+        let poff = at + FRAME_HEADER_LEN as u64;
+        let plen = h.payload_len as usize;
+        if at.saturating_add(h.frame_len()) > end || plen > WINDOW {
+            break;
+        }
+        let Some(payload) = reader.get(poff, plen)? else {
+            break;
+        };
+        let Ok(batch) = log::parse_payload(payload, poff) else {
+            break;
+        };
+        for e in batch.records().into_iter().flatten() {
+            claimed.insert(e.id(), e.path_hash());
+        }
+        at += h.frame_len();
+    }
+    Ok(claimed)
 }
 
 fn record_path(reader: &mut Reader<'_>, f: Found) -> io::Result<Option<Vec<u8>>> {

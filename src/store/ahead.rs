@@ -94,17 +94,19 @@ impl WriteAhead {
     }
 
     /// Waits for the thread. Returns how many payload bytes are on file (a prefix) and their
-    /// crc: `(0, 0)` when nothing usable was written ahead. A write error is returned only when
-    /// the bytes were still needed.
+    /// crc: `(0, 0)` when nothing usable was written ahead. Any error the thread met is
+    /// returned, even for bytes no longer needed: a failed sync is never followed by another
+    /// (docs/FORMAT.md §2), so the commit must fail.
     pub(crate) fn finish(&mut self) -> io::Result<(usize, u32)> {
         let Some(worker) = self.worker.take() else {
             return Ok((0, 0));
         };
-        let result = join(worker);
-        if self.stale {
-            return Ok((0, 0));
-        }
-        result.map(|crc| (self.handed, crc))
+        let crc = join(worker)?;
+        Ok(if self.stale {
+            (0, 0)
+        } else {
+            (self.handed, crc)
+        })
     }
 
     fn worker(&mut self) -> Option<&Worker> {
@@ -201,6 +203,40 @@ mod tests {
         ahead.truncated(40);
         ahead.offer(&p);
         assert_eq!(ahead.finish().expect("no error"), (0, 0));
+    }
+
+    /// Memory whose `sync` always fails.
+    struct SyncFails(MemStorage);
+
+    impl Storage for SyncFails {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_at(buf, offset)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn sync(&self) -> io::Result<()> {
+            Err(io::Error::other("injected sync failure"))
+        }
+        fn map(&self, offset: u64, len: u64) -> io::Result<crate::store::map::Mapping> {
+            self.0.map(offset, len)
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_commit_even_when_nothing_written_ahead_is_needed() {
+        let mut ahead = WriteAhead::new(Arc::new(SyncFails(MemStorage::new())), 0, 16);
+        // Enough segments for the thread to sync once.
+        ahead.offer(&payload(16 * SYNC_EVERY));
+        ahead.truncated(0);
+        let err = ahead.finish().expect_err("the failed sync is reported");
+        assert_eq!(err.to_string(), "injected sync failure");
     }
 
     #[test]

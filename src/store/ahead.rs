@@ -22,9 +22,6 @@ use super::Storage;
 /// segments (plus the one being written and those returned for reuse).
 const QUEUE: usize = 4;
 
-/// Segments written ahead between the thread's own syncs.
-const SYNC_EVERY: usize = 8;
-
 /// The payload of one batch, as far as it has been written ahead.
 pub(crate) struct WriteAhead {
     storage: Arc<dyn Storage>,
@@ -95,8 +92,8 @@ impl WriteAhead {
 
     /// Waits for the thread. Returns how many payload bytes are on file (a prefix) and their
     /// crc: `(0, 0)` when nothing usable was written ahead. Any error the thread met is
-    /// returned, even for bytes no longer needed: a failed sync is never followed by another
-    /// (docs/FORMAT.md §2), so the commit must fail.
+    /// returned, even for bytes no longer needed: the handle stops writing after any failed
+    /// write (docs/FORMAT.md §2), so the commit must fail.
     pub(crate) fn finish(&mut self) -> io::Result<(usize, u32)> {
         let Some(worker) = self.worker.take() else {
             return Ok((0, 0));
@@ -119,21 +116,16 @@ impl WriteAhead {
                 .spawn(move || {
                     let mut crc = 0;
                     let mut failed = None;
-                    let mut unsynced = 0;
                     for (offset, buf) in inbox {
                         if failed.is_none() {
                             crc = crc32c::crc32c_append(crc, &buf);
                             failed = storage.write_at(&buf, offset).err();
-                            unsynced += 1;
+                            // Start the disk on it now, so the commit's own sync has less
+                            // left to wait for. (A hint, not a commit: the header slot still
+                            // points before all of it.)
+                            storage.start_writeback(offset, buf.len() as u64);
                         }
                         let _ = give_back.try_send(buf);
-                        if failed.is_none() && unsynced >= SYNC_EVERY {
-                            // Start the disk on what is written so far, so the commit's own
-                            // sync has less left to wait for. (Not a commit: the header slot
-                            // still points before all of it.)
-                            failed = storage.sync().err();
-                            unsynced = 0;
-                        }
                     }
                     failed.map_or(Ok(crc), Err)
                 });
@@ -205,15 +197,15 @@ mod tests {
         assert_eq!(ahead.finish().expect("no error"), (0, 0));
     }
 
-    /// Memory whose `sync` always fails.
-    struct SyncFails(MemStorage);
+    /// Memory whose `write_at` always fails.
+    struct WriteFails(MemStorage);
 
-    impl Storage for SyncFails {
+    impl Storage for WriteFails {
         fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
             self.0.read_at(buf, offset)
         }
-        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.0.write_at(buf, offset)
+        fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+            Err(io::Error::other("injected write failure"))
         }
         fn len(&self) -> io::Result<u64> {
             self.0.len()
@@ -222,7 +214,7 @@ mod tests {
             self.0.set_len(len)
         }
         fn sync(&self) -> io::Result<()> {
-            Err(io::Error::other("injected sync failure"))
+            self.0.sync()
         }
         fn map(&self, offset: u64, len: u64) -> io::Result<crate::store::map::Mapping> {
             self.0.map(offset, len)
@@ -230,13 +222,12 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_sync_fails_the_commit_even_when_nothing_written_ahead_is_needed() {
-        let mut ahead = WriteAhead::new(Arc::new(SyncFails(MemStorage::new())), 0, 16);
-        // Enough segments for the thread to sync once.
-        ahead.offer(&payload(16 * SYNC_EVERY));
+    fn a_failed_write_fails_the_commit_even_when_nothing_written_ahead_is_needed() {
+        let mut ahead = WriteAhead::new(Arc::new(WriteFails(MemStorage::new())), 0, 16);
+        ahead.offer(&payload(64));
         ahead.truncated(0);
-        let err = ahead.finish().expect_err("the failed sync is reported");
-        assert_eq!(err.to_string(), "injected sync failure");
+        let err = ahead.finish().expect_err("the failed write is reported");
+        assert_eq!(err.to_string(), "injected write failure");
     }
 
     #[test]

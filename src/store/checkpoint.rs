@@ -15,6 +15,7 @@ use super::format::{
 };
 use super::index::{Chunked, Index, PlaylistLoc, Playlists, Slot, Table};
 use super::map::Mapping;
+use super::storage::StreamOut;
 
 /// The checkpoint's path for database `db`.
 pub(crate) fn idx_path(db: &Path) -> PathBuf {
@@ -184,7 +185,7 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         playlists: index.playlists.len() as u64,
         playlists_crc: 0,
     };
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    let mut out = BufWriter::with_capacity(1 << 20, StreamOut::new(&file));
     out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
     // Streamed a chunk at a time: a checkpoint never holds the whole index in a second copy.
     let (entry_crcs, entries_len) = index.entries.write_to(&mut out)?;

@@ -250,24 +250,24 @@ fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Ve
 }
 
 /// Ends the frame that began at `frame_at`, whose record area holds `rel` bytes: writes its
-/// Batch (listing `entries` and `refs`) and trailer, then queues its header. The Batch is
-/// verified, as opening the file would, and checked to list what it was given. Returns the
-/// frame's crc and payload length, and for a frame of playlists a copy of its Batch.
+/// Batch (listing `entries` and `refs`) and trailer, then has its header written (the writer
+/// thread knows the payload's crc and the previous frame's). The Batch is verified, as opening
+/// the file would, and checked to list what it was given. Returns the frame's payload length,
+/// and for a frame of playlists a copy of its Batch.
 #[allow(
     clippy::too_many_arguments,
     reason = "the frame's fields, each needed once; a struct would only rename them"
 )]
-fn end_frame(
-    w: &mut Out,
+fn close_frame(
+    w: &mut Out<'_>,
     fbb: &mut FlatBufferBuilder<'_>,
     frame_at: u64,
     rel: u64,
     seq: u64,
-    prev_crc: u32,
     next_id: u64,
     entries: &[fb::RecordEntry],
     refs: &[fb::PlaylistRef],
-) -> io::Result<(u32, u64, Option<Vec<u8>>)> {
+) -> io::Result<(u64, Option<Vec<u8>>)> {
     fbb.reset();
     let records = fbb.create_vector(entries);
     let removals = fbb.create_vector::<u64>(&[]);
@@ -317,9 +317,8 @@ fn end_frame(
     bytes.extend_from_slice(&trailer);
     w.put_owned(bytes)?;
     let payload_len = w.at - frame_at - FRAME_HEADER_LEN as u64;
-    let (raw, crc) = frame_header(seq, prev_crc, payload_len as u32, w.crc);
-    w.send(raw.to_vec(), frame_at)?;
-    Ok((crc, payload_len, kept))
+    w.end_frame(frame_at, seq)?;
+    Ok((payload_len, kept))
 }
 
 /// A playlist's id and its buffer in the log.
@@ -361,43 +360,60 @@ fn first_seq(seq: u64, k: u64) -> u64 {
     seq.max(k) + 1 - k
 }
 
-/// Writes frames at increasing offsets a chunk at a time. A second thread makes the
-/// `write_at` calls, in order, while this one gathers the next chunk; the CRC-32C of the current
-/// frame's payload is computed here.
-struct Out {
-    /// Where the next flushed byte goes.
-    at: u64,
-    buf: Vec<u8>,
-    crc: u32,
-    jobs: mpsc::SyncSender<(Vec<u8>, u64)>,
-    done: mpsc::Receiver<io::Result<Vec<u8>>>,
-    in_flight: usize,
+/// What the writer thread does next, in order.
+enum Job {
+    /// Writes the bytes at `at`, adding them to the current frame's payload.
+    Bytes(Vec<u8>, u64),
+    /// Ends the frame whose header goes at `at`: its payload is everything written since the
+    /// previous header.
+    Header { at: u64, seq: u64, len: u32 },
 }
 
-impl Out {
+/// Writes frames at increasing offsets a chunk at a time. A second thread makes the writes, in
+/// order, and keeps the CRC-32C of each frame's payload and the chain of frame crcs, while this
+/// one gathers the next chunk.
+struct Out<'scope> {
+    /// Where the next gathered byte goes.
+    at: u64,
+    buf: Vec<u8>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    /// Buffers the thread is done with, for reuse.
+    spare: mpsc::Receiver<Vec<u8>>,
+    /// Ends with the last frame's crc, or the first error.
+    writer: Option<std::thread::ScopedJoinHandle<'scope, io::Result<u32>>>,
+}
+
+impl<'scope> Out<'scope> {
     /// Starts the writer thread in `scope`.
-    fn start<'scope>(
-        scope: &'scope std::thread::Scope<'scope, '_>,
-        storage: &'scope dyn Storage,
-    ) -> Out {
-        let (jobs, job_rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(1);
-        let (done_tx, done) = mpsc::channel();
-        scope.spawn(move || {
-            for (buf, at) in job_rx {
-                let r = storage.write_at(&buf, at).map(|()| buf);
-                let failed = r.is_err();
-                if done_tx.send(r).is_err() || failed {
-                    break;
+    fn start(scope: &'scope std::thread::Scope<'scope, '_>, storage: &'scope dyn Storage) -> Self {
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(1);
+        let (spare_tx, spare) = mpsc::sync_channel(2);
+        let writer = scope.spawn(move || {
+            let (mut crc, mut prev_crc) = (0u32, 0u32);
+            for job in job_rx {
+                match job {
+                    Job::Bytes(bytes, at) => {
+                        crc = crc32c::crc32c_append(crc, &bytes);
+                        storage.write_at(&bytes, at)?;
+                        // The disk starts on each chunk now, not all at the final sync.
+                        storage.start_writeback(at, bytes.len() as u64);
+                        let _ = spare_tx.try_send(bytes);
+                    }
+                    Job::Header { at, seq, len } => {
+                        let (raw, frame_crc) = frame_header(seq, prev_crc, len, crc);
+                        storage.write_at(&raw, at)?;
+                        (crc, prev_crc) = (0, frame_crc);
+                    }
                 }
             }
+            Ok(prev_crc)
         });
         Out {
             at: LOG_START,
             buf: Vec::with_capacity(COPY_CHUNK + (1 << 20)),
-            crc: 0,
-            jobs,
-            done,
-            in_flight: 0,
+            jobs: Some(jobs),
+            spare,
+            writer: Some(writer),
         }
     }
 
@@ -427,11 +443,21 @@ impl Out {
     /// Queues `bytes` (whole, padded) after what was gathered, without copying them.
     fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
         self.flush()?;
-        self.crc = crc32c::crc32c_append(self.crc, &bytes);
         let len = bytes.len() as u64;
-        self.send(bytes, self.at)?;
+        self.send(Job::Bytes(bytes, self.at))?;
         self.at += len;
         Ok(())
+    }
+
+    /// Ends the frame whose header goes at `frame_at`, with everything queued since.
+    fn end_frame(&mut self, frame_at: u64, seq: u64) -> io::Result<()> {
+        self.flush()?;
+        let len = self.at - frame_at - FRAME_HEADER_LEN as u64;
+        self.send(Job::Header {
+            at: frame_at,
+            seq,
+            len: len as u32,
+        })
     }
 
     /// Hands the gathered bytes to the writer thread.
@@ -439,50 +465,40 @@ impl Out {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
-        let spare = if self.in_flight >= 2 {
-            let mut b = self.wait()?;
-            b.clear();
-            b
-        } else {
-            Vec::with_capacity(COPY_CHUNK + (1 << 20))
-        };
+        let mut spare = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(COPY_CHUNK + (1 << 20)));
+        spare.clear();
         let full = std::mem::replace(&mut self.buf, spare);
         let len = full.len() as u64;
-        self.send(full, self.at)?;
+        self.send(Job::Bytes(full, self.at))?;
         self.at += len;
         Ok(())
     }
 
-    /// Queues a write of `bytes` at `at` behind the earlier ones.
-    fn send(&mut self, bytes: Vec<u8>, at: u64) -> io::Result<()> {
-        if self.jobs.send((bytes, at)).is_err() {
-            // The writer stopped at an error: report it.
-            return Err(self
-                .drain()
-                .err()
-                .unwrap_or_else(|| io::Error::other("the compaction writer thread stopped")));
+    /// Queues a job behind the earlier ones.
+    fn send(&mut self, job: Job) -> io::Result<()> {
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+        if sent {
+            return Ok(());
         }
-        self.in_flight += 1;
-        Ok(())
+        // The writer stopped at an error: report it.
+        Err(self
+            .finish()
+            .err()
+            .unwrap_or_else(|| io::Error::other("the compaction writer thread stopped")))
     }
 
-    fn wait(&mut self) -> io::Result<Vec<u8>> {
-        self.in_flight -= 1;
-        self.done
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the compaction writer thread stopped")))
-    }
-
-    /// Waits for every queued write.
-    fn drain(&mut self) -> io::Result<()> {
-        let mut first_err = None;
-        while self.in_flight > 0 {
-            if let Err(e) = self.wait() {
-                first_err.get_or_insert(e);
-            }
+    /// Waits for every queued write; returns the last frame's crc.
+    fn finish(&mut self) -> io::Result<u32> {
+        self.jobs = None;
+        match self.writer.take() {
+            Some(w) => w
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the compaction writer thread panicked"))),
+            None => Err(io::Error::other("the compaction writer thread stopped")),
         }
-        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -500,6 +516,21 @@ fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24
 }
 
 impl Database {
+    /// The frames of the compacted file for the current commit.
+    fn plan(&self) -> Vec<FramePlan> {
+        let v = &self.current;
+        plan(
+            v.index
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_live())
+                .map(|(id, e)| (id as u64, e.len)),
+            v.header.next_id,
+            v.header.seq,
+        )
+    }
+
     /// Writes this database's current commit, compacted, into the empty storage `out`: every
     /// live record (copied byte for byte with its id; its frame checked against its checksum
     /// before any header slot is written), the sequence number, `next_id` and creation time, a
@@ -507,7 +538,7 @@ impl Database {
     /// Every byte goes through `out`, which is how the tests inject faults. The database itself
     /// is not changed. [`compact`](Self::compact) uses this for the file it renames into place.
     pub fn compact_into(&self, out: &dyn Storage) -> Result<CompactReport, CompactError> {
-        let (header, frames, _) = self.write_compacted(out, &self.path)?;
+        let (header, frames, _) = self.write_compacted(out, &self.path, &self.plan())?;
         let io = |source| CompactError::Io {
             path: self.path.clone(),
             source,
@@ -533,6 +564,7 @@ impl Database {
         &self,
         out: &dyn Storage,
         name: &Path,
+        plans: &[FramePlan],
     ) -> Result<(Header, u64, Index), CompactError> {
         let io = |source| CompactError::Io {
             path: name.to_path_buf(),
@@ -557,8 +589,6 @@ impl Database {
                 .filter(|(_, e)| e.is_live())
                 .map(|(id, e)| (id as u64, e))
         };
-        let source = self.source_frames(log, live())?;
-        let plans = plan(live().map(|(id, e)| (id, e.len)), old.next_id, old.seq);
         let playlists =
             playlist_bytes(log, index).map_err(|(offset, what)| CompactError::Damaged {
                 path: self.path.clone(),
@@ -568,9 +598,8 @@ impl Database {
         // The playlists go in one more frame after the records' (docs/FORMAT.md §6).
         let k = plans.len() as u64 + u64::from(!playlists.is_empty());
         let mut seq = first_seq(old.seq, k);
-        let mut prev_crc = 0u32;
         // A builder with room for a frame's Batch, so it never grows (and copies) while
-        // building it. end_frame hands its buffer to the writer.
+        // building it. close_frame hands its buffer to the writer.
         let builder = |records: u64| {
             FlatBufferBuilder::with_capacity(
                 usize::try_from(records * RECORD_ENTRY_LEN + BATCH_OVERHEAD).unwrap_or(1 << 16),
@@ -582,7 +611,10 @@ impl Database {
         let (copied, checked) = std::thread::scope(|scope| {
             // The source frames' checksums are checked while their records are copied; the
             // new file gets no header slot unless every one of them holds.
-            let checker = scope.spawn(|| check_frame_crcs(&self.path, log, &source));
+            let checker = scope.spawn(|| {
+                let source = self.source_frames(log, live())?;
+                check_frame_crcs(&self.path, log, &source)
+            });
             let mut w = Out::start(scope, out);
             // The new file's index is built from the records' entries, a piece at a time, on a
             // thread of its own while the copy goes on: what replaying the frames would give.
@@ -603,10 +635,9 @@ impl Database {
                 index
             });
             let frames = (|| {
-                for p in &plans {
+                for p in plans {
                     let frame_at = w.at;
                     w.at += FRAME_HEADER_LEN as u64;
-                    w.crc = 0;
                     let mut entries: Vec<fb::RecordEntry> = Vec::with_capacity(p.records as usize);
                     let payload_at = frame_at + FRAME_HEADER_LEN as u64;
                     let mut indexed = 0;
@@ -644,13 +675,12 @@ impl Database {
                     debug_assert_eq!(entries.len() as u64, p.records);
                     w.zeros(p.pad())?;
                     rel += p.pad();
-                    let (crc, payload_len, _) = end_frame(
+                    let (payload_len, _) = close_frame(
                         &mut w,
                         &mut builder(p.records),
                         frame_at,
                         rel,
                         seq,
-                        prev_crc,
                         p.next_id,
                         &entries,
                         &[],
@@ -660,13 +690,11 @@ impl Database {
                     if to_index.send((p.next_id, piece, payload_at)).is_err() {
                         return Err(io::Error::other("the compaction index thread stopped"));
                     }
-                    prev_crc = crc;
                     seq += 1;
                 }
                 if !playlists.is_empty() {
                     let frame_at = w.at;
                     w.at += FRAME_HEADER_LEN as u64;
-                    w.crc = 0;
                     let mut refs = Vec::with_capacity(playlists.len());
                     let mut rel = 0u64;
                     for &(id, bytes) in &playlists {
@@ -674,13 +702,12 @@ impl Database {
                         w.put_padded(bytes)?;
                         rel += align_up(bytes.len()) as u64;
                     }
-                    let (crc, payload_len, batch) = end_frame(
+                    let (payload_len, batch) = close_frame(
                         &mut w,
                         &mut builder(refs.len() as u64 * 2),
                         frame_at,
                         rel,
                         seq,
-                        prev_crc,
                         old.next_id,
                         &[],
                         &refs,
@@ -690,13 +717,12 @@ impl Database {
                         frame_at + FRAME_HEADER_LEN as u64,
                         payload_len as usize,
                     ));
-                    prev_crc = crc;
                     seq += 1;
                 }
                 Ok(w.at)
             })();
             // Every write queued has finished (or failed) before the slots are written.
-            let drained = w.drain();
+            let drained = w.finish();
             drop(to_index);
             let index = indexer
                 .join()
@@ -708,12 +734,15 @@ impl Database {
                 })
             });
             (
-                frames.and_then(|end| drained.and(index).map(|index| (end, index))),
+                frames.and_then(|end| {
+                    let last_crc = drained?;
+                    index.map(|index| (end, last_crc, index))
+                }),
                 checked,
             )
         });
         checked?;
-        let (committed_len, mut new_index) = copied.map_err(|e| {
+        let (committed_len, last_frame_crc, mut new_index) = copied.map_err(|e| {
             match e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<Misplaced>())
@@ -745,7 +774,7 @@ impl Database {
             file_id: random_id(),
             committed_len,
             seq: if k == 0 { old.seq } else { seq - 1 },
-            last_frame_crc: prev_crc,
+            last_frame_crc,
             next_id: old.next_id,
             live_records: index.live_records,
             live_bytes: index.live_bytes,
@@ -812,16 +841,7 @@ impl Database {
 
         // Free space: the new file (planned exactly, up to the Batch estimate) and its checkpoint.
         let v = Arc::clone(&self.current);
-        let plans = plan(
-            v.index
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.is_live())
-                .map(|(id, e)| (id as u64, e.len)),
-            v.header.next_id,
-            v.header.seq,
-        );
+        let plans = self.plan();
         let needed = LOG_START
             + plans
                 .iter()
@@ -861,7 +881,7 @@ impl Database {
                 .map_err(io_at(&tmp))?;
             let storage = Arc::new(FileStorage::new(file).random_access());
             let out = wrap(storage.clone());
-            let (header, frames, index) = self.write_compacted(&*out, &tmp)?;
+            let (header, frames, index) = self.write_compacted(&*out, &tmp, &plans)?;
             // The index was built as the frames were written (what replaying them gives); its
             // checkpoint is written while the file syncs. Nothing is renamed until both are
             // done.

@@ -27,6 +27,12 @@ pub trait Storage: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every earlier write durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// A hint, not a barrier: starts writing `len` bytes at `offset`, written just before, to
+    /// the disk without waiting, so that a later [`sync`](Self::sync) has less left to wait
+    /// for. Nothing may rely on it; the default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
     /// A read-only view of `len` committed bytes at `offset`.
     fn map(&self, offset: u64, len: u64) -> io::Result<Mapping>;
 }
@@ -76,8 +82,64 @@ impl Storage for FileStorage {
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(&self.file, offset, len);
+    }
     fn map(&self, offset: u64, len: u64) -> io::Result<Mapping> {
         Mapping::map_file_with(&self.file, offset, len, self.random_access)
+    }
+}
+
+/// Starts writing back `len` bytes of `file` at `offset` (see [`Storage::start_writeback`]).
+///
+/// On Linux this is `posix_fadvise(POSIX_FADV_DONTNEED)`, which queues the range's dirty pages
+/// for writeback and returns. Pages that are still dirty or under writeback stay cached (only
+/// clean, unmapped pages are dropped, and bytes written just before are neither). Its errors
+/// are ignored: a failed writeback is reported by the next `fdatasync`.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    if let Some(len) = std::num::NonZeroU64::new(len) {
+        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// A file written front to back that starts writing back every [`WRITEBACK_EVERY`] bytes as
+/// they are written, so that the `fdatasync` at the end has little left to wait for.
+pub(crate) struct StreamOut<'f> {
+    file: &'f File,
+    written: u64,
+    hinted: u64,
+}
+
+/// Bytes a [`StreamOut`] writes between writeback hints.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl<'f> StreamOut<'f> {
+    /// Writes at the file's current position (0 for a new file).
+    pub(crate) fn new(file: &'f File) -> StreamOut<'f> {
+        StreamOut {
+            file,
+            written: 0,
+            hinted: 0,
+        }
+    }
+}
+
+impl io::Write for StreamOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut file = self.file;
+        let n = file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.hinted >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.hinted, self.written - self.hinted);
+            self.hinted = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

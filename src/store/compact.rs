@@ -33,6 +33,9 @@ const FRAME_BUDGET: u64 = MAX_FRAME_PAYLOAD as u64 / 2;
 const RECORD_ENTRY_LEN: u64 = 56;
 /// Generous bound on a Batch's bytes besides its `RecordEntry` vector, plus the trailer.
 const BATCH_OVERHEAD: u64 = 256 + TRAILER_LEN as u64 + ALIGN as u64;
+/// Most records in one compacted frame: the Batch of each frame is built and written while the
+/// next frame's records are copied, so only the last one waits at the end.
+const FRAME_RECORDS: u64 = 1 << 16;
 /// Bytes copied per write.
 const COPY_CHUNK: usize = 8 << 20;
 /// Records handed to the index thread at a time.
@@ -186,13 +189,15 @@ impl FramePlan {
     }
 }
 
-/// Splits the live records (in id order) into frames within [`FRAME_BUDGET`].
+/// Splits the live records (in id order) into frames within [`FRAME_BUDGET`] and
+/// [`FRAME_RECORDS`].
 fn plan(entries: impl Iterator<Item = (u64, u32)>, next_id: u64, seq: u64) -> Vec<FramePlan> {
     // Ids a frame can hand out with nothing but padding.
     let max_ids = (FRAME_BUDGET - BATCH_OVERHEAD) / ALIGN as u64;
     let fits = |records: u64, record_bytes: u64, span: u64| {
-        record_bytes.max(span * ALIGN as u64) + records * RECORD_ENTRY_LEN + BATCH_OVERHEAD
-            <= FRAME_BUDGET
+        records <= FRAME_RECORDS
+            && record_bytes.max(span * ALIGN as u64) + records * RECORD_ENTRY_LEN + BATCH_OVERHEAD
+                <= FRAME_BUDGET
     };
     let mut frames = Vec::new();
     let mut cur = FramePlan {
@@ -1182,6 +1187,12 @@ mod tests {
             assert!(p.payload_estimate() <= FRAME_BUDGET);
         }
         assert_eq!(plans.iter().map(|p| p.records).sum::<u64>(), 3000);
+        // Many small records: frames of FRAME_RECORDS, the last one holding the rest.
+        let n = 3 * FRAME_RECORDS + 5;
+        let plans = plan((1..=n).map(|i| (i, 300u32)), n + 1, 9);
+        let counts: Vec<u64> = plans.iter().map(|p| p.records).collect();
+        assert_eq!(counts, [FRAME_RECORDS, FRAME_RECORDS, FRAME_RECORDS, 5]);
+        assert_eq!(plans.last().map(|p| p.next_id), Some(n + 1));
         assert_eq!(first_seq(2, plans.len() as u64), 1);
         assert_eq!(first_seq(10, 3), 8);
     }

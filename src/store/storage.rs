@@ -105,11 +105,14 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
-/// A file written front to back that starts writing back every [`WRITEBACK_EVERY`] bytes as
-/// they are written, so that the `fdatasync` at the end has little left to wait for.
+/// A file written front to back from some offset, that starts writing back every
+/// [`WRITEBACK_EVERY`] bytes as they are written, so that the `fdatasync` at the end has little
+/// left to wait for.
 pub(crate) struct StreamOut<'f> {
     file: &'f File,
-    written: u64,
+    /// Where the next byte goes.
+    at: u64,
+    /// Bytes before this one were handed to writeback.
     hinted: u64,
 }
 
@@ -117,24 +120,23 @@ pub(crate) struct StreamOut<'f> {
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl<'f> StreamOut<'f> {
-    /// Writes at the file's current position (0 for a new file).
-    pub(crate) fn new(file: &'f File) -> StreamOut<'f> {
+    /// Writes from byte `at` of `file`.
+    pub(crate) fn at(file: &'f File, at: u64) -> StreamOut<'f> {
         StreamOut {
             file,
-            written: 0,
-            hinted: 0,
+            at,
+            hinted: at,
         }
     }
 }
 
 impl io::Write for StreamOut<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut file = self.file;
-        let n = file.write(buf)?;
-        self.written += n as u64;
-        if self.written - self.hinted >= WRITEBACK_EVERY {
-            start_writeback(self.file, self.hinted, self.written - self.hinted);
-            self.hinted = self.written;
+        let n = self.file.write_at(buf, self.at)?;
+        self.at += n as u64;
+        if self.at - self.hinted >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.hinted, self.at - self.hinted);
+            self.hinted = self.at;
         }
         Ok(n)
     }

@@ -185,43 +185,26 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         playlists: index.playlists.len() as u64,
         playlists_crc: 0,
     };
-    // The entries and the table are written side by side, each from its own offset; the
-    // zeros between them (and after the header) are left as a hole, which reads as zeros.
-    let stream = |at: u64| BufWriter::with_capacity(1 << 20, StreamOut::at(&file, at));
-    let (entries, table) = std::thread::scope(|scope| {
-        let entries = scope.spawn(|| {
-            let mut out = stream(IDX_HEADER_BLOCK);
-            let written = index.entries.write_to(&mut out)?;
-            out.flush()?;
-            Ok::<_, io::Error>(written)
-        });
-        let table = (|| {
-            let mut out = stream(h.table_offset());
-            let (crcs, _) = index.table.slots().write_to(&mut out)?;
-            let mut locs = Vec::with_capacity(index.playlists.len() * PLAYLIST_LOC_LEN);
-            for (&id, loc) in index.playlists.iter() {
-                locs.extend_from_slice(&id.to_le_bytes());
-                locs.extend_from_slice(&loc.offset.to_le_bytes());
-                locs.extend_from_slice(&loc.len.to_le_bytes());
-                locs.extend_from_slice(&0u32.to_le_bytes());
-            }
-            out.write_all(&locs)?;
-            out.flush()?;
-            Ok::<_, io::Error>((crcs, locs))
-        })();
-        let entries = entries
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the checkpoint writer thread panicked")));
-        (entries, table)
-    });
-    let ((entry_crcs, entries_len), (table_crcs, locs)) = (entries?, table?);
-    debug_assert!(IDX_HEADER_BLOCK + entries_len <= h.table_offset());
+    let mut out = BufWriter::with_capacity(1 << 20, StreamOut::at(&file, 0));
+    out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
+    // Streamed a chunk at a time: a checkpoint never holds the whole index in a second copy.
+    let (entry_crcs, entries_len) = index.entries.write_to(&mut out)?;
+    let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
+    out.write_all(&vec![0u8; pad as usize])?;
+    let (table_crcs, _) = index.table.slots().write_to(&mut out)?;
+    let mut locs = Vec::with_capacity(index.playlists.len() * PLAYLIST_LOC_LEN);
+    for (&id, loc) in index.playlists.iter() {
+        locs.extend_from_slice(&id.to_le_bytes());
+        locs.extend_from_slice(&loc.offset.to_le_bytes());
+        locs.extend_from_slice(&loc.len.to_le_bytes());
+        locs.extend_from_slice(&0u32.to_le_bytes());
+    }
     h.playlists_crc = crc32c::crc32c(&locs);
+    out.write_all(&locs)?;
     let list = |crcs: &[u32]| -> Vec<u8> { crcs.iter().flat_map(|c| c.to_le_bytes()).collect() };
     let (entry_list, table_list) = (list(&entry_crcs), list(&table_crcs));
     h.entries_crc = crc32c::crc32c(&entry_list);
     h.table_crc = crc32c::crc32c(&table_list);
-    let mut out = stream(h.playlists_offset() + locs.len() as u64);
     out.write_all(&entry_list)?;
     out.write_all(&table_list)?;
     out.flush()?;

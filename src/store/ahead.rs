@@ -120,10 +120,12 @@ impl WriteAhead {
                         if failed.is_none() {
                             crc = crc32c::crc32c_append(crc, &buf);
                             failed = storage.write_at(&buf, offset).err();
-                            // Start the disk on it now, so the commit's own sync has less
-                            // left to wait for. (A hint, not a commit: the header slot still
-                            // points before all of it.)
-                            storage.start_writeback(offset, buf.len() as u64);
+                            if failed.is_none() {
+                                // Start the disk on it now, so the commit's own sync has less
+                                // left to wait for. (A hint, not a commit: the header slot
+                                // still points before all of it.)
+                                storage.start_writeback(offset, buf.len() as u64);
+                            }
                         }
                         let _ = give_back.try_send(buf);
                     }

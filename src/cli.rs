@@ -348,7 +348,8 @@ pub enum PlaylistCommand {
     Add {
         /// The playlist
         name: String,
-        /// Paths of indexed files; with --query, query terms instead
+        /// Paths of indexed files, or directories (every indexed file under one, in path
+        /// order); with --query, query terms instead
         #[arg(required = true, value_name = "PATH|TERM", allow_hyphen_values = true)]
         items: Vec<String>,
         /// Treat the arguments as query terms, and add every match in path order

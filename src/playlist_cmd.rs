@@ -10,7 +10,7 @@ use mediadb::playlist::formats::{self, ExportEntry, Format as FileFormat};
 use mediadb::playlist::{self, Entry, Playlist, Target};
 use mediadb::query::eval::{self, SortKey};
 use mediadb::query::output::{self, Format};
-use mediadb::query::{Field, parse};
+use mediadb::query::{Field, Query, parse};
 use mediadb::record::EncodedRecord;
 use mediadb::{Database, Record, Snapshot};
 
@@ -327,23 +327,31 @@ fn add(db_path: &Path, name: &str, items: &[String], query: bool) -> Result<Exit
     let mut db = open_writer(db_path, 0.0)?;
     let snap = db.snapshot();
     let mut p = find(&snap, name)?;
+    let by_path = [SortKey {
+        field: Field::Path,
+        descending: false,
+    }];
     if query {
         let q = parse(items).map_err(|e| usage(e.to_string()))?;
-        let sort = [SortKey {
-            field: Field::Path,
-            descending: false,
-        }];
-        let found = eval::select(&snap, &q, &sort, None).map_err(corrupt)?;
+        let found = eval::select(&snap, &q, &by_path, None).map_err(corrupt)?;
         p.entries
             .extend(found.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));
     } else {
         let mut unknown = Vec::new();
         for item in items {
             let path = absolute(Path::new(item));
-            match snap.entry(&path).map_err(corrupt)? {
-                Some((id, _)) => p.entries.push(Entry::new(id, path)),
-                None => unknown.push(String::from_utf8_lossy(&path).into_owned()),
+            if let Some((id, _)) = snap.entry(&path).map_err(corrupt)? {
+                p.entries.push(Entry::new(id, path));
+                continue;
             }
+            // A directory: every indexed file under it, in path order.
+            let under =
+                eval::select(&snap, &Query::subtree(&path), &by_path, None).map_err(corrupt)?;
+            if under.is_empty() {
+                unknown.push(String::from_utf8_lossy(&path).into_owned());
+            }
+            p.entries
+                .extend(under.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));
         }
         if !unknown.is_empty() {
             return Err(Failure {

@@ -248,4 +248,34 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
     );
     let o = mediadb(&db, &["playlist", "create", "Road"]);
     assert_eq!(o.status.code(), Some(2), "a taken name");
+
+    // A directory adds every indexed file under it, in path order (a trailing slash or not);
+    // one with nothing indexed under it is refused like an unindexed file.
+    ok(&db, &["playlist", "create", "Dirs"]);
+    ok(
+        &db,
+        &[
+            "playlist",
+            "add",
+            "Dirs",
+            &format!("{r}/A/"),
+            &format!("{r}/B"),
+        ],
+    );
+    let added = ok(&db, &["playlist", "show", "Dirs", "-f", "paths"]);
+    assert_eq!(
+        lines(&added),
+        [
+            format!("{r}/A/01 one.flac"),
+            format!("{r}/A/02 two.flac"),
+            format!("{r}/B/été.mp3")
+        ]
+    );
+    std::fs::create_dir(root.join("empty")).expect("mkdir");
+    let o = mediadb(&db, &["playlist", "add", "Dirs", &format!("{r}/empty")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        lines(&ok(&db, &["playlist", "show", "Dirs", "-f", "paths"])).len(),
+        3
+    );
 }

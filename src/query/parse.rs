@@ -16,6 +16,24 @@ pub struct Query {
     pub(crate) groups: Vec<Vec<Term>>,
 }
 
+impl Query {
+    /// Every record under directory `dir` (exact path bytes, at any depth), as `path:/dir`
+    /// would select, for paths that need not be UTF-8.
+    pub fn subtree(dir: &[u8]) -> Query {
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        Query {
+            groups: vec![vec![Term {
+                negate: false,
+                test: Test::Subtree(if dir.is_empty() {
+                    b"/".to_vec()
+                } else {
+                    dir.to_vec()
+                }),
+            }]],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Term {
     pub negate: bool,

@@ -70,6 +70,22 @@ impl Test {
     }
 }
 
+/// What is wrong with a regular expression, on one line (the regex crate's syntax errors span
+/// several, drawing a caret under the pattern).
+fn regex_problem(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(s) => s
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or_else(|| s.lines().last().unwrap_or(s))
+            .to_owned(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("it compiles to more than {limit} bytes; make it simpler")
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
 /// A case-folded needle, with an ASCII fast path.
 #[derive(Clone, Debug)]
 pub(crate) struct Needle {
@@ -199,7 +215,7 @@ fn parse_term(raw: &str) -> Result<Term, ParseError> {
         let re = regex::RegexBuilder::new(re)
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| err(format!("bad regular expression: {e}")))?;
+            .map_err(|e| err(format!("bad regular expression: {}", regex_problem(&e))))?;
         Test::Regex(field, re)
     } else if let Some(v) = rest.strip_prefix('=') {
         match field.ty() {
@@ -398,7 +414,12 @@ mod tests {
         ] {
             let e = parse(&[bad]).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
+        let e = parse(&["path::["]).expect_err("an unclosed class");
+        assert!(e.to_string().ends_with("unclosed character class"), "{e}");
+        let e = parse(&["title::a{1000}{1000}"]).expect_err("too big");
+        assert!(e.to_string().contains("make it simpler"), "{e}");
         assert!(parse(&["a", ",", ","]).is_err());
     }
 }

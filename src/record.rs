@@ -231,6 +231,15 @@ fn verifier_options(len: usize) -> VerifierOptions {
     }
 }
 
+/// A FlatBuffers verifier error on one line: its own text adds a tab-indented trace line per
+/// level of nesting.
+pub(crate) fn flat_error(e: &flatbuffers::InvalidFlatbuffer) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Why a record buffer was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordProblem {
@@ -238,6 +247,15 @@ pub enum RecordProblem {
     BadLength(u64),
     /// The FlatBuffers verifier refused it.
     Invalid(String),
+}
+
+impl std::fmt::Display for RecordProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordProblem::BadLength(n) => write!(f, "impossible size prefix {n}"),
+            RecordProblem::Invalid(why) => write!(f, "{why}"),
+        }
+    }
 }
 
 /// Verifies the size-prefixed record starting at `bytes[0]`; returns the view and the total
@@ -252,7 +270,7 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<(RecordView<'_>, usize), RecordProb
     }
     let buf = &bytes[..len + 4];
     let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record>(&verifier_options(len), buf)
-        .map_err(|e| RecordProblem::Invalid(e.to_string()))?;
+        .map_err(|e| RecordProblem::Invalid(flat_error(&e)))?;
     if rec.tag_keys().map_or(0, |v| v.len()) != rec.tag_values().map_or(0, |v| v.len()) {
         return Err(RecordProblem::Invalid(
             "tag_keys and tag_values differ in length".into(),

@@ -145,7 +145,7 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<fb::Playlist<'_>, PlaylistProblem> 
         ignore_missing_null_terminator: false,
     };
     flatbuffers::size_prefixed_root_with_opts::<fb::Playlist>(&opts, &bytes[..len + 4])
-        .map_err(|e| bad(format!("playlist: {e}")))
+        .map_err(|e| bad(format!("playlist: {}", crate::record::flat_error(&e))))
 }
 
 /// What an entry points at now.

@@ -172,6 +172,22 @@ pub enum SlotProblem {
     Truncated,
 }
 
+impl std::fmt::Display for SlotProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlotProblem::NoMagic => write!(f, "no mediadb magic"),
+            SlotProblem::BadCrc => write!(f, "checksum mismatch"),
+            SlotProblem::NewerVersion(v) => {
+                write!(f, "format version {v}, newer than this build reads")
+            }
+            SlotProblem::UnknownVersion(v) => write!(f, "unknown format version {v}"),
+            SlotProblem::UnknownFlags(x) => write!(f, "unknown flags {x:#x}"),
+            SlotProblem::BadLength(n) => write!(f, "committed length {n} lies past the file's end"),
+            SlotProblem::Truncated => write!(f, "the file ends inside it"),
+        }
+    }
+}
+
 impl Header {
     /// Encodes the slot's 128 bytes.
     pub fn encode(&self) -> [u8; SLOT_LEN] {

@@ -79,8 +79,13 @@ pub(crate) fn parse_payload(payload: &[u8], payload_offset: u64) -> Result<fb::B
         return Err(bad("batch trailer points outside the payload"));
     }
     let buf = &payload[batch_off..batch_off + batch_len];
-    let batch = flatbuffers::root_with_opts::<fb::Batch>(&batch_options(batch_len), buf)
-        .map_err(|e| Damage::new(payload_offset + batch_off as u64, format!("batch: {e}")))?;
+    let batch =
+        flatbuffers::root_with_opts::<fb::Batch>(&batch_options(batch_len), buf).map_err(|e| {
+            Damage::new(
+                payload_offset + batch_off as u64,
+                format!("batch: {}", crate::record::flat_error(&e)),
+            )
+        })?;
     for re in batch.records().into_iter().flatten() {
         let (off, len) = (re.offset() as usize, re.len() as usize);
         if !off.is_multiple_of(ALIGN)

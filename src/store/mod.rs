@@ -243,7 +243,7 @@ fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), Op
         .iter()
         .zip(SLOT_OFFSETS)
         .map(|(r, off)| match r {
-            Err(p) => format!("slot at {off}: {p:?}"),
+            Err(p) => format!("slot at byte {off}: {p}"),
             Ok(_) => String::new(),
         })
         .collect::<Vec<_>>()

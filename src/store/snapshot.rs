@@ -117,7 +117,7 @@ impl Snapshot {
         };
         let bytes = super::log::committed_bytes(self.v.log.bytes(), e.offset, e.len)
             .ok_or_else(|| bad(format!("record {id} lies outside the committed log")))?;
-        let (view, len) = record::verify(bytes).map_err(|p| bad(format!("record {id}: {p:?}")))?;
+        let (view, len) = record::verify(bytes).map_err(|p| bad(format!("record {id}: {p}")))?;
         if len != e.len as usize || view.id() != id {
             return Err(bad(format!("record {id} does not match its index entry")));
         }

@@ -458,12 +458,8 @@ impl RecordFault {
 /// the entry repeats agrees with it.
 fn check_record<'a>(bytes: &'a [u8], x: &Expect) -> Result<RecordView<'a>, RecordFault> {
     let (v, len) = record::verify(bytes).map_err(|p| {
-        let why = match p {
-            record::RecordProblem::BadLength(n) => format!("impossible size prefix {n}"),
-            record::RecordProblem::Invalid(e) => e.trim().replace('\n', " "),
-        };
         RecordFault::Invalid(format!(
-            "record {} fails FlatBuffer verification ({why}): its bytes are damaged",
+            "record {} fails FlatBuffer verification ({p}): its bytes are damaged",
             x.id
         ))
     })?;
@@ -1473,7 +1469,10 @@ impl Verifier<'_> {
         let buf = self.reader.get(boff, batch_len)?.expect("bounds checked");
         let batch = match flatbuffers::root_with_opts::<fb::Batch>(&batch_options(batch_len), buf) {
             Ok(b) => b,
-            Err(e) => return Ok(Err(Damage::new(boff, format!("batch: {e}")))),
+            Err(e) => {
+                let why = crate::record::flat_error(&e);
+                return Ok(Err(Damage::new(boff, format!("batch: {why}"))));
+            }
         };
         for re in batch.records().into_iter().flatten() {
             let (o, l) = (re.offset() as usize, re.len() as usize);

@@ -885,8 +885,8 @@ fn crash_at_every_odd_operation_recovers_a_committed_state() {
 }
 
 /// The same, with batches written ahead of their commits by a background thread in small
-/// segments (with its own syncs), so a crash also lands between segments, and in the middle
-/// of a batch that is still being built.
+/// segments (each handed to writeback as it is written), so a crash also lands between
+/// segments, and in the middle of a batch that is still being built.
 #[test]
 fn crash_at_every_even_operation_while_writing_ahead_recovers_a_committed_state() {
     crash_at_ops((0..).step_by(2), 4096);

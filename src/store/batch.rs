@@ -75,6 +75,26 @@ impl std::fmt::Debug for WriteBatch<'_> {
     }
 }
 
+/// The live record for `path` committed in `snap` and not in `removed`, if any.
+fn committed_id(
+    snap: &super::Snapshot,
+    removed: &HashSet<u64>,
+    hash: u64,
+    path: &[u8],
+) -> Result<Option<u64>, CommitError> {
+    for (id, _) in snap.v.index.live_candidates(hash) {
+        if removed.contains(&id) {
+            continue;
+        }
+        if let Some(v) = snap.get_by_id(id)?
+            && v.path() == path
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
         // Keep the frame's memory for the next batch.
@@ -153,17 +173,7 @@ impl<'db> WriteBatch<'db> {
     /// The live committed record for `path` not yet removed in this batch.
     fn find_committed(&self, hash: u64, path: &[u8]) -> Result<Option<u64>, CommitError> {
         let snap = super::Snapshot::new(Arc::clone(&self.db.current));
-        for (id, _) in self.base().index.live_candidates(hash) {
-            if self.removed.contains(&id) {
-                continue;
-            }
-            if let Some(v) = snap.get_by_id(id)?
-                && v.path() == path
-            {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        committed_id(&snap, &self.removed, hash, path)
     }
 
     /// Inserts or replaces the record at `rec.path`; returns its id (kept when the path was
@@ -279,12 +289,31 @@ impl<'db> WriteBatch<'db> {
         // Which paths already have a committed record: probed in table-slot order, so a large
         // batch walks the table sequentially instead of missing the cache per record.
         let mask = self.base().index.table.capacity() as u64 - 1;
+        // Each core probes its own run of slots.
         let mut order: Vec<u32> = (0..recs.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| hashes[i as usize] & mask);
+        order.par_sort_unstable_by_key(|&i| hashes[i as usize] & mask);
+        let snap = super::Snapshot::new(Arc::clone(&self.db.current));
+        let removed = &self.removed;
+        let found: Vec<(u32, u64)> = order
+            .par_chunks(4096)
+            .map(|run| {
+                let mut found = Vec::new();
+                for &i in run {
+                    let (hash, path) = (hashes[i as usize], &recs[i as usize].path);
+                    if let Some(id) = committed_id(&snap, removed, hash, path)? {
+                        found.push((i, id));
+                    }
+                }
+                Ok(found)
+            })
+            .collect::<Result<Vec<_>, CommitError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        drop(snap);
         let mut committed = vec![None; recs.len()];
-        for i in order {
-            let i = i as usize;
-            committed[i] = self.find_committed(hashes[i], &recs[i].path)?;
+        for (i, id) in found {
+            committed[i as usize] = Some(id);
         }
 
         // Resolve ids in order, without changing the batch yet.

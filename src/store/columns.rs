@@ -168,6 +168,11 @@ impl Delta {
             if b.col.kind() == 1 {
                 b.rows.reserve(n);
             }
+            if b.col != Col::Year {
+                // Most values of a chunk are new to it: growing the table step by step
+                // rehashed each of them several times.
+                b.dict.by_hash.reserve(n);
+            }
         }
         d
     }

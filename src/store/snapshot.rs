@@ -16,7 +16,7 @@ use crate::record::{self, Kind, RecordView};
 /// `Send + Sync` and cheap to clone: a server can hand one to every request thread.
 #[derive(Clone)]
 pub struct Snapshot {
-    v: Arc<Version>,
+    pub(super) v: Arc<Version>,
 }
 
 /// Counts and sizes at one commit.

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod error;
+mod longpath;
 pub mod migrate;
 pub mod playlist;
 pub mod query;

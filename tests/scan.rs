@@ -394,6 +394,50 @@ fn fifos_are_skipped_without_blocking() {
 }
 
 #[test]
+fn a_tree_deeper_than_path_max_is_walked_to_the_bottom() {
+    use rustix::fs::{CWD, Mode, OFlags, mkdirat, openat};
+    let env = TestEnv::new();
+    env.file("top.txt", b"x");
+    // 700 levels of a 12-byte name: the file's path is over 9,000 bytes, past PATH_MAX (4096),
+    // so it can only be made (and walked) a directory at a time, as `find` walks it.
+    let name = "d".repeat(12);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = openat(CWD, env.root(), flags, Mode::empty()).expect("open root");
+    for _ in 0..700 {
+        mkdirat(&dir, name.as_str(), Mode::from(0o755)).expect("mkdir");
+        dir = openat(&dir, name.as_str(), flags, Mode::empty()).expect("open dir");
+    }
+    let create = OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC;
+    let f = openat(&dir, "deep.flac", create, Mode::from(0o644)).expect("create");
+    rustix::io::write(&f, b"not really flac").expect("write");
+    let deep = format!("{}/deep.flac", vec![name.as_str(); 700].join("/"));
+    assert!(env.abs(&deep).len() > 9000);
+
+    // The deep file is indexed; its unreadable tags are reported, as for any corrupt file.
+    env.scan(&[]).expect_code(3).expect_counts(Counts {
+        files: 2,
+        added: 2,
+        errors: 1,
+        ..Counts::default()
+    });
+    env.assert_db(&[(b"top.txt", 1), (deep.as_bytes(), 15)]);
+    env.scan(&[]).expect_code(0).expect_counts(Counts {
+        files: 2,
+        unchanged: 2,
+        ..Counts::default()
+    });
+    // `verify --fs` finds it where it was indexed.
+    let v = env.run(&["verify", "--fs", "--json"]);
+    v.expect_code(0);
+    let fs = &v.json()["fs"];
+    assert_eq!(
+        (fs["checked"].as_u64(), fs["unreadable"].as_u64()),
+        (Some(2), Some(0)),
+        "{fs}"
+    );
+}
+
+#[test]
 fn symlinks_are_followed_only_when_asked() {
     let mut env = TestEnv::new();
     env.file_of_size("real/a.txt", 3);

@@ -1,6 +1,7 @@
 //! The parallel directory walk: `getdents64` (through `rustix::fs::RawDir`, into a 64 KiB
 //! buffer) and one `statx` per entry relative to the directory's fd, one rayon task per
-//! directory (work-stealing across `--threads`). No recursion on the stack, so deep trees cannot overflow it.
+//! directory (work-stealing across `--threads`). No recursion on the stack, so deep trees cannot
+//! overflow it, and a directory deeper than `PATH_MAX` is opened a piece at a time.
 //!
 //! Policy (documented in `docs/SCAN.md`):
 //! * only regular files are reported; FIFOs, sockets and devices are skipped without being
@@ -291,11 +292,14 @@ fn walk_dir<'s, V: Visitor>(
     } else {
         flags | OFlags::NOFOLLOW
     };
-    let fd: OwnedFd =
-        match rustix::fs::openat(rustix::fs::CWD, dir.as_slice(), flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(e) => return problem(&dir, e, true),
-        };
+    let opened = match rustix::fs::openat(rustix::fs::CWD, dir.as_slice(), flags, Mode::empty()) {
+        Err(rustix::io::Errno::NAMETOOLONG) => crate::longpath::open(&dir, flags),
+        other => other,
+    };
+    let fd: OwnedFd = match opened {
+        Ok(fd) => fd,
+        Err(e) => return problem(&dir, e, true),
+    };
     // Our own fd and buffer: `Dir::read_from` would reopen the directory and read it in
     // smaller pieces, which costs three more syscalls per directory than the walk itself.
     let mut buf = Vec::with_capacity(DIRENT_BUF);
@@ -380,6 +384,18 @@ fn walk_dir<'s, V: Visitor>(
     visitor.dir_done(&mut local);
 }
 
+/// `statx` of `path`, following symlinks, at any length (see `crate::longpath::open`).
+fn stat_long(path: &[u8]) -> rustix::io::Result<rustix::fs::Statx> {
+    use rustix::fs::{CWD, statx};
+    match statx(CWD, path, AtFlags::empty(), STATX_MASK) {
+        Err(rustix::io::Errno::NAMETOOLONG) => {
+            let fd = crate::longpath::open(path, OFlags::PATH | OFlags::CLOEXEC)?;
+            statx(&fd, c"", AtFlags::EMPTY_PATH, STATX_MASK)
+        }
+        other => other,
+    }
+}
+
 fn spawn_dir<'s, V: Visitor>(
     scope: &rayon::Scope<'s>,
     root: usize,
@@ -392,12 +408,7 @@ fn spawn_dir<'s, V: Visitor>(
     let child_chain = if opts.follow_symlinks {
         let st = match st {
             Some(st) => *st,
-            None => match rustix::fs::statx(
-                rustix::fs::CWD,
-                path.as_slice(),
-                AtFlags::empty(),
-                STATX_MASK,
-            ) {
+            None => match stat_long(&path) {
                 Ok(st) => st,
                 Err(e) => {
                     visitor.problem(WalkProblem {

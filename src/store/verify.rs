@@ -12,8 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use flatbuffers::VerifierOptions;
@@ -2186,7 +2185,6 @@ fn check_fs(db: &Database, progress: &dyn Fn(u64, u64)) -> FsReport {
                     }
                 };
                 let p = rec.path();
-                let os = std::ffi::OsStr::from_bytes(p);
                 let mk = |kind, found, message: String| FsProblem {
                     id,
                     path: p.to_vec(),
@@ -2195,19 +2193,19 @@ fn check_fs(db: &Database, progress: &dyn Fn(u64, u64)) -> FsReport {
                     found,
                     message,
                 };
-                match std::fs::metadata(os) {
+                match crate::longpath::stat(p) {
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
                         Some(mk(FsProblemKind::Missing, None, "no longer exists".into()))
                     }
                     Err(err) => Some(mk(FsProblemKind::Unreadable, None, err.to_string())),
                     Ok(m) => {
                         let now = FileFacts {
-                            size: m.len(),
+                            size: m.st_size as u64,
                             mtime_ns: m
-                                .mtime()
+                                .st_mtime
                                 .saturating_mul(1_000_000_000)
-                                .saturating_add(m.mtime_nsec()),
-                            inode: m.ino(),
+                                .saturating_add(m.st_mtime_nsec as i64),
+                            inode: m.st_ino,
                         };
                         let mut d = Vec::new();
                         if now.size != stored.size {

@@ -213,6 +213,19 @@ impl<T: Fixed> Chunked<T> {
         c
     }
 
+    /// Items in chunks of `CHUNK` (the last one may be shorter).
+    fn from_chunks(chunks: Vec<Vec<T>>) -> Chunked<T> {
+        debug_assert!(chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK));
+        let len = chunks.iter().map(Vec::len).sum();
+        Chunked {
+            chunks: chunks
+                .into_iter()
+                .map(|c| Arc::new(Chunk::Owned(c)))
+                .collect(),
+            len,
+        }
+    }
+
     /// `n` items stored in `map` from byte `start`; the caller has checked the bounds. With
     /// `lazy`, chunk `k` is checked against `lazy.0[k]` on its first access and a failure raises
     /// `lazy.1`; without, the caller has checked every chunk already.
@@ -254,6 +267,11 @@ impl<T: Fixed> Chunked<T> {
             return None;
         }
         Some(self.chunks[i / CHUNK].get(i % CHUNK))
+    }
+
+    /// Chunk `k`'s items, to change in place (copied first if shared or mapped).
+    fn chunk_mut(&mut self, k: usize) -> &mut [T] {
+        Arc::make_mut(&mut self.chunks[k]).owned()
     }
 
     pub fn set(&mut self, i: usize, v: T) {
@@ -333,6 +351,80 @@ impl Table {
         }
     }
 
+    /// A table holding `live` (path hash, id) pairs, with capacity 2x..4x their count (load
+    /// between 1/4 and 1/2). Built in slot order, so each pair lands where
+    /// [`insert_sorted`](Table::insert_sorted) would put it, without probing: at its home slot
+    /// or just past the pair before.
+    pub fn build(mut live: Vec<(u64, u64)>) -> Table {
+        use rayon::slice::ParallelSliceMut;
+        let cap = Table::with_capacity_for(live.len()).capacity();
+        let mask = cap - 1;
+        live.par_sort_unstable_by_key(|&(h, _)| h as usize & mask);
+        let mut chunks: Vec<Vec<Slot>> = (0..cap.div_ceil(CHUNK))
+            .map(|k| vec![Slot::default(); CHUNK.min(cap - k * CHUNK)])
+            .collect();
+        let mut next = 0;
+        let mut wrapped = Vec::new();
+        for &(hash, id) in &live {
+            debug_assert!(hash != 0);
+            next = next.max(hash as usize & mask);
+            if next == cap {
+                // Probes past the last slot go on from slot 0.
+                wrapped.push((hash, id));
+                continue;
+            }
+            chunks[next / CHUNK][next % CHUNK] = Slot { hash, id };
+            next += 1;
+        }
+        // Capacity is at least twice the count, so there are free slots for these.
+        let mut i = 0;
+        for (hash, id) in wrapped {
+            while chunks[i / CHUNK][i % CHUNK].hash != 0 {
+                i += 1;
+            }
+            chunks[i / CHUNK][i % CHUNK] = Slot { hash, id };
+        }
+        Table {
+            slots: Chunked::from_chunks(chunks),
+            used: live.len(),
+        }
+    }
+
+    /// Inserts pairs, each at the first empty slot from its home slot on (linear probing).
+    /// Given in slot order (home slot ascending), each chunk of the table is changed once per
+    /// run of pairs in it. Returns false when the table filled up (which only a checkpoint with
+    /// a wrong `table_used` can cause), with the pairs before that one inserted.
+    #[must_use]
+    pub fn insert_sorted(&mut self, pairs: &[(u64, u64)]) -> bool {
+        let cap = self.capacity();
+        let mask = cap - 1;
+        let mut k = usize::MAX;
+        let mut chunk: &mut [Slot] = &mut [];
+        for &(hash, id) in pairs {
+            debug_assert!(hash != 0);
+            let mut i = hash as usize & mask;
+            let mut probes = 0;
+            loop {
+                if probes == cap {
+                    return false;
+                }
+                if i / CHUNK != k {
+                    k = i / CHUNK;
+                    chunk = self.slots.chunk_mut(k);
+                }
+                let s = &mut chunk[i % CHUNK];
+                if s.hash == 0 {
+                    *s = Slot { hash, id };
+                    self.used += 1;
+                    break;
+                }
+                i = (i + 1) & mask;
+                probes += 1;
+            }
+        }
+        true
+    }
+
     pub fn from_parts(slots: Chunked<Slot>, used: usize) -> Table {
         Table { slots, used }
     }
@@ -380,25 +472,6 @@ impl Table {
             acc ^ self.slots.get(h as usize & mask).map_or(0, |s| s.hash)
         });
         std::hint::black_box(sum);
-    }
-
-    /// Inserts a slot; returns false (inserting nothing) when no empty slot exists, which only
-    /// a checkpoint with a wrong `table_used` can cause.
-    #[must_use]
-    pub fn insert(&mut self, hash: u64, id: u64) -> bool {
-        debug_assert!(hash != 0);
-        let mask = self.capacity() - 1;
-        let mut i = hash as usize & mask;
-        for _ in 0..self.capacity() {
-            let s = self.slots.get(i).expect("i is masked to capacity");
-            if s.hash == 0 {
-                self.slots.set(i, Slot { hash, id });
-                self.used += 1;
-                return true;
-            }
-            i = (i + 1) & mask;
-        }
-        false
     }
 }
 
@@ -503,34 +576,22 @@ impl Index {
         }
         let mask = self.table.capacity() as u64 - 1;
         slots.sort_unstable_by_key(|&(h, _)| h & mask);
-        for (h, id) in slots {
-            if !self.table.insert(h, id) {
-                self.rebuild_table();
-                return;
-            }
+        if !self.table.insert_sorted(&slots) {
+            self.rebuild_table();
         }
     }
 
     /// Rebuilds the table from live entries, sized for growth; drops slots of dead ids.
     pub fn rebuild_table(&mut self) {
-        // Capacity 2x..4x the live count: load between 1/4 and 1/2 after a rebuild.
-        let mut t = Table::with_capacity_for(self.live_records as usize);
-        let mask = t.capacity() as u64 - 1;
-        let mut live: Vec<(u64, u64)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_live())
-            .map(|(id, e)| (e.path_hash, id as u64))
-            .collect();
-        // Slot order: the inserts then walk the new table front to back.
-        live.sort_unstable_by_key(|&(h, _)| h & mask);
-        for (h, id) in live {
-            // Capacity is at least twice the live count, so there is always room.
-            let inserted = t.insert(h, id);
-            debug_assert!(inserted);
-        }
-        self.table = t;
+        let mut live = Vec::with_capacity((self.live_records as usize).min(self.entries.len()));
+        live.extend(
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.is_live())
+                .map(|(id, e)| (e.path_hash, id as u64)),
+        );
+        self.table = Table::build(live);
     }
 }
 
@@ -582,6 +643,67 @@ mod tests {
             let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             let found: Vec<_> = ix.live_candidates(h).map(|x| x.0).collect();
             assert_eq!(found, if id % 2 == 0 { vec![id] } else { vec![] });
+        }
+    }
+
+    /// Asserts that `t` holds exactly `pairs`, each findable: no empty slot between a pair's
+    /// home slot and the slot it is in (linear probing stops at the first empty one).
+    #[track_caller]
+    fn assert_holds(t: &Table, pairs: &[(u64, u64)]) {
+        let (cap, n) = (t.capacity(), pairs.len());
+        let mask = cap as u64 - 1;
+        assert_eq!(t.used(), n);
+        let slots: Vec<Slot> = t.slots().iter().collect();
+        let mut held = Vec::new();
+        for (at, s) in slots.iter().enumerate().filter(|(_, s)| s.hash != 0) {
+            let mut i = (s.hash & mask) as usize;
+            while i != at {
+                assert_ne!(slots[i].hash, 0, "n = {n}: a gap before slot {at}");
+                i = (i + 1) % cap;
+            }
+            held.push((s.hash, s.id));
+        }
+        held.sort_unstable();
+        let mut want = pairs.to_vec();
+        want.sort_unstable();
+        assert_eq!(held, want, "n = {n}");
+        for &(h, id) in pairs {
+            assert!(t.candidates(h).any(|x| x == id), "n = {n}, id {id}");
+        }
+    }
+
+    #[test]
+    fn built_and_inserted_tables_hold_every_pair_within_its_probe_run() {
+        // Homes crowded at both ends of the table, so runs wrap past the last slot onto pairs
+        // whose homes are near slot 0; and a table of several chunks.
+        for n in [1usize, 3, 500, 511, 512, 20_000] {
+            let cap = Table::with_capacity_for(n).capacity();
+            let mask = cap as u64 - 1;
+            let pairs: Vec<(u64, u64)> = (0..n as u64)
+                .map(|i| {
+                    let spread = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    let home = match i % 4 {
+                        0 => mask - i % 3,
+                        1 => i % 2,
+                        _ => spread & mask,
+                    };
+                    // Distinct hashes (i above the mask) with the home chosen, never 0.
+                    ((i + 1) << 32 | home, i + 1)
+                })
+                .collect();
+            let built = Table::build(pairs.clone());
+            assert_eq!(built.capacity(), cap);
+            assert_holds(&built, &pairs);
+
+            // The same pairs inserted in two batches, each in slot order, the second probing
+            // past the first's.
+            let mut t = Table::with_capacity_for(n);
+            for half in [&pairs[..n / 2], &pairs[n / 2..]] {
+                let mut half = half.to_vec();
+                half.sort_by_key(|&(h, _)| h & mask);
+                assert!(t.insert_sorted(&half));
+            }
+            assert_holds(&t, &pairs);
         }
     }
 

@@ -734,6 +734,83 @@ proptest! {
     }
 }
 
+/// One change inside a batch, for [`upsert_many_is_upserting_each_record_in_order`].
+#[derive(Clone, Debug)]
+enum Change {
+    /// `upsert_many` of these paths (indexes into `POOL`), sizes from their position.
+    Many(Vec<usize>),
+    Upsert(usize),
+    Remove(usize),
+    Commit,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => vec(0..POOL.len(), 0..24).prop_map(Change::Many),
+        2 => (0..POOL.len()).prop_map(Change::Upsert),
+        1 => (0..POOL.len()).prop_map(Change::Remove),
+        1 => Just(Change::Commit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// `upsert_many` (which resolves paths repeated within the call, pending in the batch or
+    /// committed, all at once) gives the same ids, records and counts as upserting each record
+    /// in order with `upsert`.
+    #[test]
+    fn upsert_many_is_upserting_each_record_in_order(changes in vec(change(), 1..30)) {
+        let open = || Database::with_storage(Arc::new(MemStorage::new()), true).expect("mem");
+        let all_records = |db: &Database| -> Vec<Record> {
+            db.snapshot().iter().map(|r| r.expect("record reads").to_record()).collect()
+        };
+        let (mut many, mut one) = (open(), open());
+        let rec = |i: usize, size: u64| Record { size, ..Record::new(POOL[i].to_vec()) };
+        let mut size = 0;
+        for batch in changes.split(|c| matches!(c, Change::Commit)) {
+            let (mut m, mut o) = (many.batch().expect("batch"), one.batch().expect("batch"));
+            for c in batch {
+                match c {
+                    Change::Many(paths) => {
+                        let recs: Vec<Record> = paths
+                            .iter()
+                            .map(|&i| {
+                                size += 1;
+                                rec(i, size)
+                            })
+                            .collect();
+                        let ids = m.upsert_many(&recs).expect("upsert_many");
+                        let one_by_one: Vec<u64> =
+                            recs.iter().map(|r| o.upsert(r).expect("upsert")).collect();
+                        prop_assert_eq!(ids, one_by_one);
+                    }
+                    Change::Upsert(i) => {
+                        size += 1;
+                        let (a, b) = (m.upsert(&rec(*i, size)), o.upsert(&rec(*i, size)));
+                        prop_assert_eq!(a.expect("upsert"), b.expect("upsert"));
+                    }
+                    Change::Remove(i) => {
+                        let (a, b) = (m.remove(POOL[*i]), o.remove(POOL[*i]));
+                        prop_assert_eq!(a.expect("remove"), b.expect("remove"));
+                    }
+                    Change::Commit => unreachable!("split at commits"),
+                }
+            }
+            let (cm, co) = (m.commit().expect("commit"), o.commit().expect("commit"));
+            prop_assert_eq!(
+                (cm.upserted, cm.inserted, cm.removed),
+                (co.upserted, co.inserted, co.removed)
+            );
+            prop_assert_eq!(all_records(&many), all_records(&one));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Snapshot isolation across threads
 

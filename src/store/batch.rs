@@ -40,7 +40,8 @@ const NONE: u32 = u32::MAX;
 struct Pending {
     entry: fb::RecordEntry,
     live: bool,
-    /// Previous pending record with the same path hash, or `NONE`.
+    /// Previous pending record with the same path hash, or `NONE` (set when `by_hash` takes
+    /// this record in).
     prev_same_hash: u32,
 }
 
@@ -51,7 +52,10 @@ pub struct WriteBatch<'db> {
     /// Frame being built: header placeholder, then the record area.
     frame: Vec<u8>,
     pending: Vec<Pending>,
+    /// The last pending record of each path hash, for `pending[..indexed]`: filled in only
+    /// when a lookup needs it, so a batch made by one `upsert_many` never builds it.
     by_hash: ByHash,
+    indexed: usize,
     removals: Vec<u64>,
     removed: HashSet<u64>,
     next_id: u64,
@@ -119,6 +123,7 @@ impl<'db> WriteBatch<'db> {
             frame,
             pending: Vec::new(),
             by_hash: ByHash::default(),
+            indexed: 0,
             removals: Vec::new(),
             removed: HashSet::new(),
             next_id,
@@ -158,7 +163,16 @@ impl<'db> WriteBatch<'db> {
     }
 
     /// The live pending record for `path`, if any.
-    fn find_pending(&self, hash: u64, path: &[u8]) -> Option<usize> {
+    fn find_pending(&mut self, hash: u64, path: &[u8]) -> Option<usize> {
+        if self.indexed < self.pending.len() {
+            self.by_hash.reserve(self.pending.len() - self.indexed);
+            for i in self.indexed..self.pending.len() {
+                let h = self.pending[i].entry.path_hash();
+                let prev = self.by_hash.insert(h, i as u32).unwrap_or(NONE);
+                self.pending[i].prev_same_hash = prev;
+            }
+            self.indexed = self.pending.len();
+        }
         let mut i = *self.by_hash.get(&hash)?;
         while i != NONE {
             let p = &self.pending[i as usize];
@@ -288,10 +302,31 @@ impl<'db> WriteBatch<'db> {
 
         // Which paths already have a committed record: probed in table-slot order, so a large
         // batch walks the table sequentially instead of missing the cache per record.
-        let mask = self.base().index.table.capacity() as u64 - 1;
-        // Each core probes its own run of slots.
+        // Sorted by the hash rotated so that its slot bits come first: slot order, with equal
+        // hashes next to each other.
+        let slot_bits = self.base().index.table.capacity().trailing_zeros();
         let mut order: Vec<u32> = (0..recs.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&i| hashes[i as usize] & mask);
+        order.par_sort_unstable_by_key(|&i| hashes[i as usize].rotate_right(slot_bits));
+        // For each record, the one before it in the call with the same hash, if any (compared
+        // by path when ids are resolved below).
+        let mut local_prev = vec![NONE; recs.len()];
+        let mut run = 0;
+        while run < order.len() {
+            let h = hashes[order[run] as usize];
+            let end = run
+                + order[run..]
+                    .iter()
+                    .take_while(|&&i| hashes[i as usize] == h)
+                    .count();
+            if end - run > 1 {
+                order[run..end].sort_unstable();
+                for k in run + 1..end {
+                    local_prev[order[k] as usize] = order[k - 1];
+                }
+            }
+            run = end;
+        }
+        // Each core probes its own run of slots.
         let snap = super::Snapshot::new(Arc::clone(&self.db.current));
         let removed = &self.removed;
         let found: Vec<(u32, u64)> = order
@@ -320,8 +355,6 @@ impl<'db> WriteBatch<'db> {
         let mut ids = Vec::with_capacity(recs.len());
         let mut replaced_local = vec![false; recs.len()];
         let mut replaced_pending = Vec::new();
-        let mut local = ByHash::with_capacity_and_hasher(recs.len(), Default::default());
-        let mut local_prev = Vec::with_capacity(recs.len());
         let mut next_id = self.next_id;
         // A lower bound on the payload after this call (a record buffer is at least 36 bytes
         // plus its path), hence on how far this batch may advance next_id.
@@ -330,7 +363,7 @@ impl<'db> WriteBatch<'db> {
         let base_next = self.db.current.header.next_id;
         let id_limit = base_next + (min_payload / ALIGN) as u64;
         for (i, (rec, &hash)) in recs.iter().zip(&hashes).enumerate() {
-            let mut earlier = local.get(&hash).copied().unwrap_or(NONE);
+            let mut earlier = local_prev[i];
             let mut found = None;
             while earlier != NONE {
                 let j = earlier as usize;
@@ -356,7 +389,6 @@ impl<'db> WriteBatch<'db> {
                 next_id - 1
             };
             ids.push(id);
-            local_prev.push(local.insert(hash, i as u32).unwrap_or(NONE));
         }
 
         // Encode in slices, each on all cores: every chunk of a slice into its own buffer,
@@ -446,7 +478,6 @@ impl<'db> WriteBatch<'db> {
             self.pending[p].live = false;
         }
         self.pending.reserve(recs.len());
-        self.by_hash.reserve(recs.len());
         if let Some(cols) = &mut self.cols {
             col_rows_all.into_iter().for_each(|c| cols.add(c));
         }
@@ -561,12 +592,10 @@ impl<'db> WriteBatch<'db> {
             flags,
             0,
         );
-        let i = self.pending.len() as u32;
-        let prev = self.by_hash.insert(hash, i).unwrap_or(NONE);
         self.pending.push(Pending {
             entry,
             live,
-            prev_same_hash: prev,
+            prev_same_hash: NONE,
         });
     }
 

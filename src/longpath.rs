@@ -11,9 +11,9 @@ use rustix::fs::{Mode, OFlags};
 const PATH_PIECE: usize = 4000;
 
 /// Opens `path` as `openat(CWD, path, flags)` does, but also when it is longer than `PATH_MAX`:
-/// the leading directories are opened a piece at a time, each relative to the
-/// one before, with `O_PATH`. Symlinks resolve as in one whole-path lookup: `flags` applies to
-/// the last component only.
+/// the leading directories are opened a piece at a time, each relative to the one before, with
+/// `O_PATH`. Symlinks resolve as in one whole-path lookup: `flags` applies to the last component
+/// only.
 pub(crate) fn open(path: &[u8], flags: OFlags) -> rustix::io::Result<OwnedFd> {
     use rustix::io::Errno;
     let mut dir: Option<OwnedFd> = None;

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, Statx, StatxFlags};
 
 /// Longest path handed to the kernel at once when [`open`] splits one: under `PATH_MAX`
 /// (4096, counting the NUL).
@@ -47,14 +47,13 @@ pub(crate) fn open(path: &[u8], flags: OFlags) -> rustix::io::Result<OwnedFd> {
     }
 }
 
-/// Size, mtime and inode of `path` (following symlinks), at any length.
-pub(crate) fn stat(path: &[u8]) -> std::io::Result<rustix::fs::Stat> {
-    use std::os::unix::ffi::OsStrExt;
-    match rustix::fs::stat(std::ffi::OsStr::from_bytes(path)) {
+/// `statx` of `path` (following symlinks) for the fields in `mask`, at any length.
+pub(crate) fn statx(path: &[u8], mask: StatxFlags) -> rustix::io::Result<Statx> {
+    match rustix::fs::statx(rustix::fs::CWD, path, AtFlags::empty(), mask) {
         Err(rustix::io::Errno::NAMETOOLONG) => {
             let fd = open(path, OFlags::PATH | OFlags::CLOEXEC)?;
-            Ok(rustix::fs::fstat(&fd)?)
+            rustix::fs::statx(&fd, c"", AtFlags::EMPTY_PATH, mask)
         }
-        other => Ok(other?),
+        other => other,
     }
 }

@@ -384,18 +384,6 @@ fn walk_dir<'s, V: Visitor>(
     visitor.dir_done(&mut local);
 }
 
-/// `statx` of `path`, following symlinks, at any length (see `crate::longpath::open`).
-fn stat_long(path: &[u8]) -> rustix::io::Result<rustix::fs::Statx> {
-    use rustix::fs::{CWD, statx};
-    match statx(CWD, path, AtFlags::empty(), STATX_MASK) {
-        Err(rustix::io::Errno::NAMETOOLONG) => {
-            let fd = crate::longpath::open(path, OFlags::PATH | OFlags::CLOEXEC)?;
-            statx(&fd, c"", AtFlags::EMPTY_PATH, STATX_MASK)
-        }
-        other => other,
-    }
-}
-
 fn spawn_dir<'s, V: Visitor>(
     scope: &rayon::Scope<'s>,
     root: usize,
@@ -408,7 +396,7 @@ fn spawn_dir<'s, V: Visitor>(
     let child_chain = if opts.follow_symlinks {
         let st = match st {
             Some(st) => *st,
-            None => match stat_long(&path) {
+            None => match crate::longpath::statx(&path, STATX_MASK) {
                 Ok(st) => st,
                 Err(e) => {
                     visitor.problem(WalkProblem {

@@ -343,8 +343,13 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// The capacity of a table for `n` pairs: a power of two, 2x..4x `n`.
+    fn capacity_for(n: usize) -> usize {
+        (n.max(1) * 2).next_power_of_two().max(MIN_TABLE)
+    }
+
     pub fn with_capacity_for(n: usize) -> Table {
-        let cap = (n.max(1) * 2).next_power_of_two().max(MIN_TABLE);
+        let cap = Table::capacity_for(n);
         Table {
             slots: Chunked::filled(cap),
             used: 0,
@@ -357,7 +362,7 @@ impl Table {
     /// or just past the pair before.
     pub fn build(mut live: Vec<(u64, u64)>) -> Table {
         use rayon::slice::ParallelSliceMut;
-        let cap = Table::with_capacity_for(live.len()).capacity();
+        let cap = Table::capacity_for(live.len());
         let mask = cap - 1;
         live.par_sort_unstable_by_key(|&(h, _)| h as usize & mask);
         let mut chunks: Vec<Vec<Slot>> = (0..cap.div_ceil(CHUNK))
@@ -677,7 +682,7 @@ mod tests {
         // Homes crowded at both ends of the table, so runs wrap past the last slot onto pairs
         // whose homes are near slot 0; and a table of several chunks.
         for n in [1usize, 3, 500, 511, 512, 20_000] {
-            let cap = Table::with_capacity_for(n).capacity();
+            let cap = Table::capacity_for(n);
             let mask = cap as u64 - 1;
             let pairs: Vec<(u64, u64)> = (0..n as u64)
                 .map(|i| {

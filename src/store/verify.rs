@@ -2193,19 +2193,26 @@ fn check_fs(db: &Database, progress: &dyn Fn(u64, u64)) -> FsReport {
                     found,
                     message,
                 };
-                match crate::longpath::stat(p) {
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                use rustix::fs::StatxFlags;
+                let mask = StatxFlags::SIZE | StatxFlags::MTIME | StatxFlags::INO;
+                match crate::longpath::statx(p, mask) {
+                    Err(rustix::io::Errno::NOENT) => {
                         Some(mk(FsProblemKind::Missing, None, "no longer exists".into()))
                     }
-                    Err(err) => Some(mk(FsProblemKind::Unreadable, None, err.to_string())),
+                    Err(err) => Some(mk(
+                        FsProblemKind::Unreadable,
+                        None,
+                        io::Error::from(err).to_string(),
+                    )),
                     Ok(m) => {
                         let now = FileFacts {
-                            size: m.st_size as u64,
+                            size: m.stx_size,
                             mtime_ns: m
-                                .st_mtime
+                                .stx_mtime
+                                .tv_sec
                                 .saturating_mul(1_000_000_000)
-                                .saturating_add(m.st_mtime_nsec as i64),
-                            inode: m.st_ino,
+                                .saturating_add(i64::from(m.stx_mtime.tv_nsec)),
+                            inode: m.stx_ino,
                         };
                         let mut d = Vec::new();
                         if now.size != stored.size {

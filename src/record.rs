@@ -6,6 +6,28 @@ use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, W
 use crate::store::fb;
 use crate::store::format::{MAX_RECORD_LEN, VERIFY_MAX_DEPTH, VERIFY_MAX_TABLES};
 
+/// `$e` over the record table `$r` of view `$v`, for the accessors both tables have.
+macro_rules! either {
+    ($v:expr, $r:ident => $e:expr) => {
+        match $v.fb {
+            Layout::V2($r) => $e,
+            Layout::V3($r) => $e,
+        }
+    };
+}
+/// A fixed field of a version-3 record, or the field of a version-2 one.
+macro_rules! fixed_or {
+    ($v:expr, $f:ident => $e3:expr, $r:ident => $e2:expr) => {
+        match $v.fb {
+            Layout::V2($r) => $e2,
+            Layout::V3(r) => {
+                let $f = r.fixed();
+                $e3
+            }
+        }
+    };
+}
+
 /// What kind of media a file is, from its extension.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -160,6 +182,76 @@ fn str_list<'b>(fbb: &mut FlatBufferBuilder<'b>, v: &[String]) -> Option<StrList
     Some(fbb.create_vector(&items))
 }
 
+/// The file identifier of a `Record3` buffer (format version 3).
+const RECORD3_ID: &str = "MDR3";
+
+// Bits of `RecordFixed::present`: which optional numbers a version-3 record has.
+const FIXED_YEAR: u16 = 1 << 0;
+const FIXED_TRACK: u16 = 1 << 1;
+const FIXED_TRACK_TOTAL: u16 = 1 << 2;
+const FIXED_DISC: u16 = 1 << 3;
+const FIXED_DISC_TOTAL: u16 = 1 << 4;
+const FIXED_DURATION: u16 = 1 << 5;
+const FIXED_BITRATE: u16 = 1 << 6;
+const FIXED_SAMPLE_RATE: u16 = 1 << 7;
+const FIXED_CHANNELS: u16 = 1 << 8;
+const FIXED_BIT_DEPTH: u16 = 1 << 9;
+const FIXED_COMPILATION: u16 = 1 << 10;
+const FIXED_HAS_COVER: u16 = 1 << 11;
+
+// Bits of `RecordFixed::flags`.
+const FLAG_COMPILATION: u8 = 1 << 0;
+const FLAG_HAS_COVER: u8 = 1 << 1;
+
+/// `rec`'s fixed-size fields with `id`, absent numbers stored as 0 with their bit clear.
+fn fixed(rec: &Record, id: u64) -> fb::RecordFixed {
+    let mut present = 0;
+    let mut has = |bit: u16, some: bool| {
+        if some {
+            present |= bit;
+        }
+    };
+    has(FIXED_YEAR, rec.year.is_some());
+    has(FIXED_TRACK, rec.track.is_some());
+    has(FIXED_TRACK_TOTAL, rec.track_total.is_some());
+    has(FIXED_DISC, rec.disc.is_some());
+    has(FIXED_DISC_TOTAL, rec.disc_total.is_some());
+    has(FIXED_DURATION, rec.duration_ms.is_some());
+    has(FIXED_BITRATE, rec.bitrate.is_some());
+    has(FIXED_SAMPLE_RATE, rec.sample_rate.is_some());
+    has(FIXED_CHANNELS, rec.channels.is_some());
+    has(FIXED_BIT_DEPTH, rec.bit_depth.is_some());
+    has(FIXED_COMPILATION, rec.compilation.is_some());
+    has(FIXED_HAS_COVER, rec.has_cover.is_some());
+    let mut flags = 0;
+    if rec.compilation == Some(true) {
+        flags |= FLAG_COMPILATION;
+    }
+    if rec.has_cover == Some(true) {
+        flags |= FLAG_HAS_COVER;
+    }
+    fb::RecordFixed::new(
+        id,
+        rec.size,
+        rec.mtime_ns,
+        rec.inode,
+        rec.duration_ms.unwrap_or(0),
+        rec.year.unwrap_or(0),
+        rec.track.unwrap_or(0),
+        rec.track_total.unwrap_or(0),
+        rec.disc.unwrap_or(0),
+        rec.disc_total.unwrap_or(0),
+        rec.bitrate.unwrap_or(0),
+        rec.sample_rate.unwrap_or(0),
+        rec.extractor_version,
+        present,
+        rec.kind.to_fb(),
+        rec.channels.unwrap_or(0),
+        rec.bit_depth.unwrap_or(0),
+        flags,
+    )
+}
+
 /// Encodes `rec` with `id` as a size-prefixed FlatBuffer, appended to `out`.
 pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out: &mut Vec<u8>) {
     fbb.reset();
@@ -183,34 +275,18 @@ pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out
         let values: Vec<_> = rec.tags.iter().map(|t| fbb.create_string(&t.1)).collect();
         (Some(keys), Some(fbb.create_vector(&values)))
     };
-    let root = fb::Record::create(
+    let f = fixed(rec, id);
+    let root = fb::Record3::create(
         fbb,
-        &fb::RecordArgs {
-            id,
+        &fb::Record3Args {
+            fixed: Some(&f),
             path: Some(path),
-            size: rec.size,
-            mtime_ns: rec.mtime_ns,
-            inode: rec.inode,
-            kind: rec.kind.to_fb(),
-            extractor_version: rec.extractor_version,
             mime,
             title,
             artists,
             album,
             album_artist,
             genres,
-            year: rec.year,
-            track: rec.track,
-            track_total: rec.track_total,
-            disc: rec.disc,
-            disc_total: rec.disc_total,
-            duration_ms: rec.duration_ms,
-            bitrate: rec.bitrate,
-            sample_rate: rec.sample_rate,
-            channels: rec.channels,
-            bit_depth: rec.bit_depth,
-            compilation: rec.compilation,
-            has_cover: rec.has_cover,
             musicbrainz_track_id: mb_track,
             musicbrainz_album_id: mb_album,
             error,
@@ -218,7 +294,7 @@ pub(crate) fn encode(fbb: &mut FlatBufferBuilder<'_>, rec: &Record, id: u64, out
             tag_values,
         },
     );
-    fbb.finish_size_prefixed(root, None);
+    fbb.finish_size_prefixed(root, Some(RECORD3_ID));
     out.extend_from_slice(fbb.finished_data());
 }
 
@@ -269,14 +345,28 @@ pub(crate) fn verify(bytes: &[u8]) -> Result<(RecordView<'_>, usize), RecordProb
         return Err(RecordProblem::BadLength(len as u64));
     }
     let buf = &bytes[..len + 4];
-    let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record>(&verifier_options(len), buf)
-        .map_err(|e| RecordProblem::Invalid(flat_error(&e)))?;
-    if rec.tag_keys().map_or(0, |v| v.len()) != rec.tag_values().map_or(0, |v| v.len()) {
+    let opts = verifier_options(len);
+    let invalid = |e: flatbuffers::InvalidFlatbuffer| RecordProblem::Invalid(flat_error(&e));
+    // A `Record` buffer has the start of a vtable here (an even size first), or zero padding.
+    let view = if buf.get(8..12) == Some(RECORD3_ID.as_bytes()) {
+        let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record3>(&opts, buf);
+        RecordView {
+            fb: Layout::V3(rec.map_err(invalid)?),
+        }
+    } else {
+        let rec = flatbuffers::size_prefixed_root_with_opts::<fb::Record>(&opts, buf);
+        RecordView {
+            fb: Layout::V2(rec.map_err(invalid)?),
+        }
+    };
+    let keys = either!(view, r => r.tag_keys().map_or(0, |v| v.len()));
+    let values = either!(view, r => r.tag_values().map_or(0, |v| v.len()));
+    if keys != values {
         return Err(RecordProblem::Invalid(
             "tag_keys and tag_values differ in length".into(),
         ));
     }
-    Ok((RecordView { fb: rec }, len + 4))
+    Ok((view, len + 4))
 }
 
 /// A record encoded into a buffer of its own, for a [`RecordView`] of a record that is not in
@@ -302,110 +392,127 @@ impl EncodedRecord {
 /// for an owned copy.
 #[derive(Clone, Copy)]
 pub struct RecordView<'a> {
-    fb: fb::Record<'a>,
+    fb: Layout<'a>,
+}
+
+/// The record table a buffer holds: `Record` (format versions 1 and 2) or `Record3`.
+#[derive(Clone, Copy)]
+enum Layout<'a> {
+    V2(fb::Record<'a>),
+    V3(fb::Record3<'a>),
+}
+
+/// An optional number of a version-3 record: `value` when `bit` is set in `present`.
+fn present<T>(f: &fb::RecordFixed, bit: u16, value: T) -> Option<T> {
+    (f.present() & bit != 0).then_some(value)
 }
 
 #[allow(missing_docs, reason = "accessors mirror the fields of Record")]
 impl<'a> RecordView<'a> {
     pub fn id(&self) -> u64 {
-        self.fb.id()
+        fixed_or!(self, f => f.id(), r => r.id())
     }
     /// Exact path bytes.
     pub fn path(&self) -> &'a [u8] {
-        self.fb.path().bytes()
+        either!(self, r => r.path().bytes())
     }
     pub fn size(&self) -> u64 {
-        self.fb.size()
+        fixed_or!(self, f => f.size(), r => r.size())
     }
     pub fn mtime_ns(&self) -> i64 {
-        self.fb.mtime_ns()
+        fixed_or!(self, f => f.mtime_ns(), r => r.mtime_ns())
     }
     pub fn inode(&self) -> u64 {
-        self.fb.inode()
+        fixed_or!(self, f => f.inode(), r => r.inode())
     }
     pub fn kind(&self) -> Kind {
-        Kind::from_fb(self.fb.kind())
+        Kind::from_fb(fixed_or!(self, f => f.kind(), r => r.kind()))
     }
     pub fn extractor_version(&self) -> u16 {
-        self.fb.extractor_version()
+        fixed_or!(self, f => f.extractor_version(), r => r.extractor_version())
     }
     pub fn mime(&self) -> Option<&'a str> {
-        self.fb.mime()
+        either!(self, r => r.mime())
     }
     pub fn title(&self) -> Option<&'a str> {
-        self.fb.title()
+        either!(self, r => r.title())
     }
     pub fn artists(&self) -> impl Iterator<Item = &'a str> + use<'a> {
-        self.fb.artists().into_iter().flat_map(|v| v.iter())
+        either!(self, r => r.artists())
+            .into_iter()
+            .flat_map(|v| v.iter())
     }
     pub fn album(&self) -> Option<&'a str> {
-        self.fb.album()
+        either!(self, r => r.album())
     }
     pub fn album_artist(&self) -> Option<&'a str> {
-        self.fb.album_artist()
+        either!(self, r => r.album_artist())
     }
     pub fn genres(&self) -> impl Iterator<Item = &'a str> + use<'a> {
-        self.fb.genres().into_iter().flat_map(|v| v.iter())
+        either!(self, r => r.genres())
+            .into_iter()
+            .flat_map(|v| v.iter())
     }
     pub fn year(&self) -> Option<i32> {
-        self.fb.year()
+        fixed_or!(self, f => present(f, FIXED_YEAR, f.year()), r => r.year())
     }
     pub fn track(&self) -> Option<u32> {
-        self.fb.track()
+        fixed_or!(self, f => present(f, FIXED_TRACK, f.track()), r => r.track())
     }
     pub fn duration_ms(&self) -> Option<u64> {
-        self.fb.duration_ms()
+        fixed_or!(self, f => present(f, FIXED_DURATION, f.duration_ms()), r => r.duration_ms())
     }
     pub fn error(&self) -> Option<&'a str> {
-        self.fb.error()
+        either!(self, r => r.error())
     }
     pub fn track_total(&self) -> Option<u32> {
-        self.fb.track_total()
+        fixed_or!(self, f => present(f, FIXED_TRACK_TOTAL, f.track_total()), r => r.track_total())
     }
     pub fn disc(&self) -> Option<u32> {
-        self.fb.disc()
+        fixed_or!(self, f => present(f, FIXED_DISC, f.disc()), r => r.disc())
     }
     pub fn disc_total(&self) -> Option<u32> {
-        self.fb.disc_total()
+        fixed_or!(self, f => present(f, FIXED_DISC_TOTAL, f.disc_total()), r => r.disc_total())
     }
     pub fn bitrate(&self) -> Option<u32> {
-        self.fb.bitrate()
+        fixed_or!(self, f => present(f, FIXED_BITRATE, f.bitrate()), r => r.bitrate())
     }
     pub fn sample_rate(&self) -> Option<u32> {
-        self.fb.sample_rate()
+        fixed_or!(self, f => present(f, FIXED_SAMPLE_RATE, f.sample_rate()), r => r.sample_rate())
     }
     pub fn channels(&self) -> Option<u8> {
-        self.fb.channels()
+        fixed_or!(self, f => present(f, FIXED_CHANNELS, f.channels()), r => r.channels())
     }
     pub fn bit_depth(&self) -> Option<u8> {
-        self.fb.bit_depth()
+        fixed_or!(self, f => present(f, FIXED_BIT_DEPTH, f.bit_depth()), r => r.bit_depth())
     }
     pub fn compilation(&self) -> Option<bool> {
-        self.fb.compilation()
+        fixed_or!(self,
+            f => present(f, FIXED_COMPILATION, f.flags() & FLAG_COMPILATION != 0),
+            r => r.compilation())
     }
     pub fn has_cover(&self) -> Option<bool> {
-        self.fb.has_cover()
+        fixed_or!(self,
+            f => present(f, FIXED_HAS_COVER, f.flags() & FLAG_HAS_COVER != 0),
+            r => r.has_cover())
     }
     pub fn musicbrainz_track_id(&self) -> Option<&'a str> {
-        self.fb.musicbrainz_track_id()
+        either!(self, r => r.musicbrainz_track_id())
     }
     pub fn musicbrainz_album_id(&self) -> Option<&'a str> {
-        self.fb.musicbrainz_album_id()
+        either!(self, r => r.musicbrainz_album_id())
     }
 
     /// Tags with no field of their own, as (key, value) pairs.
     pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         // `verify` checked both lists have the same length.
-        self.fb
-            .tag_keys()
-            .into_iter()
-            .flatten()
-            .zip(self.fb.tag_values().into_iter().flatten())
+        let (keys, values) = either!(self, r => (r.tag_keys(), r.tag_values()));
+        keys.into_iter().flatten().zip(values.into_iter().flatten())
     }
 
     /// An owned copy of every field.
     pub fn to_record(&self) -> Record {
-        let f = &self.fb;
+        let f = self;
         let owned = |s: Option<&str>| s.map(str::to_owned);
         Record {
             id: f.id(),

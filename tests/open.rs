@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mediadb::store::format::{IdxHeader, LOG_START, SLOT_BLOCK, SLOT_LEN};
+use mediadb::store::format::{FORMAT_VERSION, IdxHeader, LOG_START, SLOT_BLOCK, SLOT_LEN};
 use mediadb::store::map::Mapping;
 use mediadb::store::{MemStorage, Storage};
 use mediadb::{CommitError, Database, Kind, OpenError, OpenOptions, Record};
@@ -296,7 +296,7 @@ fn newer_format_version_is_refused_and_never_written() {
     for (what, slots) in cases {
         let mut bytes = good.clone();
         for &off in slots {
-            patch_slot(&mut bytes, off, 3, 0);
+            patch_slot(&mut bytes, off, FORMAT_VERSION + 1, 0);
         }
         for (shown, r) in open_all_ways(dir.path(), &bytes) {
             let e = r.expect_err(what);
@@ -304,10 +304,10 @@ fn newer_format_version_is_refused_and_never_written() {
                 matches!(
                     e,
                     OpenError::NewerVersion {
-                        found: 3,
-                        supported: 2,
+                        found,
+                        supported: FORMAT_VERSION,
                         ..
-                    }
+                    } if found == FORMAT_VERSION + 1
                 ),
                 "{what}: {e:?}"
             );

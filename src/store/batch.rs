@@ -815,6 +815,7 @@ impl<'db> WriteBatch<'db> {
             live_bytes += u64::from(e.len());
         }
         let header = super::format::Header {
+            format_version: super::format::FORMAT_VERSION,
             generation: base_header.generation + 1,
             committed_len: new_len,
             seq,

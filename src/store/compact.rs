@@ -18,8 +18,9 @@ use rayon::prelude::*;
 
 use super::checkpoint::{self, idx_path};
 use super::format::{
-    ALIGN, ENTRY_LEN, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, Header, IDX_HEADER_BLOCK,
-    LOG_START, MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN, align_up, get_u32,
+    ALIGN, ENTRY_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, Header,
+    IDX_HEADER_BLOCK, LOG_START, MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN,
+    align_up, get_u32,
 };
 use super::index::{FileEntry, Index, Table};
 use super::log::{self, TRAILER_LEN};
@@ -775,6 +776,7 @@ impl Database {
             }
         }
         let mut h = Header {
+            format_version: FORMAT_VERSION,
             generation: 1,
             file_id: random_id(),
             committed_len,

@@ -3,7 +3,7 @@
 //! little-endian; all checksums are CRC-32C.
 
 /// Format version this build writes. It reads this one and every older one (docs/FORMAT.md §8).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Magic at the start of each header slot.
 pub const HEADER_MAGIC: [u8; 8] = *b"MEDIADB\0";
@@ -133,6 +133,9 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
 /// The contents of one header slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Header {
+    /// The format version the slot was written with (`FORMAT_VERSION` for a slot this build
+    /// writes: [`Header::encode`] always writes that).
+    pub format_version: u32,
     /// Incremented on every header write.
     pub generation: u64,
     /// Random identity of this file.
@@ -231,6 +234,7 @@ impl Header {
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&b[slot::FILE_ID..slot::FILE_ID + 16]);
         let h = Header {
+            format_version: version,
             generation: get_u64(b, slot::GENERATION),
             file_id,
             committed_len: get_u64(b, slot::COMMITTED_LEN),
@@ -451,6 +455,7 @@ mod tests {
     #[test]
     fn header_round_trips_and_detects_every_flipped_bit() {
         let h = Header {
+            format_version: FORMAT_VERSION,
             generation: 7,
             file_id: [3; 16],
             committed_len: LOG_START + 64,

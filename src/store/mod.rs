@@ -145,6 +145,7 @@ fn random_id() -> [u8; 16] {
 fn initial_image(file_id: [u8; 16]) -> Vec<u8> {
     let mut img = vec![0u8; LOG_START as usize];
     let mut h = Header {
+        format_version: FORMAT_VERSION,
         generation: 1,
         file_id,
         committed_len: LOG_START,

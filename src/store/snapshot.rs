@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Version;
 use super::fb;
-use super::format::{FORMAT_VERSION, LOG_START, path_hash};
+use super::format::{LOG_START, path_hash};
 use super::index::{FileEntry, PlaylistLoc};
 use crate::error::ReadError;
 use crate::playlist::{self, Playlist};
@@ -80,7 +80,7 @@ impl Snapshot {
         let h = &self.v.header;
         Stats {
             seq: h.seq,
-            format_version: FORMAT_VERSION,
+            format_version: h.format_version,
             records: self.v.index.live_records,
             live_bytes: self.v.index.live_bytes,
             committed_bytes: h.committed_len,

@@ -206,7 +206,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
         message: e.to_string(),
     };
     let all = Query::default();
-    let groups = |by| snap.group_by(&all, by).map(|g| g.len()).map_err(corrupt);
+    let groups = |by| snap.count_groups(&all, by).map_err(corrupt);
     let (artists, albums, genres) = (
         groups(GroupBy::Artist)?,
         groups(GroupBy::Album)?,

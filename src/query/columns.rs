@@ -220,12 +220,13 @@ enum Key {
     Album(u32, u8, u32),
 }
 
-/// [`crate::query::eval::group_by`] from the cache; `None` when it cannot be used.
-pub(crate) fn group_by(
+/// [`crate::query::eval::group_by`]'s groups from the cache, unsorted, each with its byte key;
+/// `None` when the cache cannot be used.
+pub(crate) fn groups(
     snap: &Snapshot,
     query: &Query,
     by: GroupBy,
-) -> Option<Result<Vec<GroupRow>, ReadError>> {
+) -> Option<Result<crate::query::eval::KeyedGroups, ReadError>> {
     let plan = Plan::new(snap, query)?;
     let cols = snap.columns()?;
     let col = |c| cols.column(c);
@@ -344,9 +345,7 @@ pub(crate) fn group_by(
                 }
             }
         }
-        Ok(crate::query::eval::sorted_rows(
-            groups.into_iter().map(|(k, (r, _))| (k, r)).collect(),
-        ))
+        Ok(groups.into_iter().map(|(k, (r, _))| (k, r)).collect())
     })();
     Some(result)
 }

@@ -372,8 +372,22 @@ pub struct GroupRow {
 /// Groups the matching records; rows sorted by name (natural order). Records without a value
 /// for the field are not counted.
 pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
+    Ok(sorted_rows(groups(snap, query, by)?))
+}
+
+/// How many rows [`group_by`] would give, without naming and sorting them: `stats` counts the
+/// artists, albums and genres of a whole library this way.
+pub fn count_groups(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<usize, ReadError> {
+    Ok(groups(snap, query, by)?.len())
+}
+
+/// Group rows, unsorted, each with the byte key that identifies its group.
+pub(crate) type KeyedGroups = Vec<(Vec<u8>, GroupRow)>;
+
+/// The groups of [`group_by`], unsorted.
+fn groups(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<KeyedGroups, ReadError> {
     use rayon::prelude::*;
-    if let Some(rows) = super::columns::group_by(snap, query, by) {
+    if let Some(rows) = super::columns::groups(snap, query, by) {
         return rows;
     }
     // Key: (identity, display name, album artist). Each core groups its share of the records;
@@ -404,12 +418,12 @@ pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<Group
             Ok(a)
         })?;
     snap.index_intact()?;
-    Ok(sorted_rows(groups.into_iter().collect()))
+    Ok(groups.into_iter().collect())
 }
 
 /// Group rows in their output order: by name (natural order), then album artist, then key (two
 /// albums of one name and artist with different MusicBrainz ids stay in a stable order).
-pub(crate) fn sorted_rows(mut rows: Vec<(Vec<u8>, GroupRow)>) -> Vec<GroupRow> {
+fn sorted_rows(mut rows: KeyedGroups) -> Vec<GroupRow> {
     rows.sort_by(|(ka, a), (kb, b)| {
         natural_cmp(&a.name, &b.name)
             .then_with(|| a.album_artist.cmp(&b.album_artist))
@@ -549,6 +563,11 @@ impl Snapshot {
     /// `query`'s matches grouped for browsing (see [`group_by`]).
     pub fn group_by(&self, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
         group_by(self, query, by)
+    }
+
+    /// How many groups [`group_by`](Self::group_by) would give (see [`count_groups`]).
+    pub fn count_groups(&self, query: &Query, by: GroupBy) -> Result<usize, ReadError> {
+        count_groups(self, query, by)
     }
 
     /// One directory level (see [`list_dir`]).

@@ -1902,6 +1902,23 @@ fn answers(db: &Path, recs: &[Record]) -> Vec<String> {
             out.push(format!("{a:?} -> {}", ok_str(db, &a)));
         }
     }
+    // `stats` counts the groups without listing them.
+    let stats: Json =
+        serde_json::from_str(&ok_str(db, &["stats", "--json"])).expect("stats --json");
+    for (field, by) in [
+        ("artists", "artist"),
+        ("albums", "album"),
+        ("genres", "genre"),
+    ] {
+        let a = ["query", "--group-by", by, "--format", "jsonl"];
+        let rows = ok_str(db, &a).lines().count() as u64;
+        assert_eq!(
+            stats[field].as_u64(),
+            Some(rows),
+            "stats {field}: the --group-by {by} rows"
+        );
+        out.push(format!("stats {field} -> {}", stats[field]));
+    }
     // Directory listings at every level of a few records' paths, whole and by kind.
     let mut dirs: BTreeSet<String> = BTreeSet::from(["/".to_owned()]);
     for r in recs.iter().step_by(37) {

@@ -310,9 +310,8 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
         None => {
             let mut result = Ok(());
             out(|w| {
-                let mut bw = io::BufWriter::new(w);
-                result = write_all(&mut bw)?;
-                bw.flush()
+                result = write_all(w)?;
+                Ok(())
             })?;
             result
         }

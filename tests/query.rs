@@ -1987,3 +1987,25 @@ fn open_writer(path: &Path) -> Database {
     };
     Database::open_with(path, &opts).expect("open for writing")
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_a_long_listing_quietly() {
+    // Far more output than the pipe and the output buffer hold together, so that mediadb is
+    // still writing when the reader goes away (as `mediadb query | head -1` does).
+    let (_dir, db, recs) = library(6000);
+    let total: usize = recs.iter().map(|r| r.path.len() + 1).sum();
+    assert!(total > 256 << 10, "{total} bytes of output");
+    let mut child = cmd(&db)
+        .args(["query", "--format", "paths"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mediadb runs");
+    let mut first = [0u8; 1];
+    let mut stdout = child.stdout.take().expect("piped");
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let o = child.wait_with_output().expect("mediadb exits");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(o.stderr.is_empty(), "no message: {}", text(&o.stderr));
+}

@@ -268,11 +268,14 @@ enum Key {
 }
 
 /// [`crate::query::eval::group_by`]'s groups from the cache, unsorted, each with its byte key;
-/// `None` when the cache cannot be used.
+/// `None` when the cache cannot be used. Without `named`, only the keys and counts are right:
+/// a group named after its first record (an album with a MusicBrainz id) is not read for its
+/// name, which is what counting the groups needs.
 pub(crate) fn groups(
     snap: &Snapshot,
     query: &Query,
     by: GroupBy,
+    named: bool,
 ) -> Option<Result<crate::query::eval::KeyedGroups, ReadError>> {
     let plan = Plan::new(snap, query)?;
     let cols = snap.columns()?;
@@ -378,7 +381,7 @@ pub(crate) fn groups(
                 artists: artists.as_ref(),
                 mb: mb.as_ref(),
             };
-            let (key, row) = row_of(k, count, &cols, snap, first)?;
+            let (key, row) = row_of(k, count, &cols, snap, named.then_some(first))?;
             merge(&mut groups, key, row, first);
         }
         for id in read {
@@ -424,12 +427,14 @@ struct KeyCols<'a, 'c> {
 }
 
 /// The byte key and row that [`crate::query::eval::group_one`] would give for cache key `k`.
+/// `first` is the group's first record, read for the name of a MusicBrainz album group; with
+/// `None` that name is left empty.
 fn row_of(
     k: Key,
     count: u64,
     cols: &KeyCols<'_, '_>,
     snap: &Snapshot,
-    first: u64,
+    first: Option<u64>,
 ) -> Result<(Vec<u8>, GroupRow), ReadError> {
     let row = |name: Vec<u8>, album_artist: Option<String>| GroupRow {
         name,
@@ -456,8 +461,10 @@ fn row_of(
         Key::MbAlbum(o) => {
             let key = [&b"mb\0"[..], &value(cols.mb, o)].concat();
             // The group's name and artist are those of its first record.
-            let (album, artist) = match snap.get_by_id(first)? {
-                Some(r) => first_album(&r),
+            let (album, artist) = match first {
+                Some(first) => snap
+                    .get_by_id(first)?
+                    .map_or((Vec::new(), None), |r| first_album(&r)),
                 None => (Vec::new(), None),
             };
             (key, row(album, artist))

@@ -372,22 +372,28 @@ pub struct GroupRow {
 /// Groups the matching records; rows sorted by name (natural order). Records without a value
 /// for the field are not counted.
 pub fn group_by(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<Vec<GroupRow>, ReadError> {
-    Ok(sorted_rows(groups(snap, query, by)?))
+    Ok(sorted_rows(groups(snap, query, by, true)?))
 }
 
 /// How many rows [`group_by`] would give, without naming and sorting them: `stats` counts the
 /// artists, albums and genres of a whole library this way.
 pub fn count_groups(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<usize, ReadError> {
-    Ok(groups(snap, query, by)?.len())
+    Ok(groups(snap, query, by, false)?.len())
 }
 
 /// Group rows, unsorted, each with the byte key that identifies its group.
 pub(crate) type KeyedGroups = Vec<(Vec<u8>, GroupRow)>;
 
-/// The groups of [`group_by`], unsorted.
-fn groups(snap: &Snapshot, query: &Query, by: GroupBy) -> Result<KeyedGroups, ReadError> {
+/// The groups of [`group_by`], unsorted; without `named`, rows may lack their names (see
+/// [`super::columns::groups`]).
+fn groups(
+    snap: &Snapshot,
+    query: &Query,
+    by: GroupBy,
+    named: bool,
+) -> Result<KeyedGroups, ReadError> {
     use rayon::prelude::*;
-    if let Some(rows) = super::columns::groups(snap, query, by) {
+    if let Some(rows) = super::columns::groups(snap, query, by, named) {
         return rows;
     }
     // Key: (identity, display name, album artist). Each core groups its share of the records;

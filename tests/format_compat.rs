@@ -2,10 +2,11 @@
 //! (records as `Record` tables) exports the same records as the build that wrote it, verifies
 //! clean, and takes version-3 records beside its old ones through commits and compaction.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod util;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mediadb");
+use std::path::{Path, PathBuf};
+
+use util::TestEnv;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,55 +14,36 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn mediadb(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("MEDIADB_DB")
-        .stdin(Stdio::null())
-        .output()
-        .expect("mediadb runs")
+/// A test environment whose database is a private copy of the version-2 one (without its
+/// caches, which a reader rebuilds).
+fn v2_env() -> TestEnv {
+    let env = TestEnv::new();
+    let db = env.db();
+    std::fs::create_dir_all(db.parent().expect("db/")).expect("create db/");
+    std::fs::copy(data("library.mediadb"), db).expect("copy the v2 database");
+    env
 }
 
-fn ok(db: &Path, args: &[&str]) -> String {
-    let o = mediadb(db, args);
-    assert!(
-        o.status.success(),
-        "mediadb {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8 output")
+/// stdout of `mediadb --db DB ARGS...`, which must succeed.
+#[track_caller]
+fn ok(env: &TestEnv, args: &[&str]) -> String {
+    env.run(args).expect_code(0).stdout_text()
 }
 
-/// A private copy of the version-2 database (without its caches, which a reader rebuilds).
-fn v2_copy(dir: &Path) -> PathBuf {
-    let db = dir.join("library.mediadb");
-    std::fs::copy(data("library.mediadb"), &db).expect("copy the v2 database");
-    db
-}
-
-fn format_of(db: &Path) -> u64 {
+fn format_of(env: &TestEnv) -> u64 {
     let stats: serde_json::Value =
-        serde_json::from_str(&ok(db, &["stats", "--json"])).expect("stats --json");
+        serde_json::from_str(&ok(env, &["stats", "--json"])).expect("stats --json");
     stats["format_version"].as_u64().expect("format_version")
 }
 
 #[test]
 fn a_version_2_database_reads_as_the_build_that_wrote_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = v2_copy(dir.path());
+    let env = v2_env();
     let want = std::fs::read_to_string(data("export.jsonl")).expect("expected export");
-    assert_eq!(ok(&db, &["export"]), want, "every field of every record");
-    let o = mediadb(&db, &["verify"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_eq!(ok(&env, &["export"]), want, "every field of every record");
+    ok(&env, &["verify"]);
     let q = ok(
-        &db,
+        &env,
         &["query", "-f", "paths", "title:Together", "compilation:true"],
     );
     assert_eq!(
@@ -73,8 +55,7 @@ fn a_version_2_database_reads_as_the_build_that_wrote_it() {
 
 #[test]
 fn new_records_are_written_beside_old_ones_and_both_survive_compaction() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = v2_copy(dir.path());
+    let env = v2_env();
     let old = std::fs::read_to_string(data("export.jsonl")).expect("expected export");
     // A new record and an update of an old one, written as version-3 records.
     let first = old.lines().nth(1).expect("a second record");
@@ -86,15 +67,19 @@ fn new_records_are_written_beside_old_ones_and_both_survive_compaction() {
     added["path"] = "/library/new/added.flac".into();
     added["year"] = serde_json::Value::Null;
     added["has_cover"] = serde_json::Value::Null;
-    assert_eq!(format_of(&db), 2, "reading writes nothing");
+    assert_eq!(format_of(&env), 2, "reading writes nothing");
     let lines = format!("{updated}\n{added}\n");
-    let input = dir.path().join("new.jsonl");
+    let input = env.base().join("new.jsonl");
     std::fs::write(&input, &lines).expect("write jsonl");
-    ok(&db, &["import", input.to_str().expect("utf-8 path")]);
-    assert_eq!(format_of(&db), 3, "the first commit writes version-3 slots");
+    ok(&env, &["import", input.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        format_of(&env),
+        3,
+        "the first commit writes version-3 slots"
+    );
 
     let check = |when: &str| {
-        let got = ok(&db, &["export"]);
+        let got = ok(&env, &["export"]);
         assert_eq!(got.lines().count(), old.lines().count() + 1, "{when}");
         for line in old.lines().filter(|l| *l != first) {
             assert!(
@@ -120,15 +105,9 @@ fn new_records_are_written_beside_old_ones_and_both_survive_compaction() {
             "{when}: absent stays absent"
         );
         assert_eq!(a["duration_ms"], updated["duration_ms"], "{when}");
-        let o = mediadb(&db, &["verify"]);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{when}: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
+        ok(&env, &["verify"]);
     };
     check("after the commit");
-    ok(&db, &["compact"]);
+    ok(&env, &["compact"]);
     check("after compaction");
 }

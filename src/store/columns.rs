@@ -48,6 +48,7 @@ use std::sync::OnceLock;
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
+use super::storage::Pieces;
 use super::{IdentityHasher, Version};
 use crate::record::{Record, RecordView};
 
@@ -898,7 +899,7 @@ fn write_file(
         )
     };
     let file = File::create(tmp)?;
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    let mut out = BufWriter::with_capacity(1 << 20, Pieces(&file));
     out.write_all(&[0u8; HEADER_BLOCK as usize])?;
     let mut header = Vec::with_capacity(48 + DESC_LEN * 9 + 4);
     header.extend_from_slice(&MAGIC);

@@ -12,6 +12,7 @@
 //!
 //! Run: `cargo bench -p mediadb-baselines --bench verify_compact`. Environment:
 //! * `MEDIADB_BENCH_N` — number of records (default 1,000,000);
+//! * `MEDIADB_BENCH_SETTLE_SECS` — pause before each timed cp or compaction (default 10);
 //! * `MEDIADB_BENCH_DIR` — where the databases go (default `std::env::temp_dir()`); removed at
 //!   the end.
 //!
@@ -97,6 +98,20 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The pause before each timed step, so that the writes of the step before have reached the
+/// disk (`MEDIADB_BENCH_SETTLE_SECS`, default 10). On this project's VM the disk stays busy for
+/// seconds after an fsync returns (the host is still writing, it seems): with no pause or with
+/// 3 s, compaction after a cp ran 2-4x slower than before one, its syncs and page-cache writes
+/// both slower; with 10 s, every round of both steps ran at the same speed.
+fn settle_time() -> Res<Duration> {
+    Ok(Duration::from_secs(
+        match std::env::var("MEDIADB_BENCH_SETTLE_SECS") {
+            Ok(s) => s.trim().parse()?,
+            Err(_) => 10,
+        },
+    ))
+}
+
 fn remove_db(path: &Path) {
     for suffix in ["", ".idx", ".lock", ".compact.tmp", ".compact.tmp.idx"] {
         let mut s = path.as_os_str().to_owned();
@@ -176,6 +191,7 @@ fn main() -> Res<()> {
     let live = Database::open_read_only(&half)?.snapshot().len();
     eprintln!("{live} live records of {n}");
 
+    let settle = settle_time()?;
     let mut cp = Vec::new();
     let mut cp_sync = Vec::new();
     let mut compact = Vec::new();
@@ -191,6 +207,7 @@ fn main() -> Res<()> {
         // page-cache pages that the host must back anew, several times slower to fill, and a
         // fixed order would charge that to one side every round.
         for compact_now in [round % 2 == 1, round % 2 == 0] {
+            std::thread::sleep(settle);
             if compact_now {
                 let t = Instant::now();
                 let rep = db.compact()?;

@@ -93,8 +93,8 @@ impl Storage for FileStorage {
 /// The most bytes the engine hands to one write call.
 ///
 /// A write of 2 MiB or more lets the kernel back the page cache with 2 MiB folios, and
-/// allocating those can stall: on this project's test VM (memory the host backs lazily, pages
-/// reclaimed by DAMON), a 264 MB buffered write in 2 MiB or 8 MiB calls took 0.54–0.79 s in
+/// allocating those can stall: on this project's test VM (Firecracker, with a DAMON scheme that
+/// pages out idle memory), a 264 MB buffered write in 2 MiB or 8 MiB calls took 0.54–0.79 s in
 /// most rounds, against 0.09–0.12 s in every round with calls of 64 KiB to 1 MiB (the same
 /// process, the two alternated after a `cp` of 400 MB). `cp` itself, whose `copy_file_range`
 /// splices 64 KiB at a time, never slowed down that way. Compaction of a 1M-record database

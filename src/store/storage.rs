@@ -258,3 +258,56 @@ impl Storage for MemStorage {
         Ok(Mapping::from_vec(src.to_vec()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Bytes that differ at every position, so a piece written at the wrong offset shows.
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect()
+    }
+
+    #[test]
+    fn writes_larger_than_a_piece_land_whole_and_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        let file = File::create_new(&path).expect("create");
+        let storage = FileStorage::new(file);
+        let big = pattern(2 * WRITE_PIECE + 12_345);
+        storage.write_at(b"head", 0).expect("small write");
+        storage.write_at(&big, 7).expect("big write");
+        let mut back = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut back))
+            .expect("read back");
+        assert_eq!(back.len(), 7 + big.len());
+        assert_eq!(&back[..4], b"head");
+        assert_eq!(&back[4..7], &[0, 0, 0]);
+        assert!(back[7..] == big[..], "the pieces are not where they belong");
+    }
+
+    #[test]
+    fn pieces_hands_on_at_most_a_piece_per_write_and_loses_nothing() {
+        /// Records the size of every write it gets.
+        struct Sizes(Vec<usize>, Vec<u8>);
+        impl io::Write for Sizes {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.push(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let data = pattern(3 * WRITE_PIECE + 1);
+        let mut out = Pieces(Sizes(Vec::new(), Vec::new()));
+        out.write_all(&data).expect("write_all");
+        let Pieces(Sizes(sizes, got)) = out;
+        assert!(sizes.iter().all(|&n| n <= WRITE_PIECE), "{sizes:?}");
+        assert_eq!(sizes.len(), 4);
+        assert!(got == data);
+    }
+}

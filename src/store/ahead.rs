@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use super::Storage;
+use super::crc;
 
 /// Segments that may wait for the thread: the memory written ahead is bounded by this many
 /// segments (plus the one being written and those returned for reuse).
@@ -118,7 +119,7 @@ impl WriteAhead {
                     let mut failed = None;
                     for (offset, buf) in inbox {
                         if failed.is_none() {
-                            crc = crc32c::crc32c_append(crc, &buf);
+                            crc = crc::append(crc, &buf);
                             failed = storage.write_at(&buf, offset).err();
                             if failed.is_none() {
                                 // Start the disk on it now, so the commit's own sync has less
@@ -183,7 +184,7 @@ mod tests {
         ahead.offer(&p);
         let (written, crc) = ahead.finish().expect("no write fails");
         assert_eq!(written, 96, "six whole segments of 16 bytes");
-        assert_eq!(crc, crc32c::crc32c(&p[..96]));
+        assert_eq!(crc, crc::of(&p[..96]));
         assert_eq!(&mem.to_bytes()[10..106], &p[..96]);
     }
 

@@ -9,6 +9,7 @@ use flatbuffers::FlatBufferBuilder;
 
 use super::ahead::WriteAhead;
 use super::columns::{Delta, Deltas};
+use super::crc;
 use super::format::{
     ALIGN, FLAG_ERROR, FRAME_HEADER_LEN, FrameHeader, LOG_START, MAX_FILE_LEN, MAX_FRAME_PAYLOAD,
     MAX_PLAYLIST_LEN, MAX_RECORD_LEN, SLOT_OFFSETS, align_up, path_hash,
@@ -774,7 +775,7 @@ impl<'db> WriteBatch<'db> {
             }
         };
         let rest = FRAME_HEADER_LEN + ahead;
-        let payload_crc = crc32c::crc32c_append(ahead_crc, &self.frame[rest..]);
+        let payload_crc = crc::append(ahead_crc, &self.frame[rest..]);
         let (raw, crc) = FrameHeader::encode_with(
             seq,
             base_header.last_frame_crc,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use super::crc;
 use super::format::{
     ENTRY_LEN, Header, IDX_CHUNK, IDX_HEADER_BLOCK, IdxHeader, LOG_START, PLAYLIST_LOC_LEN,
     TABLE_SLOT_LEN, get_u32, get_u64,
@@ -81,12 +82,12 @@ pub(crate) fn load(db: &Path, hdr: &Header, check: Check) -> Option<Loaded> {
     let entry_crcs = crc_list(crcs_start, n_entry_chunks);
     let table_crcs = crc_list(crcs_start + n_entry_chunks as usize * 4, n_table_chunks);
     let list_bytes = |at: usize, n: u64| &bytes[at..at + n as usize * 4];
-    if crc32c::crc32c(list_bytes(crcs_start, n_entry_chunks)) != h.entries_crc
-        || crc32c::crc32c(list_bytes(
+    if crc::of(list_bytes(crcs_start, n_entry_chunks)) != h.entries_crc
+        || crc::of(list_bytes(
             crcs_start + n_entry_chunks as usize * 4,
             n_table_chunks,
         )) != h.table_crc
-        || crc32c::crc32c(&bytes[playlists_start..crcs_start]) != h.playlists_crc
+        || crc::of(&bytes[playlists_start..crcs_start]) != h.playlists_crc
     {
         return None;
     }
@@ -96,7 +97,7 @@ pub(crate) fn load(db: &Path, hdr: &Header, check: Check) -> Option<Loaded> {
             bytes[start..start + n * item]
                 .chunks(per)
                 .zip(crcs)
-                .all(|(c, &crc)| crc32c::crc32c(c) == crc)
+                .all(|(c, &crc)| crc::of(c) == crc)
         };
         if !chunk_ok(entries_start, ENTRY_LEN, h.next_id as usize, &entry_crcs)
             || !chunk_ok(
@@ -199,12 +200,12 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         locs.extend_from_slice(&loc.len.to_le_bytes());
         locs.extend_from_slice(&0u32.to_le_bytes());
     }
-    h.playlists_crc = crc32c::crc32c(&locs);
+    h.playlists_crc = crc::of(&locs);
     out.write_all(&locs)?;
     let list = |crcs: &[u32]| -> Vec<u8> { crcs.iter().flat_map(|c| c.to_le_bytes()).collect() };
     let (entry_list, table_list) = (list(&entry_crcs), list(&table_crcs));
-    h.entries_crc = crc32c::crc32c(&entry_list);
-    h.table_crc = crc32c::crc32c(&table_list);
+    h.entries_crc = crc::of(&entry_list);
+    h.table_crc = crc::of(&table_list);
     out.write_all(&entry_list)?;
     out.write_all(&table_list)?;
     out.flush()?;

@@ -45,6 +45,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::crc;
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
@@ -395,7 +396,7 @@ impl Columns {
             || get_u32(&h, 8) != VERSION
             || get_u32(&h, 12) != 9
             || h[16..32] != file_id[..]
-            || crc32c::crc32c(&h[..crc_at]) != get_u32(&h, crc_at)
+            || crc::of(&h[..crc_at]) != get_u32(&h, crc_at)
         {
             return None;
         }
@@ -450,7 +451,7 @@ impl Columns {
         let view = self.view(k)?;
         let ok = *self.checked[k].get_or_init(|| {
             let d = &self.descs[k];
-            crc32c::crc32c(&self.map.bytes()[d.at..d.at + d.len]) == d.crc
+            crc::of(&self.map.bytes()[d.at..d.at + d.len]) == d.crc
                 && structure_ok(&view, self.n_ids as usize)
         });
         ok.then_some(view)
@@ -547,7 +548,7 @@ pub(crate) fn rebrand(
     h[16..32].copy_from_slice(&file_id);
     h[32..40].copy_from_slice(&committed_len.to_le_bytes());
     let crc_at = h.len() - 4;
-    let crc = crc32c::crc32c(&h[..crc_at]);
+    let crc = crc::of(&h[..crc_at]);
     h[crc_at..].copy_from_slice(&crc.to_le_bytes());
     // One small write: torn, it fails its crc and the cache is rebuilt.
     file.write_all_at(&h, 0).is_ok()
@@ -916,7 +917,7 @@ fn write_file(
             .par_iter()
             .map(|b| {
                 b.region().map(|r| {
-                    let crc = crc32c::crc32c(&r);
+                    let crc = crc::of(&r);
                     (r, crc)
                 })
             })
@@ -934,7 +935,7 @@ fn write_file(
         out.write_all(&region)?;
         at += region.len() as u64;
     }
-    let crc = crc32c::crc32c(&header);
+    let crc = crc::of(&header);
     header.extend_from_slice(&crc.to_le_bytes());
     out.flush()?;
     drop(out);

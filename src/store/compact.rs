@@ -17,6 +17,7 @@ use flatbuffers::FlatBufferBuilder;
 use rayon::prelude::*;
 
 use super::checkpoint::{self, idx_path};
+use super::crc;
 use super::format::{
     ALIGN, ENTRY_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, Header,
     IDX_HEADER_BLOCK, LOG_START, MAX_FRAME_PAYLOAD, SLOT_LEN, SLOT_OFFSETS, TABLE_SLOT_LEN,
@@ -399,7 +400,7 @@ impl<'scope> Out<'scope> {
             for job in job_rx {
                 match job {
                     Job::Bytes(bytes, at) => {
-                        crc = crc32c::crc32c_append(crc, &bytes);
+                        crc = crc::append(crc, &bytes);
                         storage.write_at(&bytes, at)?;
                         // The disk starts on each chunk now, not all at the final sync.
                         storage.start_writeback(at, bytes.len() as u64);
@@ -516,7 +517,7 @@ fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24
     h[4..8].copy_from_slice(&len.to_le_bytes());
     h[8..16].copy_from_slice(&seq.to_le_bytes());
     h[16..20].copy_from_slice(&prev_crc.to_le_bytes());
-    let crc = crc32c::crc32c_combine(crc32c::crc32c(&h[..20]), payload_crc, len as usize);
+    let crc = crc::combine(crc::of(&h[..20]), payload_crc, len as usize);
     h[20..24].copy_from_slice(&crc.to_le_bytes());
     (h, crc)
 }

@@ -2,6 +2,8 @@
 //! `docs/FORMAT.md` names, and the encoders/decoders for the fixed-size parts. All integers are
 //! little-endian; all checksums are CRC-32C.
 
+use super::crc;
+
 /// Format version this build writes. It reads this one and every older one (docs/FORMAT.md §8).
 pub const FORMAT_VERSION: u32 = 3;
 
@@ -207,7 +209,7 @@ impl Header {
         put_u64(&mut b, slot::LIVE_RECORDS, self.live_records);
         put_u64(&mut b, slot::LIVE_BYTES, self.live_bytes);
         put_u64(&mut b, slot::CREATED_UNIX_NS, self.created_unix_ns);
-        let crc = crc32c::crc32c(&b[..slot::CRC]);
+        let crc = crc::of(&b[..slot::CRC]);
         put_u32(&mut b, slot::CRC, crc);
         b
     }
@@ -217,7 +219,7 @@ impl Header {
         if b[slot::MAGIC..slot::MAGIC + 8] != HEADER_MAGIC {
             return Err(SlotProblem::NoMagic);
         }
-        if crc32c::crc32c(&b[..slot::CRC]) != get_u32(b, slot::CRC) {
+        if crc::of(&b[..slot::CRC]) != get_u32(b, slot::CRC) {
             return Err(SlotProblem::BadCrc);
         }
         let version = get_u32(b, slot::VERSION);
@@ -271,7 +273,7 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Encodes the header of a frame with this payload, computing its crc.
     pub fn encode(seq: u64, prev_crc: u32, payload: &[u8]) -> ([u8; FRAME_HEADER_LEN], u32) {
-        Self::encode_with(seq, prev_crc, payload.len(), crc32c::crc32c(payload))
+        Self::encode_with(seq, prev_crc, payload.len(), crc::of(payload))
     }
 
     /// Encodes the header of a frame whose payload is `payload_len` bytes with crc32c
@@ -287,8 +289,8 @@ impl FrameHeader {
         put_u32(&mut b, frame::PAYLOAD_LEN, payload_len as u32);
         put_u64(&mut b, frame::SEQ, seq);
         put_u32(&mut b, frame::PREV_CRC, prev_crc);
-        let head = crc32c::crc32c(&b[..frame::CRC]);
-        let crc = crc32c::crc32c_combine(head, payload_crc, payload_len);
+        let head = crc::of(&b[..frame::CRC]);
+        let crc = crc::combine(head, payload_crc, payload_len);
         put_u32(&mut b, frame::CRC, crc);
         (b, crc)
     }
@@ -314,7 +316,7 @@ impl FrameHeader {
     /// Whether `payload` matches this header's crc. `raw` is the encoded header.
     pub fn check(raw: &[u8], payload: &[u8]) -> bool {
         let want = get_u32(raw, frame::CRC);
-        crc32c::crc32c_append(crc32c::crc32c(&raw[..frame::CRC]), payload) == want
+        crc::append(crc::of(&raw[..frame::CRC]), payload) == want
     }
 
     /// Total bytes of the frame on disk.
@@ -403,7 +405,7 @@ impl IdxHeader {
         put_u64(&mut b, idx::TABLE_USED, self.table_used);
         put_u64(&mut b, idx::PLAYLISTS, self.playlists);
         put_u32(&mut b, idx::PLAYLISTS_CRC, self.playlists_crc);
-        let crc = crc32c::crc32c(&b[..idx::CRC]);
+        let crc = crc::of(&b[..idx::CRC]);
         put_u32(&mut b, idx::CRC, crc);
         b
     }
@@ -412,7 +414,7 @@ impl IdxHeader {
     pub fn decode(b: &[u8]) -> Option<IdxHeader> {
         if b.len() < SLOT_LEN
             || b[idx::MAGIC..idx::MAGIC + 8] != IDX_MAGIC
-            || crc32c::crc32c(&b[..idx::CRC]) != get_u32(b, idx::CRC)
+            || crc::of(&b[..idx::CRC]) != get_u32(b, idx::CRC)
             || get_u32(b, idx::VERSION) != IDX_VERSION
         {
             return None;

@@ -10,6 +10,7 @@ mod batch;
 mod checkpoint;
 pub(crate) mod columns;
 mod compact;
+mod crc;
 pub mod format;
 mod index;
 mod lock;

@@ -19,6 +19,7 @@ use flatbuffers::VerifierOptions;
 use rayon::prelude::*;
 
 use super::checkpoint::idx_path;
+use super::crc;
 use super::format::{
     ALIGN, ENTRY_LEN, FLAG_ERROR, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, HEADER_MAGIC, Header,
     IDX_CHUNK, IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN,
@@ -53,7 +54,7 @@ fn window_items(item: usize) -> usize {
 /// Appends the CRC-32C of each checkpoint chunk of `buf` (items of `item` bytes; `buf` starts
 /// on a chunk boundary) to `out`.
 fn chunk_crcs(buf: &[u8], item: usize, out: &mut Vec<u32>) {
-    out.extend(buf.chunks(IDX_CHUNK as usize * item).map(crc32c::crc32c));
+    out.extend(buf.chunks(IDX_CHUNK as usize * item).map(crc::of));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -609,12 +610,12 @@ fn facts(e: &fb::RecordEntry, payload_off: u64, with_digest: bool, b: &mut Vec<u
     entry.encode(b);
     Facts {
         hash: e.path_hash() as u32,
-        digest: crc32c::crc32c(b),
+        digest: crc::of(b),
     }
 }
 
 fn digest_of(raw: &[u8]) -> u32 {
-    crc32c::crc32c(raw)
+    crc::of(raw)
 }
 
 fn batch_options(len: usize) -> VerifierOptions {
@@ -1133,12 +1134,12 @@ impl Verifier<'_> {
             .get(off, FRAME_HEADER_LEN)?
             .expect("bounds checked")
             .to_vec();
-        let mut crc = crc32c::crc32c(&raw[..20]);
+        let mut crc = crc::of(&raw[..20]);
         let mut at = off + FRAME_HEADER_LEN as u64;
         let end = off + flen as u64;
         while at < end {
             let n = ((end - at) as usize).min(self.reader.window);
-            crc = crc32c::crc32c_append(crc, self.reader.get(at, n)?.expect("bounds checked"));
+            crc = crc::append(crc, self.reader.get(at, n)?.expect("bounds checked"));
             at += n as u64;
         }
         Ok(crc == h.crc)
@@ -1887,7 +1888,7 @@ impl Verifier<'_> {
             .chunks_exact(4)
             .zip(computed)
             .position(|(s, &c)| get_u32(s, 0) != c);
-        Ok(bad.or((crc32c::crc32c(&stored) != list_crc).then_some(computed.len())))
+        Ok(bad.or((crc::of(&stored) != list_crc).then_some(computed.len())))
     }
 
     /// The checkpoint's playlist section must list exactly the live playlists, where they are.
@@ -1896,7 +1897,7 @@ impl Verifier<'_> {
         let mut buf = vec![0u8; h.playlists as usize * PLAYLIST_LOC_LEN];
         let at = h.playlists_offset();
         cp.file.read_exact_at(&mut buf, at)?;
-        if crc32c::crc32c(&buf) != h.playlists_crc {
+        if crc::of(&buf) != h.playlists_crc {
             self.cp_problem(
                 Severity::Warning,
                 at,

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use super::crc;
 use super::format::{ENTRY_LEN, IDX_CHUNK, TABLE_SLOT_LEN, get_u32, get_u64};
 use super::map::Mapping;
 
@@ -136,7 +137,7 @@ impl ChunkCheck {
             2 => false,
             _ => {
                 // Racing readers compute the same answer; storing it twice is harmless.
-                let ok = crc32c::crc32c(bytes) == self.crc;
+                let ok = crc::of(bytes) == self.crc;
                 if !ok {
                     self.damage.store(true, Ordering::Release);
                 }
@@ -327,7 +328,7 @@ impl<T: Fixed> Chunked<T> {
         for chunk in &self.chunks {
             buf.clear();
             Self::encode_chunk(chunk, &mut buf);
-            crcs.push(crc32c::crc32c(&buf));
+            crcs.push(crc::of(&buf));
             n += buf.len() as u64;
             w.write_all(&buf)?;
         }

@@ -186,13 +186,42 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         playlists: index.playlists.len() as u64,
         playlists_crc: 0,
     };
-    let mut out = BufWriter::with_capacity(1 << 20, StreamOut::at(&file, 0));
-    out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
-    // Streamed a chunk at a time: a checkpoint never holds the whole index in a second copy.
-    let (entry_crcs, entries_len) = index.entries.write_to(&mut out)?;
-    let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
-    out.write_all(&vec![0u8; pad as usize])?;
-    let (table_crcs, _) = index.table.slots().write_to(&mut out)?;
+    // Two threads write at once, each about half the bytes: the first the header block and
+    // the first `split` chunks of entries, the second the other entries, the padding and the
+    // table. Each streams a chunk at a time: a checkpoint never holds the whole index in a
+    // second copy.
+    let entries = &index.entries;
+    let chunk_bytes = IDX_CHUNK * ENTRY_LEN as u64;
+    let entries_len = entries.len() as u64 * ENTRY_LEN as u64;
+    let table_len = h.table_capacity * TABLE_SLOT_LEN as u64;
+    let split = ((entries_len + table_len) / 2)
+        .div_ceil(chunk_bytes)
+        .min(entries.chunk_count() as u64);
+    let second_at = IDX_HEADER_BLOCK + (split * chunk_bytes).min(entries_len);
+    let stream = |at| BufWriter::with_capacity(1 << 20, StreamOut::at(&file, at));
+    let (first, second) = rayon::join(
+        || {
+            let mut out = stream(0);
+            out.write_all(&[0u8; IDX_HEADER_BLOCK as usize])?;
+            let (crcs, _) = entries.write_chunks_to(0..split as usize, &mut out)?;
+            out.flush()?;
+            Ok::<_, io::Error>(crcs)
+        },
+        || {
+            let mut out = stream(second_at);
+            let (crcs, _) =
+                entries.write_chunks_to(split as usize..entries.chunk_count(), &mut out)?;
+            let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
+            out.write_all(&vec![0u8; pad as usize])?;
+            let (table_crcs, _) = index.table.slots().write_to(&mut out)?;
+            out.flush()?;
+            Ok::<_, io::Error>((crcs, table_crcs))
+        },
+    );
+    let mut entry_crcs = first?;
+    let (rest, table_crcs) = second?;
+    entry_crcs.extend(rest);
+    let mut out = stream(h.playlists_offset());
     let mut locs = Vec::with_capacity(index.playlists.len() * PLAYLIST_LOC_LEN);
     for (&id, loc) in index.playlists.iter() {
         locs.extend_from_slice(&id.to_le_bytes());

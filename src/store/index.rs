@@ -322,10 +322,24 @@ impl<T: Fixed> Chunked<T> {
     /// Writes every item's encoding to `w` one chunk at a time (memory stays one chunk, not
     /// the whole array) and returns each chunk's CRC-32C and the length written.
     pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<(Vec<u32>, u64)> {
+        self.write_chunks_to(0..self.chunks.len(), w)
+    }
+
+    /// Number of chunks: every one holds `CHUNK` items but the last, which may hold fewer.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// [`write_to`](Self::write_to) for chunks `range` only.
+    pub fn write_chunks_to(
+        &self,
+        range: std::ops::Range<usize>,
+        w: &mut impl std::io::Write,
+    ) -> std::io::Result<(Vec<u32>, u64)> {
         let mut buf = Vec::with_capacity(CHUNK * T::LEN);
-        let mut crcs = Vec::with_capacity(self.chunks.len());
+        let mut crcs = Vec::with_capacity(range.len());
         let mut n = 0u64;
-        for chunk in &self.chunks {
+        for chunk in &self.chunks[range] {
             buf.clear();
             Self::encode_chunk(chunk, &mut buf);
             crcs.push(crc::of(&buf));

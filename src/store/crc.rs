@@ -21,7 +21,7 @@ pub(crate) fn append(crc: u32, data: &[u8]) -> u32 {
     }
     let tail = crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, data) as u32;
     if crc == 0 {
-        // The CRC of nothing is 0, and combining with it gives `tail` back.
+        // Combining a crc of 0 with `tail` gives `tail` back, whatever bytes the 0 was of.
         return tail;
     }
     crc32c::crc32c_combine(crc, tail, data.len())

@@ -186,10 +186,11 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         playlists: index.playlists.len() as u64,
         playlists_crc: 0,
     };
-    // Two threads write at once, each about half the bytes: the first the header block and
-    // the first `split` chunks of entries, the second the other entries, the padding and the
-    // table. Each streams a chunk at a time: a checkpoint never holds the whole index in a
-    // second copy.
+    // Two threads, each about half the bytes: the first the header block and the first `split`
+    // chunks of entries, the second the other entries, the padding and the table. What runs
+    // side by side is the encoding and checksumming of chunks (the kernel takes buffered writes
+    // to one file in turn). Each streams a chunk at a time: a checkpoint never holds the whole
+    // index in a second copy.
     let entries = &index.entries;
     let chunk_bytes = IDX_CHUNK * ENTRY_LEN as u64;
     let entries_len = entries.len() as u64 * ENTRY_LEN as u64;

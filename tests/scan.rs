@@ -1095,3 +1095,52 @@ fn json_is_one_object_on_stdout_and_the_summary_goes_to_stderr() {
         r.describe()
     );
 }
+
+#[test]
+fn an_older_extractor_s_failed_reads_are_read_again_and_its_clean_ones_kept() {
+    let env = TestEnv::new();
+    fs::copy(
+        fixtures_library().join("Björk/Homogenic/01 Jóga.flac"),
+        env.path("clean.flac"),
+    )
+    .unwrap();
+    fs::copy(
+        fixtures_library().join("broken/truncated.flac"),
+        env.path("broken.flac"),
+    )
+    .unwrap();
+    env.scan(&[]).expect_code(3).expect_counts(Counts {
+        files: 2,
+        added: 2,
+        errors: 1,
+        ..Counts::default()
+    });
+    // Both records as extractor version 1 left them, the stat fields unchanged.
+    {
+        let mut db = Database::open(env.db()).unwrap();
+        let mut batch = db.batch().unwrap();
+        for name in ["clean.flac", "broken.flac"] {
+            let mut rec = env.record(name);
+            rec.extractor_version = 1;
+            batch.upsert(&rec).unwrap();
+        }
+        batch.commit().unwrap();
+    }
+    assert!(env.record("broken.flac").error.is_some());
+    // The failed read is retried under the current extractor; the clean one stays as it is.
+    env.scan(&[]).expect_code(3).expect_counts(Counts {
+        files: 2,
+        updated: 1,
+        unchanged: 1,
+        errors: 1,
+        ..Counts::default()
+    });
+    assert_eq!(env.record("clean.flac").extractor_version, 1);
+    assert!(env.record("broken.flac").extractor_version > 1);
+    // Now both are current.
+    env.scan(&[]).expect_code(0).expect_counts(Counts {
+        files: 2,
+        unchanged: 2,
+        ..Counts::default()
+    });
+}

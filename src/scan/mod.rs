@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::{CommitError, ReadError};
 use crate::record::{Kind, Record};
 use crate::store::columns::{ABSENT, Col};
-use crate::store::format::path_hash;
+use crate::store::format::{FLAG_ERROR, path_hash};
 use crate::store::{Database, Snapshot};
 use walk::{Excludes, Files, Visitor, WalkOptions, WalkProblem};
 
@@ -298,13 +298,14 @@ impl ScanVisitor<'_> {
     ) -> Result<(), ReadError> {
         let (path, stat) = (file.path, &file.stat);
         if !self.force {
-            // Unchanged: same hash, size, mtime, inode and extractor version. A different path
-            // with the same 64-bit hash *and* the same stat triple is not a risk worth a read.
+            // Unchanged: same hash, size, mtime and inode, read by a current extractor. A
+            // different path with the same 64-bit hash *and* the same stat triple is not a risk
+            // worth a read.
             let hit = self.snap.entries_with_hash(hash).find(|(_, e)| {
                 e.size == stat.size
                     && e.mtime_ns == stat.mtime_ns
                     && e.inode == stat.inode
-                    && e.extractor_version >= tags::EXTRACTOR_VERSION
+                    && tags::is_current(e.extractor_version, e.flags & FLAG_ERROR != 0)
             });
             if let Some((id, _)) = hit {
                 self.mark_seen(id);

@@ -61,8 +61,27 @@ use lofty::tag::{ItemKey, Tag};
 
 use crate::record::{Kind, Record};
 
-/// Version of this extractor; a rescan re-reads files whose record has an older one.
-pub const EXTRACTOR_VERSION: u16 = 1;
+/// Version of this extractor; a rescan re-reads files whose record has an older one, except
+/// as [`CLEAN_READS_SINCE`] says.
+///
+/// Version 2: a file that fails to read is read again leniently, then for its stream
+/// properties alone, and keeps what either gives beside its error.
+pub const EXTRACTOR_VERSION: u16 = 2;
+
+/// The oldest extractor version whose records that read without an error are still current:
+/// versions since then changed only what is kept of files that fail to read, so a rescan
+/// re-reads those alone.
+pub const CLEAN_READS_SINCE: u16 = 1;
+
+/// Whether a record written by extractor `version`, with an error or not, is still current.
+pub fn is_current(version: u16, had_error: bool) -> bool {
+    let needed = if had_error {
+        EXTRACTOR_VERSION
+    } else {
+        CLEAN_READS_SINCE
+    };
+    version >= needed
+}
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
 /// block, a Vorbis comment, an MP4 `ilst`, …); see the module documentation.
@@ -254,7 +273,30 @@ fn read(
             fill(&file, kind, &mut out);
             out.has_cover = Some(true);
         }
-        Err(e) => return Err(describe(&e)),
+        Err(first) => {
+            // One damaged tag need not cost the rest of the file: read it again leniently
+            // (invalid items dropped), else for its stream properties alone. Either way the
+            // record keeps the first error, so it still says what could not be read.
+            let mut lenient = options;
+            lenient.parsing_mode(ParsingMode::Relaxed);
+            let mut properties = lenient;
+            properties.read_tags(false).read_cover_art(false);
+            let (file, tags_read) = match read_file(open, by_extension, lenient) {
+                Ok(file) => (file, true),
+                Err(_) => match read_file(open, by_extension, properties) {
+                    Ok(file) => (file, false),
+                    Err(_) => return Err(describe(&first)),
+                },
+            };
+            fill(&file, kind, &mut out);
+            let kept = if tags_read {
+                out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
+                "the rest was read"
+            } else {
+                "tags not read, stream properties were"
+            };
+            out.error = Some(one_line(&format!("{} ({kept})", describe(&first))));
+        }
     }
     Ok(Some(out))
 }
@@ -962,6 +1004,94 @@ mod tests {
         }
         out.extend_from_slice(&src[at..]);
         (out, comments_len)
+    }
+
+    #[test]
+    fn a_flac_whose_comments_are_damaged_keeps_its_stream_properties() {
+        let src = std::fs::read(fixture("Björk/Homogenic/01 Jóga.flac")).unwrap();
+        let mut bytes = src.clone();
+        // Find the Vorbis comment block and give its first comment an impossible length.
+        let mut at = 4;
+        loop {
+            let (ty, last) = (bytes[at] & 0x7F, bytes[at] & 0x80 != 0);
+            let len = u32::from_be_bytes([0, bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            if ty == 4 {
+                let body = at + 4;
+                let vendor = u32::from_le_bytes(bytes[body..body + 4].try_into().unwrap());
+                let first = body + 4 + vendor as usize + 4;
+                bytes[first..first + 4].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+                break;
+            }
+            assert!(!last, "the fixture has a Vorbis comment block");
+            at += 4 + len as usize;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged comments.flac");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&path, Kind::Audio, &mut rec);
+        let error = rec.error.as_deref().unwrap_or("");
+        assert!(error.contains("stream properties were"), "{error}");
+        assert_eq!(rec.title, None);
+        let mut intact = Record::default();
+        extract(
+            &fixture("Björk/Homogenic/01 Jóga.flac"),
+            Kind::Audio,
+            &mut intact,
+        );
+        assert_eq!(intact.error, None);
+        assert!(intact.duration_ms.is_some());
+        assert_eq!(
+            (rec.duration_ms, rec.sample_rate, rec.channels),
+            (intact.duration_ms, intact.sample_rate, intact.channels)
+        );
+    }
+
+    #[test]
+    fn an_mp3_with_one_bad_frame_keeps_its_other_tags() {
+        let src = std::fs::read(fixture("The Testers/Ninety Nine/07 Old School.mp3")).unwrap();
+        // The MPEG stream without the fixture's own ID3v2 tag, if it has one.
+        let audio = if &src[..3] == b"ID3" {
+            let size = src[6..10]
+                .iter()
+                .fold(0usize, |n, &b| (n << 7) | usize::from(b & 0x7F));
+            &src[10 + size..]
+        } else {
+            &src[..]
+        };
+        // An ID3v2.3 tag (frame sizes plain big-endian, the tag's syncsafe).
+        let frame = |id: &[u8; 4], body: &[u8]| {
+            let mut f = id.to_vec();
+            f.extend((body.len() as u32).to_be_bytes());
+            f.extend([0, 0]);
+            f.extend_from_slice(body);
+            f
+        };
+        let mut frames = frame(b"TIT2", b"\x00Kept title");
+        // A year that is not a number, as in mutagen's bad-TYER-frame.mp3.
+        frames.extend(frame(b"TYER", b"\x00\xfe\xff"));
+        let n = frames.len() as u32;
+        let mut bytes = b"ID3\x03\x00\x00".to_vec();
+        bytes.extend([
+            (n >> 21) as u8 & 0x7F,
+            (n >> 14) as u8 & 0x7F,
+            (n >> 7) as u8 & 0x7F,
+            n as u8 & 0x7F,
+        ]);
+        bytes.extend(frames);
+        bytes.extend_from_slice(audio);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad frame.mp3");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&path, Kind::Audio, &mut rec);
+        let error = rec.error.as_deref().unwrap_or("");
+        assert!(
+            error.contains("TDRC") && error.contains("the rest was read"),
+            "{error}"
+        );
+        assert_eq!(rec.title.as_deref(), Some("Kept title"));
+        assert!(rec.duration_ms.is_some());
     }
 
     #[test]

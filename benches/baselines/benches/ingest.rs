@@ -1,5 +1,5 @@
 //! Ingest benchmark: mediadb against SQLite (rusqlite, WAL) and LMDB (heed), plus the physical
-//! floor (one buffer, one `write_all`, one `sync_data`).
+//! floor (one buffer, written in 1 MiB calls, one `sync_data`).
 //!
 //! Generates N synthetic music-library records (deterministic, before any timing), then per
 //! engine measures: durable ingest of all N, open + first get on a fresh handle, and 100,000
@@ -753,7 +753,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[Probe]) -
 // Floor
 
 /// Serializes every record (length-prefixed path, then the compact encoding) into one buffer,
-/// writes it with one `write_all` and makes it durable with one `sync_data`.
+/// writes it in 1 MiB calls and makes it durable with one `sync_data`.
 fn run_floor(dir: &Path, recs: &[Record]) -> Res<Value> {
     let path = dir.join("floor.bin");
     let cpu0 = process_cpu();
@@ -770,7 +770,12 @@ fn run_floor(dir: &Path, recs: &[Record]) -> Res<Value> {
     }
     let encoded = t0.elapsed();
     let mut f = File::create(&path)?;
-    f.write_all(&buf)?;
+    // In 1 MiB calls, as mediadb writes: one call of the whole buffer lets the kernel back the
+    // page cache with large folios, whose allocation stalls on some machines (0.46 s for this
+    // write on the 2-core VM of docs/BENCHMARKS.md, against about 0.1 s in pieces).
+    for piece in buf.chunks(1 << 20) {
+        f.write_all(piece)?;
+    }
     let written = t0.elapsed();
     f.sync_data()?;
     let total = t0.elapsed();

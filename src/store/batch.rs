@@ -426,9 +426,6 @@ impl<'db> WriteBatch<'db> {
                             c.push(id, r);
                         }
                     }
-                    if let Some(c) = &mut cols {
-                        c.seal();
-                    }
                     ((buf, spans), cols)
                 })
                 .unzip();

@@ -170,28 +170,15 @@ impl Delta {
             if b.col.kind() == 1 {
                 b.rows.reserve(n);
             }
-            if b.col != Col::Year {
-                // Most values of a chunk are new to it: growing the table step by step
-                // rehashed each of them several times.
-                b.dict.by_hash.reserve(n);
-            }
         }
         d
-    }
-
-    /// Frees what only adding rows needs, once the chunk is complete. A batch keeps its chunks
-    /// until the column cache is written, and the lookup tables would be most of their memory.
-    pub fn seal(&mut self) {
-        for b in &mut self.cols {
-            b.dict.seal();
-        }
     }
 
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
         self.ids.push(id);
         let one = |b: &mut Builder, v: Option<&[u8]>| {
-            let o = v.map_or(ABSENT, |v| b.dict.ord(v));
+            let o = v.map_or(ABSENT, |v| b.dict.ord_run(v));
             b.ords.push(o);
         };
         let joined_one = |b: &mut Builder, parts: &[String]| match parts {
@@ -201,7 +188,7 @@ impl Delta {
         };
         let list = |b: &mut Builder, parts: &[String]| {
             for p in parts {
-                let o = b.dict.ord(p.as_bytes());
+                let o = b.dict.ord_run(p.as_bytes());
                 b.ords.push(o);
             }
             b.rows.push(b.ords.len() as u32);
@@ -228,7 +215,7 @@ impl Delta {
 }
 
 /// The column rows of what a writer committed (or a batch is about to): chunks of rows, each
-/// with its own small dictionaries, in commit order. Chunks are moved, never merged, as batches
+/// with its own values (runs folded, not interned), in commit order. Chunks are moved, never merged, as batches
 /// commit; they are combined only when the cache is written.
 #[derive(Default)]
 pub(crate) struct Deltas {
@@ -239,9 +226,6 @@ impl Deltas {
     /// Adds `rec`'s values as the row of `id`.
     pub fn push(&mut self, id: u64, rec: &Record) {
         if self.chunks.last().is_none_or(|c| c.len() >= 4096) {
-            if let Some(full) = self.chunks.last_mut() {
-                full.seal();
-            }
             self.chunks.push(Delta::default());
         }
         if let Some(c) = self.chunks.last_mut() {
@@ -554,7 +538,9 @@ pub(crate) fn rebrand(
     file.write_all_at(&h, 0).is_ok()
 }
 
-/// The distinct values of a column, each numbered (its ord) in order of first appearance.
+/// The values of a column, each numbered (its ord) in order of first appearance: distinct
+/// ones when interned with [`ord`](Self::ord) (the cache's), runs folded when kept with
+/// [`ord_run`](Self::ord_run) (a delta's).
 #[derive(Default)]
 struct Dict {
     /// The values back to back: value `o` is `bytes[ends[o - 1]..ends[o]]`.
@@ -597,12 +583,22 @@ impl Dict {
         o
     }
 
-    /// Drops the lookup tables, keeping the values and their ords: for a dictionary that gets
-    /// no more values. (One that did would only store a repeated value twice.)
-    fn seal(&mut self) {
-        self.by_hash = HashMap::default();
-        self.collided = HashMap::new();
-        self.last = None;
+    /// The ord of `v` in a dictionary that only folds runs: `v` gets the last value's ord when
+    /// it equals it, else a new one, even when an earlier value equals it. This is how a
+    /// batch's rows are kept: finding every repeat would cost a hash lookup per value while
+    /// records are encoded, and the cache's writer interns each value anyway when it merges
+    /// the rows; the runs (the tracks of an album, one after another) are most repeats.
+    fn ord_run(&mut self, v: &[u8]) -> u32 {
+        if let Some(o) = self.last
+            && self.value(o) == v
+        {
+            return o;
+        }
+        let o = self.ends.len() as u32;
+        self.bytes.extend_from_slice(v);
+        self.ends.push(self.bytes.len());
+        self.last = Some(o);
+        o
     }
 
     /// Value `o` (an ord this dictionary gave).

@@ -54,8 +54,9 @@ use std::path::Path;
 use std::sync::Once;
 
 use lofty::config::{GlobalOptions, ParseOptions, ParsingMode, apply_global_options};
-use lofty::error::{AllocationError, FileParseError};
+use lofty::error::{AllocationError, FileParseError, TagParseError};
 use lofty::file::{AudioFile, FileType, TaggedFile, TaggedFileExt};
+use lofty::id3::Lyrics3v2ParseError;
 use lofty::probe::Probe;
 use lofty::tag::{ItemKey, Tag};
 
@@ -64,8 +65,8 @@ use crate::record::{Kind, Record};
 /// Version of this extractor; a rescan re-reads files whose record has an older one, except
 /// as [`CLEAN_READS_SINCE`] says.
 ///
-/// Version 2: a file that fails to read is read again leniently, then for its stream
-/// properties alone, and keeps what either gives beside its error.
+/// Version 2: a file that fails to read is read again, leniently or for its tags alone or for
+/// its stream properties alone (see [`read`]), and keeps what that gives beside its error.
 pub const EXTRACTOR_VERSION: u16 = 2;
 
 /// The oldest extractor version whose records that read without an error are still current:
@@ -274,26 +275,38 @@ fn read(
             out.has_cover = Some(true);
         }
         Err(first) => {
-            // One damaged tag need not cost the rest of the file: read it again leniently
-            // (invalid items dropped), else for its stream properties alone. Either way the
-            // record keeps the first error, so it still says what could not be read.
+            // One damaged part need not cost the rest of the file. When a tag failed, the file
+            // is read again leniently (invalid items dropped), else for its stream properties
+            // alone; when the stream failed, for its tags alone. Either way the record keeps
+            // the first error, so it still says what could not be read. At most two more
+            // reads, and none that would only search the whole file again for the stream.
             let mut lenient = options;
             lenient.parsing_mode(ParsingMode::Relaxed);
-            let mut properties = lenient;
-            properties.read_tags(false).read_cover_art(false);
-            let (file, tags_read) = match read_file(open, by_extension, lenient) {
-                Ok(file) => (file, true),
-                Err(_) => match read_file(open, by_extension, properties) {
-                    Ok(file) => (file, false),
-                    Err(_) => return Err(describe(&first)),
-                },
-            };
-            fill(&file, kind, &mut out);
-            let kept = if tags_read {
-                out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
-                "the rest was read"
+            let kept = if is_tag_error(&first) {
+                let mut properties_only = lenient;
+                properties_only.read_tags(false).read_cover_art(false);
+                if let Ok(file) = read_file(open, by_extension, lenient) {
+                    fill(&file, kind, &mut out);
+                    out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
+                    "the rest was read"
+                } else if let Ok(file) = read_file(open, by_extension, properties_only) {
+                    fill_properties(&file, kind, &mut out);
+                    "tags not read, stream properties were"
+                } else {
+                    return Err(describe(&first));
+                }
             } else {
-                "tags not read, stream properties were"
+                let mut tags_only = lenient;
+                tags_only.read_properties(false);
+                let file = tags_may_be_found(open, by_extension)
+                    .then(|| read_file(open, by_extension, tags_only).ok())
+                    .flatten();
+                let Some(file) = file else {
+                    return Err(describe(&first));
+                };
+                fill_tags(&file, &mut out);
+                out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
+                "tags read, stream properties not"
             };
             out.error = Some(one_line(&format!("{} ({kept})", describe(&first))));
         }
@@ -442,6 +455,33 @@ fn is_allocation_error(e: &FileParseError) -> bool {
     describe(e).contains("exceed global limits")
 }
 
+/// Whether `e` arose in one of the file's tags rather than in its stream.
+fn is_tag_error(e: &FileParseError) -> bool {
+    let mut cur: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<TagParseError>() || err.is::<Lyrics3v2ParseError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether reading a file whose stream could not be read, for its tags alone, may find any.
+/// Not for an MPEG file that has no ID3v2 tag at its start: reading it for its tags would
+/// search all of it again for the first frame (the reader does so whatever it is asked for),
+/// which in a large file that holds no stream takes as long as the failed read did.
+fn tags_may_be_found(open: &dyn Fn() -> std::io::Result<File>, by_extension: FileType) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 36];
+    let Ok(len) = open().and_then(|f| f.read_at(&mut head, 0)) else {
+        return false;
+    };
+    let head = &head[..len];
+    FileType::from_buffer(head).unwrap_or(by_extension) != FileType::Mpeg
+        || head.starts_with(b"ID3")
+}
+
 /// The error and its sources on one line: `"failed to parse Flac file: …"`.
 fn describe(e: &FileParseError) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -480,6 +520,12 @@ fn one_line(s: &str) -> String {
 
 /// Copies tags and properties from `file` into `out`.
 fn fill(file: &TaggedFile, kind: Kind, out: &mut Record) {
+    fill_tags(file, out);
+    fill_properties(file, kind, out);
+}
+
+/// The tag fields of `out` from `file`'s tags.
+fn fill_tags(file: &TaggedFile, out: &mut Record) {
     let primary = file.primary_tag();
     let tags: Vec<&Tag> = primary
         .into_iter()
@@ -537,7 +583,10 @@ fn fill(file: &TaggedFile, kind: Kind, out: &mut Record) {
     out.compilation = first(ItemKey::FlagCompilation).and_then(|v| flag(&v));
     out.musicbrainz_track_id = first(ItemKey::MusicBrainzRecordingId);
     out.musicbrainz_album_id = first(ItemKey::MusicBrainzReleaseId);
+}
 
+/// The stream fields of `out` from `file`'s properties.
+fn fill_properties(file: &TaggedFile, kind: Kind, out: &mut Record) {
     let props = file.properties();
     let duration = props.duration().as_millis();
     out.duration_ms = (duration > 0).then(|| u64::try_from(duration).unwrap_or(u64::MAX));
@@ -1092,6 +1141,71 @@ mod tests {
         );
         assert_eq!(rec.title.as_deref(), Some("Kept title"));
         assert!(rec.duration_ms.is_some());
+    }
+
+    #[test]
+    fn an_mp3_without_audio_frames_keeps_its_tags() {
+        // A tag and no MPEG stream, as in tinytag's test samples: the tag is all there is.
+        let mut frames = Vec::new();
+        for (id, body) in [
+            (b"TIT2", &b"\x00Only a tag"[..]),
+            (b"TPE1", b"\x00Somebody"),
+        ] {
+            frames.extend_from_slice(id);
+            frames.extend((body.len() as u32).to_be_bytes());
+            frames.extend([0, 0]);
+            frames.extend_from_slice(body);
+        }
+        let n = frames.len() as u32;
+        let mut bytes = b"ID3\x03\x00\x00".to_vec();
+        bytes.extend([
+            (n >> 21) as u8 & 0x7F,
+            (n >> 14) as u8 & 0x7F,
+            (n >> 7) as u8 & 0x7F,
+            n as u8 & 0x7F,
+        ]);
+        bytes.extend(frames);
+        bytes.extend(std::iter::repeat_n(0x11, 300));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tag only.mp3");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&path, Kind::Audio, &mut rec);
+        let error = rec.error.as_deref().unwrap_or("");
+        assert!(
+            error.contains("tags read, stream properties not"),
+            "{error}"
+        );
+        assert_eq!(rec.title.as_deref(), Some("Only a tag"));
+        assert_eq!(rec.artists, ["Somebody"]);
+        assert_eq!(rec.duration_ms, None);
+    }
+
+    #[test]
+    fn an_mpeg_stream_that_is_not_found_is_not_searched_for_again() {
+        // Noise named .mp3: the reader searches all of it for a frame and fails. With no ID3v2
+        // tag at its start, a tags-only read would only search it again.
+        let dir = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut tagged = b"ID3\x03\x00\x00\x00\x00\x00\x10".to_vec();
+        tagged.extend([0u8; 16]);
+        tagged.extend(&noise);
+        for (name, bytes, reads) in [("noise.mp3", &noise, 1), ("tagged noise.mp3", &tagged, 2)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let opens = Cell::new(0);
+            let open = || {
+                opens.set(opens.get() + 1);
+                File::open(&path)
+            };
+            let mut rec = Record::default();
+            extract_with(&path, Kind::Audio, &mut rec, &open);
+            assert!(rec.error.is_some(), "{name}");
+            // Each read opens the file once, and so does the look at its first bytes.
+            assert_eq!(opens.get(), reads + 1, "{name}: {:?}", rec.error);
+        }
     }
 
     #[test]

@@ -468,18 +468,38 @@ fn is_tag_error(e: &FileParseError) -> bool {
 }
 
 /// Whether reading a file whose stream could not be read, for its tags alone, may find any.
-/// Not for an MPEG file that has no ID3v2 tag at its start: reading it for its tags would
-/// search all of it again for the first frame (the reader does so whatever it is asked for),
-/// which in a large file that holds no stream takes as long as the failed read did.
+/// Not for an MPEG file with no tag at either end (an ID3v2 tag at its start, an ID3v1 or APE
+/// tag at its end): reading it for its tags would search all of it again for the first frame
+/// (the reader does so whatever it is asked for), which in a large file that holds no stream
+/// takes as long as the failed read did, to find nothing.
 fn tags_may_be_found(open: &dyn Fn() -> std::io::Result<File>, by_extension: FileType) -> bool {
     use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 36];
-    let Ok(len) = open().and_then(|f| f.read_at(&mut head, 0)) else {
+    let Ok(file) = open() else {
         return false;
     };
-    let head = &head[..len];
-    FileType::from_buffer(head).unwrap_or(by_extension) != FileType::Mpeg
+    let mut head = [0u8; 36];
+    let Ok(n) = file.read_at(&mut head, 0) else {
+        return false;
+    };
+    let head = &head[..n];
+    if FileType::from_buffer(head).unwrap_or(by_extension) != FileType::Mpeg
         || head.starts_with(b"ID3")
+    {
+        return true;
+    }
+    // The last 160 bytes: an ID3v1 tag is the last 128, an APE footer the last 32 before it
+    // or at the very end.
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = [0u8; 160];
+    let at = len.saturating_sub(tail.len() as u64);
+    let Ok(n) = file.read_at(&mut tail, at) else {
+        return false;
+    };
+    let tail = &tail[..n];
+    let ends_with_at = |what: &[u8], from_end: usize| {
+        tail.len() >= from_end && tail[tail.len() - from_end..].starts_with(what)
+    };
+    ends_with_at(b"TAG", 128) || ends_with_at(b"APETAGEX", 32) || ends_with_at(b"APETAGEX", 160)
 }
 
 /// The error and its sources on one line: `"failed to parse Flac file: …"`.
@@ -1192,7 +1212,24 @@ mod tests {
         let mut tagged = b"ID3\x03\x00\x00\x00\x00\x00\x10".to_vec();
         tagged.extend([0u8; 16]);
         tagged.extend(&noise);
-        for (name, bytes, reads) in [("noise.mp3", &noise, 1), ("tagged noise.mp3", &tagged, 2)] {
+        // An ID3v1 tag: "TAG", then title, artist and album of 30 bytes each, year, comment.
+        let mut v1 = noise.clone();
+        let mut tag = b"TAG".to_vec();
+        for field in [&b"Tail title"[..], b"Tail artist", b"Tail album"] {
+            let mut f = field.to_vec();
+            f.resize(30, 0);
+            tag.extend(f);
+        }
+        tag.extend(b"1999");
+        tag.resize(127, 0);
+        tag.push(255);
+        v1.extend(tag);
+        let cases = [
+            ("noise.mp3", &noise, 1),
+            ("tagged noise.mp3", &tagged, 2),
+            ("noise with id3v1.mp3", &v1, 2),
+        ];
+        for (name, bytes, reads) in cases {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();
             let opens = Cell::new(0);
@@ -1203,9 +1240,17 @@ mod tests {
             let mut rec = Record::default();
             extract_with(&path, Kind::Audio, &mut rec, &open);
             assert!(rec.error.is_some(), "{name}");
-            // Each read opens the file once, and so does the look at its first bytes.
+            // Each read opens the file once, and so does the look at its ends.
             assert_eq!(opens.get(), reads + 1, "{name}: {:?}", rec.error);
         }
+        let mut rec = Record::default();
+        extract(
+            &dir.path().join("noise with id3v1.mp3"),
+            Kind::Audio,
+            &mut rec,
+        );
+        assert_eq!(rec.title.as_deref(), Some("Tail title"));
+        assert_eq!(rec.year, Some(1999));
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl ScanVisitor<'_> {
                 e.size == stat.size
                     && e.mtime_ns == stat.mtime_ns
                     && e.inode == stat.inode
-                    && tags::is_current(e.extractor_version, e.flags & FLAG_ERROR != 0)
+                    && tags::is_current(e.extractor_version, e.flags & FLAG_ERROR != 0, path)
             });
             if let Some((id, _)) = hit {
                 self.mark_seen(id);

@@ -5,9 +5,15 @@
 //! [`Kind::Audio`] and [`Kind::Video`] files whose extension `lofty` knows (mp3, flac, ogg,
 //! opus, m4a/mp4/m4v/3gp, wav, aiff, ape, wv, mpc, spx, aac). The first 36 bytes decide the
 //! container when they carry a recognisable magic (so an `.ogg` holding Opus, or an `.mp3` that
-//! is really MP4, is read as what it is); otherwise the extension decides. Files `lofty` does not
-//! support (wma, dsf, mka, mkv, webm, avi, …) get no tags and **no error**: that is a limit of
-//! the extractor, not a fault of the file. Other kinds are not opened.
+//! is really MP4, is read as what it is); otherwise the extension decides. ASF files (wma, wmv,
+//! asf), which `lofty` does not read, are read by this module's own `asf` reader. Files neither
+//! supports (dsf, mka, mkv, webm, avi, …) get no tags and **no error**: that is a limit of the
+//! extractor, not a fault of the file. Other kinds are not opened.
+//!
+//! # A file that fails to read
+//! It keeps its error, and what a second read can still give: leniently (invalid items
+//! dropped) when a tag failed, else its stream properties alone; its tags alone when the stream
+//! failed. See `read` for the rules that keep this to at most two more reads.
 //!
 //! # Isolation
 //! - Every `lofty` call runs inside [`std::panic::catch_unwind`]; a panic becomes `error`.
@@ -62,26 +68,43 @@ use lofty::tag::{ItemKey, Tag};
 
 use crate::record::{Kind, Record};
 
+mod asf;
+
 /// Version of this extractor; a rescan re-reads files whose record has an older one, except
-/// as [`CLEAN_READS_SINCE`] says.
+/// as [`is_current`] says.
 ///
 /// Version 2: a file that fails to read is read again, leniently or for its tags alone or for
-/// its stream properties alone (see [`read`]), and keeps what that gives beside its error.
-pub const EXTRACTOR_VERSION: u16 = 2;
+/// its stream properties alone (see `read`), and keeps what that gives beside its error.
+/// Version 3: ASF files (wma, wmv, asf) are read.
+pub const EXTRACTOR_VERSION: u16 = 3;
 
-/// The oldest extractor version whose records that read without an error are still current:
-/// versions since then changed only what is kept of files that fail to read, so a rescan
-/// re-reads those alone.
-pub const CLEAN_READS_SINCE: u16 = 1;
-
-/// Whether a record written by extractor `version`, with an error or not, is still current.
-pub fn is_current(version: u16, had_error: bool) -> bool {
+/// Whether the record of `path`, written by extractor `version` with an error or without, is
+/// still current. Versions since 1 changed only what is kept of files that fail to read, and
+/// which files are ASF, so a rescan re-reads only those: a clean record of any other file from
+/// version 1 on is as the current extractor would write it.
+pub fn is_current(version: u16, had_error: bool, path: &[u8]) -> bool {
+    if version >= EXTRACTOR_VERSION {
+        return true;
+    }
     let needed = if had_error {
         EXTRACTOR_VERSION
+    } else if is_asf_name(path) {
+        3
     } else {
-        CLEAN_READS_SINCE
+        1
     };
     version >= needed
+}
+
+/// Whether `path` names an ASF file (`.wma`, `.wmv`, `.asf`, in any case).
+fn is_asf_name(path: &[u8]) -> bool {
+    let Some(dot) = path.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    let ext = &path[dot + 1..];
+    [&b"wma"[..], b"wmv", b"asf"]
+        .iter()
+        .any(|a| ext.eq_ignore_ascii_case(a))
 }
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -253,6 +276,12 @@ fn read(
     open: &dyn Fn() -> std::io::Result<File>,
 ) -> Result<Option<Record>, String> {
     let Some(by_extension) = FileType::from_path(path) else {
+        if is_asf_name(path.as_os_str().as_encoded_bytes()) {
+            let file = open().map_err(|e| one_line(&format!("cannot read the file: {e}")))?;
+            let mut out = Record::default();
+            asf::read(&file, &mut out).map_err(|e| one_line(&e))?;
+            return Ok(Some(out));
+        }
         return Ok(None);
     };
     let options = ParseOptions::new()
@@ -967,7 +996,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mka", "a.dsf", "a.wma", "a.mkv", "a.webm", "a.avi"] {
+        for name in ["a.mka", "a.dsf", "a.mkv", "a.webm", "a.avi"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
@@ -1251,6 +1280,19 @@ mod tests {
         );
         assert_eq!(rec.title.as_deref(), Some("Tail title"));
         assert_eq!(rec.year, Some(1999));
+    }
+
+    #[test]
+    fn which_older_records_are_current() {
+        let current = |v, err, p: &str| is_current(v, err, p.as_bytes());
+        assert!(current(EXTRACTOR_VERSION, true, "/a/b.wma"));
+        assert!(current(1, false, "/a/b.flac"));
+        assert!(!current(0, false, "/a/b.flac"));
+        assert!(!current(1, true, "/a/b.flac"));
+        assert!(!current(2, false, "/a/b.WMA"));
+        assert!(!current(1, false, "/a/b.asf"));
+        assert!(current(1, false, "/a/wma"));
+        assert!(current(2, false, "/a/b.wmav"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub const MEDIA: &[(&str, Kind, &str)] = &[
     // Audio.
     ("aac", Kind::Audio, "audio/aac"),
     ("ac3", Kind::Audio, "audio/ac3"),
+    ("afc", Kind::Audio, "audio/aiff"),
     ("aif", Kind::Audio, "audio/aiff"),
     ("aifc", Kind::Audio, "audio/aiff"),
     ("aiff", Kind::Audio, "audio/aiff"),
@@ -42,6 +43,7 @@ pub const MEDIA: &[(&str, Kind, &str)] = &[
     ("mid", Kind::Audio, "audio/midi"),
     ("midi", Kind::Audio, "audio/midi"),
     ("mka", Kind::Audio, "audio/x-matroska"),
+    ("mp1", Kind::Audio, "audio/mpeg"),
     ("mp2", Kind::Audio, "audio/mpeg"),
     ("mp3", Kind::Audio, "audio/mpeg"),
     ("mpc", Kind::Audio, "audio/x-musepack"),

@@ -75,20 +75,22 @@ mod asf;
 ///
 /// Version 2: a file that fails to read is read again, leniently or for its tags alone or for
 /// its stream properties alone (see `read`), and keeps what that gives beside its error.
-/// Version 3: ASF files (wma, wmv, asf) are read.
+/// Version 3: ASF files (wma, wmv, asf) are read, and MPEG layer I (mp1) and AIFF-C (afc)
+/// files are classified as audio and read.
 pub const EXTRACTOR_VERSION: u16 = 3;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed only what is kept of files that fail to read, and
-/// which files are ASF, so a rescan re-reads only those: a clean record of any other file from
-/// version 1 on is as the current extractor would write it.
+/// how files of a few extensions are read (`read_since_v3`), so a rescan re-reads only
+/// those: a clean record of any other file from version 1 on is as the current extractor would
+/// write it.
 pub fn is_current(version: u16, had_error: bool, path: &[u8]) -> bool {
     if version >= EXTRACTOR_VERSION {
         return true;
     }
     let needed = if had_error {
         EXTRACTOR_VERSION
-    } else if is_asf_name(path) {
+    } else if read_since_v3(path) {
         3
     } else {
         1
@@ -96,15 +98,24 @@ pub fn is_current(version: u16, had_error: bool, path: &[u8]) -> bool {
     version >= needed
 }
 
-/// Whether `path` names an ASF file (`.wma`, `.wmv`, `.asf`, in any case).
-fn is_asf_name(path: &[u8]) -> bool {
+/// Whether `path` has one of `exts` (lower case) as its extension, in any case.
+fn has_extension(path: &[u8], exts: &[&[u8]]) -> bool {
     let Some(dot) = path.iter().rposition(|&b| b == b'.') else {
         return false;
     };
     let ext = &path[dot + 1..];
-    [&b"wma"[..], b"wmv", b"asf"]
-        .iter()
-        .any(|a| ext.eq_ignore_ascii_case(a))
+    exts.iter().any(|a| ext.eq_ignore_ascii_case(a))
+}
+
+/// Whether `path` names an ASF file (`.wma`, `.wmv`, `.asf`, in any case).
+fn is_asf_name(path: &[u8]) -> bool {
+    has_extension(path, &[b"wma", b"wmv", b"asf"])
+}
+
+/// Whether files named like `path` have been read since extractor version 3 only (ASF, MPEG
+/// layer I, AIFF-C): their records from before say nothing of their tags.
+fn read_since_v3(path: &[u8]) -> bool {
+    has_extension(path, &[b"wma", b"wmv", b"asf", b"mp1", b"afc"])
 }
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -1293,6 +1304,8 @@ mod tests {
         assert!(!current(1, false, "/a/b.asf"));
         assert!(current(1, false, "/a/wma"));
         assert!(current(2, false, "/a/b.wmav"));
+        assert!(!current(2, false, "/a/b.mp1"));
+        assert!(!current(1, false, "/a/b.AFC"));
     }
 
     #[test]

@@ -215,8 +215,8 @@ impl Delta {
 }
 
 /// The column rows of what a writer committed (or a batch is about to): chunks of rows, each
-/// with its own values (runs folded, not interned), in commit order. Chunks are moved, never merged, as batches
-/// commit; they are combined only when the cache is written.
+/// with its own values (runs folded, not interned), in commit order. Chunks are moved, never
+/// merged, as batches commit; they are combined only when the cache is written.
 #[derive(Default)]
 pub(crate) struct Deltas {
     chunks: Vec<Delta>,

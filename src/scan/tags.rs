@@ -77,13 +77,16 @@ mod asf;
 /// its stream properties alone (see `read`), and keeps what that gives beside its error.
 /// Version 3: ASF files (wma, wmv, asf) are read, and MPEG layer I (mp1) and AIFF-C (afc)
 /// files are classified as audio and read.
-pub const EXTRACTOR_VERSION: u16 = 3;
+/// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
+/// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
+pub const EXTRACTOR_VERSION: u16 = 4;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
-/// still current. Versions since 1 changed only what is kept of files that fail to read, and
-/// how files of a few extensions are read (`read_since_v3`), so a rescan re-reads only
-/// those: a clean record of any other file from version 1 on is as the current extractor would
-/// write it.
+/// still current. Versions since 1 changed what is kept of files that fail to read, how files
+/// of a few extensions are read (`read_since_v3`), and the names of ID3v1 genre numbers. A
+/// rescan re-reads records for the first two; for the names alone, which few records have,
+/// re-reading a whole library is not worth it (`scan --force` does). So a clean record of any
+/// other file from version 1 on is current.
 pub fn is_current(version: u16, had_error: bool, path: &[u8]) -> bool {
     if version >= EXTRACTOR_VERSION {
         return true;
@@ -667,14 +670,214 @@ fn clean(v: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-/// ID3v1 genre numbers (`"17"`, `"(17)"`, `"(17)Rock"`, `"(RX)"`) as names; anything else as is.
+/// The ID3v1 genres by number (0 to 191), named as Winamp defined them and as mutagen, TagLib
+/// and beets name them. `lofty`'s own list words 24 of them otherwise (`Classic rock`,
+/// `Jazz & Funk`, and for 133 a slur where this list has `Afro-Punk`).
+const GENRES: [&str; 192] = [
+    "Blues",
+    "Classic Rock",
+    "Country",
+    "Dance",
+    "Disco",
+    "Funk",
+    "Grunge",
+    "Hip-Hop",
+    "Jazz",
+    "Metal",
+    "New Age",
+    "Oldies",
+    "Other",
+    "Pop",
+    "R&B",
+    "Rap",
+    "Reggae",
+    "Rock",
+    "Techno",
+    "Industrial",
+    "Alternative",
+    "Ska",
+    "Death Metal",
+    "Pranks",
+    "Soundtrack",
+    "Euro-Techno",
+    "Ambient",
+    "Trip-Hop",
+    "Vocal",
+    "Jazz+Funk",
+    "Fusion",
+    "Trance",
+    "Classical",
+    "Instrumental",
+    "Acid",
+    "House",
+    "Game",
+    "Sound Clip",
+    "Gospel",
+    "Noise",
+    "Alt. Rock",
+    "Bass",
+    "Soul",
+    "Punk",
+    "Space",
+    "Meditative",
+    "Instrumental Pop",
+    "Instrumental Rock",
+    "Ethnic",
+    "Gothic",
+    "Darkwave",
+    "Techno-Industrial",
+    "Electronic",
+    "Pop-Folk",
+    "Eurodance",
+    "Dream",
+    "Southern Rock",
+    "Comedy",
+    "Cult",
+    "Gangsta Rap",
+    "Top 40",
+    "Christian Rap",
+    "Pop/Funk",
+    "Jungle",
+    "Native American",
+    "Cabaret",
+    "New Wave",
+    "Psychedelic",
+    "Rave",
+    "Showtunes",
+    "Trailer",
+    "Lo-Fi",
+    "Tribal",
+    "Acid Punk",
+    "Acid Jazz",
+    "Polka",
+    "Retro",
+    "Musical",
+    "Rock & Roll",
+    "Hard Rock",
+    "Folk",
+    "Folk-Rock",
+    "National Folk",
+    "Swing",
+    "Fast-Fusion",
+    "Bebop",
+    "Latin",
+    "Revival",
+    "Celtic",
+    "Bluegrass",
+    "Avantgarde",
+    "Gothic Rock",
+    "Progressive Rock",
+    "Psychedelic Rock",
+    "Symphonic Rock",
+    "Slow Rock",
+    "Big Band",
+    "Chorus",
+    "Easy Listening",
+    "Acoustic",
+    "Humour",
+    "Speech",
+    "Chanson",
+    "Opera",
+    "Chamber Music",
+    "Sonata",
+    "Symphony",
+    "Booty Bass",
+    "Primus",
+    "Porn Groove",
+    "Satire",
+    "Slow Jam",
+    "Club",
+    "Tango",
+    "Samba",
+    "Folklore",
+    "Ballad",
+    "Power Ballad",
+    "Rhythmic Soul",
+    "Freestyle",
+    "Duet",
+    "Punk Rock",
+    "Drum Solo",
+    "A Cappella",
+    "Euro-House",
+    "Dance Hall",
+    "Goa",
+    "Drum & Bass",
+    "Club-House",
+    "Hardcore",
+    "Terror",
+    "Indie",
+    "BritPop",
+    "Afro-Punk",
+    "Polsk Punk",
+    "Beat",
+    "Christian Gangsta Rap",
+    "Heavy Metal",
+    "Black Metal",
+    "Crossover",
+    "Contemporary Christian",
+    "Christian Rock",
+    "Merengue",
+    "Salsa",
+    "Thrash Metal",
+    "Anime",
+    "JPop",
+    "Synthpop",
+    "Abstract",
+    "Art Rock",
+    "Baroque",
+    "Bhangra",
+    "Big Beat",
+    "Breakbeat",
+    "Chillout",
+    "Downtempo",
+    "Dub",
+    "EBM",
+    "Eclectic",
+    "Electro",
+    "Electroclash",
+    "Emo",
+    "Experimental",
+    "Garage",
+    "Global",
+    "IDM",
+    "Illbient",
+    "Industro-Goth",
+    "Jam Band",
+    "Krautrock",
+    "Leftfield",
+    "Lounge",
+    "Math Rock",
+    "New Romantic",
+    "Nu-Breakz",
+    "Post-Punk",
+    "Post-Rock",
+    "Psytrance",
+    "Shoegaze",
+    "Space Rock",
+    "Trop Rock",
+    "World Music",
+    "Neoclassical",
+    "Audiobook",
+    "Audio Theatre",
+    "Neue Deutsche Welle",
+    "Podcast",
+    "Indie Rock",
+    "G-Funk",
+    "Dubstep",
+    "Garage Rock",
+    "Psybient",
+];
+
+/// ID3v1 genre numbers (`"17"`, `"(17)"`, `"(17)Rock"`, `"(RX)"`) as names from [`GENRES`];
+/// a name in `lofty`'s words for one of them (how an ID3v1 tag's genre byte reaches us) as the
+/// same genre's name from [`GENRES`]; anything else as is.
 fn genre_name(g: &str) -> String {
     let by_number = |n: &str| -> Option<String> {
         if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let i: usize = n.parse().ok()?;
-        lofty::id3::v1::GENRES.get(i).map(|s| (*s).to_owned())
+        GENRES.get(i).map(|s| (*s).to_owned())
     };
     if let Some(name) = by_number(g) {
         return name;
@@ -694,7 +897,11 @@ fn genre_name(g: &str) -> String {
             return name;
         }
     }
-    g.to_owned()
+    lofty::id3::v1::GENRES
+        .iter()
+        .position(|l| *l == g)
+        .and_then(|i| GENRES.get(i))
+        .map_or_else(|| g.to_owned(), |s| (*s).to_owned())
 }
 
 /// The year from a date such as `"1997"`, `"1997-09-22"` or `"1997-09-22T10:00"`: its first
@@ -1409,6 +1616,12 @@ mod tests {
         assert_eq!(genre_name("(999)"), "(999)");
         assert_eq!(genre_name("2001"), "2001");
         assert_eq!(genre_name("Jazz"), "Jazz");
+        // Winamp's names, not lofty's words for the same numbers.
+        assert_eq!(genre_name("1"), "Classic Rock");
+        assert_eq!(genre_name("(133)"), "Afro-Punk");
+        assert_eq!(genre_name("Classic rock"), "Classic Rock");
+        assert_eq!(genre_name("Jazz & Funk"), "Jazz+Funk");
+        assert_eq!(GENRES.len(), lofty::id3::v1::GENRES.len());
         assert_eq!(flag("1"), Some(true));
         assert_eq!(flag("TRUE"), Some(true));
         assert_eq!(flag("0"), Some(false));

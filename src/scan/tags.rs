@@ -69,6 +69,7 @@ use lofty::tag::{ItemKey, Tag};
 use crate::record::{Kind, Record};
 
 mod asf;
+mod dsf;
 
 /// Version of this extractor; a rescan re-reads files whose record has an older one, except
 /// as [`is_current`] says.
@@ -79,11 +80,12 @@ mod asf;
 /// files are classified as audio and read.
 /// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
 /// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
-pub const EXTRACTOR_VERSION: u16 = 4;
+/// Version 5: DSF files are read.
+pub const EXTRACTOR_VERSION: u16 = 5;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
-/// of a few extensions are read (`read_since_v3`), and the names of ID3v1 genre numbers. A
+/// of a few extensions are read (`READ_SINCE`), and the names of ID3v1 genre numbers. A
 /// rescan re-reads records for the first two; for the names alone, which few records have,
 /// re-reading a whole library is not worth it (`scan --force` does). So a clean record of any
 /// other file from version 1 on is current.
@@ -93,10 +95,11 @@ pub fn is_current(version: u16, had_error: bool, path: &[u8]) -> bool {
     }
     let needed = if had_error {
         EXTRACTOR_VERSION
-    } else if read_since_v3(path) {
-        3
     } else {
-        1
+        READ_SINCE
+            .iter()
+            .find(|(ext, _)| has_extension(path, &[ext]))
+            .map_or(1, |&(_, since)| since)
     };
     version >= needed
 }
@@ -115,11 +118,16 @@ fn is_asf_name(path: &[u8]) -> bool {
     has_extension(path, &[b"wma", b"wmv", b"asf"])
 }
 
-/// Whether files named like `path` have been read since extractor version 3 only (ASF, MPEG
-/// layer I, AIFF-C): their records from before say nothing of their tags.
-fn read_since_v3(path: &[u8]) -> bool {
-    has_extension(path, &[b"wma", b"wmv", b"asf", b"mp1", b"afc"])
-}
+/// Extensions whose files are read only since an extractor version after 1, with that
+/// version: records of theirs from before say nothing of their tags.
+const READ_SINCE: [(&[u8], u16); 6] = [
+    (b"wma", 3),
+    (b"wmv", 3),
+    (b"asf", 3),
+    (b"mp1", 3),
+    (b"afc", 3),
+    (b"dsf", 5),
+];
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
 /// block, a Vorbis comment, an MP4 `ilst`, …); see the module documentation.
@@ -290,13 +298,18 @@ fn read(
     open: &dyn Fn() -> std::io::Result<File>,
 ) -> Result<Option<Record>, String> {
     let Some(by_extension) = FileType::from_path(path) else {
-        if is_asf_name(path.as_os_str().as_encoded_bytes()) {
-            let file = open().map_err(|e| one_line(&format!("cannot read the file: {e}")))?;
-            let mut out = Record::default();
-            asf::read(&file, &mut out).map_err(|e| one_line(&e))?;
-            return Ok(Some(out));
-        }
-        return Ok(None);
+        let name = path.as_os_str().as_encoded_bytes();
+        let reader: fn(&File, &mut Record) -> Result<(), String> = if is_asf_name(name) {
+            asf::read
+        } else if has_extension(name, &[b"dsf"]) {
+            dsf::read
+        } else {
+            return Ok(None);
+        };
+        let file = open().map_err(|e| one_line(&format!("cannot read the file: {e}")))?;
+        let mut out = Record::default();
+        reader(&file, &mut out).map_err(|e| one_line(&e))?;
+        return Ok(Some(out));
     };
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::BestAttempt)
@@ -323,11 +336,11 @@ fn read(
             // alone; when the stream failed, for its tags alone. Either way the record keeps
             // the first error, so it still says what could not be read. At most two more
             // reads, and none that would only search the whole file again for the stream.
-            let mut lenient = options;
-            lenient.parsing_mode(ParsingMode::Relaxed);
+            // (`ParseOptions`' setters change the value they are called on and return a copy:
+            // a chain is used for its result.)
+            let lenient = { options }.parsing_mode(ParsingMode::Relaxed);
             let kept = if is_tag_error(&first) {
-                let mut properties_only = lenient;
-                properties_only.read_tags(false).read_cover_art(false);
+                let properties_only = { lenient }.read_tags(false).read_cover_art(false);
                 if let Ok(file) = read_file(open, by_extension, lenient) {
                     fill(&file, kind, &mut out);
                     out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
@@ -339,8 +352,7 @@ fn read(
                     return Err(describe(&first));
                 }
             } else {
-                let mut tags_only = lenient;
-                tags_only.read_properties(false);
+                let tags_only = { lenient }.read_properties(false);
                 let file = tags_may_be_found(open, by_extension)
                     .then(|| read_file(open, by_extension, tags_only).ok())
                     .flatten();
@@ -1214,7 +1226,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mka", "a.dsf", "a.mkv", "a.webm", "a.avi"] {
+        for name in ["a.mka", "a.mkv", "a.webm", "a.avi"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
@@ -1513,6 +1525,8 @@ mod tests {
         assert!(current(2, false, "/a/b.wmav"));
         assert!(!current(2, false, "/a/b.mp1"));
         assert!(!current(1, false, "/a/b.AFC"));
+        assert!(!current(4, false, "/a/b.dsf"));
+        assert!(current(4, false, "/a/b.dff"));
     }
 
     #[test]

@@ -1,0 +1,176 @@
+//! Stream properties and the ID3v2 tag of DSF files (`.dsf`, DSD audio), which `lofty` does not
+//! read.
+//!
+//! A DSF file is a `DSD ` chunk (its size, the file's size and the offset of an ID3v2 tag, 0
+//! when there is none), a `fmt ` chunk (channels, sampling frequency, bits per sample, sample
+//! count), the audio, and the tag at the end. The tag is handed to `lofty` as if it were an MP3
+//! file holding nothing else, read for its tags alone.
+
+use std::fs::File;
+use std::io::Cursor;
+use std::os::unix::fs::FileExt;
+
+use lofty::config::{ParseOptions, ParsingMode};
+use lofty::file::{FileType, TaggedFileExt};
+use lofty::probe::Probe;
+
+use crate::record::Record;
+
+/// Bytes of an ID3v2 tag read at most; a larger one (a big picture) is not read.
+const MAX_TAG: u64 = 16 << 20;
+
+/// Whether `head` (a file's first bytes) starts a DSF file.
+pub(super) fn is_dsf(head: &[u8]) -> bool {
+    head.starts_with(b"DSD \x1c\0\0\0\0\0\0\0")
+}
+
+/// Reads `file` as DSF into `out`. `Err` with a one-line message when it is not one; a tag that
+/// cannot be read is an error too, with the stream properties kept.
+pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?
+        .len();
+    let mut h = [0u8; 80];
+    if file.read_exact_at(&mut h, 0).is_err() || !is_dsf(&h) {
+        return Err("not a DSF file: no DSD chunk at its start".to_owned());
+    }
+    if &h[28..32] != b"fmt " {
+        return Err("damaged DSF file: no fmt chunk after the DSD chunk".to_owned());
+    }
+    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
+    let (channels, rate, bits, samples) = (u32_at(52), u32_at(56), u32_at(60), u64_at(64));
+    out.channels = u8::try_from(channels).ok().filter(|&c| c > 0);
+    out.sample_rate = Some(rate).filter(|&r| r > 0);
+    out.bit_depth = u8::try_from(bits).ok().filter(|&b| b > 0);
+    if rate > 0 {
+        let ms = samples.saturating_mul(1000) / u64::from(rate);
+        out.duration_ms = (ms > 0).then_some(ms);
+        let bits_per_s = u64::from(rate) * u64::from(channels) * u64::from(bits);
+        out.bitrate = u32::try_from(bits_per_s / 1000).ok().filter(|&b| b > 0);
+    }
+    out.has_cover = Some(false);
+    let tag_at = u64_at(20);
+    if tag_at == 0 {
+        return Ok(());
+    }
+    if tag_at < 80 || tag_at >= len {
+        return Err(format!(
+            "damaged DSF file: its tag offset {tag_at} is outside the {len}-byte file"
+        ));
+    }
+    let tag_len = len - tag_at;
+    if tag_len > MAX_TAG {
+        return Err(format!(
+            "DSF file's ID3v2 tag of {tag_len} bytes is over the {MAX_TAG}-byte limit; not read"
+        ));
+    }
+    let mut tag = vec![0u8; tag_len as usize];
+    file.read_exact_at(&mut tag, tag_at)
+        .map_err(|e| format!("cannot read the file's tag: {e}"))?;
+    // Relaxed: with no MPEG frame after the tag, a stricter reader refuses the "file".
+    let options = ParseOptions::new()
+        .parsing_mode(ParsingMode::Relaxed)
+        .read_properties(false)
+        .read_cover_art(true);
+    let tagged = Probe::with_file_type(Cursor::new(tag), FileType::Mpeg)
+        .options(options)
+        .read()
+        .map_err(|e| format!("DSF file's ID3v2 tag: {}", super::describe(&e)))?;
+    super::fill_tags(&tagged, out);
+    out.has_cover = Some(tagged.tags().iter().any(|t| t.picture_count() > 0));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DSF file: 2 channels at 2.8224 MHz, 1 bit, `samples` samples per channel, and `tag`
+    /// (an ID3v2 tag, or nothing) at the end.
+    fn dsf(samples: u64, tag: &[u8]) -> Vec<u8> {
+        let data = vec![0x69u8; 64];
+        let body = 28 + 52 + 12 + data.len() as u64;
+        let total = body + tag.len() as u64;
+        let mut f = b"DSD ".to_vec();
+        f.extend(28u64.to_le_bytes());
+        f.extend(total.to_le_bytes());
+        f.extend((if tag.is_empty() { 0 } else { body }).to_le_bytes());
+        f.extend(b"fmt ");
+        f.extend(52u64.to_le_bytes());
+        for v in [1u32, 0, 2, 2, 2_822_400, 1] {
+            f.extend(v.to_le_bytes());
+        }
+        f.extend(samples.to_le_bytes());
+        f.extend(4096u32.to_le_bytes());
+        f.extend(0u32.to_le_bytes());
+        f.extend(b"data");
+        f.extend((12 + data.len() as u64).to_le_bytes());
+        f.extend(data);
+        f.extend_from_slice(tag);
+        f
+    }
+
+    fn id3(title: &str) -> Vec<u8> {
+        let mut frame = b"TIT2".to_vec();
+        let body = [&[3u8][..], title.as_bytes()].concat();
+        frame.extend((body.len() as u32).to_be_bytes());
+        frame.extend([0, 0]);
+        frame.extend(body);
+        let n = frame.len() as u32;
+        let mut t = b"ID3\x03\x00\x00".to_vec();
+        t.extend([
+            (n >> 21) as u8 & 0x7F,
+            (n >> 14) as u8 & 0x7F,
+            (n >> 7) as u8 & 0x7F,
+            n as u8 & 0x7F,
+        ]);
+        t.extend(frame);
+        t
+    }
+
+    fn read_bytes(bytes: &[u8]) -> (Result<(), String>, Record) {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        let mut rec = Record::default();
+        (read(&f, &mut rec), rec)
+    }
+
+    #[test]
+    fn properties_and_tag_are_read() {
+        let (result, r) = read_bytes(&dsf(2_822_400 * 3, &id3("A DSD Title")));
+        assert_eq!(result, Ok(()));
+        assert_eq!(r.title.as_deref(), Some("A DSD Title"));
+        assert_eq!(r.duration_ms, Some(3_000));
+        assert_eq!(
+            (r.sample_rate, r.channels, r.bit_depth),
+            (Some(2_822_400), Some(2), Some(1))
+        );
+        assert_eq!(r.bitrate, Some(5_644));
+        let (result, r) = read_bytes(&dsf(2_822_400, &[]));
+        assert_eq!(result, Ok(()));
+        assert_eq!((r.title, r.duration_ms), (None, Some(1_000)));
+    }
+
+    #[test]
+    fn not_dsf_or_damaged_is_an_error_never_a_panic() {
+        assert!(
+            read_bytes(b"RIFF")
+                .0
+                .unwrap_err()
+                .starts_with("not a DSF file")
+        );
+        let good = dsf(1000, &id3("T"));
+        for cut in 0..good.len() {
+            let _ = read_bytes(&good[..cut]);
+        }
+        for i in 0..good.len() {
+            for v in [0x00, 0xFF] {
+                let mut b = good.clone();
+                b[i] = v;
+                let _ = read_bytes(&b);
+            }
+        }
+    }
+}

@@ -5,10 +5,11 @@
 //! [`Kind::Audio`] and [`Kind::Video`] files whose extension `lofty` knows (mp3, flac, ogg,
 //! opus, m4a/mp4/m4v/3gp, wav, aiff, ape, wv, mpc, spx, aac). The first 36 bytes decide the
 //! container when they carry a recognisable magic (so an `.ogg` holding Opus, or an `.mp3` that
-//! is really MP4, is read as what it is); otherwise the extension decides. ASF files (wma, wmv,
-//! asf), which `lofty` does not read, are read by this module's own `asf` reader. Files neither
-//! supports (dsf, mka, mkv, webm, avi, …) get no tags and **no error**: that is a limit of the
-//! extractor, not a fault of the file. Other kinds are not opened.
+//! is really MP4, is read as what it is); otherwise the extension decides. ASF (wma, wmv, asf)
+//! and DSF (dsf) files, which `lofty` does not read, are read by this module's own `asf` and
+//! `dsf` readers. Files none of them supports (dff, mka, mkv, webm, avi, …) get no tags and
+//! **no error**: that is a limit of the extractor, not a fault of the file. Other kinds are not
+//! opened.
 //!
 //! # A file that fails to read
 //! It keeps its error, and what a second read can still give: leniently (invalid items

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use crate::record::Record;
+use crate::store::format::{get_u32, get_u64};
 
 /// The Header Object's GUID, as its bytes lie in the file.
 const HEADER: [u8; 16] = guid(
@@ -122,8 +123,8 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     if !is_asf(&head) {
         return Err("not an ASF file: no ASF header object at its start".to_owned());
     }
-    let header_size = u64_at(&head, 16);
-    let count = u32_at(&head, 24);
+    let header_size = get_u64(&head, 16);
+    let count = get_u32(&head, 24);
     if header_size < 30 || header_size > len {
         return Err(format!(
             "damaged ASF file: its header claims {header_size} bytes of a {len}-byte file"
@@ -162,7 +163,7 @@ fn object_at(file: &File, at: u64, limit: u64) -> Option<([u8; 16], u64)> {
         return None;
     }
     read_at(file, &mut h, at).ok()?;
-    let size = u64_at(&h, 16);
+    let size = get_u64(&h, 16);
     if size < 24 || at.checked_add(size)? > limit {
         return None;
     }
@@ -285,7 +286,7 @@ fn metadata_records(
         }
         let name_len = u64::from(u16::from_le_bytes([h[4], h[5]]));
         let ty = u16::from_le_bytes([h[6], h[7]]);
-        let value_len = u64::from(u32_at(&h, 8));
+        let value_len = u64::from(get_u32(&h, 8));
         let name_at = at + 12;
         let value_at = name_at + name_len;
         let Some(next) = value_at.checked_add(value_len).filter(|&n| n <= end) else {
@@ -397,7 +398,7 @@ fn file_properties(file: &File, body: u64, end: u64, out: &mut Record) {
     if body + 68 > end || read_at(file, &mut d, body).is_err() {
         return;
     }
-    let (play, preroll, flags) = (u64_at(&d, 40), u64_at(&d, 56), u32_at(&d, 64));
+    let (play, preroll, flags) = (get_u64(&d, 40), get_u64(&d, 56), get_u32(&d, 64));
     // Bit 0: a broadcast, whose duration fields mean nothing.
     if flags & 1 == 0 {
         let ms = (play / 10_000).saturating_sub(preroll);
@@ -411,13 +412,13 @@ fn stream_properties(file: &File, body: u64, end: u64, out: &mut Record) {
     if out.sample_rate.is_some() || body + 54 + 16 > end || read_at(file, &mut d, body).is_err() {
         return;
     }
-    if d[..16] != AUDIO_MEDIA || u32_at(&d, 40) < 16 {
+    if d[..16] != AUDIO_MEDIA || get_u32(&d, 40) < 16 {
         return;
     }
     let w = &d[54..];
     let channels = u16::from_le_bytes([w[2], w[3]]);
-    let rate = u32_at(w, 4);
-    let bytes_per_s = u32_at(w, 8);
+    let rate = get_u32(w, 4);
+    let bytes_per_s = get_u32(w, 8);
     let bits = u16::from_le_bytes([w[14], w[15]]);
     out.channels = u8::try_from(channels).ok().filter(|&c| c > 0);
     out.sample_rate = Some(rate).filter(|&r| r > 0);
@@ -443,16 +444,6 @@ fn utf16_at(file: &File, at: u64, len: u64) -> Option<String> {
 /// `pread` of exactly `buf.len()` bytes.
 fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     file.read_exact_at(buf, at)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]
@@ -533,10 +524,7 @@ mod tests {
     }
 
     fn read_bytes(bytes: &[u8]) -> (Result<(), String>, Record) {
-        let mut f = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut f, bytes).unwrap();
-        let mut rec = Record::default();
-        (read(&f, &mut rec), rec)
+        super::super::tests::read_bytes_with(read, bytes)
     }
 
     #[test]

@@ -15,6 +15,7 @@ use lofty::file::{FileType, TaggedFileExt};
 use lofty::probe::Probe;
 
 use crate::record::Record;
+use crate::store::format::{get_u32, get_u64};
 
 /// Bytes of an ID3v2 tag read at most; a larger one (a big picture) is not read.
 const MAX_TAG: u64 = 16 << 20;
@@ -38,8 +39,7 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     if &h[28..32] != b"fmt " {
         return Err("damaged DSF file: no fmt chunk after the DSD chunk".to_owned());
     }
-    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    let u64_at = |at: usize| u64::from(u32_at(at)) | (u64::from(u32_at(at + 4)) << 32);
+    let (u32_at, u64_at) = (|at| get_u32(&h, at), |at| get_u64(&h, at));
     let (channels, rate, bits, samples) = (u32_at(52), u32_at(56), u32_at(60), u64_at(64));
     out.channels = u8::try_from(channels).ok().filter(|&c| c > 0);
     out.sample_rate = Some(rate).filter(|&r| r > 0);
@@ -113,28 +113,12 @@ mod tests {
     }
 
     fn id3(title: &str) -> Vec<u8> {
-        let mut frame = b"TIT2".to_vec();
         let body = [&[3u8][..], title.as_bytes()].concat();
-        frame.extend((body.len() as u32).to_be_bytes());
-        frame.extend([0, 0]);
-        frame.extend(body);
-        let n = frame.len() as u32;
-        let mut t = b"ID3\x03\x00\x00".to_vec();
-        t.extend([
-            (n >> 21) as u8 & 0x7F,
-            (n >> 14) as u8 & 0x7F,
-            (n >> 7) as u8 & 0x7F,
-            n as u8 & 0x7F,
-        ]);
-        t.extend(frame);
-        t
+        super::super::tests::id3v23(&[(b"TIT2", &body)])
     }
 
     fn read_bytes(bytes: &[u8]) -> (Result<(), String>, Record) {
-        let mut f = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut f, bytes).unwrap();
-        let mut rec = Record::default();
-        (read(&f, &mut rec), rec)
+        super::super::tests::read_bytes_with(read, bytes)
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
         // Keep the frame's memory for the next batch.
         self.db.spare_frame = std::mem::take(&mut self.frame);
+        self.db.spare_fbb = Some(std::mem::take(&mut self.fbb));
     }
 }
 
@@ -116,6 +117,10 @@ impl<'db> WriteBatch<'db> {
             db.current.header.committed_len + FRAME_HEADER_LEN as u64,
             db.write_ahead,
         );
+        let fbb = db
+            .spare_fbb
+            .take()
+            .unwrap_or_else(|| FlatBufferBuilder::with_capacity(1024));
         let mut frame = std::mem::take(&mut db.spare_frame);
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
@@ -128,7 +133,7 @@ impl<'db> WriteBatch<'db> {
             removals: Vec::new(),
             removed: HashSet::new(),
             next_id,
-            fbb: FlatBufferBuilder::with_capacity(1024),
+            fbb,
             playlists: Vec::new(),
             playlist_removals: Vec::new(),
             cols,
@@ -306,8 +311,14 @@ impl<'db> WriteBatch<'db> {
         // Sorted by the hash rotated so that its slot bits come first: slot order, with equal
         // hashes next to each other.
         let slot_bits = self.base().index.table.capacity().trailing_zeros();
-        let mut order: Vec<u32> = (0..recs.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&i| hashes[i as usize].rotate_right(slot_bits));
+        // The keys sit beside the indices, so comparisons do not reach into `hashes`.
+        let mut keyed: Vec<(u64, u32)> = hashes
+            .par_iter()
+            .enumerate()
+            .map(|(i, h)| (h.rotate_right(slot_bits), i as u32))
+            .collect();
+        keyed.par_sort_unstable_by_key(|&(k, _)| k);
+        let mut order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
         // For each record, the one before it in the call with the same hash, if any (compared
         // by path when ids are resolved below).
         let mut local_prev = vec![NONE; recs.len()];

@@ -101,6 +101,9 @@ pub struct Database {
     /// Buffers kept from the last batch: the frame, and upsert_many's encode buffers. Reusing
     /// them spares the page faults of tens of megabytes of fresh memory per commit.
     pub(crate) spare_frame: Vec<u8>,
+    /// The builder of the last batch's table (its records' index entries: megabytes for a
+    /// bulk batch), kept for the same reason.
+    pub(crate) spare_fbb: Option<flatbuffers::FlatBufferBuilder<'static>>,
     pub(crate) spare_chunks: Vec<Vec<u8>>,
     /// Segment size for writing a batch ahead of its commit (0: never), see
     /// [`set_write_ahead`](Self::set_write_ahead).
@@ -455,6 +458,7 @@ impl Database {
             checkpoints,
             checkpointed_len,
             spare_frame: Vec::new(),
+            spare_fbb: None,
             spare_chunks: Vec::new(),
             write_ahead: WRITE_AHEAD_SEGMENT,
             col_delta: columns::Deltas::default(),

@@ -603,6 +603,9 @@ impl Index {
 
     /// Rebuilds the table from live entries, sized for growth; drops slots of dead ids.
     pub fn rebuild_table(&mut self) {
+        // The old table goes first: when nothing else shares its chunks, the new one is built
+        // in their memory, not in fresh pages that each cost a fault.
+        self.table = Table::with_capacity_for(0);
         let mut live = Vec::with_capacity((self.live_records as usize).min(self.entries.len()));
         live.extend(
             self.entries

@@ -100,6 +100,24 @@ fn committed_id(
     Ok(None)
 }
 
+/// The index entry of `rec`, stored with `id` at payload `offset` in `len` bytes.
+fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::RecordEntry {
+    let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
+    fb::RecordEntry::new(
+        id,
+        hash,
+        rec.size,
+        rec.mtime_ns,
+        rec.inode,
+        offset as u32,
+        len as u32,
+        rec.extractor_version,
+        rec.kind.to_fb(),
+        flags,
+        0,
+    )
+}
+
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
         // Keep the frame's memory for the next batch.
@@ -404,52 +422,58 @@ impl<'db> WriteBatch<'db> {
         }
 
         // Encode in slices, each on all cores: every chunk of a slice into its own buffer,
-        // 8-aligned, with (offset, len). A slice is appended to the frame, and handed to the
+        // 8-aligned, with each record's index entry (its offset in the chunk). A slice is appended to the frame, and handed to the
         // write-ahead thread, before the next one is encoded, so writing overlaps encoding. The
         // batch's records, ids and column rows change only once every slice is in.
-        type Encoded = (Vec<u8>, Vec<(u32, u32)>);
+        type Encoded = (Vec<u8>, Vec<fb::RecordEntry>);
         let frame_start = self.frame.len();
         let keep_cols = self.cols.is_some();
-        let mut spans_all: Vec<(u32, u32)> = Vec::with_capacity(recs.len());
+        let mut entries_all: Vec<fb::RecordEntry> = Vec::with_capacity(recs.len());
         let mut col_rows_all: Vec<Delta> = Vec::new();
         for (s, slice) in recs.chunks(SLICE).enumerate() {
             let first = s * SLICE;
             let slice_ids = &ids[first..first + slice.len()];
+            let slice_hashes = &hashes[first..first + slice.len()];
             let spare = &mut self.db.spare_chunks;
             let bufs: Vec<Vec<u8>> = (0..slice.len().div_ceil(CHUNK))
                 .map(|_| spare.pop().unwrap_or_default())
                 .collect();
-            // Each chunk is encoded, and its column rows interned, on its own core.
+            // Each chunk is encoded, its index entries made and its column rows kept, on its
+            // own core, while its records are in cache.
             let (encoded, col_rows): (Vec<Encoded>, Vec<Option<Delta>>) = slice
                 .par_chunks(CHUNK)
                 .zip(slice_ids.par_chunks(CHUNK))
+                .zip(slice_hashes.par_chunks(CHUNK))
                 .zip(bufs)
-                .map_init(FlatBufferBuilder::new, |fbb, ((rs, is), mut buf)| {
+                .map_init(FlatBufferBuilder::new, |fbb, (((rs, is), hs), mut buf)| {
                     buf.clear();
-                    let mut spans = Vec::with_capacity(rs.len());
+                    let mut entries = Vec::with_capacity(rs.len());
                     let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
-                    for (r, &id) in rs.iter().zip(is) {
+                    for ((r, &id), &hash) in rs.iter().zip(is).zip(hs) {
                         let start = buf.len();
                         record::encode(fbb, r, id, &mut buf);
-                        spans.push((start as u32, (buf.len() - start) as u32));
+                        entries.push(entry_of(r, id, hash, start, buf.len() - start));
                         buf.resize(align_up(buf.len()), 0);
                         if let Some(c) = &mut cols {
                             c.push(id, r);
                         }
                     }
-                    ((buf, spans), cols)
+                    ((buf, entries), cols)
                 })
                 .unzip();
             let mut total = 0usize;
             let mut refused = None;
-            for (chunk, (buf, spans)) in encoded.iter().enumerate() {
+            for (chunk, (buf, entries)) in encoded.iter().enumerate() {
                 total += buf.len();
-                if let Some(k) = spans.iter().position(|s| s.1 as usize - 4 > MAX_RECORD_LEN) {
+                if let Some(k) = entries
+                    .iter()
+                    .position(|e| e.len() as usize - 4 > MAX_RECORD_LEN)
+                {
                     refused = Some(CommitError::BadRecord {
                         path: recs[first + chunk * CHUNK + k].path.clone(),
                         what: format!(
                             "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
-                            spans[k].1
+                            entries[k].len()
                         ),
                     });
                     break;
@@ -472,11 +496,14 @@ impl<'db> WriteBatch<'db> {
                 let slices = recs.len().div_ceil(SLICE);
                 self.frame.reserve(total.saturating_mul(slices) + total / 8);
             }
-            for (buf, spans) in encoded {
+            for (buf, entries) in encoded {
                 let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
                 self.frame.extend_from_slice(&buf);
                 self.db.spare_chunks.push(buf);
-                spans_all.extend(spans.into_iter().map(|(off, len)| (base + off, len)));
+                entries_all.extend(entries.into_iter().map(|mut e| {
+                    e.set_offset(base + e.offset());
+                    e
+                }));
             }
             col_rows_all.extend(col_rows.into_iter().flatten());
             self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
@@ -490,16 +517,17 @@ impl<'db> WriteBatch<'db> {
         if let Some(cols) = &mut self.cols {
             col_rows_all.into_iter().for_each(|c| cols.add(c));
         }
-        for (i, (off, len)) in spans_all.into_iter().enumerate() {
-            self.push_pending(
-                &recs[i],
-                ids[i],
-                hashes[i],
-                off as usize,
-                len as usize,
-                !replaced_local[i],
+        self.pending
+            .extend(
+                entries_all
+                    .into_iter()
+                    .zip(replaced_local)
+                    .map(|(entry, replaced)| Pending {
+                        entry,
+                        live: !replaced,
+                        prev_same_hash: NONE,
+                    }),
             );
-        }
         self.next_id = next_id;
         Ok(ids)
     }
@@ -587,20 +615,7 @@ impl<'db> WriteBatch<'db> {
         len: usize,
         live: bool,
     ) {
-        let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
-        let entry = fb::RecordEntry::new(
-            id,
-            hash,
-            rec.size,
-            rec.mtime_ns,
-            rec.inode,
-            offset as u32,
-            len as u32,
-            rec.extractor_version,
-            rec.kind.to_fb(),
-            flags,
-            0,
-        );
+        let entry = entry_of(rec, id, hash, offset, len);
         self.pending.push(Pending {
             entry,
             live,

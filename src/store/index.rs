@@ -280,6 +280,21 @@ impl<T: Fixed> Chunked<T> {
         chunk.owned()[i % CHUNK] = v;
     }
 
+    /// Appends default items until there are `n`.
+    pub fn grow_to(&mut self, n: usize) {
+        while self.len < n {
+            if self.len.is_multiple_of(CHUNK) {
+                self.chunks
+                    .push(Arc::new(Chunk::Owned(Vec::with_capacity(CHUNK))));
+            }
+            let last = Arc::make_mut(self.chunks.last_mut().expect("a chunk was pushed"));
+            let v = last.owned();
+            let k = (n - self.len).min(CHUNK - v.len());
+            v.resize(v.len() + k, T::default());
+            self.len += k;
+        }
+    }
+
     pub fn push(&mut self, v: T) {
         if self.len.is_multiple_of(CHUNK) {
             let mut fresh = Vec::with_capacity(CHUNK);
@@ -554,9 +569,8 @@ impl Index {
 
     /// Grows `entries` so that `next_id` ids exist.
     pub fn reserve_ids(&mut self, next_id: u64) {
-        while (self.entries.len() as u64) < next_id {
-            self.entries.push(FileEntry::default());
-        }
+        self.entries
+            .grow_to(usize::try_from(next_id).unwrap_or(usize::MAX));
     }
 
     /// Marks `id` dead; returns whether it was live.
@@ -574,29 +588,51 @@ impl Index {
 
     /// Stores every `(id, entry)` as an update or insert of each would, but fills the table in slot order,
     /// so a large batch walks the table sequentially instead of missing the cache per record.
+    ///
+    /// The entries and the table change at once, on two cores: the slots to add are found
+    /// first, from the entries as they were. An id given twice gets a slot for each path hash
+    /// that differs from its old one; the extra slot is a dead one, skipped on lookup.
     pub fn upsert_many(&mut self, items: &[(u64, FileEntry)]) {
-        let mut slots = Vec::new();
-        for &(id, e) in items {
-            let old = self.entry(id).unwrap_or_default();
-            if old.is_live() {
-                self.live_bytes -= u64::from(old.len);
-            } else {
-                self.live_records += 1;
-            }
-            self.live_bytes += u64::from(e.len);
-            self.entries.set(id as usize, e);
-            if !old.is_live() || old.path_hash != e.path_hash {
-                slots.push((e.path_hash, id));
-            }
-        }
-        if (self.table.used() + slots.len()) * 2 > self.table.capacity() {
-            // The rebuild takes every live entry, these included.
-            self.rebuild_table();
-            return;
-        }
-        let mask = self.table.capacity() as u64 - 1;
-        slots.sort_unstable_by_key(|&(h, _)| h & mask);
-        if !self.table.insert_sorted(&slots) {
+        let slots: Vec<(u64, u64)> = items
+            .iter()
+            .filter_map(|&(id, e)| {
+                let old = self.entry(id).unwrap_or_default();
+                (!old.is_live() || old.path_hash != e.path_hash).then_some((e.path_hash, id))
+            })
+            .collect();
+        // The rebuild takes every live entry, these included, so it waits for them.
+        let rebuild = (self.table.used() + slots.len()) * 2 > self.table.capacity();
+        let Index {
+            entries,
+            table,
+            live_records,
+            live_bytes,
+            ..
+        } = self;
+        let ((), inserted) = rayon::join(
+            || {
+                for &(id, e) in items {
+                    let old = entries.get(id as usize).unwrap_or_default();
+                    if old.is_live() {
+                        *live_bytes -= u64::from(old.len);
+                    } else {
+                        *live_records += 1;
+                    }
+                    *live_bytes += u64::from(e.len);
+                    entries.set(id as usize, e);
+                }
+            },
+            || {
+                if rebuild {
+                    return false;
+                }
+                let mask = table.capacity() as u64 - 1;
+                let mut slots = slots;
+                slots.sort_unstable_by_key(|&(h, _)| h & mask);
+                table.insert_sorted(&slots)
+            },
+        );
+        if !inserted {
             self.rebuild_table();
         }
     }
@@ -648,6 +684,34 @@ mod tests {
             vec![2]
         );
         assert_eq!((snap.live_records, a.live_records), (1, 1));
+    }
+
+    #[test]
+    fn an_id_given_twice_in_one_call_counts_once_and_is_found_by_its_last_hash() {
+        let mut ix = Index::empty();
+        ix.reserve_ids(3);
+        ix.upsert_many(&[(1, e(5, 100))]);
+        ix.upsert_many(&[(1, e(6, 200)), (2, e(7, 300)), (1, e(5, 400))]);
+        assert_eq!((ix.live_records, ix.live_bytes), (2, 20));
+        assert_eq!(ix.entry(1), Some(e(5, 400)));
+        let found = |ix: &Index, h| ix.live_candidates(h).map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(found(&ix, 5), vec![1]);
+        assert!(found(&ix, 6).is_empty(), "the middle hash is a dead slot");
+        assert_eq!(found(&ix, 7), vec![2]);
+    }
+
+    #[test]
+    fn growing_ids_across_chunks_adds_dead_entries_only() {
+        let mut c = Chunked::<FileEntry>::new();
+        c.push(e(1, 1));
+        c.grow_to(3 * CHUNK + 5);
+        assert_eq!(c.len(), 3 * CHUNK + 5);
+        assert_eq!(c.get(0), Some(e(1, 1)));
+        assert!(c.iter().skip(1).all(|x| !x.is_live()));
+        c.grow_to(10);
+        assert_eq!(c.len(), 3 * CHUNK + 5, "never shrinks");
+        c.push(e(2, 2));
+        assert_eq!(c.get(3 * CHUNK + 5), Some(e(2, 2)));
     }
 
     #[test]

@@ -38,7 +38,7 @@ type ByHash = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 
 const NONE: u32 = u32::MAX;
 
-struct Pending {
+pub(crate) struct Pending {
     entry: fb::RecordEntry,
     live: bool,
     /// Previous pending record with the same path hash, or `NONE` (set when `by_hash` takes
@@ -118,11 +118,31 @@ fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::
     )
 }
 
+/// Buffers a writer keeps from one batch to the next. A bulk batch fills tens of megabytes of
+/// them; in fresh memory each page would cost a fault (a good part of an ingest's time), so
+/// they are cleared and used again instead.
+#[derive(Default)]
+pub(crate) struct Spares {
+    /// The frame.
+    frame: Vec<u8>,
+    /// The builder of the batch table (its records' index entries).
+    fbb: Option<FlatBufferBuilder<'static>>,
+    /// The pending records.
+    pending: Vec<Pending>,
+    /// The live pending records' index entries, at commit.
+    live: Vec<fb::RecordEntry>,
+    /// A bulk upsert's encoding buffers, one per chunk of records: the encoded records, and
+    /// their index entries.
+    chunks: Vec<(Vec<u8>, Vec<fb::RecordEntry>)>,
+}
+
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
-        // Keep the frame's memory for the next batch.
-        self.db.spare_frame = std::mem::take(&mut self.frame);
-        self.db.spare_fbb = Some(std::mem::take(&mut self.fbb));
+        let spares = &mut self.db.spares;
+        spares.frame = std::mem::take(&mut self.frame);
+        spares.fbb = Some(std::mem::take(&mut self.fbb));
+        spares.pending = std::mem::take(&mut self.pending);
+        spares.pending.clear();
     }
 }
 
@@ -136,16 +156,18 @@ impl<'db> WriteBatch<'db> {
             db.write_ahead,
         );
         let fbb = db
-            .spare_fbb
+            .spares
+            .fbb
             .take()
             .unwrap_or_else(|| FlatBufferBuilder::with_capacity(1024));
-        let mut frame = std::mem::take(&mut db.spare_frame);
+        let mut frame = std::mem::take(&mut db.spares.frame);
         frame.clear();
         frame.resize(FRAME_HEADER_LEN, 0);
+        let pending = std::mem::take(&mut db.spares.pending);
         WriteBatch {
             db,
             frame,
-            pending: Vec::new(),
+            pending,
             by_hash: ByHash::default(),
             indexed: 0,
             removals: Vec::new(),
@@ -428,14 +450,14 @@ impl<'db> WriteBatch<'db> {
         type Encoded = (Vec<u8>, Vec<fb::RecordEntry>);
         let frame_start = self.frame.len();
         let keep_cols = self.cols.is_some();
-        let mut entries_all: Vec<fb::RecordEntry> = Vec::with_capacity(recs.len());
+        let pending_start = self.pending.len();
         let mut col_rows_all: Vec<Delta> = Vec::new();
         for (s, slice) in recs.chunks(SLICE).enumerate() {
             let first = s * SLICE;
             let slice_ids = &ids[first..first + slice.len()];
             let slice_hashes = &hashes[first..first + slice.len()];
-            let spare = &mut self.db.spare_chunks;
-            let bufs: Vec<Vec<u8>> = (0..slice.len().div_ceil(CHUNK))
+            let spare = &mut self.db.spares.chunks;
+            let bufs: Vec<_> = (0..slice.len().div_ceil(CHUNK))
                 .map(|_| spare.pop().unwrap_or_default())
                 .collect();
             // Each chunk is encoded, its index entries made and its column rows kept, on its
@@ -445,9 +467,10 @@ impl<'db> WriteBatch<'db> {
                 .zip(slice_ids.par_chunks(CHUNK))
                 .zip(slice_hashes.par_chunks(CHUNK))
                 .zip(bufs)
-                .map_init(FlatBufferBuilder::new, |fbb, (((rs, is), hs), mut buf)| {
+                .map_init(FlatBufferBuilder::new, |fbb, (((rs, is), hs), spare)| {
+                    let (mut buf, mut entries) = spare;
                     buf.clear();
-                    let mut entries = Vec::with_capacity(rs.len());
+                    entries.clear();
                     let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
                     for ((r, &id), &hash) in rs.iter().zip(is).zip(hs) {
                         let start = buf.len();
@@ -488,6 +511,7 @@ impl<'db> WriteBatch<'db> {
             if let Some(e) = refused {
                 // Take back the slices already appended.
                 self.frame.truncate(frame_start);
+                self.pending.truncate(pending_start);
                 self.ahead.truncated(frame_start - FRAME_HEADER_LEN);
                 return Err(e);
             }
@@ -499,11 +523,17 @@ impl<'db> WriteBatch<'db> {
             for (buf, entries) in encoded {
                 let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
                 self.frame.extend_from_slice(&buf);
-                self.db.spare_chunks.push(buf);
-                entries_all.extend(entries.into_iter().map(|mut e| {
-                    e.set_offset(base + e.offset());
-                    e
+                // Pending, but not live until every slice is in: a refused slice takes them back.
+                self.pending.extend(entries.iter().map(|&e| {
+                    let mut entry = e;
+                    entry.set_offset(base + e.offset());
+                    Pending {
+                        entry,
+                        live: false,
+                        prev_same_hash: NONE,
+                    }
                 }));
+                self.db.spares.chunks.push((buf, entries));
             }
             col_rows_all.extend(col_rows.into_iter().flatten());
             self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
@@ -513,21 +543,12 @@ impl<'db> WriteBatch<'db> {
         for p in replaced_pending {
             self.pending[p].live = false;
         }
-        self.pending.reserve(recs.len());
         if let Some(cols) = &mut self.cols {
             col_rows_all.into_iter().for_each(|c| cols.add(c));
         }
-        self.pending
-            .extend(
-                entries_all
-                    .into_iter()
-                    .zip(replaced_local)
-                    .map(|(entry, replaced)| Pending {
-                        entry,
-                        live: !replaced,
-                        prev_same_hash: NONE,
-                    }),
-            );
+        for (p, replaced) in self.pending[pending_start..].iter_mut().zip(replaced_local) {
+            p.live = !replaced;
+        }
         self.next_id = next_id;
         Ok(ids)
     }
@@ -732,12 +753,9 @@ impl<'db> WriteBatch<'db> {
     /// database handle is poisoned (reopen it; every earlier commit is intact).
     pub fn commit(mut self) -> Result<CommitInfo, CommitError> {
         let base_header = self.base().header;
-        let live: Vec<fb::RecordEntry> = self
-            .pending
-            .iter()
-            .filter(|p| p.live)
-            .map(|p| p.entry)
-            .collect();
+        let mut live = std::mem::take(&mut self.db.spares.live);
+        live.clear();
+        live.extend(self.pending.iter().filter(|p| p.live).map(|p| p.entry));
         if live.is_empty()
             && self.removals.is_empty()
             && self.playlists.is_empty()
@@ -909,9 +927,11 @@ impl<'db> WriteBatch<'db> {
         if let Some(cols) = self.cols.take() {
             db.col_delta.extend(cols);
         }
+        let upserted = live.len() as u64;
+        self.db.spares.live = live;
         Ok(CommitInfo {
             seq,
-            upserted: live.len() as u64,
+            upserted,
             inserted,
             removed: self.removals.len() as u64,
             bytes: self.frame.len() as u64,

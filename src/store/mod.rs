@@ -98,13 +98,8 @@ pub struct Database {
     checkpoints: bool,
     /// The committed length the newest checkpoint covers.
     checkpointed_len: u64,
-    /// Buffers kept from the last batch: the frame, and upsert_many's encode buffers. Reusing
-    /// them spares the page faults of tens of megabytes of fresh memory per commit.
-    pub(crate) spare_frame: Vec<u8>,
-    /// The builder of the last batch's table (its records' index entries: megabytes for a
-    /// bulk batch), kept for the same reason.
-    pub(crate) spare_fbb: Option<flatbuffers::FlatBufferBuilder<'static>>,
-    pub(crate) spare_chunks: Vec<Vec<u8>>,
+    /// Buffers kept from the last batch (see [`batch::Spares`]).
+    pub(crate) spares: batch::Spares,
     /// Segment size for writing a batch ahead of its commit (0: never), see
     /// [`set_write_ahead`](Self::set_write_ahead).
     pub(crate) write_ahead: usize,
@@ -457,9 +452,7 @@ impl Database {
             current: Arc::new(version),
             checkpoints,
             checkpointed_len,
-            spare_frame: Vec::new(),
-            spare_fbb: None,
-            spare_chunks: Vec::new(),
+            spares: batch::Spares::default(),
             write_ahead: WRITE_AHEAD_SEGMENT,
             col_delta: columns::Deltas::default(),
             identity: None,

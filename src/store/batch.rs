@@ -270,7 +270,7 @@ impl<'db> WriteBatch<'db> {
         }
         let id = id.unwrap_or(self.next_id);
         let start = self.frame.len();
-        record::encode(&mut self.fbb, rec, id, &mut self.frame);
+        record::encode(rec, id, &mut self.frame);
         let len = self.frame.len() - start;
         if len - 4 > MAX_RECORD_LEN {
             self.frame.truncate(start);
@@ -467,14 +467,14 @@ impl<'db> WriteBatch<'db> {
                 .zip(slice_ids.par_chunks(CHUNK))
                 .zip(slice_hashes.par_chunks(CHUNK))
                 .zip(bufs)
-                .map_init(FlatBufferBuilder::new, |fbb, (((rs, is), hs), spare)| {
+                .map(|(((rs, is), hs), spare)| {
                     let (mut buf, mut entries) = spare;
                     buf.clear();
                     entries.clear();
                     let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
                     for ((r, &id), &hash) in rs.iter().zip(is).zip(hs) {
                         let start = buf.len();
-                        record::encode(fbb, r, id, &mut buf);
+                        record::encode(r, id, &mut buf);
                         entries.push(entry_of(r, id, hash, start, buf.len() - start));
                         buf.resize(align_up(buf.len()), 0);
                         if let Some(c) = &mut cols {
@@ -580,7 +580,7 @@ impl<'db> WriteBatch<'db> {
         let start = self.frame.len();
         self.pad_ids(id - self.next_id)?;
         let rstart = self.frame.len();
-        record::encode(&mut self.fbb, rec, id, &mut self.frame);
+        record::encode(rec, id, &mut self.frame);
         let len = self.frame.len() - rstart;
         if len - 4 > MAX_RECORD_LEN || align_up(self.frame.len()) > MAX_FRAME_PAYLOAD as usize / 2 {
             self.frame.truncate(start);

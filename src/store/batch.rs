@@ -38,7 +38,7 @@ type ByHash = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 
 const NONE: u32 = u32::MAX;
 
-pub(crate) struct Pending {
+struct Pending {
     entry: fb::RecordEntry,
     live: bool,
     /// Previous pending record with the same path hash, or `NONE` (set when `by_hash` takes
@@ -119,8 +119,7 @@ fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::
 }
 
 /// Buffers a writer keeps from one batch to the next. A bulk batch fills tens of megabytes of
-/// them; in fresh memory each page would cost a fault (a good part of an ingest's time), so
-/// they are cleared and used again instead.
+/// them, and in fresh memory each page costs a fault, so they are cleared and used again.
 #[derive(Default)]
 pub(crate) struct Spares {
     /// The frame.
@@ -444,9 +443,10 @@ impl<'db> WriteBatch<'db> {
         }
 
         // Encode in slices, each on all cores: every chunk of a slice into its own buffer,
-        // 8-aligned, with each record's index entry (its offset in the chunk). A slice is appended to the frame, and handed to the
-        // write-ahead thread, before the next one is encoded, so writing overlaps encoding. The
-        // batch's records, ids and column rows change only once every slice is in.
+        // 8-aligned, with each record's index entry (its offset in the chunk). A slice is
+        // appended to the frame, and handed to the write-ahead thread, before the next one is
+        // encoded, so writing overlaps encoding. The batch's records, ids and column rows
+        // change only once every slice is in (its pending entries are not live until then).
         type Encoded = (Vec<u8>, Vec<fb::RecordEntry>);
         let frame_start = self.frame.len();
         let keep_cols = self.cols.is_some();

@@ -72,6 +72,13 @@ use crate::record::{Kind, Record};
 mod asf;
 mod dsf;
 
+/// `file`'s length, for the readers of our own; the message is one line.
+fn file_len(file: &std::fs::File) -> Result<u64, String> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| format!("cannot read the file: {e}"))
+}
+
 /// Version of this extractor; a rescan re-reads files whose record has an older one, except
 /// as [`is_current`] says.
 ///
@@ -998,6 +1005,16 @@ mod tests {
         (reader(&f, &mut rec), rec)
     }
 
+    /// `bytes` written to a file named `name` and extracted as audio.
+    fn extract_bytes(name: &str, bytes: &[u8]) -> Record {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&path, Kind::Audio, &mut rec);
+        rec
+    }
+
     fn fixture(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/library")
@@ -1382,11 +1399,7 @@ mod tests {
             assert!(!last, "the fixture has a Vorbis comment block");
             at += 4 + len as usize;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("damaged comments.flac");
-        std::fs::write(&path, &bytes).unwrap();
-        let mut rec = Record::default();
-        extract(&path, Kind::Audio, &mut rec);
+        let rec = extract_bytes("damaged comments.flac", &bytes);
         let error = rec.error.as_deref().unwrap_or("");
         assert!(error.contains("stream properties were"), "{error}");
         assert_eq!(rec.title, None);
@@ -1419,11 +1432,7 @@ mod tests {
         // A year that is not a number, as in mutagen's bad-TYER-frame.mp3.
         let mut bytes = id3v23(&[(b"TIT2", b"\x00Kept title"), (b"TYER", b"\x00\xfe\xff")]);
         bytes.extend_from_slice(audio);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad frame.mp3");
-        std::fs::write(&path, &bytes).unwrap();
-        let mut rec = Record::default();
-        extract(&path, Kind::Audio, &mut rec);
+        let rec = extract_bytes("bad frame.mp3", &bytes);
         let error = rec.error.as_deref().unwrap_or("");
         assert!(
             error.contains("TDRC") && error.contains("the rest was read"),
@@ -1438,11 +1447,7 @@ mod tests {
         // A tag and no MPEG stream, as in tinytag's test samples: the tag is all there is.
         let mut bytes = id3v23(&[(b"TIT2", b"\x00Only a tag"), (b"TPE1", b"\x00Somebody")]);
         bytes.extend(std::iter::repeat_n(0x11, 300));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tag only.mp3");
-        std::fs::write(&path, &bytes).unwrap();
-        let mut rec = Record::default();
-        extract(&path, Kind::Audio, &mut rec);
+        let rec = extract_bytes("tag only.mp3", &bytes);
         let error = rec.error.as_deref().unwrap_or("");
         assert!(
             error.contains("tags read, stream properties not"),

@@ -113,10 +113,7 @@ impl Value {
 /// Reads `file` as ASF into `out`. `Err` with a one-line message when it is not one or its
 /// header is damaged.
 pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read the file: {e}"))?
-        .len();
+    let len = super::file_len(file)?;
     let mut head = [0u8; 30];
     read_at(file, &mut head, 0)
         .map_err(|_| "not an ASF file: shorter than its header".to_owned())?;

@@ -28,10 +28,7 @@ pub(super) fn is_dsf(head: &[u8]) -> bool {
 /// Reads `file` as DSF into `out`. `Err` with a one-line message when it is not one; a tag that
 /// cannot be read is an error too, with the stream properties kept.
 pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot read the file: {e}"))?
-        .len();
+    let len = super::file_len(file)?;
     let mut h = [0u8; 80];
     if file.read_exact_at(&mut h, 0).is_err() || !is_dsf(&h) {
         return Err("not a DSF file: no DSD chunk at its start".to_owned());

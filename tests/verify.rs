@@ -538,7 +538,9 @@ fn a_checkpoint_with_valid_checksums_but_wrong_content_is_damage() {
         let t = h.table_offset() as usize;
         for s in 0..h.table_capacity as usize {
             let at = t + s * 16;
-            if b[at..at + 8] == hash.to_le_bytes() && b[at + 8..at + 16] == recs[7].id.to_le_bytes()
+            // docs/FORMAT.md §3: the hash's low 32 bits, then the id in 48 bits.
+            if b[at..at + 4] == hash.to_le_bytes()[..4]
+                && b[at + 4..at + 10] == recs[7].id.to_le_bytes()[..6]
             {
                 b[at..at + 16].fill(0);
             }

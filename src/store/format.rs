@@ -61,7 +61,7 @@ pub const VERIFY_MAX_TABLES: usize = 64;
 /// Magic at the start of the index checkpoint.
 pub const IDX_MAGIC: [u8; 8] = *b"MDBIDX\0\0";
 /// Checkpoint format version.
-pub const IDX_VERSION: u32 = 3;
+pub const IDX_VERSION: u32 = 4;
 /// Entries or table slots per checksummed chunk of a checkpoint.
 pub const IDX_CHUNK: u64 = 4096;
 /// Size of the checkpoint header block; the entries start here.
@@ -440,7 +440,7 @@ impl IdxHeader {
         if h.next_id == 0
             || h.next_id > 1 << 40
             || !h.table_capacity.is_power_of_two()
-            || h.table_capacity > 1 << 40
+            || h.table_capacity > 1 << 32
             || h.table_used > h.table_capacity / 2
             || h.playlists > h.next_id
         {

@@ -85,24 +85,74 @@ impl Fixed for FileEntry {
     }
 }
 
-/// One table slot; `hash == 0` is empty.
+/// One table slot (docs/FORMAT.md §3): the low 32 bits of a path hash (its tag), an id, and
+/// the record offset the id had when the slot was last set (0 when unknown). The offset is a
+/// hint: a lookup starts fetching the record from it while it reads the id's entry, and the
+/// entry decides. An id of 0 marks an empty slot (ids start at 1).
+///
+/// Stored as two little-endian words: `tag | id << 32`, then `id >> 32 | at << 16`, so the id
+/// and the hint have 48 bits each. Both fit: the log is shorter than `MAX_FILE_LEN` (2^48
+/// bytes), and every id a log hands out costs at least 8 bytes of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Slot {
-    pub hash: u64,
-    pub id: u64,
+    lo: u64,
+    hi: u64,
+}
+
+impl Slot {
+    const LOW_48: u64 = (1 << 48) - 1;
+
+    /// The slot for `id`, whose path hashes to `hash` and whose record is at `at`.
+    pub fn new(hash: u64, id: u64, at: u64) -> Slot {
+        debug_assert!(id != 0 && id <= Slot::LOW_48, "id {id} out of slot range");
+        let at = if at <= Slot::LOW_48 { at } else { 0 };
+        Slot {
+            lo: (hash & 0xFFFF_FFFF) | id << 32,
+            hi: (id >> 32) | at << 16,
+        }
+    }
+
+    /// The low 32 bits of the path hash.
+    pub fn tag(self) -> u32 {
+        self.lo as u32
+    }
+
+    /// Whether `hash` has this slot's tag.
+    pub fn tag_of(self, hash: u64) -> bool {
+        self.tag() == hash as u32
+    }
+
+    pub fn id(self) -> u64 {
+        (self.lo >> 32) | (self.hi & 0xFFFF) << 32
+    }
+
+    /// Where the id's record was when the slot was set; 0 when unknown.
+    pub fn at(self) -> u64 {
+        self.hi >> 16
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.id() == 0
+    }
+
+    /// The slot a probe for this slot's hash starts at, in a table of `mask + 1` slots (at
+    /// most 2^32, so the tag holds every bit of the hash that picks it).
+    fn home(self, mask: usize) -> usize {
+        self.tag() as usize & mask
+    }
 }
 
 impl Fixed for Slot {
     const LEN: usize = TABLE_SLOT_LEN;
     fn decode(b: &[u8]) -> Slot {
         Slot {
-            hash: get_u64(b, 0),
-            id: get_u64(b, 8),
+            lo: get_u64(b, 0),
+            hi: get_u64(b, 8),
         }
     }
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.hash.to_le_bytes());
-        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.lo.to_le_bytes());
+        out.extend_from_slice(&self.hi.to_le_bytes());
     }
 }
 
@@ -386,38 +436,37 @@ impl Table {
         }
     }
 
-    /// A table holding `live` (path hash, id) pairs, with capacity 2x..4x their count (load
-    /// between 1/4 and 1/2). Built in slot order, so each pair lands where
-    /// [`insert_sorted`](Table::insert_sorted) would put it, without probing: at its home slot
-    /// or just past the pair before.
-    pub fn build(mut live: Vec<(u64, u64)>) -> Table {
+    /// A table holding the `live` slots, with capacity 2x..4x their count (load between 1/4
+    /// and 1/2). Built in slot order, so each lands where [`put_sorted`](Table::put_sorted)
+    /// would put it, without probing: at its home slot or just past the one before.
+    pub fn build(mut live: Vec<Slot>) -> Table {
         use rayon::slice::ParallelSliceMut;
         let cap = Table::capacity_for(live.len());
         let mask = cap - 1;
-        live.par_sort_unstable_by_key(|&(h, _)| h as usize & mask);
+        live.par_sort_unstable_by_key(|s| s.home(mask));
         let mut chunks: Vec<Vec<Slot>> = (0..cap.div_ceil(CHUNK))
             .map(|k| vec![Slot::default(); CHUNK.min(cap - k * CHUNK)])
             .collect();
         let mut next = 0;
         let mut wrapped = Vec::new();
-        for &(hash, id) in &live {
-            debug_assert!(hash != 0);
-            next = next.max(hash as usize & mask);
+        for &slot in &live {
+            debug_assert!(!slot.is_empty());
+            next = next.max(slot.home(mask));
             if next == cap {
                 // Probes past the last slot go on from slot 0.
-                wrapped.push((hash, id));
+                wrapped.push(slot);
                 continue;
             }
-            chunks[next / CHUNK][next % CHUNK] = Slot { hash, id };
+            chunks[next / CHUNK][next % CHUNK] = slot;
             next += 1;
         }
         // Capacity is at least twice the count, so there are free slots for these.
         let mut i = 0;
-        for (hash, id) in wrapped {
-            while chunks[i / CHUNK][i % CHUNK].hash != 0 {
+        for slot in wrapped {
+            while !chunks[i / CHUNK][i % CHUNK].is_empty() {
                 i += 1;
             }
-            chunks[i / CHUNK][i % CHUNK] = Slot { hash, id };
+            chunks[i / CHUNK][i % CHUNK] = slot;
         }
         Table {
             slots: Chunked::from_chunks(chunks),
@@ -425,19 +474,21 @@ impl Table {
         }
     }
 
-    /// Inserts pairs, each at the first empty slot from its home slot on (linear probing).
-    /// Given in slot order (home slot ascending), each chunk of the table is changed once per
-    /// run of pairs in it. Returns false when the table filled up (which only a checkpoint with
-    /// a wrong `table_used` can cause), with the pairs before that one inserted.
+    /// Puts each slot in the table (linear probing): over the slot of the same id and tag if
+    /// there is one before the first empty slot from its home on, which refreshes its record
+    /// hint, else in that empty slot. Given in slot order (home slot ascending), each chunk of
+    /// the table is changed once per run of slots in it. Returns false when the table filled
+    /// up (which only a checkpoint with a wrong `table_used` can cause), with the slots before
+    /// that one put.
     #[must_use]
-    pub fn insert_sorted(&mut self, pairs: &[(u64, u64)]) -> bool {
+    pub fn put_sorted(&mut self, slots: &[Slot]) -> bool {
         let cap = self.capacity();
         let mask = cap - 1;
         let mut k = usize::MAX;
         let mut chunk: &mut [Slot] = &mut [];
-        for &(hash, id) in pairs {
-            debug_assert!(hash != 0);
-            let mut i = hash as usize & mask;
+        for &slot in slots {
+            debug_assert!(!slot.is_empty());
+            let mut i = slot.home(mask);
             let mut probes = 0;
             loop {
                 if probes == cap {
@@ -448,9 +499,13 @@ impl Table {
                     chunk = self.slots.chunk_mut(k);
                 }
                 let s = &mut chunk[i % CHUNK];
-                if s.hash == 0 {
-                    *s = Slot { hash, id };
+                if s.is_empty() {
+                    *s = slot;
                     self.used += 1;
+                    break;
+                }
+                if s.id() == slot.id() && s.tag() == slot.tag() {
+                    *s = slot;
                     break;
                 }
                 i = (i + 1) & mask;
@@ -476,8 +531,9 @@ impl Table {
         &self.slots
     }
 
-    /// Ids whose slot carries `hash` (callers filter dead ids and compare paths).
-    pub fn candidates(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+    /// The slots whose tag is `hash`'s (callers filter dead ids and compare full hashes and
+    /// paths).
+    pub fn candidates(&self, hash: u64) -> impl Iterator<Item = Slot> + '_ {
         let mask = self.capacity() - 1;
         let mut i = hash as usize & mask;
         let mut probes = 0;
@@ -486,12 +542,12 @@ impl Table {
                 let s = self.slots.get(i)?;
                 probes += 1;
                 i = (i + 1) & mask;
-                if s.hash == 0 {
+                if s.is_empty() {
                     probes = usize::MAX;
                     return None;
                 }
-                if s.hash == hash {
-                    return Some(s.id);
+                if s.tag_of(hash) {
+                    return Some(s);
                 }
             }
             None
@@ -504,7 +560,7 @@ impl Table {
     pub fn touch(&self, hashes: &[u64]) {
         let mask = self.capacity() - 1;
         let sum = hashes.iter().fold(0u64, |acc, &h| {
-            acc ^ self.slots.get(h as usize & mask).map_or(0, |s| s.hash)
+            acc ^ self.slots.get(h as usize & mask).map_or(0, Slot::id)
         });
         std::hint::black_box(sum);
     }
@@ -561,10 +617,15 @@ impl Index {
 
     /// Live ids whose entry carries `hash`.
     pub fn live_candidates(&self, hash: u64) -> impl Iterator<Item = (u64, FileEntry)> + '_ {
-        self.table.candidates(hash).filter_map(move |id| {
-            let e = self.entry(id)?;
-            (e.is_live() && e.path_hash == hash).then_some((id, e))
-        })
+        self.table
+            .candidates(hash)
+            .filter_map(move |s| Some((s.id(), self.live_entry(s.id(), hash)?)))
+    }
+
+    /// The entry of `id` if it is live and carries `hash`.
+    pub fn live_entry(&self, id: u64, hash: u64) -> Option<FileEntry> {
+        let e = self.entry(id)?;
+        (e.is_live() && e.path_hash == hash).then_some(e)
     }
 
     /// Grows `entries` so that `next_id` ids exist.
@@ -586,22 +647,27 @@ impl Index {
         }
     }
 
-    /// Stores every `(id, entry)` as an update or insert of each would, but fills the table in slot order,
-    /// so a large batch walks the table sequentially instead of missing the cache per record.
+    /// Stores every `(id, entry)` as an update or insert of each would, but fills the table in
+    /// slot order, so a large batch walks the table sequentially instead of missing the cache
+    /// per record.
     ///
-    /// The entries and the table change at once, on two cores: the slots to add are found
-    /// first, from the entries as they were. An id given twice gets a slot for each path hash
-    /// that differs from its old one; the extra slot is a dead one, skipped on lookup.
+    /// The entries and the table change at once, on two cores: each item's slot is put (which
+    /// refreshes the record hint of an id whose path hash is unchanged), and the number of new
+    /// slots is counted from the entries as they were. An id given twice in one call gets a
+    /// slot for each path hash that differs from its old one (the extra slot is a dead one,
+    /// skipped on lookup), and either offset as its hint.
     pub fn upsert_many(&mut self, items: &[(u64, FileEntry)]) {
-        let slots: Vec<(u64, u64)> = items
+        let mut fresh = 0;
+        let slots: Vec<Slot> = items
             .iter()
-            .filter_map(|&(id, e)| {
+            .map(|&(id, e)| {
                 let old = self.entry(id).unwrap_or_default();
-                (!old.is_live() || old.path_hash != e.path_hash).then_some((e.path_hash, id))
+                fresh += usize::from(!old.is_live() || old.path_hash != e.path_hash);
+                Slot::new(e.path_hash, id, e.offset)
             })
             .collect();
         // The rebuild takes every live entry, these included, so it waits for them.
-        let rebuild = (self.table.used() + slots.len()) * 2 > self.table.capacity();
+        let rebuild = (self.table.used() + fresh) * 2 > self.table.capacity();
         let Index {
             entries,
             table,
@@ -626,10 +692,10 @@ impl Index {
                 if rebuild {
                     return false;
                 }
-                let mask = table.capacity() as u64 - 1;
+                let mask = table.capacity() - 1;
                 let mut slots = slots;
-                slots.sort_unstable_by_key(|&(h, _)| h & mask);
-                table.insert_sorted(&slots)
+                slots.sort_unstable_by_key(|s| s.home(mask));
+                table.put_sorted(&slots)
             },
         );
         if !inserted {
@@ -648,7 +714,7 @@ impl Index {
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.is_live())
-                .map(|(id, e)| (e.path_hash, id as u64)),
+                .map(|(id, e)| Slot::new(e.path_hash, id as u64, e.offset)),
         );
         self.table = Table::build(live);
     }
@@ -733,34 +799,62 @@ mod tests {
         }
     }
 
-    /// Asserts that `t` holds exactly `pairs`, each findable: no empty slot between a pair's
-    /// home slot and the slot it is in (linear probing stops at the first empty one).
+    /// Asserts that `t` holds exactly `pairs` of (hash, id), each findable: no empty slot
+    /// between a pair's home slot and the slot it is in (linear probing stops at the first
+    /// empty one), and each slot's hint is the offset [`slot_of`] gave it.
     #[track_caller]
     fn assert_holds(t: &Table, pairs: &[(u64, u64)]) {
         let (cap, n) = (t.capacity(), pairs.len());
-        let mask = cap as u64 - 1;
+        let mask = cap - 1;
         assert_eq!(t.used(), n);
         let slots: Vec<Slot> = t.slots().iter().collect();
         let mut held = Vec::new();
-        for (at, s) in slots.iter().enumerate().filter(|(_, s)| s.hash != 0) {
-            let mut i = (s.hash & mask) as usize;
+        for (at, s) in slots.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            let mut i = s.home(mask);
             while i != at {
-                assert_ne!(slots[i].hash, 0, "n = {n}: a gap before slot {at}");
+                assert!(!slots[i].is_empty(), "n = {n}: a gap before slot {at}");
                 i = (i + 1) % cap;
             }
-            held.push((s.hash, s.id));
+            assert_eq!(s.at(), 8192 + s.id(), "n = {n}: hint of id {}", s.id());
+            held.push((s.tag(), s.id()));
         }
         held.sort_unstable();
-        let mut want = pairs.to_vec();
+        let mut want: Vec<(u32, u64)> = pairs.iter().map(|&(h, id)| (h as u32, id)).collect();
         want.sort_unstable();
         assert_eq!(held, want, "n = {n}");
         for &(h, id) in pairs {
-            assert!(t.candidates(h).any(|x| x == id), "n = {n}, id {id}");
+            assert!(t.candidates(h).any(|s| s.id() == id), "n = {n}, id {id}");
         }
     }
 
+    /// The slot of `(hash, id)` whose record is at `8192 + id`.
+    fn slot_of((hash, id): (u64, u64)) -> Slot {
+        Slot::new(hash, id, 8192 + id)
+    }
+
     #[test]
-    fn built_and_inserted_tables_hold_every_pair_within_its_probe_run() {
+    fn slots_keep_tag_id_and_hint_through_their_encoding() {
+        let top = (1 << 48) - 1;
+        for (hash, id, at) in [
+            (1, 1, 0),
+            (u64::MAX, top, top),
+            (0xdead_beef_0000_0001, 5, 8192),
+        ] {
+            let s = Slot::new(hash, id, at);
+            let mut b = Vec::new();
+            s.encode(&mut b);
+            assert_eq!(b.len(), TABLE_SLOT_LEN);
+            let d = Slot::decode(&b);
+            assert_eq!((d.tag(), d.id(), d.at()), (hash as u32, id, at));
+            assert!(!d.is_empty() && d.tag_of(hash));
+        }
+        // An offset beyond 48 bits (never in a log, which is shorter) is no hint at all.
+        assert_eq!(Slot::new(7, 3, 1 << 48).at(), 0);
+        assert!(Slot::default().is_empty());
+    }
+
+    #[test]
+    fn built_and_put_tables_hold_every_pair_within_its_probe_run() {
         // Homes crowded at both ends of the table, so runs wrap past the last slot onto pairs
         // whose homes are near slot 0; and a table of several chunks.
         for n in [1usize, 3, 500, 511, 512, 20_000] {
@@ -774,24 +868,45 @@ mod tests {
                         1 => i % 2,
                         _ => spread & mask,
                     };
-                    // Distinct hashes (i above the mask) with the home chosen, never 0.
+                    // Distinct hashes, some with the same tag (i above bit 32), with the home
+                    // chosen.
                     ((i + 1) << 32 | home, i + 1)
                 })
                 .collect();
-            let built = Table::build(pairs.clone());
+            let built = Table::build(pairs.iter().copied().map(slot_of).collect());
             assert_eq!(built.capacity(), cap);
             assert_holds(&built, &pairs);
 
-            // The same pairs inserted in two batches, each in slot order, the second probing
-            // past the first's.
+            // The same pairs put in two batches, each in slot order, the second probing past
+            // the first's.
             let mut t = Table::with_capacity_for(n);
             for half in [&pairs[..n / 2], &pairs[n / 2..]] {
-                let mut half = half.to_vec();
-                half.sort_by_key(|&(h, _)| h & mask);
-                assert!(t.insert_sorted(&half));
+                let mut half: Vec<Slot> = half.iter().copied().map(slot_of).collect();
+                half.sort_by_key(|s| s.home(mask as usize));
+                assert!(t.put_sorted(&half));
             }
             assert_holds(&t, &pairs);
         }
+    }
+
+    #[test]
+    fn an_update_that_keeps_the_path_moves_the_hint_and_adds_no_slot() {
+        let mut ix = Index::empty();
+        ix.reserve_ids(3);
+        ix.upsert_many(&[(1, e(5, 100)), (2, e(5 | 1 << 40, 200))]);
+        ix.upsert_many(&[(1, e(5, 300))]);
+        assert_eq!(ix.table.used(), 2);
+        let hints: Vec<(u64, u64)> = ix.table.candidates(5).map(|s| (s.id(), s.at())).collect();
+        assert_eq!(
+            hints,
+            vec![(1, 300), (2, 200)],
+            "both share the tag; id 1's hint moved"
+        );
+        assert_eq!(
+            ix.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),
+            vec![1],
+            "the full hash tells them apart"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::format::{
     SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64,
     path_hash,
 };
-use super::index::{FileEntry, Fixed};
+use super::index::{FileEntry, Fixed, Slot};
 use super::log::{self, Damage, TRAILER_LEN};
 use super::storage::{FileStorage, Storage};
 use super::{Database, fb, open_error};
@@ -1947,7 +1947,7 @@ impl Verifier<'_> {
                 .read_exact_at(&mut buf, toff + lo * TABLE_SLOT_LEN as u64)?;
             last_empty = buf
                 .chunks_exact(TABLE_SLOT_LEN)
-                .rposition(|s| get_u64(s, 0) == 0)
+                .rposition(|s| Slot::decode(s).is_empty())
                 .map(|p| lo + p as u64);
             hi = lo;
         }
@@ -1965,8 +1965,9 @@ impl Verifier<'_> {
             chunk_crcs(&buf, TABLE_SLOT_LEN, &mut crcs);
             for (j, s) in buf.chunks_exact(TABLE_SLOT_LEN).enumerate() {
                 let p = pos + j as u64;
-                let (hash, id) = (get_u64(s, 0), get_u64(s, 8));
-                if hash == 0 {
+                let slot = Slot::decode(s);
+                let (tag, id) = (u64::from(slot.tag()), slot.id());
+                if slot.is_empty() {
                     last_empty = Some(p);
                     continue;
                 }
@@ -1981,8 +1982,8 @@ impl Verifier<'_> {
                     continue;
                 }
                 let i = id as usize;
-                if self.state.len[i] != 0 && self.state.hash[i] == hash as u32 {
-                    let d_home = p.wrapping_sub(hash & mask) & mask;
+                if self.state.len[i] != 0 && u64::from(self.state.hash[i]) == tag {
+                    let d_home = p.wrapping_sub(tag & mask) & mask;
                     let d_empty = last_empty.map_or(cap, |le| p.wrapping_sub(le) & mask);
                     if d_home < d_empty {
                         found[i / 64] |= 1 << (i % 64);

@@ -4,9 +4,12 @@
 //! Generates N synthetic music-library records (deterministic, before any timing), then per
 //! engine measures: durable ingest of all N, open + first get on a fresh handle, and 100,000
 //! random gets by path (every one checked against the record's path or key, inode and title; the
-//! probes are copied out of the input first, so the timed loops do not reach into it). mediadb also reports its index checkpoint (written
-//! when the writer is dropped); SQLite and LMDB report their close. One JSON line per
-//! measurement goes to stdout, then ratio lines; progress goes to stderr.
+//! probes are copied out of the input first, so the timed loops do not reach into it). mediadb
+//! also reports its index checkpoint (written when the writer is dropped), and
+//! `random_get_many`: 100,000 other random paths looked up 1,000 at a time with
+//! `Snapshot::get_many`, on a handle opened afresh (LMDB and SQLite have no such call; its
+//! ratio line is against LMDB's single gets, and says so). SQLite and LMDB report their close.
+//! One JSON line per measurement goes to stdout, then ratio lines; progress goes to stderr.
 //!
 //! Run: `cargo bench --workspace --bench ingest`. Environment:
 //! * `MEDIADB_BENCH_N` — number of records (default 1,000,000; e.g. 20000 for a quick run);
@@ -369,6 +372,9 @@ struct Timed {
     file_bytes: u64,
     open_first_get: Duration,
     random_get: Duration,
+    /// mediadb only: as many other random paths, looked up 1,000 at a time with `get_many`
+    /// on a handle opened afresh.
+    random_get_many: Option<Duration>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -526,6 +532,28 @@ fn mediadb_with(
         assert_eq!(got.title().unwrap_or(""), want.title);
     }
     let random_get = t3.elapsed();
+    drop(snap);
+    drop(db);
+
+    // Other paths than the gets above (whose records those left in cache), on a new handle
+    // (whose map has no pages yet): the same cold start as the gets had.
+    let mut rng = Rng(SEED ^ 0x6765_745f_6d61_6e79);
+    let others: Vec<Probe> = (0..probes.len())
+        .map(|_| Probe::of(&recs[rng.below(recs.len() as u64) as usize]))
+        .collect();
+    let paths: Vec<&[u8]> = others.iter().map(|p| &p.path[..]).collect();
+    let db = Database::open_read_only(&path)?;
+    let snap = db.snapshot();
+    let t4 = Instant::now();
+    for (group, wants) in paths.chunks(1000).zip(others.chunks(1000)) {
+        for (got, want) in snap.get_many(group)?.iter().zip(wants) {
+            let got = got.as_ref().ok_or("get_many: not found")?;
+            assert_eq!(got.path(), &want.path[..]);
+            assert_eq!(got.inode(), want.inode);
+            assert_eq!(got.title().unwrap_or(""), want.title);
+        }
+    }
+    let random_get_many = Some(t4.elapsed());
     Ok(Timed {
         ingest,
         ingest_cpu,
@@ -534,6 +562,7 @@ fn mediadb_with(
         file_bytes,
         open_first_get,
         random_get,
+        random_get_many,
     })
 }
 
@@ -653,6 +682,7 @@ fn run_sqlite(dir: &Path, recs: &[Record], probe_first: usize, probes: &[Probe])
         file_bytes,
         open_first_get,
         random_get,
+        random_get_many: None,
     })
 }
 
@@ -746,6 +776,7 @@ fn run_lmdb(dir: &Path, recs: &[Record], probe_first: usize, probes: &[Probe]) -
         file_bytes,
         open_first_get,
         random_get,
+        random_get_many: None,
     })
 }
 
@@ -877,6 +908,9 @@ fn main() -> Res<()> {
             GETS,
             r.file_bytes,
         ));
+        if let Some(d) = r.random_get_many {
+            emit(&line("random_get_many", name, n, d, GETS, r.file_bytes));
+        }
         fs::remove_dir_all(&dir)?;
         results.push((name, r));
     }
@@ -910,6 +944,14 @@ fn main() -> Res<()> {
         "random_get mediadb/lmdb",
         secs(m.random_get) / secs(l.random_get),
     );
+    if let Some(d) = m.random_get_many {
+        // Not like for like: LMDB has no lookup of many keys at once, so its single gets are
+        // what a caller of either would have.
+        ratio(
+            "random_get_many mediadb/lmdb random_get",
+            secs(d) / secs(l.random_get),
+        );
+    }
     ratio(
         "random_get mediadb/sqlite",
         secs(m.random_get) / secs(s.random_get),

@@ -1018,6 +1018,37 @@ fn checkpoint_with_valid_checksums_but_impossible_positions_is_ignored() {
 }
 
 #[test]
+fn checkpoint_of_an_older_version_is_ignored_and_replaced_by_the_next_writer() {
+    // Version 3 had other table slots (docs/FORMAT.md §3): a build that reads version 4 must
+    // not use them. Its header is otherwise sound, crc included.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, states) = make_db(dir.path(), "v.mediadb", 4);
+    let mut idx = fs::read(idx_path(&path)).expect("read idx");
+    idx[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let crc = crc32c::crc32c(&idx[..124]);
+    idx[124..128].copy_from_slice(&crc.to_le_bytes());
+    fs::write(idx_path(&path), &idx).expect("write");
+    assert!(
+        IdxHeader::decode(&idx).is_none(),
+        "not this build's version"
+    );
+
+    assert_eq!(
+        state(&Database::open_read_only(&path).expect("open")),
+        states[4].1,
+        "a reader rebuilds the index from the log"
+    );
+    let db = Database::open(&path).expect("open");
+    assert_eq!(state(&db), states[4].1);
+    drop(db);
+    let idx = fs::read(idx_path(&path)).expect("read idx");
+    assert!(
+        IdxHeader::decode(&idx).is_some(),
+        "the writer replaced it with a checkpoint of this version"
+    );
+}
+
+#[test]
 fn deleted_checkpoint_is_rebuilt_with_the_same_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, states) = make_db(dir.path(), "d.mediadb", 4);

@@ -472,6 +472,22 @@ fn a_damaged_or_foreign_checkpoint_is_reported_without_damning_the_database() {
     let r = verify(&path, &no_progress).expect("verify");
     assert!(has(&r, |p| p.location == Location::Checkpoint));
 
+    // A checkpoint an older build wrote: sound, but of another version.
+    let mut old = good.clone();
+    old[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let crc = crc32c::crc32c(&old[..124]);
+    old[124..128].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&idx, &old).expect("write");
+    let r = verify(&path, &no_progress).expect("verify");
+    assert!(!r.is_damaged());
+    assert!(
+        has(&r, |p| p.location == Location::Checkpoint
+            && p.severity == Severity::Warning
+            && p.message.contains("version-3 checkpoint")),
+        "{:?}",
+        r.problems
+    );
+
     // Back to the good one.
     fs::write(&idx, &good).expect("write");
     assert_clean(&verify(&path, &no_progress).expect("verify"));

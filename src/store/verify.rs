@@ -22,9 +22,9 @@ use super::checkpoint::idx_path;
 use super::crc;
 use super::format::{
     ALIGN, ENTRY_LEN, FLAG_ERROR, FRAME_HEADER_LEN, FRAME_MAGIC, FrameHeader, HEADER_MAGIC, Header,
-    IDX_CHUNK, IDX_HEADER_BLOCK, IDX_MAGIC, IdxHeader, LOG_START, MAX_RECORD_LEN, PLAYLIST_LOC_LEN,
-    SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up, get_u32, get_u64,
-    path_hash,
+    IDX_CHUNK, IDX_HEADER_BLOCK, IDX_MAGIC, IDX_VERSION, IdxHeader, LOG_START, MAX_RECORD_LEN,
+    PLAYLIST_LOC_LEN, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS, SlotProblem, TABLE_SLOT_LEN, align_up,
+    get_u32, get_u64, path_hash,
 };
 use super::index::{FileEntry, Fixed, Slot};
 use super::log::{self, Damage, TRAILER_LEN};
@@ -968,10 +968,15 @@ impl Verifier<'_> {
             return;
         }
         let Some(ch) = IdxHeader::decode(&raw) else {
+            let version = get_u32(&raw, 8);
             let what = if raw[..8] != IDX_MAGIC {
-                "is not a checkpoint (no magic)"
+                "is not a checkpoint (no magic)".to_owned()
+            } else if crc::of(&raw[..124]) == get_u32(&raw, 124) && version != IDX_VERSION {
+                format!(
+                    "is a version-{version} checkpoint (this build reads version {IDX_VERSION})"
+                )
             } else {
-                "has a damaged header (checksum, version or sizes)"
+                "has a damaged header (checksum or sizes)".to_owned()
             };
             self.cp_problem(
                 Severity::Warning,

@@ -225,6 +225,24 @@ impl Snapshot {
     /// a group's lookups (table slot, then entry and record) is loaded for the whole group
     /// before any of them is used, so that their cache misses overlap instead of coming one
     /// after another.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("lib.mediadb");
+    /// use mediadb::{Database, Record};
+    ///
+    /// let mut db = Database::create(&path)?;
+    /// let mut batch = db.batch()?;
+    /// batch.upsert(&Record::new(b"/music/a.flac".to_vec()))?;
+    /// batch.upsert(&Record::new(b"/music/b.flac".to_vec()))?;
+    /// batch.commit()?;
+    ///
+    /// let snap = db.snapshot();
+    /// let found = snap.get_many(&[&b"/music/b.flac"[..], b"/music/gone.flac", b"/music/a.flac"])?;
+    /// let paths: Vec<Option<&[u8]>> = found.iter().map(|r| r.as_ref().map(|v| v.path())).collect();
+    /// assert_eq!(paths, [Some(&b"/music/b.flac"[..]), None, Some(b"/music/a.flac")]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_many<'s, P: AsRef<[u8]>>(
         &'s self,
         paths: &[P],

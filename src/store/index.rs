@@ -439,9 +439,16 @@ impl Table {
     /// A table holding the `live` slots, with capacity 2x..4x their count (load between 1/4
     /// and 1/2). Built in slot order, so each lands where [`put_sorted`](Table::put_sorted)
     /// would put it, without probing: at its home slot or just past the one before.
-    pub fn build(mut live: Vec<Slot>) -> Table {
+    pub fn build(live: Vec<Slot>) -> Table {
+        let n = live.len();
+        Table::build_for(live, n)
+    }
+
+    /// [`build`](Table::build) with the capacity of a table for `room` slots (at least the
+    /// number of `live` ones).
+    pub fn build_for(mut live: Vec<Slot>, room: usize) -> Table {
         use rayon::slice::ParallelSliceMut;
-        let cap = Table::capacity_for(live.len());
+        let cap = Table::capacity_for(room.max(live.len()));
         let mask = cap - 1;
         live.par_sort_unstable_by_key(|s| s.home(mask));
         let mut chunks: Vec<Vec<Slot>> = (0..cap.div_ceil(CHUNK))
@@ -703,7 +710,12 @@ impl Index {
         }
     }
 
-    /// Rebuilds the table from live entries, sized for growth; drops slots of dead ids.
+    /// Rebuilds the table from live entries, with room for twice as many; drops slots of dead
+    /// ids. The table is rebuilt only when it must grow, and the room makes a database that
+    /// grows by large batches rebuild it at every 2x to 4x of its size, not at every batch
+    /// that crosses a load of 1/2: a 1M-record ingest in batches of 100,000 rebuilds twice (at
+    /// 100,000 and 300,000 records), not four times (the rebuilds' sorts took 48 ms of a 0.49 s
+    /// ingest).
     pub fn rebuild_table(&mut self) {
         // The old table goes first: when nothing else shares its chunks, the new one is built
         // in their memory, not in fresh pages that each cost a fault.
@@ -716,7 +728,8 @@ impl Index {
                 .filter(|(_, e)| e.is_live())
                 .map(|(id, e)| Slot::new(e.path_hash, id as u64, e.offset)),
         );
-        self.table = Table::build(live);
+        let room = live.len() * 2;
+        self.table = Table::build_for(live, room);
     }
 }
 

@@ -436,16 +436,10 @@ impl Table {
         }
     }
 
-    /// A table holding the `live` slots, with capacity 2x..4x their count (load between 1/4
-    /// and 1/2). Built in slot order, so each lands where [`put_sorted`](Table::put_sorted)
-    /// would put it, without probing: at its home slot or just past the one before.
-    pub fn build(live: Vec<Slot>) -> Table {
-        let n = live.len();
-        Table::build_for(live, n)
-    }
-
-    /// [`build`](Table::build) with the capacity of a table for `room` slots (at least the
-    /// number of `live` ones).
+    /// A table holding the `live` slots, with the capacity of a table for `room` of them (and
+    /// at least for the live ones): 2x..4x that count, a load of 1/4 to 1/2 when full. Built in
+    /// slot order, so each lands where [`put_sorted`](Table::put_sorted) would put it, without
+    /// probing: at its home slot or just past the one before.
     pub fn build_for(mut live: Vec<Slot>, room: usize) -> Table {
         use rayon::slice::ParallelSliceMut;
         let cap = Table::capacity_for(room.max(live.len()));
@@ -886,7 +880,7 @@ mod tests {
                     ((i + 1) << 32 | home, i + 1)
                 })
                 .collect();
-            let built = Table::build(pairs.iter().copied().map(slot_of).collect());
+            let built = Table::build_for(pairs.iter().copied().map(slot_of).collect(), n);
             assert_eq!(built.capacity(), cap);
             assert_holds(&built, &pairs);
 

@@ -135,10 +135,15 @@ impl Slot {
         self.id() == 0
     }
 
-    /// The slot a probe for this slot's hash starts at, in a table of `mask + 1` slots (at
-    /// most 2^32, so the tag holds every bit of the hash that picks it).
+    /// The slot a probe for this slot's hash starts at, in a table of `mask + 1` slots.
     fn home(self, mask: usize) -> usize {
-        self.tag() as usize & mask
+        Slot::home_of(self.tag().into(), mask)
+    }
+
+    /// The slot a probe for `hash` starts at: picked by the tag's bits alone (a table has at
+    /// most 2^32 slots, docs/FORMAT.md §3), so that a slot's home is known from the slot.
+    fn home_of(hash: u64, mask: usize) -> usize {
+        hash as u32 as usize & mask
     }
 }
 
@@ -536,7 +541,7 @@ impl Table {
     /// paths).
     pub fn candidates(&self, hash: u64) -> impl Iterator<Item = Slot> + '_ {
         let mask = self.capacity() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = Slot::home_of(hash, mask);
         let mut probes = 0;
         std::iter::from_fn(move || {
             while probes < self.capacity() {
@@ -561,7 +566,7 @@ impl Table {
     pub fn touch(&self, hashes: &[u64]) {
         let mask = self.capacity() - 1;
         let sum = hashes.iter().fold(0u64, |acc, &h| {
-            acc ^ self.slots.get(h as usize & mask).map_or(0, Slot::id)
+            acc ^ self.slots.get(Slot::home_of(h, mask)).map_or(0, Slot::id)
         });
         std::hint::black_box(sum);
     }

@@ -1049,6 +1049,58 @@ fn checkpoint_of_an_older_version_is_ignored_and_replaced_by_the_next_writer() {
 }
 
 #[test]
+fn a_writer_that_stays_open_checkpoints_once_enough_is_committed_and_time_has_passed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("auto.mediadb");
+    let mut db = Database::create(&path).expect("create");
+    let checkpoint_seq = || {
+        fs::read(idx_path(&path))
+            .ok()
+            .and_then(|b| IdxHeader::decode(&b))
+            .map(|h| h.seq)
+    };
+    let mut n = 0;
+    let mut commit = |db: &mut Database| {
+        let mut batch = db.batch().expect("batch");
+        for _ in 0..20 {
+            n += 1;
+            batch
+                .upsert(&rec(&format!("/m/{n}.flac"), n))
+                .expect("upsert");
+        }
+        batch.commit().expect("commit").seq
+    };
+
+    // The defaults (64 MiB, 30 s): small commits write no checkpoint while the handle is open.
+    commit(&mut db);
+    let before = checkpoint_seq();
+    commit(&mut db);
+    assert_eq!(checkpoint_seq(), before);
+
+    // Due by size and time: every commit leaves a checkpoint of itself.
+    db.set_auto_checkpoint(1000, Duration::ZERO);
+    for _ in 0..3 {
+        let seq = commit(&mut db);
+        assert_eq!(checkpoint_seq(), Some(seq));
+    }
+
+    // Enough bytes, but the interval since the last one has not passed.
+    db.set_auto_checkpoint(1000, Duration::from_secs(3600));
+    let seq = commit(&mut db);
+    assert_eq!(checkpoint_seq(), Some(seq - 1));
+
+    // Off.
+    db.set_auto_checkpoint(u64::MAX, Duration::ZERO);
+    commit(&mut db);
+    assert_eq!(checkpoint_seq(), Some(seq - 1));
+
+    // What was written is a checkpoint readers use: it agrees with the log.
+    let want = state(&db);
+    drop(db);
+    assert_eq!(state(&Database::open_read_only(&path).expect("open")), want);
+}
+
+#[test]
 fn deleted_checkpoint_is_rebuilt_with_the_same_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, states) = make_db(dir.path(), "d.mediadb", 4);

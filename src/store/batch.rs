@@ -929,6 +929,7 @@ impl<'db> WriteBatch<'db> {
         }
         let upserted = live.len() as u64;
         self.db.spares.live = live;
+        self.db.after_commit();
         Ok(CommitInfo {
             seq,
             upserted,

@@ -330,6 +330,27 @@ impl<T: Fixed> Chunked<T> {
         Arc::make_mut(&mut self.chunks[k]).owned()
     }
 
+    /// Sets item `i` to `v` for each `(i, v)`, handing `seen` the old and the new item first.
+    /// Items that follow each other in one chunk take one copy-on-write check between them,
+    /// not one each (the check is an atomic compare-and-swap).
+    pub fn set_each(
+        &mut self,
+        items: impl IntoIterator<Item = (usize, T)>,
+        mut seen: impl FnMut(T, T),
+    ) {
+        let mut k = usize::MAX;
+        let mut chunk: &mut [T] = &mut [];
+        for (i, v) in items {
+            if i / CHUNK != k {
+                k = i / CHUNK;
+                chunk = self.chunk_mut(k);
+            }
+            let item = &mut chunk[i % CHUNK];
+            seen(*item, v);
+            *item = v;
+        }
+    }
+
     pub fn set(&mut self, i: usize, v: T) {
         let chunk = Arc::make_mut(&mut self.chunks[i / CHUNK]);
         chunk.owned()[i % CHUNK] = v;
@@ -683,16 +704,15 @@ impl Index {
         } = self;
         let ((), inserted) = rayon::join(
             || {
-                for &(id, e) in items {
-                    let old = entries.get(id as usize).unwrap_or_default();
+                let items = items.iter().map(|&(id, e)| (id as usize, e));
+                entries.set_each(items, |old, new| {
                     if old.is_live() {
                         *live_bytes -= u64::from(old.len);
                     } else {
                         *live_records += 1;
                     }
-                    *live_bytes += u64::from(e.len);
-                    entries.set(id as usize, e);
-                }
+                    *live_bytes += u64::from(new.len);
+                });
             },
             || {
                 if rebuild {

@@ -55,6 +55,11 @@ use crate::error::OpenError;
 
 /// Default segment size for writing a batch ahead of its commit.
 const WRITE_AHEAD_SEGMENT: usize = 2 << 20;
+
+/// A writer writes a checkpoint after a commit once the frames since the last one exceed these
+/// bytes and this much time has passed since it last wrote one (or opened), see
+/// [`Database::set_auto_checkpoint`].
+const AUTO_CHECKPOINT: (u64, Duration) = (64 << 20, Duration::from_secs(30));
 use format::{
     FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
     SlotProblem,
@@ -98,6 +103,10 @@ pub struct Database {
     checkpoints: bool,
     /// The committed length the newest checkpoint covers.
     checkpointed_len: u64,
+    /// When this handle opened or last wrote a checkpoint.
+    checkpointed_at: std::time::Instant,
+    /// See [`set_auto_checkpoint`](Self::set_auto_checkpoint).
+    auto_checkpoint: (u64, Duration),
     /// Buffers kept from the last batch (see [`batch::Spares`]).
     pub(crate) spares: batch::Spares,
     /// Segment size for writing a batch ahead of its commit (0: never), see
@@ -452,6 +461,8 @@ impl Database {
             current: Arc::new(version),
             checkpoints,
             checkpointed_len,
+            checkpointed_at: std::time::Instant::now(),
+            auto_checkpoint: AUTO_CHECKPOINT,
             spares: batch::Spares::default(),
             write_ahead: WRITE_AHEAD_SEGMENT,
             col_delta: columns::Deltas::default(),
@@ -486,6 +497,30 @@ impl Database {
     /// Durability and crash safety are the same either way.
     pub fn set_write_ahead(&mut self, segment_bytes: usize) {
         self.write_ahead = segment_bytes;
+    }
+
+    /// Sets when a writer that stays open writes an index checkpoint of its own accord: after
+    /// a commit that leaves more than `bytes` of frames since the last checkpoint, once
+    /// `interval` has passed since this handle opened or last wrote one. The checkpoint bounds
+    /// what an open must replay (readers that open meanwhile, or the next open after a crash).
+    /// The default is 64 MiB and 30 s: a bulk load of a few million records writes none until
+    /// the handle closes, where each would cost a rewrite of the whole index, and a server
+    /// that commits rescans for days leaves readers at most the last 30 s of frames (or 64 MiB)
+    /// to replay. `u64::MAX` bytes turns it off; [`checkpoint`](Self::checkpoint) writes one
+    /// at any time.
+    pub fn set_auto_checkpoint(&mut self, bytes: u64, interval: Duration) {
+        self.auto_checkpoint = (bytes, interval);
+    }
+
+    /// After a commit: writes a checkpoint when [`set_auto_checkpoint`](Self::set_auto_checkpoint)
+    /// says one is due. A checkpoint is a cache, so a failure to write one is not the commit's:
+    /// a commit after another interval, or the close, tries again.
+    pub(crate) fn after_commit(&mut self) {
+        let (bytes, interval) = self.auto_checkpoint;
+        let since = self.current.header.committed_len - self.checkpointed_len;
+        if since > bytes && self.checkpointed_at.elapsed() >= interval {
+            let _ = self.write_checkpoint(true);
+        }
     }
 
     /// Starts a batch of changes; nothing is visible until [`WriteBatch::commit`].
@@ -600,6 +635,7 @@ impl Database {
             }
         }
         if let Some(r) = cp {
+            self.checkpointed_at = std::time::Instant::now();
             r?;
             self.checkpointed_len = v.header.committed_len;
         }

@@ -615,6 +615,69 @@ impl Storage for RacingStorage {
     }
 }
 
+/// Memory whose writes fail while `fail` is set.
+struct FlakyWrites {
+    inner: MemStorage,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Storage for FlakyWrites {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected write failure"));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+    fn map(&self, offset: u64, len: u64) -> std::io::Result<Mapping> {
+        self.inner.map(offset, len)
+    }
+}
+
+#[test]
+fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storage = Arc::new(FlakyWrites {
+        inner: MemStorage::new(),
+        fail: fail.clone(),
+    });
+    let mut db = Database::with_storage(storage.clone(), true).expect("create");
+    let mut batch = db.batch().expect("batch");
+    batch.upsert(&rec("/m/kept.flac", 1)).expect("upsert");
+    batch.commit().expect("commit");
+    let kept = state(&db);
+
+    // Small segments, so that the batch below is written ahead while it is built.
+    db.set_write_ahead(4096);
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut batch = db.batch().expect("batch");
+    for n in 0..200 {
+        batch
+            .upsert(&rec(&format!("/m/{n}.flac"), n))
+            .expect("upserts only fill memory");
+    }
+    drop(batch);
+    let e = db.batch().expect_err("the handle stopped writing");
+    assert!(matches!(e, CommitError::Poisoned { .. }), "{e:?}");
+
+    // Reopened on the same bytes: the commit before is all there.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    drop(db);
+    let db = Database::with_storage(storage, false).expect("reopen");
+    assert_eq!(state(&db), kept);
+}
+
 /// Regression: the header slots were checked against a file length read before them, so a
 /// reader that opened or refreshed while the writer made two commits found both slots "past
 /// the end of the file" and reported a live database as `Corrupt`.

@@ -137,6 +137,13 @@ pub(crate) struct Spares {
 
 impl Drop for WriteBatch<'_> {
     fn drop(&mut self) {
+        // A batch dropped without commit: its write-ahead thread must be done before the next
+        // frame is written, and a write of it that failed stops this handle from writing, as
+        // a failed commit would (docs/FORMAT.md §2). Nothing committed is touched: those bytes
+        // lie past the committed length. (After a commit, `finish` has nothing left to report.)
+        if self.ahead.finish().is_err() {
+            self.db.poison();
+        }
         let spares = &mut self.db.spares;
         spares.frame = std::mem::take(&mut self.frame);
         spares.fbb = Some(std::mem::take(&mut self.fbb));

@@ -517,7 +517,11 @@ impl Database {
     /// a commit after another interval, or the close, tries again.
     pub(crate) fn after_commit(&mut self) {
         let (bytes, interval) = self.auto_checkpoint;
-        let since = self.current.header.committed_len - self.checkpointed_len;
+        let since = self
+            .current
+            .header
+            .committed_len
+            .saturating_sub(self.checkpointed_len);
         if since > bytes && self.checkpointed_at.elapsed() >= interval {
             let _ = self.write_checkpoint(true);
         }

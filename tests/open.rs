@@ -582,18 +582,24 @@ fn reader_keeps_its_snapshot_until_refresh() {
     assert_eq!(old_state, states[2].1);
 }
 
-/// A storage whose `len()` runs a hook after measuring: the hook commits through another
-/// handle, so the caller holds a length from before those commits.
-struct RacingStorage {
+/// Memory with two test hooks: `len()` runs `hook` (once) after measuring, so that a hook that
+/// commits through another handle leaves the caller with a length from before those commits;
+/// and writes fail while `fail_writes` is set.
+#[derive(Default)]
+struct HookedStorage {
     inner: MemStorage,
     hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
-impl Storage for RacingStorage {
+impl Storage for HookedStorage {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected write failure"));
+        }
         self.inner.write_at(buf, offset)
     }
     fn len(&self) -> std::io::Result<u64> {
@@ -615,43 +621,14 @@ impl Storage for RacingStorage {
     }
 }
 
-/// Memory whose writes fail while `fail` is set.
-struct FlakyWrites {
-    inner: MemStorage,
-    fail: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Storage for FlakyWrites {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected write failure"));
-        }
-        self.inner.write_at(buf, offset)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        self.inner.sync()
-    }
-    fn map(&self, offset: u64, len: u64) -> std::io::Result<Mapping> {
-        self.inner.map(offset, len)
-    }
-}
-
 #[test]
 fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing() {
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storage = Arc::new(FlakyWrites {
-        inner: MemStorage::new(),
-        fail: fail.clone(),
-    });
+    let storage = Arc::new(HookedStorage::default());
+    let fail = |on| {
+        storage
+            .fail_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst)
+    };
     let mut db = Database::with_storage(storage.clone(), true).expect("create");
     let mut batch = db.batch().expect("batch");
     batch.upsert(&rec("/m/kept.flac", 1)).expect("upsert");
@@ -660,7 +637,7 @@ fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing(
 
     // Small segments, so that the batch below is written ahead while it is built.
     db.set_write_ahead(4096);
-    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    fail(true);
     let mut batch = db.batch().expect("batch");
     for n in 0..200 {
         batch
@@ -672,7 +649,7 @@ fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing(
     assert!(matches!(e, CommitError::Poisoned { .. }), "{e:?}");
 
     // Reopened on the same bytes: the commit before is all there.
-    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    fail(false);
     drop(db);
     let db = Database::with_storage(storage, false).expect("reopen");
     assert_eq!(state(&db), kept);
@@ -683,10 +660,7 @@ fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing(
 /// the end of the file" and reported a live database as `Corrupt`.
 #[test]
 fn reader_racing_two_commits_sees_the_newest_instead_of_corrupt() {
-    let storage = Arc::new(RacingStorage {
-        inner: MemStorage::new(),
-        hook: Mutex::new(None),
-    });
+    let storage = Arc::new(HookedStorage::default());
     let writer = Arc::new(Mutex::new(
         Database::with_storage(storage.clone(), true).expect("writer"),
     ));

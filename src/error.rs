@@ -8,6 +8,27 @@ fn shown(p: &std::path::Path) -> std::path::Display<'_> {
     p.display()
 }
 
+/// What a user can do about an I/O error met while opening or creating a file.
+fn io_fix(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "check the permissions of the file and its directory, or pass --db PATH elsewhere"
+        }
+        io::ErrorKind::ReadOnlyFilesystem => {
+            "the filesystem is read-only; pass --db PATH on a writable one"
+        }
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "free space, then retry",
+        io::ErrorKind::NotADirectory => "a part of the path is not a directory; check --db",
+        io::ErrorKind::InvalidFilename => {
+            "the path is too long or invalid; pass a shorter --db PATH"
+        }
+        io::ErrorKind::NotFound => {
+            "it cannot be created there; check the path or pass --db PATH elsewhere"
+        }
+        _ => "check the path and the disk, then retry",
+    }
+}
+
 /// Opening or creating a database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -60,7 +81,7 @@ pub enum OpenError {
         pid: Option<u32>,
     },
     /// An I/O error, e.g. permissions or a read-only directory.
-    #[error("{}: {source}", shown(.path))]
+    #[error("{}: {source}; {}", shown(.path), io_fix(.source))]
     Io {
         /// The file involved.
         path: PathBuf,

@@ -717,6 +717,8 @@ fn unusable_directories_and_files_give_io_errors_naming_the_file() {
         let e = r.expect_err("parent is a file");
         assert!(matches!(e, OpenError::Io { .. }), "{e:?}");
         names(&e, &under_file);
+        // ... and says what to do about it.
+        assert!(e.to_string().ends_with("not a directory; check --db"), "{e}");
     }
 
     // A read-only directory and an unreadable file. Root ignores permission bits; detect that.
@@ -745,6 +747,7 @@ fn unusable_directories_and_files_give_io_errors_naming_the_file() {
         let e = created.expect_err("cannot create in a read-only directory");
         assert!(matches!(e, OpenError::Io { .. }), "{e:?}");
         names(&e, &new_db);
+        assert!(e.to_string().contains("check the permissions"), "{e}");
         let e = unreadable_result.expect_err("unreadable file");
         assert!(matches!(e, OpenError::Io { .. }), "{e:?}");
         names(&e, &existing);

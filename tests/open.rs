@@ -718,7 +718,10 @@ fn unusable_directories_and_files_give_io_errors_naming_the_file() {
         assert!(matches!(e, OpenError::Io { .. }), "{e:?}");
         names(&e, &under_file);
         // ... and says what to do about it.
-        assert!(e.to_string().ends_with("not a directory; check --db"), "{e}");
+        assert!(
+            e.to_string().ends_with("not a directory; check --db"),
+            "{e}"
+        );
     }
 
     // A read-only directory and an unreadable file. Root ignores permission bits; detect that.

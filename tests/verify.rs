@@ -18,8 +18,8 @@ use mediadb::store::format::{
     FrameHeader, Header, IDX_CHUNK, IdxHeader, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
 };
 use mediadb::store::{
-    CheckpointStatus, FsProblemKind, Location, MemStorage, ProblemKind, Severity, VerifyReport,
-    recover, verify, verify_fs, verify_storage,
+    CheckpointStatus, FsProblemKind, Location, MemStorage, ProblemKind, RecoverError, Severity,
+    VerifyReport, recover, verify, verify_fs, verify_storage,
 };
 use mediadb::{Database, Kind, OpenError, Record};
 
@@ -713,6 +713,14 @@ fn recover_of_a_healthy_or_header_less_database_keeps_everything() {
         recs
     );
     assert!(rep.consequences().contains("nothing was lost"));
+    // An output that exists, the source itself included, is refused and left as it was.
+    let before = fs::read(&path).expect("read");
+    for existing in [&out, &path] {
+        let e = recover(&path, existing, &no_progress).expect_err("output exists");
+        assert!(matches!(e, RecoverError::OutputExists { .. }), "{e:?}");
+        assert!(e.to_string().contains("does not exist yet"), "{e}");
+    }
+    assert_eq!(fs::read(&path).expect("read"), before);
     // Both header slots zeroed: the log alone is enough.
     let mut img = fs::read(&path).expect("read");
     img[..LOG_START as usize].fill(0);

@@ -71,6 +71,23 @@ pub struct MigrateReport {
     pub commits: u64,
 }
 
+/// What a user can do about an SQLite error met while reading the source.
+fn sqlite_fix(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::CannotOpen | C::PermissionDenied | C::ReadOnly) => {
+            "check that the file and its directory are readable"
+        }
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            "stop VuIO (or whatever writes it), then retry"
+        }
+        Some(C::DatabaseCorrupt) => {
+            "the source database is damaged; repair it with `sqlite3 FILE .recover` first"
+        }
+        _ => "check that this is VuIO's database file",
+    }
+}
+
 /// Why a migration stopped. Batches committed before the error stay committed.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -83,7 +100,7 @@ pub enum MigrateError {
         detail: String,
     },
     /// The source could not be opened or read.
-    #[error("{}: {what}: {source}", .path.display())]
+    #[error("{}: {what}: {source}; {}", .path.display(), sqlite_fix(.source))]
     Source {
         /// The source.
         path: PathBuf,
@@ -93,7 +110,7 @@ pub enum MigrateError {
         source: rusqlite::Error,
     },
     /// Copying a WAL-mode source aside failed.
-    #[error("{}: copying it aside to read its write-ahead log: {source}", .path.display())]
+    #[error("{}: copying it aside to read its write-ahead log: {source}; check that it is readable and that the temporary directory has room", .path.display())]
     Copy {
         /// The source.
         path: PathBuf,

@@ -2277,14 +2277,20 @@ impl Database {
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
     /// The damaged database cannot be read at all.
-    #[error("{}: cannot read the database to recover: {source}", .path.display())]
+    #[error("{}: cannot read the database to recover: {source}; check the path and that the file is readable", .path.display())]
     Source {
         /// The damaged database.
         path: PathBuf,
         /// The error.
         source: io::Error,
     },
-    /// The output database cannot be created (it exists, or its directory is not writable).
+    /// The output path already exists: recover writes only to a new file.
+    #[error("{}: already exists; give recover a path that does not exist yet (the damaged database is never written)", .path.display())]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The output database cannot be created (e.g. its directory is not writable).
     #[error("cannot create the recovered database: {0}")]
     Output(#[from] OpenError),
     /// Writing the output database failed; remove it and retry.
@@ -2413,9 +2419,9 @@ pub fn recover(
         source,
     };
     if out.exists() {
-        return Err(RecoverError::Output(OpenError::Exists {
+        return Err(RecoverError::OutputExists {
             path: out.to_path_buf(),
-        }));
+        });
     }
     let file = File::open(src).map_err(source_err)?;
     let storage = FileStorage::new(file);

@@ -925,9 +925,21 @@ fn truncated_or_bit_flipped_checkpoint_is_ignored_or_reported() {
         b[bit / 8] ^= 1 << (bit % 8);
         check(&b, Some(bit / 8), &format!("idx bit {bit} flipped"));
     }
-    // A reader that touches a damaged entry reports it.
+    // A reader that touches a damaged entry reports it. A get by path reads no entry (the
+    // table, intact here, says where the record is), so it still answers, and rightly.
     let mut b = good.clone();
     b[4096 + 48 + 10] ^= 0x10;
+    fs::write(idx_path(&path), &b).expect("write idx");
+    let r = Database::open_read_only(&path).expect("reader");
+    let s = r.snapshot();
+    let got = s.get(&want[0].path).expect("get").expect("found");
+    assert_eq!(&got.to_record(), &want[0]);
+    let err = s.entry(&want[0].path).expect_err("damage reported");
+    assert!(matches!(err, mediadb::ReadError::IndexDamaged), "{err}");
+    assert!(err.to_string().contains(".idx"), "{err}");
+    // A damaged table chunk: the get misses and says why.
+    let mut b = good.clone();
+    b[h.table_offset() as usize + 3] ^= 0x10;
     fs::write(idx_path(&path), &b).expect("write idx");
     let r = Database::open_read_only(&path).expect("reader");
     let err = r
@@ -935,7 +947,6 @@ fn truncated_or_bit_flipped_checkpoint_is_ignored_or_reported() {
         .get(&want[0].path)
         .expect_err("damage reported");
     assert!(matches!(err, mediadb::ReadError::IndexDamaged), "{err}");
-    assert!(err.to_string().contains(".idx"), "{err}");
     // A writer opened over a damaged checkpoint replaces it with a good one.
     drop(Database::open(&path).expect("writer"));
     assert_eq!(

@@ -637,9 +637,14 @@ impl Database {
                         .iter()
                         .map(|re| (re.id(), log::entry_of(re, payload_at)))
                         .collect();
-                    index.upsert_many(&items);
+                    // The ids come from the live index, one each: never twice.
+                    if let Err(id) = index.upsert_many(&items) {
+                        return Err(io::Error::other(format!(
+                            "compaction copied record {id} twice"
+                        )));
+                    }
                 }
-                index
+                Ok(index)
             });
             let frames = (|| {
                 for p in plans {
@@ -733,7 +738,8 @@ impl Database {
             drop(to_index);
             let index = indexer
                 .join()
-                .map_err(|_| io::Error::other("the compaction index thread panicked"));
+                .map_err(|_| io::Error::other("the compaction index thread panicked"))
+                .and_then(|r| r);
             let checked = checker.join().unwrap_or_else(|_| {
                 Err(CompactError::Io {
                     path: self.path.clone(),

@@ -61,7 +61,7 @@ pub const VERIFY_MAX_TABLES: usize = 64;
 /// Magic at the start of the index checkpoint.
 pub const IDX_MAGIC: [u8; 8] = *b"MDBIDX\0\0";
 /// Checkpoint format version.
-pub const IDX_VERSION: u32 = 4;
+pub const IDX_VERSION: u32 = 5;
 /// Entries or table slots per checksummed chunk of a checkpoint.
 pub const IDX_CHUNK: u64 = 4096;
 /// Size of the checkpoint header block; the entries start here.

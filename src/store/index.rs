@@ -4,8 +4,10 @@
 //!
 //! Invariants:
 //! * `entries.len() == next_id`; entry 0 is never used; an entry is live iff `offset != 0`.
-//! * every live id has a table slot `(entry.path_hash, id)`; the table may also hold slots of
-//!   dead ids (skipped on lookup) and its load stays at or below 1/2.
+//! * every live id has exactly one table slot, `(entry.path_hash, id, entry.offset)`: the
+//!   table alone says where the live record of a path is. A removed id's slot is a tombstone
+//!   (see [`Slot::tombstone`]), which keeps probe runs intact and matches no lookup. The load
+//!   (tombstones included) stays at or below 1/2.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -86,9 +88,9 @@ impl Fixed for FileEntry {
 }
 
 /// One table slot (docs/FORMAT.md §3): the low 32 bits of a path hash (its tag), an id, and
-/// the record offset the id had when the slot was last set (0 when unknown). The offset is a
-/// hint: a lookup starts fetching the record from it while it reads the id's entry, and the
-/// entry decides. An id of 0 marks an empty slot (ids start at 1).
+/// the offset of the id's live record (0 when unknown, which only an offset past 2^48 could
+/// cause). A lookup by path reads the record there without reading the id's entry. An id of 0
+/// marks an empty slot (ids start at 1); an id of 2^48 - 1, a tombstone.
 ///
 /// Stored as two little-endian words: `tag | id << 32`, then `id >> 32 | at << 16`, so the id
 /// and the hint have 48 bits each. Both fit: the log is shorter than `MAX_FILE_LEN` (2^48
@@ -104,7 +106,7 @@ impl Slot {
 
     /// The slot for `id`, whose path hashes to `hash` and whose record is at `at`.
     pub fn new(hash: u64, id: u64, at: u64) -> Slot {
-        debug_assert!(id != 0 && id <= Slot::LOW_48, "id {id} out of slot range");
+        debug_assert!(id != 0 && id < Slot::DEAD_ID, "id {id} out of slot range");
         let at = if at <= Slot::LOW_48 { at } else { 0 };
         Slot {
             lo: (hash & 0xFFFF_FFFF) | id << 32,
@@ -133,6 +135,23 @@ impl Slot {
 
     pub fn is_empty(self) -> bool {
         self.id() == 0
+    }
+
+    /// The id of a tombstone: never a record's (a log shorter than 2^48 bytes hands out fewer
+    /// than 2^45 ids).
+    pub const DEAD_ID: u64 = Slot::LOW_48;
+
+    /// What the slot of a removed id becomes: not empty, so that probes for the slots after it
+    /// go on, and of an id that no entry has, so that no lookup takes it.
+    pub fn tombstone() -> Slot {
+        Slot {
+            lo: Slot::DEAD_ID << 32 & !0xFFFF_FFFF,
+            hi: Slot::DEAD_ID >> 32,
+        }
+    }
+
+    pub fn is_tombstone(self) -> bool {
+        self.id() == Slot::DEAD_ID
     }
 
     /// The slot a probe for this slot's hash starts at, in a table of `mask + 1` slots.
@@ -542,6 +561,26 @@ impl Table {
         true
     }
 
+    /// Turns the slot of `id` under `hash` into a tombstone; false when there is none.
+    pub fn bury(&mut self, hash: u64, id: u64) -> bool {
+        let mask = self.capacity() - 1;
+        let mut i = Slot::home_of(hash, mask);
+        for _ in 0..self.capacity() {
+            let Some(s) = self.slots.get(i) else {
+                return false;
+            };
+            if s.is_empty() {
+                return false;
+            }
+            if s.tag_of(hash) && s.id() == id {
+                self.slots.set(i, Slot::tombstone());
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+        false
+    }
+
     pub fn from_parts(slots: Chunked<Slot>, used: usize) -> Table {
         Table { slots, used }
     }
@@ -558,8 +597,7 @@ impl Table {
         &self.slots
     }
 
-    /// The slots whose tag is `hash`'s (callers filter dead ids and compare full hashes and
-    /// paths).
+    /// The slots whose tag is `hash`'s (callers compare paths: distinct paths may share a tag).
     pub fn candidates(&self, hash: u64) -> impl Iterator<Item = Slot> + '_ {
         let mask = self.capacity() - 1;
         let mut i = Slot::home_of(hash, mask);
@@ -668,6 +706,7 @@ impl Index {
                 self.live_records -= 1;
                 self.live_bytes -= u64::from(e.len);
                 self.entries.set(id as usize, FileEntry::default());
+                self.table.bury(e.path_hash, id);
                 true
             }
             _ => false,
@@ -679,20 +718,37 @@ impl Index {
     /// per record.
     ///
     /// The entries and the table change at once, on two cores: each item's slot is put (which
-    /// refreshes the record hint of an id whose path hash is unchanged), and the number of new
-    /// slots is counted from the entries as they were. An id given twice in one call gets a
-    /// slot for each path hash that differs from its old one (the extra slot is a dead one,
-    /// skipped on lookup), and either offset as its hint.
-    pub fn upsert_many(&mut self, items: &[(u64, FileEntry)]) {
+    /// moves the record offset of an id whose path hash is unchanged), and the number of new
+    /// slots is counted from the entries as they were. The slot of an id whose path hash
+    /// changed (which no writer does) is buried afterwards.
+    ///
+    /// An id given twice in one call is refused with `Err(id)`, after the call changed the
+    /// index: either offset could end up in its slot. No writer does it, so a frame that does
+    /// is damaged (and `verify` says so); the caller drops the index.
+    pub fn upsert_many(&mut self, items: &[(u64, FileEntry)]) -> Result<(), u64> {
         let mut fresh = 0;
+        let mut moved = Vec::new();
         let slots: Vec<Slot> = items
             .iter()
             .map(|&(id, e)| {
                 let old = self.entry(id).unwrap_or_default();
-                fresh += usize::from(!old.is_live() || old.path_hash != e.path_hash);
+                if !old.is_live() || old.path_hash != e.path_hash {
+                    fresh += 1;
+                    if old.is_live() && !Slot::new(old.path_hash, id, 0).tag_of(e.path_hash) {
+                        moved.push((old.path_hash, id));
+                    }
+                }
                 Slot::new(e.path_hash, id, e.offset)
             })
             .collect();
+        // Every entry before this call points before the first of its records, so an old
+        // entry at or past that offset was set by this call.
+        let first_new = items
+            .iter()
+            .map(|(_, e)| e.offset)
+            .min()
+            .unwrap_or(u64::MAX);
+        let mut twice = false;
         // The rebuild takes every live entry, these included, so it waits for them.
         let rebuild = (self.table.used() + fresh) * 2 > self.table.capacity();
         let Index {
@@ -708,6 +764,7 @@ impl Index {
                 entries.set_each(items, |old, new| {
                     if old.is_live() {
                         *live_bytes -= u64::from(old.len);
+                        twice |= old.offset >= first_new;
                     } else {
                         *live_records += 1;
                     }
@@ -724,13 +781,25 @@ impl Index {
                 table.put_sorted(&slots)
             },
         );
-        if !inserted {
+        if inserted {
+            for (hash, id) in moved {
+                self.table.bury(hash, id);
+            }
+        } else {
             self.rebuild_table();
         }
+        if twice {
+            let mut seen = std::collections::HashSet::new();
+            let id = items
+                .iter()
+                .find(|(id, _)| !seen.insert(*id))
+                .map_or(0, |x| x.0);
+            return Err(id);
+        }
+        Ok(())
     }
 
-    /// Rebuilds the table from live entries, with room for twice as many; drops slots of dead
-    /// ids. The table is rebuilt only when it must grow, and the room makes a database that
+    /// Rebuilds the table from live entries, with room for twice as many; drops tombstones. The table is rebuilt only when it must grow, and the room makes a database that
     /// grows by large batches rebuild it at every 2x to 4x of its size, not at every batch
     /// that crosses a load of 1/2: a 1M-record ingest in batches of 100,000 rebuilds twice (at
     /// 100,000 and 300,000 records), not four times (the rebuilds' sorts took 48 ms of a 0.49 s
@@ -769,9 +838,9 @@ mod tests {
     fn snapshots_do_not_see_later_changes() {
         let mut a = Index::empty();
         a.reserve_ids(3);
-        a.upsert_many(&[(1, e(5, 100))]);
+        a.upsert_many(&[(1, e(5, 100))]).expect("upsert");
         let snap = a.clone();
-        a.upsert_many(&[(2, e(5, 200))]);
+        a.upsert_many(&[(2, e(5, 200))]).expect("upsert");
         a.remove(1);
         assert_eq!(
             snap.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),
@@ -785,17 +854,103 @@ mod tests {
     }
 
     #[test]
-    fn an_id_given_twice_in_one_call_counts_once_and_is_found_by_its_last_hash() {
+    fn an_id_given_twice_in_one_call_is_refused() {
         let mut ix = Index::empty();
         ix.reserve_ids(3);
-        ix.upsert_many(&[(1, e(5, 100))]);
-        ix.upsert_many(&[(1, e(6, 200)), (2, e(7, 300)), (1, e(5, 400))]);
-        assert_eq!((ix.live_records, ix.live_bytes), (2, 20));
-        assert_eq!(ix.entry(1), Some(e(5, 400)));
-        let found = |ix: &Index, h| ix.live_candidates(h).map(|x| x.0).collect::<Vec<_>>();
-        assert_eq!(found(&ix, 5), vec![1]);
-        assert!(found(&ix, 6).is_empty(), "the middle hash is a dead slot");
-        assert_eq!(found(&ix, 7), vec![2]);
+        ix.upsert_many(&[(1, e(5, 100))]).expect("upsert");
+        assert_eq!(
+            ix.upsert_many(&[(2, e(7, 300)), (1, e(5, 400)), (1, e(5, 500))]),
+            Err(1)
+        );
+        // Not an id that was live before the call and is given once.
+        let mut ix = Index::empty();
+        ix.reserve_ids(3);
+        ix.upsert_many(&[(1, e(5, 100))]).expect("upsert");
+        ix.upsert_many(&[(1, e(5, 200)), (2, e(5, 300))])
+            .expect("each id once");
+    }
+
+    /// Asserts the index invariant: each live id has exactly one slot, with its path hash's
+    /// tag and its record's offset, and every other occupied slot is a tombstone.
+    #[track_caller]
+    fn assert_exact(ix: &Index) {
+        let mut seen = std::collections::HashMap::new();
+        for s in ix.table.slots().iter().filter(|s| !s.is_empty()) {
+            if s.is_tombstone() {
+                continue;
+            }
+            let e = ix.entry(s.id()).expect("slot of an id in range");
+            assert!(e.is_live(), "slot of dead id {}", s.id());
+            assert!(
+                s.tag_of(e.path_hash),
+                "slot of id {} has a stale tag",
+                s.id()
+            );
+            assert_eq!(s.at(), e.offset, "slot of id {} has a stale offset", s.id());
+            assert!(seen.insert(s.id(), ()).is_none(), "id {} twice", s.id());
+            assert!(
+                ix.table.candidates(e.path_hash).any(|c| c == s),
+                "unreachable"
+            );
+        }
+        assert_eq!(seen.len() as u64, ix.live_records);
+    }
+
+    #[test]
+    fn the_table_holds_exactly_the_live_records_through_updates_removals_and_moves() {
+        let mut ix = Index::empty();
+        let n = 3000u64;
+        ix.reserve_ids(n + 1);
+        // Hashes crowded onto few tags (and so onto few homes), so that runs are long and
+        // tombstones sit inside them.
+        let hash = |id: u64, v: u64| (id % 37) | (id * 7 + v) << 32 | 1;
+        let mut at = 8192u64;
+        let mut version = vec![0u64; n as usize + 1];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..40 {
+            let mut items = Vec::new();
+            let mut given = std::collections::HashSet::new();
+            for _ in 0..150 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let id = rng % n + 1;
+                match rng >> 60 {
+                    0..=2 => {
+                        if given.insert(id) {
+                            ix.remove(id);
+                        }
+                    }
+                    k => {
+                        if given.insert(id) {
+                            // Now and then the path hash moves (no writer does this).
+                            if k == 15 {
+                                version[id as usize] += 1;
+                            }
+                            at += 64;
+                            items.push((id, e(hash(id, version[id as usize]), at)));
+                        }
+                    }
+                }
+            }
+            ix.upsert_many(&items).expect("each id once");
+            assert_exact(&ix);
+            if round % 10 == 9 {
+                ix.rebuild_table();
+                assert_exact(&ix);
+            }
+        }
+        // Removing every other one leaves tombstones that lookups of the rest probe past.
+        for id in (1..=n).step_by(2) {
+            ix.remove(id);
+        }
+        assert_exact(&ix);
+        for id in (2..=n).step_by(2) {
+            if let Some(e) = ix.entry(id).filter(FileEntry::is_live) {
+                let found: Vec<u64> = ix.live_candidates(e.path_hash).map(|x| x.0).collect();
+                assert_eq!(found, vec![id]);
+            }
+        }
     }
 
     #[test]
@@ -818,7 +973,8 @@ mod tests {
         let n = 20_000u64;
         ix.reserve_ids(n + 1);
         for id in 1..=n {
-            ix.upsert_many(&[(id, e(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 8192 + id))]);
+            ix.upsert_many(&[(id, e(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 8192 + id))])
+                .expect("upsert");
         }
         for id in (1..=n).step_by(2) {
             ix.remove(id);
@@ -869,7 +1025,7 @@ mod tests {
         let top = (1 << 48) - 1;
         for (hash, id, at) in [
             (1, 1, 0),
-            (u64::MAX, top, top),
+            (u64::MAX, top - 1, top),
             (0xdead_beef_0000_0001, 5, 8192),
         ] {
             let s = Slot::new(hash, id, at);
@@ -883,6 +1039,10 @@ mod tests {
         // An offset beyond 48 bits (never in a log, which is shorter) is no hint at all.
         assert_eq!(Slot::new(7, 3, 1 << 48).at(), 0);
         assert!(Slot::default().is_empty());
+        // A tombstone is occupied, of no id an entry has, and points nowhere.
+        let t = Slot::tombstone();
+        assert!(!t.is_empty() && t.is_tombstone());
+        assert_eq!((t.id(), t.at()), (top, 0));
     }
 
     #[test]
@@ -925,8 +1085,9 @@ mod tests {
     fn an_update_that_keeps_the_path_moves_the_hint_and_adds_no_slot() {
         let mut ix = Index::empty();
         ix.reserve_ids(3);
-        ix.upsert_many(&[(1, e(5, 100)), (2, e(5 | 1 << 40, 200))]);
-        ix.upsert_many(&[(1, e(5, 300))]);
+        ix.upsert_many(&[(1, e(5, 100)), (2, e(5 | 1 << 40, 200))])
+            .expect("upsert");
+        ix.upsert_many(&[(1, e(5, 300))]).expect("upsert");
         assert_eq!(ix.table.used(), 2);
         let hints: Vec<(u64, u64)> = ix.table.candidates(5).map(|s| (s.id(), s.at())).collect();
         assert_eq!(

@@ -154,7 +154,9 @@ pub(crate) fn apply(
         }
         items.push((id, entry_of(re, payload_offset)));
     }
-    index.upsert_many(&items);
+    index
+        .upsert_many(&items)
+        .map_err(|id| bad(format!("batch stores id {id} twice")))?;
     apply_playlists(index, batch, payload_offset, next).map_err(bad)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Version;
 use super::fb;
 use super::format::{LOG_START, path_hash};
-use super::index::{FileEntry, PlaylistLoc};
+use super::index::{FileEntry, PlaylistLoc, Slot};
 use crate::error::ReadError;
 use crate::playlist::{self, Playlist};
 use crate::record::{self, Kind, RecordView};
@@ -109,9 +109,8 @@ impl Snapshot {
         .map(|k| (k, counts[k as usize]))
     }
 
-    /// Reads the cache lines of the record that a table slot's hint says starts at absolute
-    /// offset `at` (0: no hint), so that they are on their way while the entry is read. Only
-    /// loads: a stale or wrong hint costs time, never an answer.
+    /// Reads the cache lines of the record that a table slot says starts at absolute offset
+    /// `at` (0: unknown), so that they are on their way before they are needed. Only loads.
     fn touch_record_near(&self, at: u64) {
         let bytes = self.v.log.bytes();
         let Some(start) = at
@@ -122,6 +121,43 @@ impl Snapshot {
             return;
         };
         touch_lines(&bytes[start..bytes.len().min(start + HINT_TOUCH)]);
+    }
+
+    /// The live record of `slot`: the verified record at the slot's offset, when it has the
+    /// slot's id. The table holds exactly one slot per live id, with its record's offset
+    /// (docs/FORMAT.md §3), so this needs no read of the id's entry: a lookup by path waits
+    /// for two cache misses (the slot, then the record), not three. `None` when the slot is a
+    /// tombstone, has no offset, or the record there does not verify as the slot's; the entry
+    /// then decides (and names any damage).
+    fn record_of_slot(&self, slot: Slot) -> Option<RecordView<'_>> {
+        let bytes = self.v.log.bytes();
+        let start = usize::try_from(slot.at().checked_sub(LOG_START)?).ok()?;
+        let rest = bytes.get(start..).filter(|_| slot.at() != 0)?;
+        touch_lines(&rest[..rest.len().min(HINT_TOUCH)]);
+        let (view, _) = record::verify(rest).ok()?;
+        (view.id() == slot.id()).then_some(view)
+    }
+
+    /// The live record at `path`, whose hash is `hash`.
+    fn get_hashed(&self, path: &[u8], hash: u64) -> Result<Option<RecordView<'_>>, ReadError> {
+        let index = &self.v.index;
+        for slot in index.table.candidates(hash) {
+            let view = match self.record_of_slot(slot) {
+                Some(view) => view,
+                None => {
+                    let id = slot.id();
+                    let Some(e) = index.live_entry(id, hash) else {
+                        continue;
+                    };
+                    self.record_at(id, &e)?
+                }
+            };
+            if view.path() == path {
+                return Ok(Some(view));
+            }
+        }
+        self.index_intact()?;
+        Ok(None)
     }
 
     /// Verifies and returns the record an entry points at.
@@ -203,7 +239,7 @@ impl Snapshot {
 
     /// The live record at `path` (exact bytes).
     pub fn get(&self, path: &[u8]) -> Result<Option<RecordView<'_>>, ReadError> {
-        Ok(self.find(path)?.map(|(_, _, v)| v))
+        self.get_hashed(path, path_hash(path))
     }
 
     /// The live record with `id`.
@@ -222,9 +258,9 @@ impl Snapshot {
     /// Looks up many paths at once; the result is in the order of `paths`.
     ///
     /// Faster than a [`get`](Self::get) per path: the paths go in groups, and each step of
-    /// a group's lookups (table slot, then entry and record) is loaded for the whole group
-    /// before any of them is used, so that their cache misses overlap instead of coming one
-    /// after another.
+    /// a group's lookups (table slot, then record) is loaded for the whole group before any
+    /// of them is used, so that their cache misses overlap instead of coming one after
+    /// another.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -259,11 +295,10 @@ impl Snapshot {
             for &h in hashes.iter() {
                 if let Some(slot) = index.table.candidates(h).next() {
                     self.touch_record_near(slot.at());
-                    std::hint::black_box(index.entry(slot.id()));
                 }
             }
             for (p, &h) in group.iter().zip(hashes.iter()) {
-                out.push(self.find_hashed(p.as_ref(), h)?.map(|(_, _, v)| v));
+                out.push(self.get_hashed(p.as_ref(), h)?);
             }
         }
         Ok(out)

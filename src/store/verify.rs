@@ -1933,8 +1933,9 @@ impl Verifier<'_> {
         Ok(())
     }
 
-    /// The table: checksum, occupancy, ids in range, and every live id reachable from its
-    /// hash's home slot by linear probing (no empty slot in between).
+    /// The table: checksum, occupancy, ids in range, and exactly one slot per live id, with
+    /// its tag and record offset, reachable from its hash's home slot by linear probing (no
+    /// empty slot in between); every other occupied slot a tombstone.
     fn check_table(&mut self, cp: &PendingCp) -> io::Result<()> {
         let h = cp.header;
         let cap = h.table_capacity;
@@ -1977,6 +1978,9 @@ impl Verifier<'_> {
                     continue;
                 }
                 used += 1;
+                if slot.is_tombstone() {
+                    continue;
+                }
                 if id == 0 || id >= next_id {
                     if bad.len() < MAX_LISTED {
                         bad.push((
@@ -1987,12 +1991,37 @@ impl Verifier<'_> {
                     continue;
                 }
                 let i = id as usize;
-                if self.state.len[i] != 0 && u64::from(self.state.hash[i]) == tag {
+                let wrong = if self.state.len[i] == 0 {
+                    Some(format!(
+                        "table slot {p} holds id {id}, which is not live: a get by its old \
+                         path would return its last record"
+                    ))
+                } else if u64::from(self.state.hash[i]) != tag {
+                    Some(format!(
+                        "table slot {p} holds id {id} under another path's hash: a get by \
+                         that path would return id {id}'s record"
+                    ))
+                } else if slot.at() != self.state.off[i] {
+                    Some(format!(
+                        "table slot {p} says id {id}'s record is at byte {}, the log says \
+                         {}: a get would miss or return an older record",
+                        slot.at(),
+                        self.state.off[i]
+                    ))
+                } else if found[i / 64] & (1 << (i % 64)) != 0 {
+                    Some(format!("table slot {p} holds id {id} a second time"))
+                } else {
                     let d_home = p.wrapping_sub(tag & mask) & mask;
                     let d_empty = last_empty.map_or(cap, |le| p.wrapping_sub(le) & mask);
                     if d_home < d_empty {
                         found[i / 64] |= 1 << (i % 64);
                     }
+                    None
+                };
+                if let Some(w) = wrong
+                    && bad.len() < MAX_LISTED
+                {
+                    bad.push((toff + p * TABLE_SLOT_LEN as u64, w));
                 }
             }
             pos += k;

@@ -93,7 +93,7 @@ impl Fixed for FileEntry {
 /// marks an empty slot (ids start at 1); an id of 2^48 - 1, a tombstone.
 ///
 /// Stored as two little-endian words: `tag | id << 32`, then `id >> 32 | at << 16`, so the id
-/// and the hint have 48 bits each. Both fit: the log is shorter than `MAX_FILE_LEN` (2^48
+/// and the offset have 48 bits each. Both fit: the log is shorter than `MAX_FILE_LEN` (2^48
 /// bytes), and every id a log hands out costs at least 8 bytes of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Slot {
@@ -521,8 +521,8 @@ impl Table {
     }
 
     /// Puts each slot in the table (linear probing): over the slot of the same id and tag if
-    /// there is one before the first empty slot from its home on, which refreshes its record
-    /// hint, else in that empty slot. Given in slot order (home slot ascending), each chunk of
+    /// there is one before the first empty slot from its home on, which moves its record
+    /// offset, else in that empty slot. Given in slot order (home slot ascending), each chunk of
     /// the table is changed once per run of slots in it. Returns false when the table filled
     /// up (which only a checkpoint with a wrong `table_used` can cause), with the slots before
     /// that one put.
@@ -989,7 +989,7 @@ mod tests {
 
     /// Asserts that `t` holds exactly `pairs` of (hash, id), each findable: no empty slot
     /// between a pair's home slot and the slot it is in (linear probing stops at the first
-    /// empty one), and each slot's hint is the offset [`slot_of`] gave it.
+    /// empty one), and each slot's record offset is the one [`slot_of`] gave it.
     #[track_caller]
     fn assert_holds(t: &Table, pairs: &[(u64, u64)]) {
         let (cap, n) = (t.capacity(), pairs.len());
@@ -1003,7 +1003,12 @@ mod tests {
                 assert!(!slots[i].is_empty(), "n = {n}: a gap before slot {at}");
                 i = (i + 1) % cap;
             }
-            assert_eq!(s.at(), 8192 + s.id(), "n = {n}: hint of id {}", s.id());
+            assert_eq!(
+                s.at(),
+                8192 + s.id(),
+                "n = {n}: record offset of id {}",
+                s.id()
+            );
             held.push((s.tag(), s.id()));
         }
         held.sort_unstable();
@@ -1021,7 +1026,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_keep_tag_id_and_hint_through_their_encoding() {
+    fn slots_keep_tag_id_and_offset_through_their_encoding() {
         let top = (1 << 48) - 1;
         for (hash, id, at) in [
             (1, 1, 0),
@@ -1036,7 +1041,7 @@ mod tests {
             assert_eq!((d.tag(), d.id(), d.at()), (hash as u32, id, at));
             assert!(!d.is_empty() && d.tag_of(hash));
         }
-        // An offset beyond 48 bits (never in a log, which is shorter) is no hint at all.
+        // An offset beyond 48 bits (never in a log, which is shorter) is stored as unknown.
         assert_eq!(Slot::new(7, 3, 1 << 48).at(), 0);
         assert!(Slot::default().is_empty());
         // A tombstone is occupied, of no id an entry has, and points nowhere.
@@ -1082,18 +1087,18 @@ mod tests {
     }
 
     #[test]
-    fn an_update_that_keeps_the_path_moves_the_hint_and_adds_no_slot() {
+    fn an_update_that_keeps_the_path_moves_the_offset_and_adds_no_slot() {
         let mut ix = Index::empty();
         ix.reserve_ids(3);
         ix.upsert_many(&[(1, e(5, 100)), (2, e(5 | 1 << 40, 200))])
             .expect("upsert");
         ix.upsert_many(&[(1, e(5, 300))]).expect("upsert");
         assert_eq!(ix.table.used(), 2);
-        let hints: Vec<(u64, u64)> = ix.table.candidates(5).map(|s| (s.id(), s.at())).collect();
+        let offsets: Vec<(u64, u64)> = ix.table.candidates(5).map(|s| (s.id(), s.at())).collect();
         assert_eq!(
-            hints,
+            offsets,
             vec![(1, 300), (2, 200)],
-            "both share the tag; id 1's hint moved"
+            "both share the tag; id 1's offset moved"
         );
         assert_eq!(
             ix.live_candidates(5).map(|x| x.0).collect::<Vec<_>>(),

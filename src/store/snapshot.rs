@@ -194,7 +194,7 @@ impl Snapshot {
     ) -> Result<Option<(u64, FileEntry, RecordView<'_>)>, ReadError> {
         let index = &self.v.index;
         for slot in index.table.candidates(hash) {
-            // The slot's hint lets the record's cache misses overlap the entry's, instead of
+            // The slot's offset lets the record's cache misses overlap the entry's, instead of
             // waiting for the entry to say where the record is.
             self.touch_record_near(slot.at());
             let id = slot.id();
@@ -424,8 +424,8 @@ impl Snapshot {
 /// cache when its records are verified.
 const GET_GROUP: usize = 32;
 
-/// Bytes from a table slot's record hint that a lookup reads ahead of the entry: a typical
-/// music record is about 330 bytes.
+/// Bytes from a table slot's record offset that a lookup loads before verifying the record:
+/// a typical music record is about 330 bytes.
 const HINT_TOUCH: usize = 384;
 
 /// Loads one byte of every cache line of `bytes`. The loads do not depend on each other, so the

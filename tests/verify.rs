@@ -570,6 +570,37 @@ fn a_checkpoint_with_valid_checksums_but_wrong_content_is_damage() {
         "{:?}",
         r.problems
     );
+
+    // A live id's slot with another record offset (a stale one, as a table that kept old
+    // offsets would hold): a get by path reads the record there, so it is damage too.
+    fs::write(&idx, &good).expect("write");
+    let hash = mediadb::store::format::path_hash(&recs[9].path);
+    forge_checkpoint(&idx, |b, h| {
+        let t = h.table_offset() as usize;
+        for s in 0..h.table_capacity as usize {
+            let at = t + s * 16;
+            if b[at..at + 4] == hash.to_le_bytes()[..4]
+                && b[at + 4..at + 10] == recs[9].id.to_le_bytes()[..6]
+            {
+                // docs/FORMAT.md §3: `at` is the last 6 bytes of the slot.
+                b[at + 10] ^= 0x40;
+            }
+        }
+    });
+    let r = verify(&path, &no_progress).expect("verify");
+    assert!(r.is_damaged());
+    assert!(
+        has(&r, |p| p.location == Location::Checkpoint
+            && p.severity == Severity::Damage
+            && p.message.contains(&format!(
+                "id {}'s record is at byte",
+                recs[9].id
+            ))),
+        "{:?}",
+        r.problems
+    );
+    fs::write(&idx, &good).expect("write");
+    assert_clean(&verify(&path, &no_progress).expect("verify"));
 }
 
 #[test]

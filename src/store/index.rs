@@ -799,8 +799,9 @@ impl Index {
         Ok(())
     }
 
-    /// Rebuilds the table from live entries, with room for twice as many; drops tombstones. The table is rebuilt only when it must grow, and the room makes a database that
-    /// grows by large batches rebuild it at every 2x to 4x of its size, not at every batch
+    /// Rebuilds the table from live entries, with room for twice as many; drops tombstones.
+    /// The table is rebuilt only when it must grow, and the room makes a database that grows
+    /// by large batches rebuild it at every 2x to 4x of its size, not at every batch
     /// that crosses a load of 1/2: a 1M-record ingest in batches of 100,000 rebuilds twice (at
     /// 100,000 and 300,000 records), not four times (the rebuilds' sorts took 48 ms of a 0.49 s
     /// ingest).

@@ -590,6 +590,7 @@ struct HookedStorage {
     inner: MemStorage,
     hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     fail_writes: std::sync::atomic::AtomicBool,
+    fail_syncs: std::sync::atomic::AtomicBool,
 }
 
 impl Storage for HookedStorage {
@@ -614,6 +615,9 @@ impl Storage for HookedStorage {
         self.inner.set_len(len)
     }
     fn sync(&self) -> std::io::Result<()> {
+        if self.fail_syncs.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected sync failure"));
+        }
         self.inner.sync()
     }
     fn map(&self, offset: u64, len: u64) -> std::io::Result<Mapping> {
@@ -650,6 +654,49 @@ fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing(
 
     // Reopened on the same bytes: the commit before is all there.
     fail(false);
+    drop(db);
+    let db = Database::with_storage(storage, false).expect("reopen");
+    assert_eq!(state(&db), kept);
+}
+
+/// A commit applies its frame to the index while its I/O runs; when the I/O fails, the
+/// poisoned handle must still show the commit before, not the failed batch.
+#[test]
+fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
+    let storage = Arc::new(HookedStorage::default());
+    let mut db = Database::with_storage(storage.clone(), true).expect("create");
+    let mut batch = db.batch().expect("batch");
+    for n in 0..50 {
+        batch
+            .upsert(&rec(&format!("/m/{n}.flac"), n))
+            .expect("upsert");
+    }
+    batch.commit().expect("commit");
+    let kept = state(&db);
+
+    storage
+        .fail_syncs
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut batch = db.batch().expect("batch");
+    batch.upsert(&rec("/m/3.flac", 333)).expect("an update");
+    batch.upsert(&rec("/m/new.flac", 7)).expect("an insert");
+    assert!(batch.remove(b"/m/4.flac").expect("a removal"));
+    let e = batch.commit().expect_err("the sync fails");
+    assert!(matches!(e, CommitError::Io { .. }), "{e:?}");
+
+    // The handle answers from the commit before, by path too.
+    assert_eq!(state(&db), kept);
+    let s = db.snapshot();
+    assert_eq!(s.get(b"/m/3.flac").expect("get").expect("kept").size(), 3);
+    assert!(s.get(b"/m/new.flac").expect("get").is_none());
+    assert!(s.get(b"/m/4.flac").expect("get").is_some());
+    let e = db.batch().expect_err("the handle stopped writing");
+    assert!(matches!(e, CommitError::Poisoned { .. }), "{e:?}");
+
+    // Reopened on the same bytes: the commit before is all there.
+    storage
+        .fail_syncs
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     drop(db);
     let db = Database::with_storage(storage, false).expect("reopen");
     assert_eq!(state(&db), kept);

@@ -107,6 +107,12 @@ impl WriteAhead {
         })
     }
 
+    /// Whether nothing was handed to a thread: then [`finish`](Self::finish) has nothing to
+    /// wait for and returns `(0, 0)`.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.worker.is_none()
+    }
+
     fn worker(&mut self) -> Option<&Worker> {
         if self.worker.is_none() {
             let (segments, inbox) = sync_channel::<(u64, Vec<u8>)>(QUEUE);

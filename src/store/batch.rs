@@ -811,27 +811,6 @@ impl<'db> WriteBatch<'db> {
         self.frame
             .extend_from_slice(&(batch_len as u32).to_le_bytes());
         debug_assert_eq!(self.frame.len() % ALIGN, 0);
-        // What the write-ahead thread wrote: a prefix of the payload, and its crc.
-        let (ahead, ahead_crc) = match self.ahead.finish() {
-            Ok(done) => done,
-            Err(source) => {
-                self.db.poison();
-                return Err(CommitError::Io {
-                    path: self.db.path.clone(),
-                    source,
-                });
-            }
-        };
-        let rest = FRAME_HEADER_LEN + ahead;
-        let payload_crc = crc::append(ahead_crc, &self.frame[rest..]);
-        let (raw, crc) = FrameHeader::encode_with(
-            seq,
-            base_header.last_frame_crc,
-            self.frame.len() - FRAME_HEADER_LEN,
-            payload_crc,
-        );
-        self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
-
         let at = base_header.committed_len;
         let new_len = at + self.frame.len() as u64;
         if new_len >= MAX_FILE_LEN {
@@ -841,7 +820,7 @@ impl<'db> WriteBatch<'db> {
             });
         }
 
-        // Counts after the batch, for the header.
+        // Counts after the batch, for the header (from the index as it was).
         let index = &self.base().index;
         let mut live_records = index.live_records;
         let mut live_bytes = index.live_bytes;
@@ -868,55 +847,97 @@ impl<'db> WriteBatch<'db> {
             generation: base_header.generation + 1,
             committed_len: new_len,
             seq,
-            last_frame_crc: crc,
             next_id: self.next_id,
             live_records,
             live_bytes,
             ..base_header
         };
 
+        // Two things at once, on two threads of the pool: the I/O that makes the frame
+        // durable (mostly waiting for the write-ahead and the two syncs), and applying the
+        // frame to the index. The index changes in place, but nothing reads it before this
+        // returns: on success the new header and map are published with it; on a failed write
+        // the handle is poisoned and its version rebuilt from the file as it was.
         let db = &mut *self.db;
         let storage = Arc::clone(&db.storage);
-        let io = |db: &mut Database, source| {
-            db.poison();
-            CommitError::Io {
-                path: db.path.clone(),
-                source,
+        let slot = 1 - db.active_slot;
+        let payload_offset = at + FRAME_HEADER_LEN as u64;
+        // The frame's header needs the payload's crc. With nothing written ahead (a small
+        // batch) it is known now, and the whole frame goes in one write; else the I/O thread
+        // waits for the write-ahead's crc and writes the header and the rest on their own.
+        let whole = self.ahead.is_idle().then(|| {
+            let payload_crc = crc::of(&self.frame[FRAME_HEADER_LEN..]);
+            let (raw, crc) = FrameHeader::encode_with(
+                seq,
+                base_header.last_frame_crc,
+                self.frame.len() - FRAME_HEADER_LEN,
+                payload_crc,
+            );
+            self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
+            crc
+        });
+        let ahead = &mut self.ahead;
+        let frame: &[u8] = &self.frame;
+        let payload = &frame[FRAME_HEADER_LEN..];
+        let (durable, applied) = rayon::join(
+            || -> std::io::Result<super::format::Header> {
+                let crc = if let Some(crc) = whole {
+                    storage.write_at(frame, at)?;
+                    crc
+                } else {
+                    // What the write-ahead thread wrote: a prefix of the payload, its crc.
+                    let (ahead, ahead_crc) = ahead.finish()?;
+                    let payload_crc = crc::append(ahead_crc, &payload[ahead..]);
+                    let (raw, crc) = FrameHeader::encode_with(
+                        seq,
+                        base_header.last_frame_crc,
+                        payload.len(),
+                        payload_crc,
+                    );
+                    storage.write_at(&raw, at)?;
+                    storage.write_at(&payload[ahead..], payload_offset + ahead as u64)?;
+                    crc
+                };
+                storage.sync()?;
+                let header = super::format::Header {
+                    last_frame_crc: crc,
+                    ..header
+                };
+                storage.write_at(&header.encode(), SLOT_OFFSETS[slot])?;
+                storage.sync()?;
+                Ok(header)
+            },
+            || {
+                let version = Arc::make_mut(&mut db.current);
+                log::parse_payload(payload, payload_offset)
+                    .and_then(|b| log::apply(&mut version.index, &b, payload_offset, payload.len()))
+            },
+        );
+        let header = match durable {
+            Ok(header) => header,
+            Err(source) => {
+                db.poison();
+                db.restore(base_header);
+                return Err(CommitError::Io {
+                    path: db.path.clone(),
+                    source,
+                });
             }
         };
-        if ahead == 0 {
-            storage.write_at(&self.frame, at).map_err(|e| io(db, e))?;
-        } else {
-            storage
-                .write_at(&self.frame[..FRAME_HEADER_LEN], at)
-                .map_err(|e| io(db, e))?;
-            storage
-                .write_at(&self.frame[rest..], at + rest as u64)
-                .map_err(|e| io(db, e))?;
-        }
-        storage.sync().map_err(|e| io(db, e))?;
-        let slot = 1 - db.active_slot;
-        storage
-            .write_at(&header.encode(), SLOT_OFFSETS[slot])
-            .map_err(|e| io(db, e))?;
-        storage.sync().map_err(|e| io(db, e))?;
         // Durable from here on.
         db.active_slot = slot;
         let log_map = match storage.map(LOG_START, new_len - LOG_START) {
             Ok(m) => m,
             Err(source) => {
                 db.poison();
+                db.restore(base_header);
                 return Err(CommitError::Unpublished {
                     path: db.path.clone(),
                     source,
                 });
             }
         };
-        let payload = &self.frame[FRAME_HEADER_LEN..];
-        let payload_offset = at + FRAME_HEADER_LEN as u64;
         let version = Arc::make_mut(&mut db.current);
-        let applied = log::parse_payload(payload, payload_offset)
-            .and_then(|b| log::apply(&mut version.index, &b, payload_offset, payload.len()));
         version.header = header;
         version.log = log_map;
         if let Err(d) = applied {

@@ -649,6 +649,38 @@ impl Database {
     pub(crate) fn poison(&mut self) {
         self.poisoned = true;
     }
+
+    /// After a failed commit that had already applied its frame to the index in place: this
+    /// handle's version goes back to the last commit, `header`, rebuilt from the file (which
+    /// holds that commit unchanged; the failed frame lies past its end). When even that fails
+    /// (the disk is gone), the index left is empty and flagged damaged, so every fallible read
+    /// through this poisoned handle says so instead of answering from the failed batch.
+    pub(crate) fn restore(&mut self, header: Header) {
+        let cp_path = self.checkpoints.then_some(self.path.as_path());
+        let columns = self.current.columns.clone();
+        let version = match load_version(
+            &*self.storage,
+            &self.path,
+            header,
+            cp_path,
+            checkpoint::Check::Eager,
+        ) {
+            Ok((v, _)) => Version { columns, ..v },
+            Err(_) => {
+                let index = Index::empty();
+                index
+                    .damage
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Version {
+                    header,
+                    log: Mapping::from_vec(Vec::new()),
+                    index,
+                    columns: None,
+                }
+            }
+        };
+        self.current = Arc::new(version);
+    }
 }
 
 impl Drop for Database {

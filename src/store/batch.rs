@@ -862,9 +862,10 @@ impl<'db> WriteBatch<'db> {
         let storage = Arc::clone(&db.storage);
         let slot = 1 - db.active_slot;
         let payload_offset = at + FRAME_HEADER_LEN as u64;
-        // The frame's header needs the payload's crc. With nothing written ahead (a small
-        // batch) it is known now, and the whole frame goes in one write; else the I/O thread
-        // waits for the write-ahead's crc and writes the header and the rest on their own.
+        // The frame's header needs the payload's crc. With nothing written ahead (a batch
+        // smaller than a segment, or the write-ahead off) it is known now, and the whole frame
+        // goes in one write; else the I/O thread waits for the write-ahead's crc and writes
+        // the header and the rest on their own.
         let whole = self.ahead.is_idle().then(|| {
             let payload_crc = crc::of(&self.frame[FRAME_HEADER_LEN..]);
             let (raw, crc) = FrameHeader::encode_with(

@@ -593,6 +593,20 @@ struct HookedStorage {
     fail_syncs: std::sync::atomic::AtomicBool,
 }
 
+impl HookedStorage {
+    /// Makes every later write fail, or stops doing so.
+    fn fail_writes(&self, on: bool) {
+        self.fail_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes every later sync fail, or stops doing so.
+    fn fail_syncs(&self, on: bool) {
+        self.fail_syncs
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Storage for HookedStorage {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.inner.read_at(buf, offset)
@@ -628,11 +642,7 @@ impl Storage for HookedStorage {
 #[test]
 fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing() {
     let storage = Arc::new(HookedStorage::default());
-    let fail = |on| {
-        storage
-            .fail_writes
-            .store(on, std::sync::atomic::Ordering::SeqCst)
-    };
+    let fail = |on| storage.fail_writes(on);
     let mut db = Database::with_storage(storage.clone(), true).expect("create");
     let mut batch = db.batch().expect("batch");
     batch.upsert(&rec("/m/kept.flac", 1)).expect("upsert");
@@ -674,9 +684,7 @@ fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
     batch.commit().expect("commit");
     let kept = state(&db);
 
-    storage
-        .fail_syncs
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    storage.fail_syncs(true);
     let mut batch = db.batch().expect("batch");
     batch.upsert(&rec("/m/3.flac", 333)).expect("an update");
     batch.upsert(&rec("/m/new.flac", 7)).expect("an insert");
@@ -694,9 +702,7 @@ fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
     assert!(matches!(e, CommitError::Poisoned { .. }), "{e:?}");
 
     // Reopened on the same bytes: the commit before is all there.
-    storage
-        .fail_syncs
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    storage.fail_syncs(false);
     drop(db);
     let db = Database::with_storage(storage, false).expect("reopen");
     assert_eq!(state(&db), kept);

@@ -521,6 +521,20 @@ fn forge_checkpoint(idx: &Path, edit: impl Fn(&mut [u8], &IdxHeader)) {
     fs::write(idx, &b).expect("write idx");
 }
 
+/// Byte offset in checkpoint `b` of the table slot of `rec` (docs/FORMAT.md §3: the path
+/// hash's low 32 bits, then the id in 48 bits).
+fn slot_at(b: &[u8], h: &IdxHeader, rec: &Record) -> usize {
+    let hash = mediadb::store::format::path_hash(&rec.path);
+    let t = h.table_offset() as usize;
+    (0..h.table_capacity as usize)
+        .map(|s| t + s * 16)
+        .find(|&at| {
+            b[at..at + 4] == hash.to_le_bytes()[..4]
+                && b[at + 4..at + 10] == rec.id.to_le_bytes()[..6]
+        })
+        .expect("the record has a slot")
+}
+
 #[test]
 fn a_checkpoint_with_valid_checksums_but_wrong_content_is_damage() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -549,18 +563,9 @@ fn a_checkpoint_with_valid_checksums_but_wrong_content_is_damage() {
 
     // A live id's table slot cleared: lookups by path would miss it.
     fs::write(&idx, &good).expect("write");
-    let hash = mediadb::store::format::path_hash(&recs[7].path);
     forge_checkpoint(&idx, |b, h| {
-        let t = h.table_offset() as usize;
-        for s in 0..h.table_capacity as usize {
-            let at = t + s * 16;
-            // docs/FORMAT.md §3: the hash's low 32 bits, then the id in 48 bits.
-            if b[at..at + 4] == hash.to_le_bytes()[..4]
-                && b[at + 4..at + 10] == recs[7].id.to_le_bytes()[..6]
-            {
-                b[at..at + 16].fill(0);
-            }
-        }
+        let at = slot_at(b, h, &recs[7]);
+        b[at..at + 16].fill(0);
     });
     let r = verify(&path, &no_progress).expect("verify");
     assert!(r.is_damaged());
@@ -574,18 +579,9 @@ fn a_checkpoint_with_valid_checksums_but_wrong_content_is_damage() {
     // A live id's slot with another record offset (a stale one, as a table that kept old
     // offsets would hold): a get by path reads the record there, so it is damage too.
     fs::write(&idx, &good).expect("write");
-    let hash = mediadb::store::format::path_hash(&recs[9].path);
     forge_checkpoint(&idx, |b, h| {
-        let t = h.table_offset() as usize;
-        for s in 0..h.table_capacity as usize {
-            let at = t + s * 16;
-            if b[at..at + 4] == hash.to_le_bytes()[..4]
-                && b[at + 4..at + 10] == recs[9].id.to_le_bytes()[..6]
-            {
-                // docs/FORMAT.md §3: `at` is the last 6 bytes of the slot.
-                b[at + 10] ^= 0x40;
-            }
-        }
+        // docs/FORMAT.md §3: `at` is the last 6 bytes of the slot.
+        b[slot_at(b, h, &recs[9]) + 10] ^= 0x40;
     });
     let r = verify(&path, &no_progress).expect("verify");
     assert!(r.is_damaged());

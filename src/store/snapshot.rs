@@ -109,18 +109,19 @@ impl Snapshot {
         .map(|k| (k, counts[k as usize]))
     }
 
-    /// Reads the cache lines of the record that a table slot says starts at absolute offset
-    /// `at` (0: unknown), so that they are on their way before they are needed. Only loads.
-    fn touch_record_near(&self, at: u64) {
-        let bytes = self.v.log.bytes();
-        let Some(start) = at
-            .checked_sub(LOG_START)
-            .and_then(|o| usize::try_from(o).ok())
-            .filter(|&o| at != 0 && o < bytes.len())
-        else {
-            return;
-        };
-        touch_lines(&bytes[start..bytes.len().min(start + HINT_TOUCH)]);
+    /// The committed log from absolute offset `at` (a table slot's record offset) to its end,
+    /// with its first [`HINT_TOUCH`] bytes loaded so that their cache misses overlap; `None`
+    /// for offset 0 (unknown) or one outside the log.
+    fn log_from(&self, at: u64) -> Option<&[u8]> {
+        let start = usize::try_from(at.checked_sub(LOG_START)?).ok()?;
+        let rest = self
+            .v
+            .log
+            .bytes()
+            .get(start..)
+            .filter(|r| at != 0 && !r.is_empty())?;
+        touch_lines(&rest[..rest.len().min(HINT_TOUCH)]);
+        Some(rest)
     }
 
     /// The live record of `slot`: the verified record at the slot's offset, when it has the
@@ -130,11 +131,7 @@ impl Snapshot {
     /// tombstone, has no offset, or the record there does not verify as the slot's; the entry
     /// then decides (and names any damage).
     fn record_of_slot(&self, slot: Slot) -> Option<RecordView<'_>> {
-        let bytes = self.v.log.bytes();
-        let start = usize::try_from(slot.at().checked_sub(LOG_START)?).ok()?;
-        let rest = bytes.get(start..).filter(|_| slot.at() != 0)?;
-        touch_lines(&rest[..rest.len().min(HINT_TOUCH)]);
-        let (view, _) = record::verify(rest).ok()?;
+        let (view, _) = record::verify(self.log_from(slot.at())?).ok()?;
         (view.id() == slot.id()).then_some(view)
     }
 
@@ -195,8 +192,8 @@ impl Snapshot {
         let index = &self.v.index;
         for slot in index.table.candidates(hash) {
             // The slot's offset lets the record's cache misses overlap the entry's, instead of
-            // waiting for the entry to say where the record is.
-            self.touch_record_near(slot.at());
+            // waiting for the entry to say where the record is: only the loads are wanted.
+            let _ = self.log_from(slot.at());
             let id = slot.id();
             let Some(e) = index.live_entry(id, hash) else {
                 continue;
@@ -294,7 +291,8 @@ impl Snapshot {
             index.table.touch(hashes);
             for &h in hashes.iter() {
                 if let Some(slot) = index.table.candidates(h).next() {
-                    self.touch_record_near(slot.at());
+                    // Only the loads of the record's lines are wanted here.
+                    let _ = self.log_from(slot.at());
                 }
             }
             for (p, &h) in group.iter().zip(hashes.iter()) {

@@ -1,27 +1,33 @@
 //! Writing a large batch's frame ahead of its commit.
 //!
-//! While a batch is being built, its payload is handed in segments to a background thread that
+//! While a batch is being built, its payload is handed in pieces to a background thread that
 //! writes each one where the frame will lie, past the committed length, and keeps the crc of
 //! what it wrote. `commit()` then writes only the rest of the payload and the frame header
 //! before its first `sync`. Copying into new page-cache pages is the largest single cost of a
 //! big commit; this way it runs on another core while records are still being encoded.
 //!
+//! A piece is either a copy of whole segments of the payload ([`WriteAhead::offer`]), or a
+//! bulk upsert's own encoding buffer, handed over without a copy ([`WriteAhead::hand`]) and
+//! given back for reuse once written ([`WriteAhead::reclaim`]).
+//!
 //! What must stay true: bytes past the committed length are never trusted (docs/FORMAT.md §2),
 //! so nothing written ahead matters until the header slot that covers it is synced; the thread
-//! writes segments in the order they were handed over, and has finished every write before the
+//! writes pieces in the order they were handed over, and has finished every write before the
 //! batch ends (commit or drop), so no late write can land over a later batch's frame.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use super::Storage;
 use super::crc;
 
-/// Segments that may wait for the thread: the memory written ahead is bounded by this many
-/// segments (plus the one being written and those returned for reuse).
-const QUEUE: usize = 4;
+/// Pieces that may wait for the thread: the memory written ahead is bounded by this many pieces
+/// (plus the one being written and those given back for reuse). A bulk upsert hands over a
+/// slice of 8 encoding buffers of about 1 MB at a time, and must not wait for the thread to
+/// take each.
+const QUEUE: usize = 16;
 
 /// The payload of one batch, as far as it has been written ahead.
 pub(crate) struct WriteAhead {
@@ -36,10 +42,12 @@ pub(crate) struct WriteAhead {
     /// was written ahead no longer matches the payload, and the commit writes all of it.
     stale: bool,
     worker: Option<Worker>,
+    /// Buffers a finished thread gave back.
+    spare: Vec<Vec<u8>>,
 }
 
 struct Worker {
-    segments: SyncSender<(u64, Vec<u8>)>,
+    pieces: SyncSender<(u64, Vec<u8>)>,
     /// Buffers the thread is done with, for reuse.
     returned: Receiver<Vec<u8>>,
     /// Ends with the crc of everything written, in order, or the first write error.
@@ -56,11 +64,12 @@ impl WriteAhead {
             handed: 0,
             stale: false,
             worker: None,
+            spare: Vec::new(),
         }
     }
 
     /// Hands over whole segments of `payload` (the payload so far) that have not been handed
-    /// over yet. Blocks while the thread is `QUEUE` segments behind.
+    /// over yet. Blocks while the thread is `QUEUE` pieces behind.
     pub(crate) fn offer(&mut self, payload: &[u8]) {
         if self.segment == 0 || self.stale {
             return;
@@ -74,7 +83,7 @@ impl WriteAhead {
             let mut buf = worker.returned.try_recv().unwrap_or_default();
             buf.clear();
             buf.extend_from_slice(piece);
-            if worker.segments.send((offset, buf)).is_err() {
+            if worker.pieces.send((offset, buf)).is_err() {
                 // The thread is gone (it cannot panic; this is only defensive): write the
                 // whole payload at commit instead.
                 self.stale = true;
@@ -82,6 +91,58 @@ impl WriteAhead {
             }
             self.handed += self.segment;
         }
+    }
+
+    /// Hands over `buf`, which holds the last `buf.len()` bytes of `payload` (the payload so
+    /// far), without copying it, after a copy of any bytes before it not handed over yet.
+    /// Gives `buf` back when it is not written ahead: the write-ahead is off or stale, or the
+    /// payload is still smaller than a segment. Blocks while the thread is `QUEUE` pieces
+    /// behind.
+    pub(crate) fn hand(&mut self, payload: &[u8], buf: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(start) = payload.len().checked_sub(buf.len()) else {
+            return Some(buf);
+        };
+        if self.segment == 0 || self.stale || payload.len() < self.segment || self.handed > start {
+            return Some(buf);
+        }
+        debug_assert!(payload[start..] == buf[..], "the buffer ends the payload");
+        let base = self.base;
+        let handed = self.handed;
+        let Some(worker) = self.worker() else {
+            return Some(buf);
+        };
+        if handed < start {
+            let mut before = worker.returned.try_recv().unwrap_or_default();
+            before.clear();
+            before.extend_from_slice(&payload[handed..start]);
+            if worker.pieces.send((base + handed as u64, before)).is_err() {
+                self.stale = true;
+                return Some(buf);
+            }
+        }
+        match worker.pieces.send((base + start as u64, buf)) {
+            Ok(()) => {
+                self.handed = payload.len();
+                None
+            }
+            Err(e) => {
+                // As in `offer`: write the whole payload at commit.
+                self.stale = true;
+                Some(e.0.1)
+            }
+        }
+    }
+
+    /// A buffer the thread has written and given back, if any.
+    pub(crate) fn reclaim(&mut self) -> Option<Vec<u8>> {
+        self.spare
+            .pop()
+            .or_else(|| self.worker.as_ref()?.returned.try_recv().ok())
+    }
+
+    /// Every buffer given back so far, for the next batch to reuse.
+    pub(crate) fn take_spare(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.spare)
     }
 
     /// The payload was cut back to `len` bytes.
@@ -99,7 +160,7 @@ impl WriteAhead {
         let Some(worker) = self.worker.take() else {
             return Ok((0, 0));
         };
-        let crc = join(worker)?;
+        let crc = join(worker, &mut self.spare)?;
         Ok(if self.stale {
             (0, 0)
         } else {
@@ -115,8 +176,8 @@ impl WriteAhead {
 
     fn worker(&mut self) -> Option<&Worker> {
         if self.worker.is_none() {
-            let (segments, inbox) = sync_channel::<(u64, Vec<u8>)>(QUEUE);
-            let (give_back, returned) = sync_channel(QUEUE + 2);
+            let (pieces, inbox) = sync_channel::<(u64, Vec<u8>)>(QUEUE);
+            let (give_back, returned) = channel();
             let storage = Arc::clone(&self.storage);
             let spawned = std::thread::Builder::new()
                 .name("mediadb-write-ahead".into())
@@ -134,14 +195,14 @@ impl WriteAhead {
                                 storage.start_writeback(offset, buf.len() as u64);
                             }
                         }
-                        let _ = give_back.try_send(buf);
+                        let _ = give_back.send(buf);
                     }
                     failed.map_or(Ok(crc), Err)
                 });
             match spawned {
                 Ok(done) => {
                     self.worker = Some(Worker {
-                        segments,
+                        pieces,
                         returned,
                         done,
                     });
@@ -159,17 +220,20 @@ impl Drop for WriteAhead {
         // A batch dropped without commit: its bytes past the committed length are garbage
         // the next frame overwrites, but the thread must be done before that frame is written.
         if let Some(worker) = self.worker.take() {
-            let _ = join(worker);
+            let _ = join(worker, &mut self.spare);
         }
     }
 }
 
-fn join(worker: Worker) -> io::Result<u32> {
-    drop(worker.segments);
-    worker
+/// Waits for the thread to write everything handed to it, and keeps the buffers it gave back.
+fn join(worker: Worker, spare: &mut Vec<Vec<u8>>) -> io::Result<u32> {
+    drop(worker.pieces);
+    let done = worker
         .done
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the write-ahead thread panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("the write-ahead thread panicked")));
+    spare.extend(worker.returned.try_iter());
+    done
 }
 
 #[cfg(test)]
@@ -192,6 +256,31 @@ mod tests {
         assert_eq!(written, 96, "six whole segments of 16 bytes");
         assert_eq!(crc, crc::of(&p[..96]));
         assert_eq!(&mem.to_bytes()[10..106], &p[..96]);
+    }
+
+    #[test]
+    fn a_handed_buffer_lands_after_the_bytes_before_it_and_comes_back() {
+        let mem = Arc::new(MemStorage::new());
+        let p = payload(100);
+        let mut ahead = WriteAhead::new(mem.clone(), 10, 32);
+        let small = p[..20].to_vec();
+        assert_eq!(
+            ahead.hand(&p[..20], small.clone()),
+            Some(small),
+            "a payload below a segment is not written ahead"
+        );
+        assert_eq!(ahead.hand(&p[..70], p[40..70].to_vec()), None);
+        assert_eq!(ahead.hand(&p[..100], p[70..].to_vec()), None);
+        let (written, crc) = ahead.finish().expect("no write fails");
+        assert_eq!(
+            (written, crc),
+            (100, crc::of(&p)),
+            "bytes 0..40 were copied first"
+        );
+        assert_eq!(&mem.to_bytes()[10..110], &p[..]);
+        let mut back: Vec<Vec<u8>> = std::iter::from_fn(|| ahead.reclaim()).collect();
+        back.sort();
+        assert!(back.contains(&p[40..70].to_vec()) && back.contains(&p[70..].to_vec()));
     }
 
     #[test]

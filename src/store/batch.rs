@@ -118,6 +118,10 @@ fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::
     )
 }
 
+/// Encoding buffers (about 1 MB each) a writer keeps for its next batch: a slice of a bulk
+/// upsert, and as many again on their way through the write-ahead thread.
+const KEEP_BUFS: usize = 16;
+
 /// Buffers a writer keeps from one batch to the next. A bulk batch fills tens of megabytes of
 /// them, and in fresh memory each page costs a fault, so they are cleared and used again.
 #[derive(Default)]
@@ -130,9 +134,10 @@ pub(crate) struct Spares {
     pending: Vec<Pending>,
     /// The live pending records' index entries, at commit.
     live: Vec<fb::RecordEntry>,
-    /// A bulk upsert's encoding buffers, one per chunk of records: the encoded records, and
-    /// their index entries.
-    chunks: Vec<(Vec<u8>, Vec<fb::RecordEntry>)>,
+    /// A bulk upsert's encoding buffers, one per chunk of records: the encoded records (the
+    /// write-ahead thread gives these back once it has written them), and their index entries.
+    bufs: Vec<Vec<u8>>,
+    entries: Vec<Vec<fb::RecordEntry>>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -145,6 +150,9 @@ impl Drop for WriteBatch<'_> {
             self.db.poison();
         }
         let spares = &mut self.db.spares;
+        spares.bufs.extend(self.ahead.take_spare());
+        // As many as a batch usually has in use at once; more would only hold memory.
+        spares.bufs.truncate(KEEP_BUFS);
         spares.frame = std::mem::take(&mut self.frame);
         spares.fbb = Some(std::mem::take(&mut self.fbb));
         spares.pending = std::mem::take(&mut self.pending);
@@ -463,9 +471,16 @@ impl<'db> WriteBatch<'db> {
             let first = s * SLICE;
             let slice_ids = &ids[first..first + slice.len()];
             let slice_hashes = &hashes[first..first + slice.len()];
-            let spare = &mut self.db.spares.chunks;
+            let spares = &mut self.db.spares;
+            let ahead = &mut self.ahead;
             let bufs: Vec<_> = (0..slice.len().div_ceil(CHUNK))
-                .map(|_| spare.pop().unwrap_or_default())
+                .map(|_| {
+                    let buf = spares.bufs.pop().or_else(|| ahead.reclaim());
+                    (
+                        buf.unwrap_or_default(),
+                        spares.entries.pop().unwrap_or_default(),
+                    )
+                })
                 .collect();
             // Each chunk is encoded, its index entries made and its column rows kept, on its
             // own core, while its records are in cache.
@@ -530,6 +545,10 @@ impl<'db> WriteBatch<'db> {
             for (buf, entries) in encoded {
                 let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
                 self.frame.extend_from_slice(&buf);
+                // The write-ahead thread writes these bytes from `buf` itself, not a copy.
+                if let Some(buf) = self.ahead.hand(&self.frame[FRAME_HEADER_LEN..], buf) {
+                    self.db.spares.bufs.push(buf);
+                }
                 // Pending, but not live until every slice is in: a refused slice takes them back.
                 self.pending.extend(entries.iter().map(|&e| {
                     let mut entry = e;
@@ -540,10 +559,9 @@ impl<'db> WriteBatch<'db> {
                         prev_same_hash: NONE,
                     }
                 }));
-                self.db.spares.chunks.push((buf, entries));
+                self.db.spares.entries.push(entries);
             }
             col_rows_all.extend(col_rows.into_iter().flatten());
-            self.ahead.offer(&self.frame[FRAME_HEADER_LEN..]);
         }
 
         // Apply.

@@ -100,6 +100,131 @@ fn committed_id(
     Ok(None)
 }
 
+/// Records per encode task of a bulk upsert.
+const CHUNK: usize = 2048;
+/// Records a bulk upsert encodes before it appends them to the frame and writes them ahead.
+const SLICE: usize = 8 * CHUNK;
+
+/// One encoded slice of a bulk upsert: the index of its first record in the call, and for each
+/// chunk of it, the encoded records with their index entries (offsets within the chunk), and
+/// the column rows when kept.
+struct Encoded {
+    first: usize,
+    chunks: Vec<(Vec<u8>, Vec<fb::RecordEntry>)>,
+    col_rows: Vec<Option<Delta>>,
+}
+
+/// Encodes a slice of a bulk upsert (`recs`, the first at index `first` of the call, with
+/// their ids and path hashes) on all cores, each chunk into one of `bufs`, while its records
+/// are in cache.
+fn encode_slice(
+    first: usize,
+    recs: &[Record],
+    ids: &[u64],
+    hashes: &[u64],
+    bufs: Vec<(Vec<u8>, Vec<fb::RecordEntry>)>,
+    keep_cols: bool,
+) -> Encoded {
+    use rayon::prelude::*;
+    let (chunks, col_rows) = recs
+        .par_chunks(CHUNK)
+        .zip(ids.par_chunks(CHUNK))
+        .zip(hashes.par_chunks(CHUNK))
+        .zip(bufs)
+        .map(|(((rs, is), hs), spare)| {
+            let (mut buf, mut entries) = spare;
+            buf.clear();
+            entries.clear();
+            let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
+            for ((r, &id), &hash) in rs.iter().zip(is).zip(hs) {
+                let start = buf.len();
+                record::encode(r, id, &mut buf);
+                entries.push(entry_of(r, id, hash, start, buf.len() - start));
+                buf.resize(align_up(buf.len()), 0);
+                if let Some(c) = &mut cols {
+                    c.push(id, r);
+                }
+            }
+            ((buf, entries), cols)
+        })
+        .unzip();
+    Encoded {
+        first,
+        chunks,
+        col_rows,
+    }
+}
+
+/// What appending an encoded slice to a batch changes.
+struct Appending<'a> {
+    frame: &'a mut Vec<u8>,
+    pending: &'a mut Vec<Pending>,
+    ahead: &'a mut WriteAhead,
+    spares: &'a mut Spares,
+    col_rows: &'a mut Vec<Delta>,
+}
+
+impl Appending<'_> {
+    /// Appends `done` (a slice of `recs`) to the frame, hands its buffers to the write-ahead
+    /// thread, and adds its records as pending but not live. Refuses a slice with a record
+    /// over the size limit, or one that would make the frame too large for database `db`.
+    fn append(
+        &mut self,
+        done: Encoded,
+        recs: &[Record],
+        db: &std::path::Path,
+    ) -> Result<(), CommitError> {
+        let mut total = 0usize;
+        for (chunk, (buf, entries)) in done.chunks.iter().enumerate() {
+            total += buf.len();
+            if let Some(k) = entries
+                .iter()
+                .position(|e| e.len() as usize - 4 > MAX_RECORD_LEN)
+            {
+                return Err(CommitError::BadRecord {
+                    path: recs[done.first + chunk * CHUNK + k].path.clone(),
+                    what: format!(
+                        "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
+                        entries[k].len()
+                    ),
+                });
+            }
+        }
+        if self.frame.len() + total > MAX_FRAME_PAYLOAD as usize / 2 {
+            return Err(CommitError::TooLarge {
+                path: db.to_path_buf(),
+                bytes: (self.frame.len() + total) as u64,
+            });
+        }
+        if done.first == 0 {
+            // Room for every slice, guessed from the first.
+            let slices = recs.len().div_ceil(SLICE);
+            self.frame.reserve(total.saturating_mul(slices) + total / 8);
+        }
+        for (buf, entries) in done.chunks {
+            let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
+            self.frame.extend_from_slice(&buf);
+            // The write-ahead thread writes these bytes from `buf` itself, not a copy.
+            if let Some(buf) = self.ahead.hand(&self.frame[FRAME_HEADER_LEN..], buf) {
+                self.spares.bufs.push(buf);
+            }
+            // Pending, but not live until every slice is in: a refused slice takes them back.
+            self.pending.extend(entries.iter().map(|&e| {
+                let mut entry = e;
+                entry.set_offset(base + e.offset());
+                Pending {
+                    entry,
+                    live: false,
+                    prev_same_hash: NONE,
+                }
+            }));
+            self.spares.entries.push(entries);
+        }
+        self.col_rows.extend(done.col_rows.into_iter().flatten());
+        Ok(())
+    }
+}
+
 /// The index entry of `rec`, stored with `id` at payload `offset` in `len` bytes.
 fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::RecordEntry {
     let flags = if rec.error.is_some() { FLAG_ERROR } else { 0 };
@@ -348,10 +473,6 @@ impl<'db> WriteBatch<'db> {
         keep_ids: bool,
     ) -> Result<Vec<u64>, CommitError> {
         use rayon::prelude::*;
-        /// Records per encode task.
-        const CHUNK: usize = 2048;
-        /// Records encoded before they are appended to the frame and written ahead.
-        const SLICE: usize = 8 * CHUNK;
         if let Some(r) = recs.iter().find(|r| r.path.is_empty()) {
             return Err(CommitError::BadRecord {
                 path: r.path.clone(),
@@ -458,110 +579,62 @@ impl<'db> WriteBatch<'db> {
         }
 
         // Encode in slices, each on all cores: every chunk of a slice into its own buffer,
-        // 8-aligned, with each record's index entry (its offset in the chunk). A slice is
-        // appended to the frame, and handed to the write-ahead thread, before the next one is
-        // encoded, so writing overlaps encoding. The batch's records, ids and column rows
-        // change only once every slice is in (its pending entries are not live until then).
-        type Encoded = (Vec<u8>, Vec<fb::RecordEntry>);
+        // 8-aligned, with each record's index entry (its offset in the chunk). While one slice
+        // is encoded, the one before is appended to the frame and handed to the write-ahead
+        // thread, so copying and writing overlap encoding. The batch's records, ids and column
+        // rows change only once every slice is in (its pending entries are not live until
+        // then).
         let frame_start = self.frame.len();
         let keep_cols = self.cols.is_some();
         let pending_start = self.pending.len();
         let mut col_rows_all: Vec<Delta> = Vec::new();
-        for (s, slice) in recs.chunks(SLICE).enumerate() {
-            let first = s * SLICE;
-            let slice_ids = &ids[first..first + slice.len()];
-            let slice_hashes = &hashes[first..first + slice.len()];
-            let spares = &mut self.db.spares;
+        let slices: Vec<&[Record]> = recs.chunks(SLICE).collect();
+        let mut prev: Option<Encoded> = None;
+        for s in 0..=slices.len() {
+            let db = &mut *self.db;
             let ahead = &mut self.ahead;
-            let bufs: Vec<_> = (0..slice.len().div_ceil(CHUNK))
+            let n_bufs = slices.get(s).map_or(0, |r| r.len().div_ceil(CHUNK));
+            let bufs: Vec<_> = (0..n_bufs)
                 .map(|_| {
-                    let buf = spares.bufs.pop().or_else(|| ahead.reclaim());
-                    (
-                        buf.unwrap_or_default(),
-                        spares.entries.pop().unwrap_or_default(),
-                    )
+                    let buf = db.spares.bufs.pop().or_else(|| ahead.reclaim());
+                    let entries = db.spares.entries.pop().unwrap_or_default();
+                    (buf.unwrap_or_default(), entries)
                 })
                 .collect();
-            // Each chunk is encoded, its index entries made and its column rows kept, on its
-            // own core, while its records are in cache.
-            let (encoded, col_rows): (Vec<Encoded>, Vec<Option<Delta>>) = slice
-                .par_chunks(CHUNK)
-                .zip(slice_ids.par_chunks(CHUNK))
-                .zip(slice_hashes.par_chunks(CHUNK))
-                .zip(bufs)
-                .map(|(((rs, is), hs), spare)| {
-                    let (mut buf, mut entries) = spare;
-                    buf.clear();
-                    entries.clear();
-                    let mut cols = keep_cols.then(|| Delta::with_capacity(rs.len()));
-                    for ((r, &id), &hash) in rs.iter().zip(is).zip(hs) {
-                        let start = buf.len();
-                        record::encode(r, id, &mut buf);
-                        entries.push(entry_of(r, id, hash, start, buf.len() - start));
-                        buf.resize(align_up(buf.len()), 0);
-                        if let Some(c) = &mut cols {
-                            c.push(id, r);
-                        }
-                    }
-                    ((buf, entries), cols)
-                })
-                .unzip();
-            let mut total = 0usize;
-            let mut refused = None;
-            for (chunk, (buf, entries)) in encoded.iter().enumerate() {
-                total += buf.len();
-                if let Some(k) = entries
-                    .iter()
-                    .position(|e| e.len() as usize - 4 > MAX_RECORD_LEN)
-                {
-                    refused = Some(CommitError::BadRecord {
-                        path: recs[first + chunk * CHUNK + k].path.clone(),
-                        what: format!(
-                            "encodes to {} bytes, over the {MAX_RECORD_LEN}-byte record limit",
-                            entries[k].len()
-                        ),
-                    });
-                    break;
-                }
-            }
-            if refused.is_none() && self.frame.len() + total > MAX_FRAME_PAYLOAD as usize / 2 {
-                refused = Some(CommitError::TooLarge {
-                    path: self.db.path.clone(),
-                    bytes: (self.frame.len() + total) as u64,
-                });
-            }
-            if let Some(e) = refused {
+            let mut to = Appending {
+                frame: &mut self.frame,
+                pending: &mut self.pending,
+                ahead,
+                spares: &mut db.spares,
+                col_rows: &mut col_rows_all,
+            };
+            let (next, appended) = rayon::join(
+                || {
+                    let slice = slices.get(s)?;
+                    let first = s * SLICE;
+                    let range = first..first + slice.len();
+                    Some(encode_slice(
+                        first,
+                        slice,
+                        &ids[range.clone()],
+                        &hashes[range],
+                        bufs,
+                        keep_cols,
+                    ))
+                },
+                || match prev.take() {
+                    Some(done) => to.append(done, recs, &db.path),
+                    None => Ok(()),
+                },
+            );
+            if let Err(e) = appended {
                 // Take back the slices already appended.
                 self.frame.truncate(frame_start);
                 self.pending.truncate(pending_start);
                 self.ahead.truncated(frame_start - FRAME_HEADER_LEN);
                 return Err(e);
             }
-            if s == 0 {
-                // Room for every slice, guessed from the first.
-                let slices = recs.len().div_ceil(SLICE);
-                self.frame.reserve(total.saturating_mul(slices) + total / 8);
-            }
-            for (buf, entries) in encoded {
-                let base = (self.frame.len() - FRAME_HEADER_LEN) as u32;
-                self.frame.extend_from_slice(&buf);
-                // The write-ahead thread writes these bytes from `buf` itself, not a copy.
-                if let Some(buf) = self.ahead.hand(&self.frame[FRAME_HEADER_LEN..], buf) {
-                    self.db.spares.bufs.push(buf);
-                }
-                // Pending, but not live until every slice is in: a refused slice takes them back.
-                self.pending.extend(entries.iter().map(|&e| {
-                    let mut entry = e;
-                    entry.set_offset(base + e.offset());
-                    Pending {
-                        entry,
-                        live: false,
-                        prev_same_hash: NONE,
-                    }
-                }));
-                self.db.spares.entries.push(entries);
-            }
-            col_rows_all.extend(col_rows.into_iter().flatten());
+            prev = next;
         }
 
         // Apply.

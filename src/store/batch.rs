@@ -243,6 +243,10 @@ fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::
     )
 }
 
+/// Records stored or removed from which a commit does its I/O on a thread of its own (see
+/// `commit`): about where applying them to the index takes as long as starting a thread.
+const OWN_IO_THREAD: usize = 1000;
+
 /// Encoding buffers (about 1 MB each) a writer keeps for its next batch: a slice of a bulk
 /// upsert, and as many again on their way through the write-ahead thread.
 const KEEP_BUFS: usize = 16;
@@ -865,6 +869,7 @@ impl<'db> WriteBatch<'db> {
             });
         }
         let seq = base_header.seq + 1;
+        let changes = live.len() + self.removals.len();
         // The Batch table, then the trailer.
         self.fbb.reset();
         let records = self.fbb.create_vector(&live);
@@ -944,9 +949,8 @@ impl<'db> WriteBatch<'db> {
             ..base_header
         };
 
-        // Two things at once, on two threads of the pool: the I/O that makes the frame
-        // durable (mostly waiting for the write-ahead and the two syncs), and applying the
-        // frame to the index. The index changes in place, but nothing reads it before this
+        // Two things at once: the I/O that makes the frame durable (mostly waiting for the
+        // write-ahead and the two syncs), and applying the frame to the index. The index changes in place, but nothing reads it before this
         // returns: on success the new header and map are published with it; on a failed write
         // the handle is poisoned and its version rebuilt from the file as it was.
         let db = &mut *self.db;
@@ -968,43 +972,65 @@ impl<'db> WriteBatch<'db> {
             self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
             crc
         });
-        let ahead = &mut self.ahead;
+        let ahead = std::sync::Mutex::new(&mut self.ahead);
         let frame: &[u8] = &self.frame;
         let payload = &frame[FRAME_HEADER_LEN..];
-        let (durable, applied) = rayon::join(
-            || -> std::io::Result<super::format::Header> {
-                let crc = if let Some(crc) = whole {
-                    storage.write_at(frame, at)?;
-                    crc
-                } else {
-                    // What the write-ahead thread wrote: a prefix of the payload, its crc.
-                    let (ahead, ahead_crc) = ahead.finish()?;
-                    let payload_crc = crc::append(ahead_crc, &payload[ahead..]);
-                    let (raw, crc) = FrameHeader::encode_with(
-                        seq,
-                        base_header.last_frame_crc,
-                        payload.len(),
-                        payload_crc,
-                    );
-                    storage.write_at(&raw, at)?;
-                    storage.write_at(&payload[ahead..], payload_offset + ahead as u64)?;
-                    crc
-                };
-                storage.sync()?;
-                let header = super::format::Header {
-                    last_frame_crc: crc,
-                    ..header
-                };
-                storage.write_at(&header.encode(), SLOT_OFFSETS[slot])?;
-                storage.sync()?;
-                Ok(header)
-            },
-            || {
-                let version = Arc::make_mut(&mut db.current);
-                log::parse_payload(payload, payload_offset)
-                    .and_then(|b| log::apply(&mut version.index, &b, payload_offset, payload.len()))
-            },
-        );
+        let io = || -> std::io::Result<super::format::Header> {
+            let crc = if let Some(crc) = whole {
+                storage.write_at(frame, at)?;
+                crc
+            } else {
+                // What the write-ahead thread wrote: a prefix of the payload, its crc.
+                let mut ahead = ahead.lock().unwrap_or_else(|e| e.into_inner());
+                let (ahead, ahead_crc) = ahead.finish()?;
+                let payload_crc = crc::append(ahead_crc, &payload[ahead..]);
+                let (raw, crc) = FrameHeader::encode_with(
+                    seq,
+                    base_header.last_frame_crc,
+                    payload.len(),
+                    payload_crc,
+                );
+                storage.write_at(&raw, at)?;
+                storage.write_at(&payload[ahead..], payload_offset + ahead as u64)?;
+                crc
+            };
+            storage.sync()?;
+            let header = super::format::Header {
+                last_frame_crc: crc,
+                ..header
+            };
+            storage.write_at(&header.encode(), SLOT_OFFSETS[slot])?;
+            storage.sync()?;
+            Ok(header)
+        };
+        let apply = |current: &mut Arc<Version>| {
+            let version = Arc::make_mut(current);
+            log::parse_payload(payload, payload_offset)
+                .and_then(|b| log::apply(&mut version.index, &b, payload_offset, payload.len()))
+        };
+        // A large batch's I/O goes on a thread of its own, so that the apply has every thread
+        // of the pool (its parts run side by side). A small batch, whose apply takes less than
+        // starting a thread, and any batch when the OS refuses a thread, split the two between
+        // the threads of the pool instead.
+        let big = changes >= OWN_IO_THREAD;
+        let (durable, applied) = std::thread::scope(|scope| {
+            let spawned = big.then(|| {
+                std::thread::Builder::new()
+                    .name("mediadb-commit".into())
+                    .spawn_scoped(scope, io)
+                    .ok()
+            });
+            match spawned.flatten() {
+                Some(thread) => {
+                    let applied = apply(&mut db.current);
+                    let durable = thread.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the commit's I/O thread panicked"))
+                    });
+                    (durable, applied)
+                }
+                None => rayon::join(io, || apply(&mut db.current)),
+            }
+        });
         let header = match durable {
             Ok(header) => header,
             Err(source) => {

@@ -673,6 +673,17 @@ fn a_failed_write_ahead_of_a_dropped_batch_poisons_the_handle_and_loses_nothing(
 /// poisoned handle must still show the commit before, not the failed batch.
 #[test]
 fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
+    sync_fails_in_a_commit_with(0);
+}
+
+/// The same with a batch large enough that the commit does its I/O on a thread of its own.
+#[test]
+fn a_large_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
+    sync_fails_in_a_commit_with(3000);
+}
+
+/// A commit that updates, inserts and removes, plus `more` new records, and whose sync fails.
+fn sync_fails_in_a_commit_with(more: u64) {
     let storage = Arc::new(HookedStorage::default());
     let mut db = Database::with_storage(storage.clone(), true).expect("create");
     let mut batch = db.batch().expect("batch");
@@ -689,6 +700,10 @@ fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
     batch.upsert(&rec("/m/3.flac", 333)).expect("an update");
     batch.upsert(&rec("/m/new.flac", 7)).expect("an insert");
     assert!(batch.remove(b"/m/4.flac").expect("a removal"));
+    let many: Vec<Record> = (0..more)
+        .map(|n| rec(&format!("/m/more/{n}.flac"), n))
+        .collect();
+    batch.upsert_many(&many).expect("more inserts");
     let e = batch.commit().expect_err("the sync fails");
     assert!(matches!(e, CommitError::Io { .. }), "{e:?}");
 
@@ -698,6 +713,9 @@ fn a_commit_whose_sync_fails_leaves_the_handle_showing_the_commit_before() {
     assert_eq!(s.get(b"/m/3.flac").expect("get").expect("kept").size(), 3);
     assert!(s.get(b"/m/new.flac").expect("get").is_none());
     assert!(s.get(b"/m/4.flac").expect("get").is_some());
+    if more > 0 {
+        assert!(s.get(b"/m/more/0.flac").expect("get").is_none());
+    }
     let e = db.batch().expect_err("the handle stopped writing");
     assert!(matches!(e, CommitError::Poisoned { .. }), "{e:?}");
 

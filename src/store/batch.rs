@@ -247,8 +247,9 @@ fn entry_of(rec: &Record, id: u64, hash: u64, offset: usize, len: usize) -> fb::
 /// `commit`): about where applying them to the index takes as long as starting a thread.
 const OWN_IO_THREAD: usize = 1000;
 
-/// Encoding buffers (about 1 MB each) a writer keeps for its next batch: a slice of a bulk
-/// upsert, and as many again on their way through the write-ahead thread.
+/// Encoding buffers (about 1 MB each) a writer keeps for its next batch: what two slices of a
+/// bulk upsert use at once (one being encoded, one being appended). Buffers on their way
+/// through the write-ahead thread come back for reuse as it writes them.
 const KEEP_BUFS: usize = 16;
 
 /// Buffers a writer keeps from one batch to the next. A bulk batch fills tens of megabytes of

@@ -1087,3 +1087,29 @@ fn failed_upsert_leaves_the_batch_unchanged() {
     assert_eq!(s.len(), 2);
     assert_eq!(s.stats().next_id, c + 1);
 }
+
+/// A bulk upsert with an empty path among its records is refused whole, naming that record,
+/// and leaves the batch as it was.
+#[test]
+fn upsert_many_refuses_an_empty_path_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let mut b = db.batch().expect("batch");
+    b.upsert(&Record::new(b"/m/kept.flac".to_vec()))
+        .expect("upsert");
+    let recs = [
+        Record::new(b"/m/a.flac".to_vec()),
+        Record::new(Vec::new()),
+        Record::new(b"/m/b.flac".to_vec()),
+    ];
+    let e = b.upsert_many(&recs).expect_err("an empty path");
+    assert!(
+        matches!(&e, CommitError::BadRecord { path, what } if path.is_empty() && what == "empty path"),
+        "{e:?}"
+    );
+    assert_eq!(b.len(), 1, "the refused call left nothing in the batch");
+    b.commit().expect("commit");
+    let s = db.snapshot();
+    assert_eq!(s.len(), 1);
+    assert!(s.get(b"/m/a.flac").expect("get").is_none());
+}

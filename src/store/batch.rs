@@ -478,7 +478,16 @@ impl<'db> WriteBatch<'db> {
         keep_ids: bool,
     ) -> Result<Vec<u64>, CommitError> {
         use rayon::prelude::*;
-        if let Some(r) = recs.iter().find(|r| r.path.is_empty()) {
+        // One pass on all cores: whether a path is empty, and the paths' bytes (which bound
+        // how far this call may advance next_id, below).
+        let (empty, path_bytes) = recs
+            .par_iter()
+            .map(|r| (r.path.is_empty(), r.path.len()))
+            .reduce(|| (false, 0), |a, b| (a.0 || b.0, a.1 + b.1));
+        if let Some(r) = empty
+            .then(|| recs.iter().find(|r| r.path.is_empty()))
+            .flatten()
+        {
             return Err(CommitError::BadRecord {
                 path: r.path.clone(),
                 what: "empty path".into(),
@@ -550,8 +559,7 @@ impl<'db> WriteBatch<'db> {
         let mut next_id = self.next_id;
         // A lower bound on the payload after this call (a record buffer is at least 36 bytes
         // plus its path), hence on how far this batch may advance next_id.
-        let min_payload = self.frame.len() - FRAME_HEADER_LEN
-            + recs.iter().map(|r| 36 + r.path.len()).sum::<usize>();
+        let min_payload = self.frame.len() - FRAME_HEADER_LEN + 36 * recs.len() + path_bytes;
         let base_next = self.db.current.header.next_id;
         let id_limit = base_next + (min_payload / ALIGN) as u64;
         for (i, (rec, &hash)) in recs.iter().zip(&hashes).enumerate() {

@@ -75,18 +75,11 @@ impl WriteAhead {
             return;
         }
         while payload.len() - self.handed >= self.segment {
-            let piece = &payload[self.handed..self.handed + self.segment];
-            let offset = self.base + self.handed as u64;
-            let Some(worker) = self.worker() else {
+            let Some(piece) = self.copy_of(&payload[self.handed..self.handed + self.segment])
+            else {
                 return;
             };
-            let mut buf = worker.returned.try_recv().unwrap_or_default();
-            buf.clear();
-            buf.extend_from_slice(piece);
-            if worker.pieces.send((offset, buf)).is_err() {
-                // The thread is gone (it cannot panic; this is only defensive): write the
-                // whole payload at commit instead.
-                self.stale = true;
+            if self.send(self.handed, piece).is_err() {
                 return;
             }
             self.handed += self.segment;
@@ -106,31 +99,44 @@ impl WriteAhead {
             return Some(buf);
         }
         debug_assert!(payload[start..] == buf[..], "the buffer ends the payload");
-        let base = self.base;
-        let handed = self.handed;
-        let Some(worker) = self.worker() else {
-            return Some(buf);
-        };
-        if handed < start {
-            let mut before = worker.returned.try_recv().unwrap_or_default();
-            before.clear();
-            before.extend_from_slice(&payload[handed..start]);
-            if worker.pieces.send((base + handed as u64, before)).is_err() {
-                self.stale = true;
+        if self.handed < start {
+            let Some(before) = self.copy_of(&payload[self.handed..start]) else {
+                return Some(buf);
+            };
+            if self.send(self.handed, before).is_err() {
                 return Some(buf);
             }
         }
-        match worker.pieces.send((base + start as u64, buf)) {
+        match self.send(start, buf) {
             Ok(()) => {
                 self.handed = payload.len();
                 None
             }
-            Err(e) => {
-                // As in `offer`: write the whole payload at commit.
-                self.stale = true;
-                Some(e.0.1)
-            }
+            Err(buf) => Some(buf),
         }
+    }
+
+    /// `bytes` in a buffer for the thread (one it gave back, if any); `None` when no thread
+    /// can be had.
+    fn copy_of(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = self.worker()?.returned.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        Some(buf)
+    }
+
+    /// Sends `buf`, payload bytes from `at` on, to the thread. When the thread is gone (it
+    /// cannot panic; this is only defensive), the whole payload is written at commit instead,
+    /// and `buf` comes back.
+    fn send(&mut self, at: usize, buf: Vec<u8>) -> Result<(), Vec<u8>> {
+        let offset = self.base + at as u64;
+        let Some(worker) = self.worker() else {
+            return Err(buf);
+        };
+        worker.pieces.send((offset, buf)).map_err(|e| {
+            self.stale = true;
+            e.0.1
+        })
     }
 
     /// A buffer the thread has written and given back, if any.

@@ -10,12 +10,6 @@
 //! bulk upsert's own encoding buffer, handed over without a copy ([`WriteAhead::hand`]) and
 //! given back for reuse once written ([`WriteAhead::reclaim`]).
 //!
-//! The thread holds pieces back until the bytes it has reach a multiple of the alignment in
-//! the file (1 MiB, see [`WRITE_PIECE`]), and writes them up to there with one vectored write
-//! per aligned piece: pieces cut anywhere would fill the page cache with small folios, which
-//! every reader of the map then pays for in page faults. What lies past the last such multiple
-//! when the batch ends is left to `commit()`, which writes it with the rest of the payload.
-//!
 //! What must stay true: bytes past the committed length are never trusted (docs/FORMAT.md §2),
 //! so nothing written ahead matters until the header slot that covers it is synced; the thread
 //! writes pieces in the order they were handed over, and has finished every write before the
@@ -28,7 +22,6 @@ use std::thread::JoinHandle;
 
 use super::Storage;
 use super::crc;
-use super::storage::WRITE_PIECE;
 
 /// Pieces that may wait for the thread: the memory written ahead is bounded by this many pieces
 /// (plus the one being written and those given back for reuse). A bulk upsert hands over a
@@ -43,9 +36,6 @@ pub(crate) struct WriteAhead {
     base: u64,
     /// Bytes per segment; 0 writes nothing ahead.
     segment: usize,
-    /// The thread's writes end at file offsets that are multiples of this: the smaller of
-    /// `segment` and [`WRITE_PIECE`].
-    align: u64,
     /// Payload bytes handed to the thread: `[0, handed)`.
     handed: usize,
     /// Set when the batch took back bytes already handed over (a failed bulk upsert): what
@@ -60,9 +50,8 @@ struct Worker {
     pieces: SyncSender<(u64, Vec<u8>)>,
     /// Buffers the thread is done with, for reuse.
     returned: Receiver<Vec<u8>>,
-    /// Ends with how many payload bytes were written (a prefix) and their crc, or the first
-    /// write error.
-    done: JoinHandle<io::Result<(usize, u32)>>,
+    /// Ends with the crc of everything written, in order, or the first write error.
+    done: JoinHandle<io::Result<u32>>,
 }
 
 impl WriteAhead {
@@ -72,7 +61,6 @@ impl WriteAhead {
             storage,
             base,
             segment,
-            align: segment.clamp(1, WRITE_PIECE) as u64,
             handed: 0,
             stale: false,
             worker: None,
@@ -170,17 +158,20 @@ impl WriteAhead {
         }
     }
 
-    /// Waits for the thread. Returns how many payload bytes are on file (a prefix, up to the
-    /// last aligned file offset the handed bytes reach) and their crc: `(0, 0)` when nothing
-    /// usable was written ahead. Any error the thread met is returned, even for bytes no
-    /// longer needed: the handle stops writing after any failed write (docs/FORMAT.md §2), so
-    /// the commit must fail.
+    /// Waits for the thread. Returns how many payload bytes are on file (a prefix) and their
+    /// crc: `(0, 0)` when nothing usable was written ahead. Any error the thread met is
+    /// returned, even for bytes no longer needed: the handle stops writing after any failed
+    /// write (docs/FORMAT.md §2), so the commit must fail.
     pub(crate) fn finish(&mut self) -> io::Result<(usize, u32)> {
         let Some(worker) = self.worker.take() else {
             return Ok((0, 0));
         };
-        let written = join(worker, &mut self.spare)?;
-        Ok(if self.stale { (0, 0) } else { written })
+        let crc = join(worker, &mut self.spare)?;
+        Ok(if self.stale {
+            (0, 0)
+        } else {
+            (self.handed, crc)
+        })
     }
 
     /// Whether nothing was handed to a thread: then [`finish`](Self::finish) has nothing to
@@ -194,28 +185,25 @@ impl WriteAhead {
             let (pieces, inbox) = sync_channel::<(u64, Vec<u8>)>(QUEUE);
             let (give_back, returned) = channel();
             let storage = Arc::clone(&self.storage);
-            let mut held = Held::new(self.base, self.align);
             let spawned = std::thread::Builder::new()
                 .name("mediadb-write-ahead".into())
                 .spawn(move || {
+                    let mut crc = 0;
                     let mut failed = None;
                     for (offset, buf) in inbox {
-                        if failed.is_some() {
-                            let _ = give_back.send(buf);
-                            continue;
-                        }
-                        debug_assert_eq!(offset, held.end(), "pieces come in payload order");
-                        held.pieces.push_back(buf);
-                        match held.write_aligned(&*storage) {
-                            Ok(()) => held.give_back_written(&give_back),
-                            Err(e) => {
-                                failed = Some(e);
-                                held.give_back_all(&give_back);
+                        if failed.is_none() {
+                            crc = crc::append(crc, &buf);
+                            failed = storage.write_at(&buf, offset).err();
+                            if failed.is_none() {
+                                // Start the disk on it now, so the commit's own sync has less
+                                // left to wait for. (A hint, not a commit: the header slot
+                                // still points before all of it.)
+                                storage.start_writeback(offset, buf.len() as u64);
                             }
                         }
+                        let _ = give_back.send(buf);
                     }
-                    held.give_back_all(&give_back);
-                    failed.map_or(Ok((held.written(), held.crc)), Err)
+                    failed.map_or(Ok(crc), Err)
                 });
             match spawned {
                 Ok(done) => {
@@ -243,95 +231,8 @@ impl Drop for WriteAhead {
     }
 }
 
-/// The pieces the thread holds and what it has written of the payload.
-struct Held {
-    /// File offset of payload byte 0.
-    base: u64,
-    align: u64,
-    /// File offset of the first byte not written yet.
-    at: u64,
-    /// Pieces not yet written whole, in order; the first one's first `skip` bytes are written.
-    pieces: std::collections::VecDeque<Vec<u8>>,
-    skip: usize,
-    /// The crc of the bytes written, in order.
-    crc: u32,
-}
-
-impl Held {
-    fn new(base: u64, align: u64) -> Held {
-        Held {
-            base,
-            align,
-            at: base,
-            pieces: Default::default(),
-            skip: 0,
-            crc: 0,
-        }
-    }
-
-    /// File offset just past the bytes handed over.
-    fn end(&self) -> u64 {
-        self.at + (self.pieces.iter().map(Vec::len).sum::<usize>() - self.skip) as u64
-    }
-
-    /// Payload bytes written.
-    fn written(&self) -> usize {
-        (self.at - self.base) as usize
-    }
-
-    /// Writes the bytes held up to the last multiple of `align` they reach, if any.
-    fn write_aligned(&mut self, storage: &dyn Storage) -> io::Result<()> {
-        let end = self.end();
-        let cut = end - end % self.align;
-        if cut <= self.at {
-            return Ok(());
-        }
-        let mut left = (cut - self.at) as usize;
-        let mut slices = Vec::with_capacity(self.pieces.len());
-        let mut skip = self.skip;
-        for piece in &self.pieces {
-            let take = (piece.len() - skip).min(left);
-            slices.push(&piece[skip..skip + take]);
-            left -= take;
-            skip = 0;
-            if left == 0 {
-                break;
-            }
-        }
-        for s in &slices {
-            self.crc = crc::append(self.crc, s);
-        }
-        storage.write_vectored_at(&slices, self.at)?;
-        // Start the disk on it now, so the commit's own sync has less left to wait for. (A
-        // hint, not a commit: the header slot still points before all of it.)
-        storage.start_writeback(self.at, cut - self.at);
-        self.skip += (cut - self.at) as usize;
-        self.at = cut;
-        Ok(())
-    }
-
-    /// Gives back the pieces written whole.
-    fn give_back_written(&mut self, give_back: &std::sync::mpsc::Sender<Vec<u8>>) {
-        while self.pieces.front().is_some_and(|p| p.len() <= self.skip) {
-            let piece = self.pieces.pop_front().expect("checked above");
-            self.skip -= piece.len();
-            let _ = give_back.send(piece);
-        }
-    }
-
-    /// Gives back every piece (after a failed write, or at the end: `commit()` writes what was
-    /// not written from the payload).
-    fn give_back_all(&mut self, give_back: &std::sync::mpsc::Sender<Vec<u8>>) {
-        self.give_back_written(give_back);
-        for piece in self.pieces.drain(..) {
-            let _ = give_back.send(piece);
-        }
-        self.skip = 0;
-    }
-}
-
 /// Waits for the thread to write everything handed to it, and keeps the buffers it gave back.
-fn join(worker: Worker, spare: &mut Vec<Vec<u8>>) -> io::Result<(usize, u32)> {
+fn join(worker: Worker, spare: &mut Vec<Vec<u8>>) -> io::Result<u32> {
     drop(worker.pieces);
     let done = worker
         .done
@@ -358,13 +259,9 @@ mod tests {
         ahead.offer(&p[..40]);
         ahead.offer(&p);
         let (written, crc) = ahead.finish().expect("no write fails");
-        // Six whole segments of 16 bytes were handed over, up to file offset 106; the thread
-        // wrote up to the last multiple of 16 they reach, and left the rest to the commit.
-        assert_eq!(written, 86);
-        assert_eq!(crc, crc::of(&p[..86]));
-        let file = mem.to_bytes();
-        assert_eq!(file.len(), 96);
-        assert_eq!(&file[10..], &p[..86]);
+        assert_eq!(written, 96, "six whole segments of 16 bytes");
+        assert_eq!(crc, crc::of(&p[..96]));
+        assert_eq!(&mem.to_bytes()[10..106], &p[..96]);
     }
 
     #[test]
@@ -381,10 +278,12 @@ mod tests {
         assert_eq!(ahead.hand(&p[..70], p[40..70].to_vec()), None);
         assert_eq!(ahead.hand(&p[..100], p[70..].to_vec()), None);
         let (written, crc) = ahead.finish().expect("no write fails");
-        // Bytes 0..40 were copied first; the thread wrote up to file offset 96, the last
-        // multiple of 32 before the end of what it had (110).
-        assert_eq!((written, crc), (86, crc::of(&p[..86])));
-        assert_eq!(&mem.to_bytes()[10..], &p[..86]);
+        assert_eq!(
+            (written, crc),
+            (100, crc::of(&p)),
+            "bytes 0..40 were copied first"
+        );
+        assert_eq!(&mem.to_bytes()[10..110], &p[..]);
         let mut back: Vec<Vec<u8>> = std::iter::from_fn(|| ahead.reclaim()).collect();
         back.sort();
         assert!(back.contains(&p[40..70].to_vec()) && back.contains(&p[70..].to_vec()));

@@ -3,7 +3,7 @@
 //! (checksum, identity, position in the log) and it is ignored and the index rebuilt from the log.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,7 +199,7 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         .div_ceil(chunk_bytes)
         .min(entries.chunk_count() as u64);
     let second_at = IDX_HEADER_BLOCK + (split * chunk_bytes).min(entries_len);
-    let stream = |at| StreamOut::at(&file, at);
+    let stream = |at| BufWriter::with_capacity(1 << 20, StreamOut::at(&file, at));
     let (first, second) = rayon::join(
         || {
             let mut out = stream(0);

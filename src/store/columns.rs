@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fs::{self, File};
 use std::hash::BuildHasherDefault;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -49,7 +49,7 @@ use super::crc;
 use super::format::{get_u32, get_u64};
 use super::index::FileEntry;
 use super::map::Mapping;
-use super::storage::StreamOut;
+use super::storage::Pieces;
 use super::{IdentityHasher, Version};
 use crate::record::{Record, RecordView};
 
@@ -896,7 +896,7 @@ fn write_file(
         )
     };
     let file = File::create(tmp)?;
-    let mut out = StreamOut::at(&file, 0);
+    let mut out = BufWriter::with_capacity(1 << 20, Pieces(&file));
     out.write_all(&[0u8; HEADER_BLOCK as usize])?;
     let mut header = Vec::with_capacity(48 + DESC_LEN * 9 + 4);
     header.extend_from_slice(&MAGIC);

@@ -17,16 +17,6 @@ pub trait Storage: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, growing the file if needed.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Writes `bufs` one after another from `offset`, as [`write_at`](Self::write_at) of
-    /// their concatenation would. The default writes each in turn.
-    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-        let mut at = offset;
-        for buf in bufs {
-            self.write_at(buf, at)?;
-            at += buf.len() as u64;
-        }
-        Ok(())
-    }
     /// Current length of the file.
     fn len(&self) -> io::Result<u64>;
     /// Whether the file is empty.
@@ -83,9 +73,6 @@ impl Storage for FileStorage {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         write_all_at(&self.file, buf, offset)
     }
-    fn write_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-        write_all_vectored_at(&self.file, bufs, offset)
-    }
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
@@ -103,15 +90,7 @@ impl Storage for FileStorage {
     }
 }
 
-/// The most bytes the engine hands to one write call, and the file offsets its writes are cut
-/// at: a write never crosses a multiple of `WRITE_PIECE`.
-///
-/// The kernel picks the size of the page-cache folios a buffered write fills from the length
-/// and the alignment of the write: a write that covers a whole aligned MiB fills one 1 MiB
-/// folio, and the map of a file written so takes one page fault per MiB instead of one per
-/// few pages. 100,000 random gets on a 1M-record database written in aligned 1 MiB pieces
-/// took 382 page faults, against 2,260 for pieces cut anywhere, and ran 2–10% faster
-/// (`/tmp`-built get bench, pairs alternated, this project's test VM).
+/// The most bytes the engine hands to one write call.
 ///
 /// A write of 2 MiB or more lets the kernel back the page cache with 2 MiB folios, and
 /// allocating those can stall: on this project's test VM (Firecracker, with a DAMON scheme that
@@ -123,67 +102,25 @@ impl Storage for FileStorage {
 /// with 1 MiB calls, the largest that stay below the 2 MiB order.
 pub(crate) const WRITE_PIECE: usize = 1 << 20;
 
-/// Bytes from `offset` to the next multiple of `align` (`align` when `offset` is one).
-pub(crate) fn to_boundary(offset: u64, align: u64) -> u64 {
-    align - offset % align
-}
-
-/// `write_all_at`, cut where the file offset crosses a multiple of [`WRITE_PIECE`].
-pub(crate) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let at = offset + done as u64;
-        let n = (buf.len() - done).min(to_boundary(at, WRITE_PIECE as u64) as usize);
-        file.write_all_at(&buf[done..done + n], at)?;
-        done += n;
+/// `write_all_at` in calls of at most [`WRITE_PIECE`] bytes.
+pub(crate) fn write_all_at(file: &File, buf: &[u8], mut offset: u64) -> io::Result<()> {
+    for piece in buf.chunks(WRITE_PIECE) {
+        file.write_all_at(piece, offset)?;
+        offset += piece.len() as u64;
     }
     Ok(())
 }
 
-/// `bufs` one after another from `offset`, in `pwritev` calls cut where the file offset
-/// crosses a multiple of [`WRITE_PIECE`], so that pieces of the payload handed over apart
-/// still fill whole folios without a copy.
-pub(crate) fn write_all_vectored_at(file: &File, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = Vec::with_capacity(bufs.len());
-    let mut at = offset;
-    let (mut i, mut skip) = (0, 0);
-    while i < bufs.len() {
-        let mut room = to_boundary(at, WRITE_PIECE as u64) as usize;
-        slices.clear();
-        while room > 0 && i < bufs.len() {
-            let rest = &bufs[i][skip..];
-            let take = rest.len().min(room);
-            if take > 0 {
-                slices.push(io::IoSlice::new(&rest[..take]));
-            }
-            room -= take;
-            at += take as u64;
-            if take == rest.len() {
-                (i, skip) = (i + 1, 0);
-            } else {
-                skip += take;
-            }
-        }
-        let len: usize = slices.iter().map(|s| s.len()).sum();
-        pwritev_all(file, &mut slices, at - len as u64)?;
-    }
-    Ok(())
-}
+/// An [`io::Write`] that hands at most [`WRITE_PIECE`] bytes to each write of the one it wraps.
+pub(crate) struct Pieces<W>(pub W);
 
-/// `pwritev` until every byte of `slices` is written.
-fn pwritev_all(file: &File, mut slices: &mut [io::IoSlice<'_>], mut offset: u64) -> io::Result<()> {
-    while !slices.is_empty() {
-        match rustix::io::pwritev(file, slices, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                offset += n as u64;
-                io::IoSlice::advance_slices(&mut slices, n);
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+impl<W: io::Write> io::Write for Pieces<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(&buf[..buf.len().min(WRITE_PIECE)])
     }
-    Ok(())
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Starts writing back `len` bytes of `file` at `offset` (see [`Storage::start_writeback`]).
@@ -201,19 +138,13 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
-/// A file written front to back from some offset, buffered so that each write to the file
-/// ends where the file offset crosses a multiple of [`WRITE_PIECE`] (whole aligned pieces,
-/// see there), and that starts writing back every [`WRITEBACK_EVERY`] bytes as they are
-/// written, so that the `fdatasync` at the end has little left to wait for.
-///
-/// [`flush`](io::Write::flush) writes what is buffered; dropping it without a flush writes
-/// nothing more.
+/// A file written front to back from some offset, that starts writing back every
+/// [`WRITEBACK_EVERY`] bytes as they are written, so that the `fdatasync` at the end has little
+/// left to wait for.
 pub(crate) struct StreamOut<'f> {
     file: &'f File,
-    /// Where the first buffered byte goes.
+    /// Where the next byte goes.
     at: u64,
-    /// Bytes waiting for the next boundary.
-    buf: Vec<u8>,
     /// Bytes before this one were handed to writeback.
     hinted: u64,
 }
@@ -227,49 +158,25 @@ impl<'f> StreamOut<'f> {
         StreamOut {
             file,
             at,
-            buf: Vec::new(),
             hinted: at,
         }
-    }
-
-    /// Writes `bytes` at the buffer's place (the buffer must be empty or be `bytes`' start).
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(bytes, self.at)?;
-        self.at += bytes.len() as u64;
-        if self.at - self.hinted >= WRITEBACK_EVERY {
-            start_writeback(self.file, self.hinted, self.at - self.hinted);
-            self.hinted = self.at;
-        }
-        Ok(())
     }
 }
 
 impl io::Write for StreamOut<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let end = self.at + self.buf.len() as u64;
-        let n = data
-            .len()
-            .min(to_boundary(end, WRITE_PIECE as u64) as usize);
-        if self.buf.is_empty() && n == to_boundary(end, WRITE_PIECE as u64) as usize {
-            // Up to the boundary straight from `data`, without a copy.
-            self.put(&data[..n])?;
-            return Ok(n);
-        }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(WRITE_PIECE);
-        }
-        self.buf.extend_from_slice(&data[..n]);
-        if (self.at + self.buf.len() as u64).is_multiple_of(WRITE_PIECE as u64) {
-            self.flush()?;
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self
+            .file
+            .write_at(&buf[..buf.len().min(WRITE_PIECE)], self.at)?;
+        self.at += n as u64;
+        if self.at - self.hinted >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.hinted, self.at - self.hinted);
+            self.hinted = self.at;
         }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let result = self.put(&buf);
-        self.buf = buf;
-        self.buf.clear();
-        result
+        Ok(())
     }
 }
 
@@ -382,47 +289,25 @@ mod tests {
     }
 
     #[test]
-    fn vectored_writes_land_in_order_across_piece_boundaries() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("f");
-        let storage = FileStorage::new(File::create_new(&path).expect("create"));
-        let data = pattern(3 * WRITE_PIECE + 999);
-        // Slices of odd sizes, one empty, one spanning two boundaries.
-        let cuts = [0, 5, 5, WRITE_PIECE - 3, 2 * WRITE_PIECE + 700, data.len()];
-        let slices: Vec<&[u8]> = cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect();
-        storage
-            .write_vectored_at(&slices, 11)
-            .expect("vectored write");
-        let back = std::fs::read(&path).expect("read back");
-        assert_eq!(back.len(), 11 + data.len());
-        assert!(
-            back[11..] == data[..],
-            "the slices are not where they belong"
-        );
-    }
-
-    #[test]
-    fn a_stream_loses_nothing_whatever_the_sizes_of_its_writes() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("f");
-        let file = File::create_new(&path).expect("create");
-        let data = pattern(4 * WRITE_PIECE + 77);
-        let mut out = StreamOut::at(&file, 3);
-        let mut at = 0;
-        for (i, n) in [1, 4096, WRITE_PIECE + 5, 17, 2 * WRITE_PIECE, 3, usize::MAX]
-            .into_iter()
-            .enumerate()
-        {
-            let n = n.min(data.len() - at);
-            out.write_all(&data[at..at + n]).expect("write");
-            at += n;
-            if i == 2 {
-                out.flush().expect("a flush in between");
+    fn pieces_hands_on_at_most_a_piece_per_write_and_loses_nothing() {
+        /// Records the size of every write it gets.
+        struct Sizes(Vec<usize>, Vec<u8>);
+        impl io::Write for Sizes {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.push(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
             }
         }
-        out.flush().expect("flush");
-        let back = std::fs::read(&path).expect("read back");
-        assert_eq!(back.len(), 3 + data.len());
-        assert!(back[3..] == data[..], "the stream is not what was written");
+        let data = pattern(3 * WRITE_PIECE + 1);
+        let mut out = Pieces(Sizes(Vec::new(), Vec::new()));
+        out.write_all(&data).expect("write_all");
+        let Pieces(Sizes(sizes, got)) = out;
+        assert!(sizes.iter().all(|&n| n <= WRITE_PIECE), "{sizes:?}");
+        assert_eq!(sizes.len(), 4);
+        assert!(got == data);
     }
 }

@@ -970,14 +970,12 @@ impl<'db> WriteBatch<'db> {
         // smaller than a segment, or the write-ahead off) it is known now, and the whole frame
         // goes in one write; else the I/O thread waits for the write-ahead's crc and writes
         // the header and the rest on their own.
+        let payload_len = self.frame.len() - FRAME_HEADER_LEN;
+        let frame_header = |payload_crc| {
+            FrameHeader::encode_with(seq, base_header.last_frame_crc, payload_len, payload_crc)
+        };
         let whole = self.ahead.is_idle().then(|| {
-            let payload_crc = crc::of(&self.frame[FRAME_HEADER_LEN..]);
-            let (raw, crc) = FrameHeader::encode_with(
-                seq,
-                base_header.last_frame_crc,
-                self.frame.len() - FRAME_HEADER_LEN,
-                payload_crc,
-            );
+            let (raw, crc) = frame_header(crc::of(&self.frame[FRAME_HEADER_LEN..]));
             self.frame[..FRAME_HEADER_LEN].copy_from_slice(&raw);
             crc
         });
@@ -992,13 +990,7 @@ impl<'db> WriteBatch<'db> {
                 // What the write-ahead thread wrote: a prefix of the payload, its crc.
                 let mut ahead = ahead.lock().unwrap_or_else(|e| e.into_inner());
                 let (ahead, ahead_crc) = ahead.finish()?;
-                let payload_crc = crc::append(ahead_crc, &payload[ahead..]);
-                let (raw, crc) = FrameHeader::encode_with(
-                    seq,
-                    base_header.last_frame_crc,
-                    payload.len(),
-                    payload_crc,
-                );
+                let (raw, crc) = frame_header(crc::append(ahead_crc, &payload[ahead..]));
                 storage.write_at(&raw, at)?;
                 storage.write_at(&payload[ahead..], payload_offset + ahead as u64)?;
                 crc

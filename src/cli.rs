@@ -38,7 +38,9 @@ pub enum Command {
     /// Walk directories and bring the database up to date with them
     ///
     /// Unchanged files (same size, mtime and inode) cost one stat and are never opened; tags
-    /// are read only from new and changed files. Changes are committed in batches as the scan
+    /// are read only from new and changed files, and from files the system failed to read
+    /// last time (permission denied, an I/O error), which are tried on every scan until they
+    /// read. Changes are committed in batches as the scan
     /// goes, so an interrupted scan keeps what it committed. Records whose files are gone are
     /// removed at the end, unless the root is missing, unreadable or suddenly empty, or more
     /// than half of a root's records (and over 20) would go: then nothing is removed without

@@ -1144,3 +1144,64 @@ fn an_older_extractor_s_failed_reads_are_read_again_and_its_clean_ones_kept() {
         ..Counts::default()
     });
 }
+
+#[test]
+fn a_file_the_system_failed_to_read_is_read_again_once_it_can_be() {
+    let mut env = TestEnv::new();
+    fs::copy(
+        fixtures_library().join("Björk/Homogenic/01 Jóga.flac"),
+        env.path("song.flac"),
+    )
+    .unwrap();
+    fs::copy(
+        fixtures_library().join("broken/truncated.flac"),
+        env.path("broken.flac"),
+    )
+    .unwrap();
+    if env.permissions_ignored() && !env.run_unprivileged() {
+        eprintln!(
+            "SKIPPED a_file_the_system_failed_to_read_is_read_again_once_it_can_be: running as \
+             root and cannot run the binary as another user here, so no file can be made \
+             unreadable"
+        );
+        return;
+    }
+    let chmod = |mode| {
+        fs::set_permissions(env.path("song.flac"), fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // A chmod changes neither size nor mtime: only the record's error can say to read again.
+    chmod(0o000);
+    let r = env.scan(&[]);
+    r.expect_code(3).expect_counts(Counts {
+        files: 2,
+        added: 2,
+        errors: 2,
+        ..Counts::default()
+    });
+    let rec = env.record("song.flac");
+    let error = rec.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("cannot read the file: "), "{error}");
+    assert!(rec.title.is_none());
+
+    // Still unreadable: tried again, reported again, and nothing written.
+    let bytes = env.db_bytes();
+    env.scan(&[]).expect_code(3).expect_counts(Counts {
+        files: 2,
+        unchanged: 2,
+        errors: 1,
+        ..Counts::default()
+    });
+    assert!(env.db_bytes() == bytes, "the database changed");
+
+    // Readable again: read, and the damaged file is not read again.
+    chmod(0o644);
+    env.scan(&[]).expect_code(0).expect_counts(Counts {
+        files: 2,
+        updated: 1,
+        unchanged: 1,
+        ..Counts::default()
+    });
+    let rec = env.record("song.flac");
+    assert_eq!(rec.error, None);
+    assert_eq!(rec.title.as_deref(), Some("Jóga"));
+}

@@ -23,7 +23,7 @@ use crate::error::{CommitError, ReadError};
 use crate::record::{Kind, Record};
 use crate::store::columns::{ABSENT, Col};
 use crate::store::format::{FLAG_ERROR, path_hash};
-use crate::store::{Database, Snapshot};
+use crate::store::{Database, FileEntry, Snapshot};
 use walk::{Excludes, Files, Visitor, WalkOptions, WalkProblem};
 
 /// Directory names skipped by default: NAS and filesystem litter.
@@ -297,6 +297,7 @@ impl ScanVisitor<'_> {
         hash: u64,
     ) -> Result<(), ReadError> {
         let (path, stat) = (file.path, &file.stat);
+        let mut retry = None;
         if !self.force {
             // Unchanged: same hash, size, mtime and inode, read by a current extractor. A
             // different path with the same 64-bit hash *and* the same stat triple is not a risk
@@ -307,11 +308,15 @@ impl ScanVisitor<'_> {
                     && e.inode == stat.inode
                     && tags::is_current(e.extractor_version, e.flags & FLAG_ERROR != 0, path)
             });
-            if let Some((id, _)) = hit {
-                self.mark_seen(id);
-                local.known += 1;
-                local.unchanged += 1;
-                return Ok(());
+            if let Some((id, e)) = hit {
+                // A file the system failed to read is read again (see `tags::is_retryable`).
+                retry = self.retryable(id, &e)?;
+                if retry.is_none() {
+                    self.mark_seen(id);
+                    local.known += 1;
+                    local.unchanged += 1;
+                    return Ok(());
+                }
             }
         }
         let existing = self.snap.entry(path)?;
@@ -344,9 +349,35 @@ impl ScanVisitor<'_> {
         if let Some(e) = &rec.error {
             self.record_problem(path, e.clone());
         }
+        if let Some(old) = retry {
+            // The id is the database's; the rest is what was read.
+            rec.id = old.id;
+            if old == rec {
+                // Read again and failed the same way: nothing to write.
+                local.unchanged += 1;
+                return Ok(());
+            }
+        }
         let new = new.then_some(hash);
         local.msgs.push(Msg::Upsert(Box::new(rec), new));
         Ok(())
+    }
+}
+
+impl ScanVisitor<'_> {
+    /// The record of entry `id` when the file must be read again although its stat is
+    /// unchanged: when the system failed to read it last time.
+    fn retryable(&self, id: u64, e: &FileEntry) -> Result<Option<Record>, ReadError> {
+        if e.flags & FLAG_ERROR == 0 {
+            return Ok(None);
+        }
+        let Some(view) = self.snap.get_by_id(id)? else {
+            return Ok(None);
+        };
+        Ok(view
+            .error()
+            .is_some_and(tags::is_retryable)
+            .then(|| view.to_record()))
     }
 }
 

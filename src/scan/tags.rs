@@ -76,7 +76,40 @@ mod dsf;
 fn file_len(file: &std::fs::File) -> Result<u64, String> {
     file.metadata()
         .map(|m| m.len())
-        .map_err(|e| format!("cannot read the file: {e}"))
+        .map_err(|e| cannot_read(&e))
+}
+
+/// How every error of the system's in opening or reading a file begins (a failed `open`, a
+/// read that returned `EIO`, …), as against a file whose contents are damaged.
+const CANNOT_READ: &str = "cannot read the file: ";
+
+/// The one-line error of a file the system failed to open or read.
+fn cannot_read(e: &std::io::Error) -> String {
+    one_line(&format!("{CANNOT_READ}{e}"))
+}
+
+/// The operating system's error in `e`'s chain, if a system call failed (not a file found
+/// short or malformed, which `lofty` also reports as I/O errors, without an OS error code).
+fn os_error(e: &FileParseError) -> Option<&std::io::Error> {
+    let mut cur: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error().is_some()
+        {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether a record's `error` says the system failed to open or read the file (permissions, a
+/// failing disk, a file replaced as it was read) rather than that its contents are damaged:
+/// then nothing is known of the file, and a rescan reads it again even though its size and
+/// mtime are unchanged (a `chmod` changes neither). Also true of records written before such
+/// errors had their own wording, whose message ends with the system's `(os error N)`.
+pub fn is_retryable(error: &str) -> bool {
+    error.starts_with(CANNOT_READ) || error.contains("(os error ")
 }
 
 /// Version of this extractor; a rescan re-reads files whose record has an older one, except
@@ -314,18 +347,21 @@ fn read(
         } else {
             return Ok(None);
         };
-        let file = open().map_err(|e| one_line(&format!("cannot read the file: {e}")))?;
+        let file = open().map_err(|e| cannot_read(&e))?;
         let mut out = Record::default();
         reader(&file, &mut out).map_err(|e| one_line(&e))?;
         return Ok(Some(out));
     };
+    // Opened once for every attempt below: a file that cannot be opened now (permissions, a
+    // failing disk) says so plainly, and a rescan tries it again (see `is_retryable`).
+    let file = &open().map_err(|e| cannot_read(&e))?;
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::BestAttempt)
         .read_properties(true)
         .read_tags(true)
         .read_cover_art(true);
     let mut out = Record::default();
-    match read_file(open, by_extension, options) {
+    match read_file(file, by_extension, options) {
         Ok(file) => {
             let has_cover = file.tags().iter().any(|t| t.picture_count() > 0);
             fill(&file, kind, &mut out);
@@ -333,10 +369,15 @@ fn read(
         }
         Err(first) if is_allocation_error(&first) => {
             let mut without_pictures = options;
-            let file = read_file(open, by_extension, without_pictures.read_cover_art(false))
+            let file = read_file(file, by_extension, without_pictures.read_cover_art(false))
                 .map_err(|_| describe(&first))?;
             fill(&file, kind, &mut out);
             out.has_cover = Some(true);
+        }
+        Err(first) if os_error(&first).is_some() => {
+            // The system failed a read: nothing says the file is damaged, so nothing more is
+            // read from it now, and a rescan tries it again.
+            return Err(os_error(&first).map_or_else(|| describe(&first), cannot_read));
         }
         Err(first) => {
             // One damaged part need not cost the rest of the file. When a tag failed, the file
@@ -349,11 +390,11 @@ fn read(
             let lenient = { options }.parsing_mode(ParsingMode::Relaxed);
             let kept = if is_tag_error(&first) {
                 let properties_only = { lenient }.read_tags(false).read_cover_art(false);
-                if let Ok(file) = read_file(open, by_extension, lenient) {
+                if let Ok(file) = read_file(file, by_extension, lenient) {
                     fill(&file, kind, &mut out);
                     out.has_cover = Some(file.tags().iter().any(|t| t.picture_count() > 0));
                     "the rest was read"
-                } else if let Ok(file) = read_file(open, by_extension, properties_only) {
+                } else if let Ok(file) = read_file(file, by_extension, properties_only) {
                     fill_properties(&file, kind, &mut out);
                     "tags not read, stream properties were"
                 } else {
@@ -361,8 +402,8 @@ fn read(
                 }
             } else {
                 let tags_only = { lenient }.read_properties(false);
-                let file = tags_may_be_found(open, by_extension)
-                    .then(|| read_file(open, by_extension, tags_only).ok())
+                let file = tags_may_be_found(file, by_extension)
+                    .then(|| read_file(file, by_extension, tags_only).ok())
                     .flatten();
                 let Some(file) = file else {
                     return Err(describe(&first));
@@ -379,11 +420,13 @@ fn read(
 
 /// Opens the file and parses it as the type its first bytes show, else as `by_extension`.
 fn read_file(
-    open: &dyn Fn() -> std::io::Result<File>,
+    file: &File,
     by_extension: FileType,
     options: ParseOptions,
 ) -> Result<TaggedFile, FileParseError> {
-    let mut file = PreadReader::new(open()?);
+    #[cfg(test)]
+    tests::READS.with(|n| n.set(n.get() + 1));
+    let mut file = PreadReader::new(file);
     let mut head = [0u8; 36];
     let mut len = 0;
     while len < head.len() {
@@ -407,8 +450,8 @@ const READ_BLOCK: usize = 32 * 1024;
 /// those is an `lseek` that also throws the buffer away. Here a seek is arithmetic, a read
 /// inside the block already read is a copy, and the file's length is asked once, the first time
 /// a seek is made from the end.
-struct PreadReader {
-    file: File,
+struct PreadReader<'f> {
+    file: &'f File,
     len: Option<u64>,
     pos: u64,
     block: Vec<u8>,
@@ -416,8 +459,8 @@ struct PreadReader {
     block_at: u64,
 }
 
-impl PreadReader {
-    fn new(file: File) -> PreadReader {
+impl PreadReader<'_> {
+    fn new(file: &File) -> PreadReader<'_> {
         PreadReader {
             file,
             len: None,
@@ -439,7 +482,7 @@ fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
     }
 }
 
-impl Read for PreadReader {
+impl Read for PreadReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -452,13 +495,13 @@ impl Read for PreadReader {
         let off = match in_block {
             Some(off) => off,
             None if out.len() >= READ_BLOCK => {
-                let n = read_at(&self.file, out, self.pos)?;
+                let n = read_at(self.file, out, self.pos)?;
                 self.pos += n as u64;
                 return Ok(n);
             }
             None => {
                 self.block.resize(READ_BLOCK, 0);
-                let n = match read_at(&self.file, &mut self.block, self.pos) {
+                let n = match read_at(self.file, &mut self.block, self.pos) {
                     Ok(n) => n,
                     Err(e) => {
                         self.block.clear();
@@ -480,7 +523,7 @@ impl Read for PreadReader {
     }
 }
 
-impl Seek for PreadReader {
+impl Seek for PreadReader<'_> {
     fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
         let target = match to {
             SeekFrom::Start(p) => Some(p),
@@ -535,11 +578,8 @@ fn is_tag_error(e: &FileParseError) -> bool {
 /// tag at its end): reading it for its tags would search all of it again for the first frame
 /// (the reader does so whatever it is asked for), which in a large file that holds no stream
 /// takes as long as the failed read did, to find nothing.
-fn tags_may_be_found(open: &dyn Fn() -> std::io::Result<File>, by_extension: FileType) -> bool {
+fn tags_may_be_found(file: &File, by_extension: FileType) -> bool {
     use std::os::unix::fs::FileExt;
-    let Ok(file) = open() else {
-        return false;
-    };
     let mut head = [0u8; 36];
     let Ok(n) = file.read_at(&mut head, 0) else {
         return false;
@@ -973,6 +1013,34 @@ mod tests {
 
     use super::*;
     use crate::scan::kind::classify;
+
+    thread_local! {
+        /// Parses of a file this thread began (`read_file` calls).
+        pub(super) static READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[test]
+    fn failures_of_the_system_are_retryable_and_damaged_contents_are_not() {
+        let denied = std::io::Error::from_raw_os_error(13);
+        assert!(is_retryable(&cannot_read(&denied)));
+        // As versions before the wording was their own put it.
+        assert!(is_retryable(
+            "failed to parse file: Permission denied (os error 13)"
+        ));
+        let eio = FileParseError::from(std::io::Error::from_raw_os_error(5));
+        assert_eq!(
+            os_error(&eio).and_then(std::io::Error::raw_os_error),
+            Some(5)
+        );
+        // A file found short is damaged, not unreadable: lofty says so with an I/O error that
+        // carries no OS error code.
+        let short = FileParseError::from(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(os_error(&short).is_none());
+        assert!(!is_retryable(&describe(&short)));
+        assert!(!is_retryable(
+            "failed to parse Flac file: FLAC: File missing \"fLaC\" stream marker"
+        ));
+    }
 
     const MB_TRACK: &str = "1c0f9b3e-0000-4000-8000-000000000001";
     const MB_ALBUM: &str = "1c0f9b3e-0000-4000-8000-0000000000a1";
@@ -1495,10 +1563,11 @@ mod tests {
                 File::open(&path)
             };
             let mut rec = Record::default();
+            READS.with(|n| n.set(0));
             extract_with(&path, Kind::Audio, &mut rec, &open);
             assert!(rec.error.is_some(), "{name}");
-            // Each read opens the file once, and so does the look at its ends.
-            assert_eq!(opens.get(), reads + 1, "{name}: {:?}", rec.error);
+            assert_eq!(READS.with(Cell::get), reads, "{name}: {:?}", rec.error);
+            assert_eq!(opens.get(), 1, "{name}: every read shares one open");
         }
         let mut rec = Record::default();
         extract(
@@ -1537,7 +1606,11 @@ mod tests {
         std::thread::spawn(move || {
             configure(comments_len + 1000);
             let with_pictures = ParseOptions::new().read_cover_art(true);
-            let Err(first) = read_file(&|| File::open(&path), FileType::Flac, with_pictures) else {
+            let Err(first) = read_file(
+                &File::open(&path).expect("open"),
+                FileType::Flac,
+                with_pictures,
+            ) else {
                 panic!("the picture should exceed the limit");
             };
             assert!(is_allocation_error(&first), "{}", describe(&first));

@@ -71,6 +71,7 @@ use crate::record::{Kind, Record};
 
 mod asf;
 mod dsf;
+mod mp4;
 
 /// `file`'s length, for the readers of our own; the message is one line.
 fn file_len(file: &std::fs::File) -> Result<u64, String> {
@@ -122,7 +123,9 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
 /// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
 /// Version 5: DSF files are read.
-pub const EXTRACTOR_VERSION: u16 = 5;
+/// Version 6: an MP4 or QuickTime video without a sound track is not an error; its duration
+/// comes from the movie header (a rescan re-reads the records that version 5 failed).
+pub const EXTRACTOR_VERSION: u16 = 6;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
@@ -400,6 +403,16 @@ fn read(
                 } else {
                     return Err(describe(&first));
                 }
+            } else if kind == Kind::Video && is_soundless_movie(&first) {
+                // A video without a sound track (a timelapse, a screen recording) is not
+                // damaged: its tags, and its duration from the movie header.
+                let tags_only = { lenient }.read_properties(false);
+                if let Ok(tagged) = read_file(file, by_extension, tags_only) {
+                    fill_tags(&tagged, &mut out);
+                    out.has_cover = Some(tagged.tags().iter().any(|t| t.picture_count() > 0));
+                }
+                out.duration_ms = mp4::movie_duration_ms(file);
+                return Ok(Some(out));
             } else {
                 let tags_only = { lenient }.read_properties(false);
                 let file = tags_may_be_found(file, by_extension)
@@ -562,6 +575,12 @@ fn is_allocation_error(e: &FileParseError) -> bool {
 }
 
 /// Whether `e` arose in one of the file's tags rather than in its stream.
+/// Whether `e` is `lofty`'s refusal of an MP4 file that has no audio track: it reads a file's
+/// stream properties from that track.
+fn is_soundless_movie(e: &FileParseError) -> bool {
+    describe(e) == "failed to parse Mp4 file: file contains no audio tracks"
+}
+
 fn is_tag_error(e: &FileParseError) -> bool {
     let mut cur: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -1524,6 +1543,45 @@ mod tests {
         assert_eq!(rec.title.as_deref(), Some("Only a tag"));
         assert_eq!(rec.artists, ["Somebody"]);
         assert_eq!(rec.duration_ms, None);
+    }
+
+    #[test]
+    fn a_video_without_a_sound_track_is_not_an_error() {
+        fn atom(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+            let mut a = (8 + body.len() as u32).to_be_bytes().to_vec();
+            a.extend_from_slice(kind);
+            a.extend_from_slice(body);
+            a
+        }
+        // A movie of 4.321 s whose one track is video.
+        let mut mvhd = vec![0u8; 12];
+        mvhd.extend(1000u32.to_be_bytes());
+        mvhd.extend(4321u32.to_be_bytes());
+        mvhd.extend([0u8; 80]);
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend(b"vide");
+        hdlr.extend([0u8; 13]);
+        let trak = atom(b"trak", &atom(b"mdia", &atom(b"hdlr", &hdlr)));
+        let mut moov = atom(b"mvhd", &mvhd);
+        moov.extend(trak);
+        let mut bytes = atom(b"ftyp", b"isom\0\0\0\0isom");
+        bytes.extend(atom(b"moov", &moov));
+
+        let dir = tempfile::tempdir().unwrap();
+        let video = dir.path().join("timelapse.mp4");
+        std::fs::write(&video, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&video, Kind::Video, &mut rec);
+        assert_eq!(rec.error, None);
+        assert_eq!(rec.duration_ms, Some(4321));
+
+        // Audio with no audio track is another matter.
+        let audio = dir.path().join("song.m4a");
+        std::fs::write(&audio, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&audio, Kind::Audio, &mut rec);
+        let error = rec.error.unwrap_or_default();
+        assert!(error.contains("no audio tracks"), "{error}");
     }
 
     #[test]

@@ -70,7 +70,9 @@ use lofty::tag::{ItemKey, Tag};
 use crate::record::{Kind, Record};
 
 mod asf;
+mod avi;
 mod dsf;
+mod mkv;
 mod mp4;
 
 /// `file`'s length, for the readers of our own; the message is one line.
@@ -123,8 +125,9 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
 /// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
 /// Version 5: DSF files are read.
-/// Version 6: an MP4 or QuickTime video without a sound track is not an error; its duration
-/// comes from the movie header (a rescan re-reads the records that version 5 failed).
+/// Version 6: Matroska, WebM and AVI files are read (duration, audio properties, tags); an
+/// MP4 or QuickTime video without a sound track is not an error, its duration comes from the
+/// movie header (a rescan re-reads the records that version 5 failed).
 pub const EXTRACTOR_VERSION: u16 = 6;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
@@ -164,13 +167,19 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 6] = [
+const READ_SINCE: [(&[u8], u16); 12] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
     (b"mp1", 3),
     (b"afc", 3),
     (b"dsf", 5),
+    (b"mkv", 6),
+    (b"mka", 6),
+    (b"webm", 6),
+    (b"weba", 6),
+    (b"mk3d", 6),
+    (b"avi", 6),
 ];
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -341,23 +350,32 @@ fn read(
     kind: Kind,
     open: &dyn Fn() -> std::io::Result<File>,
 ) -> Result<Option<Record>, String> {
-    let Some(by_extension) = FileType::from_path(path) else {
-        let name = path.as_os_str().as_encoded_bytes();
-        let reader: fn(&File, &mut Record) -> Result<(), String> = if is_asf_name(name) {
-            asf::read
-        } else if has_extension(name, &[b"dsf"]) {
-            dsf::read
-        } else {
-            return Ok(None);
-        };
-        let file = open().map_err(|e| cannot_read(&e))?;
-        let mut out = Record::default();
-        reader(&file, &mut out).map_err(|e| one_line(&e))?;
-        return Ok(Some(out));
-    };
+    let name = path.as_os_str().as_encoded_bytes();
+    // QuickTime movies are MP4's ancestor, atom for atom: `lofty` reads them as MP4.
+    let quicktime = || has_extension(name, &[b"mov", b"qt"]).then_some(FileType::Mp4);
+    let lofty_type = FileType::from_path(path).or_else(quicktime);
+    let own = own_reader_by_name(name);
+    if lofty_type.is_none() && own.is_none() {
+        return Ok(None);
+    }
     // Opened once for every attempt below: a file that cannot be opened now (permissions, a
     // failing disk) says so plainly, and a rescan tries it again (see `is_retryable`).
     let file = &open().map_err(|e| cannot_read(&e))?;
+    // What the first bytes show wins over the name, for the formats read here; the formats
+    // `lofty` reads are told apart by it (`read_file`).
+    let head = read_head(file).map_err(|e| cannot_read(&e))?;
+    let by_extension = match (own_reader_by_content(&head), lofty_type) {
+        (Some(reader), _) => return read_own(file, reader).map(Some),
+        (None, Some(t)) => t,
+        (None, None) => match FileType::from_buffer(&head) {
+            // Only types whose first bytes say so for certain: MPEG audio and AAC are told by
+            // a frame sync that many bytes can pass for.
+            Some(t) if !matches!(t, FileType::Mpeg | FileType::Aac) => t,
+            // The name's own reader (there is one: else this returned above), which says
+            // what the file is not.
+            _ => return own.map_or(Ok(None), |reader| read_own(file, reader).map(Some)),
+        },
+    };
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::BestAttempt)
         .read_properties(true)
@@ -429,6 +447,62 @@ fn read(
         }
     }
     Ok(Some(out))
+}
+
+/// A reader of our own for a format `lofty` does not read.
+type OwnReader = fn(&File, &mut Record) -> Result<(), String>;
+
+/// The reader of our own for a file named `name`, if any.
+fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
+    if is_asf_name(name) {
+        Some(asf::read)
+    } else if has_extension(name, &[b"dsf"]) {
+        Some(dsf::read)
+    } else if has_extension(name, &[b"mkv", b"mka", b"webm", b"weba", b"mk3d"]) {
+        Some(mkv::read)
+    } else if has_extension(name, &[b"avi"]) {
+        Some(avi::read)
+    } else {
+        None
+    }
+}
+
+/// The reader of our own for a file whose first bytes are `head`, if they show its format.
+fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
+    if asf::is_asf(head) {
+        Some(asf::read)
+    } else if dsf::is_dsf(head) {
+        Some(dsf::read)
+    } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some(mkv::read)
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
+        Some(avi::read)
+    } else {
+        None
+    }
+}
+
+fn read_own(file: &File, reader: OwnReader) -> Result<Record, String> {
+    let mut out = Record::default();
+    reader(file, &mut out).map_err(|e| one_line(&e))?;
+    Ok(out)
+}
+
+/// The first bytes of `file` (fewer when it is shorter).
+fn read_head(file: &File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 36];
+    let mut len = 0;
+    while len < head.len() {
+        match file.read_at(&mut head[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(len);
+    Ok(head)
 }
 
 /// Opens the file and parses it as the type its first bytes show, else as `by_extension`.
@@ -1359,7 +1433,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mka", "a.mkv", "a.webm", "a.avi"] {
+        for name in ["a.mid", "a.flv", "a.mpg", "a.ts", "a.vob"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
@@ -1371,6 +1445,46 @@ mod tests {
             assert_eq!(rec.duration_ms, None, "{name}");
             assert_eq!(rec.extractor_version, EXTRACTOR_VERSION);
         }
+    }
+
+    #[test]
+    fn formats_read_here_are_told_by_content_before_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
+            let mut rec = Record::default();
+            extract(&path, kind, &mut rec);
+            rec
+        };
+        // Junk named as a format of ours: an error that says what it is not.
+        let junk = vec![0x5Au8; 512];
+        let rec = write("junk.mkv", &junk);
+        assert_eq!(
+            rec.error.as_deref(),
+            Some("not a Matroska file: no EBML header at its start")
+        );
+        let rec = write("junk.avi", &junk);
+        assert!(rec.error.unwrap_or_default().starts_with("not an AVI file"));
+        // Matroska named .mp4 and .avi is read as Matroska: an EBML header and a segment with
+        // an info element of 2.5 s (timestamp scale left at its default of 1 ms).
+        let mut mkv = vec![0x1A, 0x45, 0xDF, 0xA3, 0x80];
+        let info = [
+            &[0x15, 0x49, 0xA9, 0x66, 0x8B, 0x44, 0x89, 0x88][..],
+            &2500f64.to_be_bytes(),
+        ]
+        .concat();
+        mkv.extend([0x18, 0x53, 0x80, 0x67, 0x80 | info.len() as u8]);
+        mkv.extend(&info);
+        for name in ["clip.mp4", "clip.avi", "clip.mkv"] {
+            let rec = write(name, &mkv);
+            assert_eq!((rec.error, rec.duration_ms), (None, Some(2500)), "{name}");
+        }
+        // And a FLAC file named .mkv is read by lofty.
+        let flac = std::fs::read(fixture("Björk/Homogenic/01 Jóga.flac")).unwrap();
+        let rec = write("song.mka", &flac);
+        assert_eq!((rec.error, rec.title.as_deref()), (None, Some("Jóga")));
     }
 
     #[test]
@@ -1574,6 +1688,12 @@ mod tests {
         extract(&video, Kind::Video, &mut rec);
         assert_eq!(rec.error, None);
         assert_eq!(rec.duration_ms, Some(4321));
+        // QuickTime, read as the MP4 it is.
+        let movie = dir.path().join("timelapse.MOV");
+        std::fs::write(&movie, &bytes).unwrap();
+        let mut rec = Record::default();
+        extract(&movie, Kind::Video, &mut rec);
+        assert_eq!((rec.error, rec.duration_ms), (None, Some(4321)));
 
         // Audio with no audio track is another matter.
         let audio = dir.path().join("song.m4a");

@@ -91,6 +91,15 @@ fn vint(b: &[u8], keep_marker: bool) -> Option<(u64, usize)> {
 /// The element whose header is at `at`, inside a parent ending at `end`: `None` when its
 /// header or its data does not fit. An unknown size runs to `end`.
 fn element_at(file: &File, at: u64, end: u64) -> Option<Element> {
+    element_within(file, at, end, false)
+}
+
+/// As [`element_at`], but data that runs past `end` is cut there instead of refused.
+fn element_cut_at(file: &File, at: u64, end: u64) -> Option<Element> {
+    element_within(file, at, end, true)
+}
+
+fn element_within(file: &File, at: u64, end: u64, cut: bool) -> Option<Element> {
     let mut h = [0u8; 12];
     let n = usize::try_from(end.checked_sub(at)?)
         .unwrap_or(usize::MAX)
@@ -102,7 +111,11 @@ fn element_at(file: &File, at: u64, end: u64) -> Option<Element> {
     let stop = if size == u64::MAX {
         end
     } else {
-        data.checked_add(size).filter(|&e| e <= end)?
+        match data.checked_add(size) {
+            Some(e) if e <= end => e,
+            _ if cut => end,
+            _ => return None,
+        }
     };
     Some(Element {
         id,
@@ -186,7 +199,9 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     let header = element_at(file, 0, len)
         .filter(|e| e.id == EBML)
         .ok_or("not a Matroska file: no EBML header at its start")?;
-    let segment = element_at(file, header.end, len)
+    // A file cut short (a download that stopped) keeps its segment's size: what is there of it
+    // is read.
+    let segment = element_cut_at(file, header.end, len)
         .filter(|e| e.id == SEGMENT)
         .ok_or("damaged Matroska file: no segment after its EBML header")?;
     out.has_cover = Some(false);
@@ -521,6 +536,18 @@ mod tests {
         // A header alone: no segment.
         let (r, _) = read_bytes(&el(EBML, &[]));
         assert!(r.unwrap_err().contains("no segment"));
+    }
+
+    #[test]
+    fn a_file_cut_short_keeps_what_comes_before_the_cut() {
+        let whole = sample(false);
+        let cluster_at = whole.len() - el(CLUSTER, &[0u8; 64]).len();
+        for cut in [cluster_at + 20, cluster_at] {
+            let (r, rec) = read_bytes(&whole[..cut]);
+            assert_eq!(r, Ok(()), "cut at {cut}");
+            assert_eq!(rec.duration_ms, Some(90_500), "cut at {cut}");
+            assert_eq!(rec.title.as_deref(), Some("Track title"), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -363,11 +363,13 @@ fn read(
     let file = &open().map_err(|e| cannot_read(&e))?;
     // What the first bytes show wins over the name, for the formats read here; the formats
     // `lofty` reads are told apart by it (`read_file`).
-    let head = read_head(file).map_err(|e| cannot_read(&e))?;
-    let by_extension = match (own_reader_by_content(&head), lofty_type) {
+    // Its first block, which the first parse below starts from instead of reading it again.
+    let first = PreadReader::loaded(file).map_err(|e| cannot_read(&e))?;
+    let head = first.head();
+    let by_extension = match (own_reader_by_content(head), lofty_type) {
         (Some(reader), _) => return read_own(file, reader).map(Some),
         (None, Some(t)) => t,
-        (None, None) => match FileType::from_buffer(&head) {
+        (None, None) => match FileType::from_buffer(head) {
             // Only types whose first bytes say so for certain: MPEG audio and AAC are told by
             // a frame sync that many bytes can pass for.
             Some(t) if !matches!(t, FileType::Mpeg | FileType::Aac) => t,
@@ -382,7 +384,7 @@ fn read(
         .read_tags(true)
         .read_cover_art(true);
     let mut out = Record::default();
-    match read_file(file, by_extension, options) {
+    match read_file_with(first, by_extension, options) {
         Ok(file) => {
             let has_cover = file.tags().iter().any(|t| t.picture_count() > 0);
             fill(&file, kind, &mut out);
@@ -488,32 +490,23 @@ fn read_own(file: &File, reader: OwnReader) -> Result<Record, String> {
     Ok(out)
 }
 
-/// The first bytes of `file` (fewer when it is shorter).
-fn read_head(file: &File) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut head = vec![0u8; 36];
-    let mut len = 0;
-    while len < head.len() {
-        match file.read_at(&mut head[len..], len as u64) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    head.truncate(len);
-    Ok(head)
-}
-
 /// Opens the file and parses it as the type its first bytes show, else as `by_extension`.
 fn read_file(
     file: &File,
     by_extension: FileType,
     options: ParseOptions,
 ) -> Result<TaggedFile, FileParseError> {
+    read_file_with(PreadReader::new(file), by_extension, options)
+}
+
+/// As [`read_file`], from a reader of the file at offset 0.
+fn read_file_with(
+    mut file: PreadReader<'_>,
+    by_extension: FileType,
+    options: ParseOptions,
+) -> Result<TaggedFile, FileParseError> {
     #[cfg(test)]
     tests::READS.with(|n| n.set(n.get() + 1));
-    let mut file = PreadReader::new(file);
     let mut head = [0u8; 36];
     let mut len = 0;
     while len < head.len() {
@@ -547,6 +540,21 @@ struct PreadReader<'f> {
 }
 
 impl PreadReader<'_> {
+    /// A reader at offset 0 whose first block is read already.
+    fn loaded(file: &File) -> std::io::Result<PreadReader<'_>> {
+        let mut r = PreadReader::new(file);
+        r.block.resize(READ_BLOCK, 0);
+        let n = read_at(file, &mut r.block, 0)?;
+        r.block.truncate(n);
+        Ok(r)
+    }
+
+    /// The first bytes of the block read (fewer when the file is shorter): enough to tell
+    /// every format by.
+    fn head(&self) -> &[u8] {
+        &self.block[..self.block.len().min(36)]
+    }
+
     fn new(file: &File) -> PreadReader<'_> {
         PreadReader {
             file,

@@ -361,9 +361,9 @@ fn read(
     // Opened once for every attempt below: a file that cannot be opened now (permissions, a
     // failing disk) says so plainly, and a rescan tries it again (see `is_retryable`).
     let file = &open().map_err(|e| cannot_read(&e))?;
-    // What the first bytes show wins over the name, for the formats read here; the formats
-    // `lofty` reads are told apart by it (`read_file`).
-    // Its first block, which the first parse below starts from instead of reading it again.
+    // What the first bytes show wins over the name, both for the formats read here and for
+    // those `lofty` reads (see `read_file`). The first parse below starts from this block
+    // instead of reading it again.
     let first = PreadReader::loaded(file).map_err(|e| cannot_read(&e))?;
     let head = first.head();
     let by_extension = match (own_reader_by_content(head), lofty_type) {
@@ -397,12 +397,12 @@ fn read(
             fill(&file, kind, &mut out);
             out.has_cover = Some(true);
         }
-        Err(first) if os_error(&first).is_some() => {
-            // The system failed a read: nothing says the file is damaged, so nothing more is
-            // read from it now, and a rescan tries it again.
-            return Err(os_error(&first).map_or_else(|| describe(&first), cannot_read));
-        }
         Err(first) => {
+            if let Some(e) = os_error(&first) {
+                // The system failed a read: nothing says the file is damaged, so nothing more
+                // is read from it now, and a rescan tries it again.
+                return Err(cannot_read(e));
+            }
             // One damaged part need not cost the rest of the file. When a tag failed, the file
             // is read again leniently (invalid items dropped), else for its stream properties
             // alone; when the stream failed, for its tags alone. Either way the record keeps

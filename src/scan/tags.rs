@@ -74,6 +74,7 @@ mod avi;
 mod dsf;
 mod mkv;
 mod mp4;
+mod mpeg;
 
 /// `file`'s length, for the readers of our own; the message is one line.
 fn file_len(file: &std::fs::File) -> Result<u64, String> {
@@ -125,9 +126,10 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
 /// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
 /// Version 5: DSF files are read.
-/// Version 6: Matroska, WebM and AVI files are read (duration, audio properties, tags); an
-/// MP4 or QuickTime video without a sound track is not an error, its duration comes from the
-/// movie header (a rescan re-reads the records that version 5 failed).
+/// Version 6: Matroska, WebM and AVI files are read (duration, audio properties, tags), and
+/// MPEG transport and program streams for their duration; an MP4 or QuickTime video without a
+/// sound track is not an error, its duration comes from the movie header (a rescan re-reads
+/// the records that version 5 failed).
 pub const EXTRACTOR_VERSION: u16 = 6;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
@@ -167,7 +169,7 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 12] = [
+const READ_SINCE: [(&[u8], u16); 18] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
@@ -180,6 +182,12 @@ const READ_SINCE: [(&[u8], u16); 12] = [
     (b"weba", 6),
     (b"mk3d", 6),
     (b"avi", 6),
+    (b"ts", 6),
+    (b"mts", 6),
+    (b"m2ts", 6),
+    (b"mpg", 6),
+    (b"mpeg", 6),
+    (b"vob", 6),
 ];
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -464,10 +472,15 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
         Some(mkv::read)
     } else if has_extension(name, &[b"avi"]) {
         Some(avi::read)
+    } else if has_extension(name, MPEG_STREAMS) {
+        Some(mpeg::read)
     } else {
         None
     }
 }
+
+/// Extensions of MPEG transport and program streams.
+const MPEG_STREAMS: &[&[u8]] = &[b"ts", b"mts", b"m2ts", b"mpg", b"mpeg", b"vob"];
 
 /// The reader of our own for a file whose first bytes are `head`, if they show its format.
 fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
@@ -479,6 +492,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(mkv::read)
     } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
         Some(avi::read)
+    } else if mpeg::is_program_stream(head) {
+        Some(mpeg::read)
     } else {
         None
     }
@@ -1441,7 +1456,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mid", "a.flv", "a.mpg", "a.ts", "a.vob"] {
+        for name in ["a.mid", "a.flv", "a.ogv"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());

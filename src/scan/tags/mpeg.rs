@@ -1,7 +1,8 @@
 //! The duration of MPEG transport streams (`.ts`, `.mts`, `.m2ts`: broadcast recordings, AVCHD
 //! camcorders) and program streams (`.mpg`, `.mpeg`, `.vob`), which carry no duration anywhere:
 //! it is the span of the presentation timestamps (PTS, 90 kHz) of a stream, from the first in
-//! the file's first MiB to the last in its last MiB. Nothing between is read.
+//! the file's first 256 KiB to the last in its last 256 KiB (2 MiB when those hold too few).
+//! Nothing between is read.
 //!
 //! A transport stream is 188-byte packets (192 in `.m2ts`, with a 4-byte time code before each)
 //! that start with the sync byte `0x47`; the packet that starts a PES packet of a stream has its
@@ -17,8 +18,10 @@ use std::os::unix::fs::FileExt;
 
 use crate::record::Record;
 
-/// Bytes read at each end of the file.
-const WINDOW: u64 = 1 << 20;
+/// Bytes read at each end of the file: a few seconds of a broadcast stream. When they hold
+/// too few timestamps (a stream of a low bit rate, or one that starts with a long run of other
+/// data), the larger window is read.
+const WINDOWS: [u64; 2] = [256 << 10, 2 << 20];
 /// PTS values wrap at 2^33 ticks of 90 kHz (about 26.5 hours).
 const PTS_WRAP: u64 = 1 << 33;
 
@@ -30,24 +33,29 @@ pub(super) fn is_program_stream(head: &[u8]) -> bool {
 /// Reads the duration of `file`, a transport or program stream, into `out`.
 pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     let len = super::file_len(file)?;
-    let head = read_window(file, 0, len.min(WINDOW))?;
-    let tail_at = len.saturating_sub(WINDOW).max(head.len() as u64);
-    let tail = read_window(file, tail_at, len - tail_at)?;
-    let layout = transport_layout(&head);
-    if layout.is_none() && !is_program_stream(&head) {
-        return Ok(());
+    for window in WINDOWS {
+        let head = read_window(file, 0, len.min(window))?;
+        let layout = transport_layout(&head);
+        if layout.is_none() && !is_program_stream(&head) {
+            return Ok(());
+        }
+        let tail_at = len.saturating_sub(window).max(head.len() as u64);
+        let tail = read_window(file, tail_at, len - tail_at)?;
+        let parse = |b: &[u8], seen: &mut Timestamps| match layout {
+            Some(layout) => transport_pts(b, layout, seen),
+            None => program_pts(b, seen),
+        };
+        let mut first = Timestamps::default();
+        parse(&head, &mut first);
+        let mut last = Timestamps::default();
+        parse(&tail, &mut last);
+        // A short file is all head: its last timestamps are in it too.
+        let last = if tail.is_empty() { &first } else { &last };
+        out.duration_ms = duration_ms(&first, last);
+        if out.duration_ms.is_some() || tail.is_empty() {
+            break;
+        }
     }
-    let parse = |b: &[u8], seen: &mut Timestamps| match layout {
-        Some(layout) => transport_pts(b, layout, seen),
-        None => program_pts(b, seen),
-    };
-    let mut first = Timestamps::default();
-    parse(&head, &mut first);
-    let mut last = Timestamps::default();
-    parse(&tail, &mut last);
-    // A short file is all head: its last timestamps are in it too.
-    let last = if tail.is_empty() { &first } else { &last };
-    out.duration_ms = duration_ms(&first, last);
     Ok(())
 }
 

@@ -72,6 +72,7 @@ use crate::record::{Kind, Record};
 mod asf;
 mod avi;
 mod dsf;
+mod flv;
 mod mkv;
 mod mp4;
 mod mpeg;
@@ -126,10 +127,10 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 4: ID3v1 genre numbers are named as Winamp, mutagen and TagLib name them (see
 /// `GENRES`); a rescan does not re-read records for this alone, `scan --force` does.
 /// Version 5: DSF files are read.
-/// Version 6: Matroska, WebM and AVI files are read (duration, audio properties, tags), and
-/// MPEG transport and program streams for their duration; an MP4 or QuickTime video without a
-/// sound track is not an error, its duration comes from the movie header (a rescan re-reads
-/// the records that version 5 failed).
+/// Version 6: Matroska, WebM, AVI and FLV files are read (duration, audio properties, tags),
+/// and MPEG transport and program streams for their duration; an MP4 or QuickTime video
+/// without a sound track is not an error, its duration comes from the movie header (a rescan
+/// re-reads the records that version 5 failed).
 pub const EXTRACTOR_VERSION: u16 = 6;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
@@ -169,7 +170,7 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 18] = [
+const READ_SINCE: [(&[u8], u16); 19] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
@@ -188,6 +189,7 @@ const READ_SINCE: [(&[u8], u16); 18] = [
     (b"mpg", 6),
     (b"mpeg", 6),
     (b"vob", 6),
+    (b"flv", 6),
 ];
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -474,6 +476,8 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
         Some(avi::read)
     } else if has_extension(name, MPEG_STREAMS) {
         Some(mpeg::read)
+    } else if has_extension(name, &[b"flv"]) {
+        Some(flv::read)
     } else {
         None
     }
@@ -494,6 +498,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(avi::read)
     } else if mpeg::is_program_stream(head) {
         Some(mpeg::read)
+    } else if head.starts_with(b"FLV\x01") {
+        Some(flv::read)
     } else {
         None
     }
@@ -1456,7 +1462,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mid", "a.flv", "a.ogv"] {
+        for name in ["a.mid", "a.ogv"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());

@@ -1127,6 +1127,40 @@ fn flag(v: &str) -> Option<bool> {
     }
 }
 
+/// What the tests of the readers of our own share.
+#[cfg(test)]
+mod own_reader_tests {
+    use super::{OwnReader, Record};
+    use std::fs::File;
+
+    /// `reader`'s result and record for a file holding `bytes`.
+    pub(super) fn read_bytes(reader: OwnReader, bytes: &[u8]) -> (Result<(), String>, Record) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        let mut rec = Record::default();
+        let r = reader(&File::open(&path).unwrap(), &mut rec);
+        (r, rec)
+    }
+
+    /// Runs `reader` on every `step`th prefix of `whole`, and on `whole` with each byte in turn
+    /// replaced by a pseudo-random one (xorshift from `seed`): a panic fails the test.
+    pub(super) fn survives_damage(reader: OwnReader, whole: &[u8], step: usize, seed: u32) {
+        for cut in (0..whole.len()).step_by(step) {
+            let _ = read_bytes(reader, &whole[..cut]);
+        }
+        let mut x = seed;
+        for i in 0..whole.len() {
+            let mut bad = whole.to_vec();
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            bad[i] = x as u8;
+            let _ = read_bytes(reader, &bad);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

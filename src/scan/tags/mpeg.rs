@@ -258,11 +258,7 @@ mod tests {
     }
 
     fn read_bytes(bytes: &[u8]) -> (Result<(), String>, Option<u64>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.ts");
-        std::fs::write(&path, bytes).unwrap();
-        let mut rec = Record::default();
-        let r = read(&File::open(&path).unwrap(), &mut rec);
+        let (r, rec) = crate::scan::tags::own_reader_tests::read_bytes(read, bytes);
         (r, rec.duration_ms)
     }
 
@@ -334,18 +330,7 @@ mod tests {
     #[test]
     fn damaged_streams_never_panic() {
         let whole = transport(50, false);
-        for cut in (0..whole.len()).step_by(7) {
-            let _ = read_bytes(&whole[..cut]);
-        }
-        let mut x = 0x1234_5679u32;
-        for i in 0..whole.len() {
-            let mut bad = whole.clone();
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            bad[i] = x as u8;
-            let _ = read_bytes(&bad);
-        }
+        crate::scan::tags::own_reader_tests::survives_damage(read, &whole, 7, 0x1234_5679);
         for p in [
             &[0u8, 0, 1, 0xE0][..],
             &[0, 0, 1, 0xE0, 0, 0, 0x80],

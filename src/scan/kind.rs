@@ -70,6 +70,7 @@ pub const MEDIA: &[(&str, Kind, &str)] = &[
     ("mpeg", Kind::Video, "video/mpeg"),
     ("mpg", Kind::Video, "video/mpeg"),
     ("mts", Kind::Video, "video/mp2t"),
+    ("ogm", Kind::Video, "video/ogg"),
     ("ogv", Kind::Video, "video/ogg"),
     ("ts", Kind::Video, "video/mp2t"),
     ("vob", Kind::Video, "video/mpeg"),

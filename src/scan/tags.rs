@@ -5,11 +5,12 @@
 //! [`Kind::Audio`] and [`Kind::Video`] files whose extension `lofty` knows (mp3, flac, ogg,
 //! opus, m4a/mp4/m4v/3gp, wav, aiff, ape, wv, mpc, spx, aac). The first 36 bytes decide the
 //! container when they carry a recognisable magic (so an `.ogg` holding Opus, or an `.mp3` that
-//! is really MP4, is read as what it is); otherwise the extension decides. ASF (wma, wmv, asf)
-//! and DSF (dsf) files, which `lofty` does not read, are read by this module's own `asf` and
-//! `dsf` readers. Files none of them supports (dff, mka, mkv, webm, avi, …) get no tags and
-//! **no error**: that is a limit of the extractor, not a fault of the file. Other kinds are not
-//! opened.
+//! is really MP4, is read as what it is); otherwise the extension decides. Formats `lofty` does
+//! not read have readers of our own in the submodules: ASF (wma, wmv, asf), DSF, Matroska and
+//! WebM, AVI, FLV, MPEG transport and program streams, and Ogg files whose first stream is not
+//! Vorbis, Opus or Speex (Theora video, FLAC in Ogg). Files none of them supports (dff, mid, …)
+//! get no tags and **no error**: that is a limit of the extractor, not a fault of the file.
+//! Other kinds are not opened.
 //!
 //! # A file that fails to read
 //! It keeps its error, and what a second read can still give: leniently (invalid items
@@ -76,6 +77,7 @@ mod flv;
 mod mkv;
 mod mp4;
 mod mpeg;
+mod ogg;
 
 /// `file`'s length, for the readers of our own; the message is one line.
 fn file_len(file: &std::fs::File) -> Result<u64, String> {
@@ -131,7 +133,9 @@ pub fn is_retryable(error: &str) -> bool {
 /// and MPEG transport and program streams for their duration; an MP4 or QuickTime video
 /// without a sound track is not an error, its duration comes from the movie header (a rescan
 /// re-reads the records that version 5 failed).
-pub const EXTRACTOR_VERSION: u16 = 6;
+/// Version 7: Ogg video (Theora), FLAC in Ogg and Ogg files that begin with a Skeleton stream
+/// are read (duration, audio properties, tags); `.oga`, `.ogv` and `.ogm` files are opened.
+pub const EXTRACTOR_VERSION: u16 = 7;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
@@ -170,7 +174,7 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 19] = [
+const READ_SINCE: [(&[u8], u16); 22] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
@@ -190,6 +194,9 @@ const READ_SINCE: [(&[u8], u16); 19] = [
     (b"mpeg", 6),
     (b"vob", 6),
     (b"flv", 6),
+    (b"oga", 7),
+    (b"ogv", 7),
+    (b"ogm", 7),
 ];
 
 /// Most bytes `lofty` may allocate up front for one length-prefixed item (a FLAC metadata
@@ -478,6 +485,8 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
         Some(mpeg::read)
     } else if has_extension(name, &[b"flv"]) {
         Some(flv::read)
+    } else if has_extension(name, &[b"ogv", b"oga", b"ogm"]) {
+        Some(ogg::read)
     } else {
         None
     }
@@ -500,6 +509,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(mpeg::read)
     } else if head.starts_with(b"FLV\x01") {
         Some(flv::read)
+    } else if ogg::is_other_ogg(head) {
+        Some(ogg::read)
     } else {
         None
     }
@@ -780,6 +791,12 @@ fn fill_tags(file: &TaggedFile, out: &mut Record) {
                 .filter(|t| primary.is_none_or(|p| !std::ptr::eq(*t, p))),
         )
         .collect();
+    fill_from_tags(&tags, out);
+}
+
+/// The tag fields of `out` from `tags`, the first tag consulted first (see the field rules in
+/// the module's documentation).
+fn fill_from_tags(tags: &[&Tag], out: &mut Record) {
     let first = |key: ItemKey| tags.iter().find_map(|t| t.get_strings(key).find_map(clean));
     let all = |key: ItemKey| -> Vec<String> {
         let mut values: Vec<String> = Vec::new();
@@ -1496,7 +1513,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mid", "a.ogv"] {
+        for name in ["a.mid", "a.dff"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());

@@ -78,6 +78,7 @@ mod mkv;
 mod mp4;
 mod mpeg;
 mod ogg;
+mod wav;
 
 /// `file`'s length, for the readers of our own; the message is one line.
 fn file_len(file: &std::fs::File) -> Result<u64, String> {
@@ -135,7 +136,10 @@ pub fn is_retryable(error: &str) -> bool {
 /// re-reads the records that version 5 failed).
 /// Version 7: Ogg video (Theora), FLAC in Ogg and Ogg files that begin with a Skeleton stream
 /// are read (duration, audio properties, tags); `.oga`, `.ogv` and `.ogm` files are opened.
-pub const EXTRACTOR_VERSION: u16 = 7;
+/// Version 8: WAVE files that `lofty` refuses (RF64 and BW64; compressed: ADPCM, GSM, …; a
+/// `data` chunk that does not fit the file: piped, still recording, cut) are read; a rescan
+/// re-reads the records that version 7 failed.
+pub const EXTRACTOR_VERSION: u16 = 8;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
@@ -383,6 +387,7 @@ fn read(
     // instead of reading it again.
     let first = PreadReader::loaded(file).map_err(|e| cannot_read(&e))?;
     let head = first.head();
+    let wave = wav::is_wave(head);
     let by_extension = match (own_reader_by_content(head), lofty_type) {
         (Some(reader), _) => return read_own(file, reader).map(Some),
         (None, Some(t)) => t,
@@ -427,6 +432,12 @@ fn read(
             // reads, and none that would only search the whole file again for the stream.
             // (`ParseOptions`' setters change the value they are called on and return a copy:
             // a chain is used for its result.)
+            if wave
+                && !is_tag_error(&first)
+                && let Some(rec) = wave_stream(file)
+            {
+                return Ok(Some(rec));
+            }
             let lenient = { options }.parsing_mode(ParsingMode::Relaxed);
             let kept = if is_tag_error(&first) {
                 let properties_only = { lenient }.read_tags(false).read_cover_art(false);
@@ -466,6 +477,16 @@ fn read(
         }
     }
     Ok(Some(out))
+}
+
+/// A WAVE file whose stream `lofty` refused, read by the reader of our own: `lofty` reads only
+/// samples of whole bytes, from a `data` chunk that fits the file, and a compressed, piped,
+/// still recording or cut file is none of those. `None` when that reader finds no duration
+/// either.
+fn wave_stream(file: &File) -> Option<Record> {
+    let mut out = Record::default();
+    wav::read(file, &mut out).ok()?;
+    out.duration_ms.is_some().then_some(out)
 }
 
 /// A reader of our own for a format `lofty` does not read.
@@ -509,6 +530,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(mpeg::read)
     } else if head.starts_with(b"FLV\x01") {
         Some(flv::read)
+    } else if wav::is_rf64(head) {
+        Some(wav::read)
     } else if ogg::is_other_ogg(head) {
         Some(ogg::read)
     } else {

@@ -163,7 +163,7 @@ pub struct ScanArgs {
     pub progress: ProgressMode,
 
     /// Wait up to SECS for another writer to finish instead of failing with exit 4
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub wait: f64,
 
     /// Allow removing more than half of a root's records, or all records of an empty root
@@ -269,7 +269,7 @@ pub struct CompactArgs {
     pub json: bool,
 
     /// Wait up to SECS for another writer instead of failing with exit 4
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub wait: f64,
 }
 
@@ -296,7 +296,7 @@ pub struct ImportArgs {
     pub batch_size: u32,
 
     /// Wait up to SECS for another writer instead of failing with exit 4
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub wait: f64,
 
     /// Print a JSON summary on stdout
@@ -320,7 +320,7 @@ pub struct MigrateArgs {
     pub progress: ProgressMode,
 
     /// Wait up to SECS for another writer instead of failing with exit 4
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = seconds)]
     pub wait: f64,
 
     /// Print the report as one JSON object on stdout
@@ -432,4 +432,12 @@ pub struct StatsArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// A number of seconds to wait: 0 or more (`inf` waits as long as it takes).
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more)")),
+    }
 }

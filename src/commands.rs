@@ -124,7 +124,7 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
         })?),
         None => None,
     };
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     if args.count {
         let n = eval::count(&snap, &q).map_err(corrupt)?;
@@ -220,7 +220,7 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
         .dir
         .as_deref()
         .map_or(&b"/"[..], |d| d.as_os_str().as_bytes());
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let listing = snap.list_dir(dir, kind).map_err(corrupt)?;
     if args.json {
@@ -264,7 +264,7 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
 }
 
 pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure> {
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let write_all = |w: &mut dyn Write| -> io::Result<Result<(), mediadb::ReadError>> {
         for r in snap.iter() {

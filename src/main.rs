@@ -118,6 +118,21 @@ fn default_db() -> Result<PathBuf, Failure> {
     }
 }
 
+/// Opens `path` for reading; when the file was cut short after its newest commit, says so on
+/// stderr (the handle shows the newest whole commit).
+fn open_reader(path: &std::path::Path) -> Result<Database, OpenError> {
+    let db = Database::open_read_only(path)?;
+    if let Some(what) = db.cut_short() {
+        eprintln!(
+            "mediadb: warning: {}: {what}; showing commit {}, the newest whole one; run \
+             `mediadb recover OUT` to save what lies past it",
+            path.display(),
+            db.snapshot().seq()
+        );
+    }
+    Ok(db)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = run(cli);
@@ -197,7 +212,7 @@ fn human_bytes(n: u64) -> String {
 
 fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
     use mediadb::query::{GroupBy, Query};
-    let db = Database::open_read_only(path)?;
+    let db = open_reader(path)?;
     let snap = db.snapshot();
     let s = snap.stats();
     let file_bytes = db.file_len().map_err(Failure::from)?;
@@ -364,7 +379,7 @@ fn scan_cmd(
         Database::with_storage(mem, true)?
     } else if args.dry_run {
         // Reads only: no lock, so it never waits for (or blocks) a running scan.
-        Database::open_read_only(db_path)?
+        open_reader(db_path)?
     } else {
         Database::open_with(db_path, &opts)?
     };

@@ -240,7 +240,7 @@ fn missing(snap: &Snapshot, p: &Playlist) -> Result<usize, Failure> {
 }
 
 fn list(db_path: &Path, json: bool) -> Result<Exit, Failure> {
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let all = snap.playlists().map_err(corrupt)?;
     let mut rows = Vec::with_capacity(all.len());
@@ -299,7 +299,7 @@ fn show(db_path: &Path, args: &PlaylistShowArgs) -> Result<Exit, Failure> {
         format_of(args.format)
     };
     let fields = parse_fields(&args.fields, format)?;
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let p = find(&snap, &args.name)?;
     let mut targets = Vec::with_capacity(p.entries.len());
@@ -535,7 +535,7 @@ fn export(
             .and_then(|o| FileFormat::from_path(o.as_os_str().as_bytes()))
             .unwrap_or(FileFormat::M3u8),
     };
-    let db = Database::open_read_only(db_path)?;
+    let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let p = find(&snap, name)?;
     struct Line {

@@ -1140,16 +1140,19 @@ fn torn_last_commit_recovers_exactly_the_previous_commit() {
     assert!(saw[0] >= 2 * SLOT_LEN - 8 && saw[1] >= 2, "{saw:?}");
 
     // Beyond the disk model of §5 (the sync between frame and slot was skipped, and the slot
-    // landed but the frame did not): a file cut inside the frame is shorter than the new slot's
-    // committed_len, so that slot is invalid (§1.1) and open uses the previous commit; a frame
-    // whose bytes were zeroed is committed data that fails its crc: Corrupt.
+    // landed but the frame did not), or a file cut short later: a file cut inside the frame is
+    // shorter than the new slot's committed_len, so that slot is invalid (§1.1); readers get
+    // the previous commit and are told of the cut, and a writer refuses the file (§2), which
+    // would otherwise append over the frame's surviving bytes. A frame whose bytes were zeroed
+    // is committed data that fails its crc: Corrupt.
     for c in 0..lc.frame.len() {
         let at = lc.frame_at as usize + c;
-        expect_state(
-            full[..at].to_vec(),
-            prev,
-            &format!("new slot, file cut at frame byte {c}"),
-        );
+        let ctx = format!("new slot, file cut at frame byte {c}");
+        let mem = Arc::new(MemStorage::from_bytes(full[..at].to_vec()));
+        let db = Database::with_storage(mem, false).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_state(&db, prev, &ctx);
+        assert!(db.cut_short().is_some(), "{ctx}: the cut is not told");
+        expect_corrupt(full[..at].to_vec(), &ctx);
         let mut zeroed = full.clone();
         zeroed[at..].fill(0);
         if zeroed == full {

@@ -429,25 +429,36 @@ fn truncated_database_opens_a_surviving_commit_or_fails_typed() {
 }
 
 #[test]
-fn writer_on_a_database_cut_inside_its_last_frame_continues_from_the_commit_before() {
+fn a_database_cut_after_its_newest_commit_is_read_at_the_commit_before_and_not_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, states) = make_db(dir.path(), "w.mediadb", 3);
     let bytes = fs::read(&path).expect("read");
     let (l2, l3) = (states[2].0 as usize, states[3].0 as usize);
     for t in [l2, l2 + 1, (l2 + l3) / 2, l3 - 1] {
         fs::write(&path, &bytes[..t]).expect("write");
-        let mut db = Database::open(&path).expect("opens the older commit");
+        // Commit 3's header slot is whole: the file was cut after it was made (a copy that
+        // stopped), which no crash does. Readers get commit 2, and are told.
+        let db = Database::open_read_only(&path).expect("opens the older commit");
         assert_eq!(state(&db), states[2].1, "cut at {t}");
-        let mut b = db.batch().expect("batch");
-        b.upsert(&rec("/after/cut.flac", 77)).expect("upsert");
-        assert_eq!(b.commit().expect("commit").seq, 3);
-        let want = state(&db);
+        let lost = db.cut_short().expect("the cut is told");
+        assert!(
+            lost.contains("cut short") && lost.contains(&l3.to_string()),
+            "{lost}"
+        );
         drop(db);
-        let _ = fs::remove_file(idx_path(&path));
-        let db = Database::open_read_only(&path).expect("reopens");
-        assert_eq!(state(&db), want, "cut at {t}");
-        assert_eq!(db.snapshot().len(), states[2].1.len() as u64 + 1);
+        // A writer would append over the frame past commit 2, which `recover` can still read.
+        let e = Database::open(&path).expect_err("a writer refuses it");
+        assert!(matches!(e, OpenError::Corrupt { .. }), "cut at {t}: {e:?}");
+        names(&e, &path);
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            &bytes[..t],
+            "cut at {t}: written to"
+        );
     }
+    // Whole again: nothing was lost, nothing is told.
+    fs::write(&path, &bytes).expect("write");
+    assert_eq!(Database::open(&path).expect("opens").cut_short(), None);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1205,3 +1205,40 @@ fn a_file_the_system_failed_to_read_is_read_again_once_it_can_be() {
     assert_eq!(rec.error, None);
     assert_eq!(rec.title.as_deref(), Some("Jóga"));
 }
+
+#[test]
+fn a_file_that_cannot_be_looked_at_keeps_its_record() {
+    let mut env = TestEnv::new();
+    fs::create_dir(env.path("listable")).unwrap();
+    fs::copy(
+        fixtures_library().join("Björk/Homogenic/01 Jóga.flac"),
+        env.path("listable/song.flac"),
+    )
+    .unwrap();
+    if env.permissions_ignored() && !env.run_unprivileged() {
+        eprintln!(
+            "SKIPPED a_file_that_cannot_be_looked_at_keeps_its_record: running as root and \
+             cannot run the binary as another user here"
+        );
+        return;
+    }
+    env.scan(&[]).expect_code(0).expect_counts(Counts {
+        files: 1,
+        added: 1,
+        ..Counts::default()
+    });
+    // Its name can be listed, but without the search bit the file cannot be stat'ed: what it
+    // is now is unknown, which is not gone.
+    let mode = |m| fs::set_permissions(env.path("listable"), fs::Permissions::from_mode(m));
+    mode(0o644).unwrap();
+    let r = env.scan(&[]);
+    mode(0o755).unwrap();
+    r.expect_code(3).expect_counts(Counts {
+        errors: 1,
+        ..Counts::default()
+    });
+    assert_eq!(
+        env.record("listable/song.flac").title.as_deref(),
+        Some("Jóga")
+    );
+}

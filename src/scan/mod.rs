@@ -546,6 +546,8 @@ pub fn scan(
     };
     let mut planned = Planned::default();
     let batch_size = cfg.batch_size.max(1);
+    // Files whose record could not be stored.
+    let mut unstored: Vec<FileError> = Vec::new();
 
     let writer_result: Result<(), ScanError> = std::thread::scope(|s| {
         let visitor = &visitor;
@@ -578,12 +580,24 @@ pub fn scan(
                     Msg::Upsert(rec, new_hash) => {
                         // The walk yields each path once, and the snapshot it diffs against
                         // is this writer's state before the scan: a path it found new is new.
-                        if let Some(hash) = new_hash {
-                            batch.insert_new(&rec, hash)?;
-                            report.added += 1;
-                        } else {
-                            batch.upsert(&rec)?;
-                            report.updated += 1;
+                        let put = match new_hash {
+                            Some(hash) => batch.insert_new(&rec, hash),
+                            None => batch.upsert(&rec),
+                        };
+                        match put {
+                            Ok(_) if new_hash.is_some() => report.added += 1,
+                            Ok(_) => report.updated += 1,
+                            // One file's record that cannot be stored (a path too long for
+                            // the record limit) is that file's problem, not the scan's; the
+                            // batch is as it was before the call.
+                            Err(CommitError::BadRecord { what, .. }) => {
+                                progress.errors.fetch_add(1, Relaxed);
+                                unstored.push(FileError {
+                                    path: rec.path.clone(),
+                                    message: format!("not stored: its record {what}"),
+                                });
+                            }
+                            Err(e) => return Err(e.into()),
                         }
                         if batch.len() >= batch_size {
                             let info = batch.commit()?;
@@ -625,6 +639,7 @@ pub fn scan(
     report.files = progress.files.load(Relaxed);
     report.unchanged = unchanged.load(Relaxed);
     report.problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.problems.append(&mut unstored);
     report.errors = report.problems.len() as u64;
     let unknown = unknown.into_inner().unwrap_or_else(|e| e.into_inner());
 

@@ -315,10 +315,60 @@ fn extract_with(
         init_thread();
     }
     match isolated(|| read(path, kind, open)) {
-        Ok(Some(found)) => move_fields(found, rec),
+        Ok(Some(found)) => move_fields(bounded(found), rec),
         Ok(None) => {}
         Err(message) => rec.error = Some(message),
     }
+}
+
+/// Longest text a tag field keeps, in bytes (cut at a character boundary).
+const MAX_TEXT: usize = 16 << 10;
+/// Most values a list field (artists, genres) keeps, and most bytes of them.
+const MAX_VALUES: usize = 1024;
+const MAX_LIST_BYTES: usize = 64 << 10;
+
+/// `rec` with its tag fields cut to [`MAX_TEXT`], [`MAX_VALUES`] and [`MAX_LIST_BYTES`]:
+/// whatever a file's tags hold (200,000 artists in one frame), its record stays far inside
+/// the store's record limit.
+fn bounded(mut rec: Record) -> Record {
+    fn cut(s: &mut String) {
+        if s.len() > MAX_TEXT {
+            let mut at = MAX_TEXT;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+        }
+    }
+    fn cut_list(list: &mut Vec<String>) {
+        list.truncate(MAX_VALUES);
+        let mut bytes = 0;
+        let mut keep = 0;
+        for v in list.iter_mut() {
+            cut(v);
+            bytes += v.len();
+            if bytes > MAX_LIST_BYTES {
+                break;
+            }
+            keep += 1;
+        }
+        list.truncate(keep);
+    }
+    for s in [
+        &mut rec.title,
+        &mut rec.album,
+        &mut rec.album_artist,
+        &mut rec.musicbrainz_track_id,
+        &mut rec.musicbrainz_album_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        cut(s);
+    }
+    cut_list(&mut rec.artists);
+    cut_list(&mut rec.genres);
+    rec
 }
 
 /// Runs `f` marked as inside the extractor, turning a panic into an error message.
@@ -1527,6 +1577,28 @@ mod tests {
                 "{rel}"
             );
         }
+    }
+
+    #[test]
+    fn tag_fields_are_bounded_whatever_the_file_holds() {
+        let rec = bounded(Record {
+            title: Some("é".repeat(MAX_TEXT)),
+            artists: (0..200_000).map(|i| format!("artist {i}")).collect(),
+            genres: vec!["x".repeat(MAX_LIST_BYTES + 1)],
+            ..Record::default()
+        });
+        let title = rec.title.unwrap();
+        assert!(title.len() <= MAX_TEXT && title.len() > MAX_TEXT - 2);
+        assert_eq!(rec.artists.len(), MAX_VALUES);
+        assert_eq!(
+            rec.artists[MAX_VALUES - 1],
+            format!("artist {}", MAX_VALUES - 1)
+        );
+        // One value over the list's bytes: cut to the text limit, which fits.
+        assert_eq!(rec.genres, ["x".repeat(MAX_TEXT)]);
+        let mut whole = Record::new(b"/m/a.flac".to_vec());
+        whole.artists = vec!["A".repeat(MAX_TEXT); MAX_VALUES];
+        assert!(bounded(whole).artists.len() == MAX_LIST_BYTES / MAX_TEXT);
     }
 
     #[test]

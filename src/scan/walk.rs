@@ -36,7 +36,8 @@ pub struct WalkProblem {
     pub path: Vec<u8>,
     /// What went wrong.
     pub message: String,
-    /// A directory could not be read: what lies below it is unknown (not absent).
+    /// What lies at `path` and below it is unknown (not absent): a directory could not be
+    /// read, or an entry could not be looked at for another reason than its being gone.
     pub subtree: bool,
 }
 
@@ -350,15 +351,18 @@ fn walk_dir<'s, V: Visitor>(
         let st = match rustix::fs::statx(&fd, name, at, STATX_MASK) {
             Ok(st) => st,
             Err(e) => {
-                let dangling = follow && e == rustix::io::Errno::NOENT;
+                let gone = e == rustix::io::Errno::NOENT;
                 visitor.problem(WalkProblem {
                     path: path.clone(),
-                    message: if dangling {
+                    message: if gone && follow {
                         "dangling symbolic link".to_owned()
                     } else {
                         os_message(e)
                     },
-                    subtree: false,
+                    // Gone since the directory was read, or a link to nothing: absent. Any
+                    // other failure (a directory that can be listed but not searched, an I/O
+                    // error) says nothing about the entry, whose record must stay.
+                    subtree: !gone,
                 });
                 continue;
             }

@@ -61,8 +61,8 @@ const WRITE_AHEAD_SEGMENT: usize = 2 << 20;
 /// [`Database::set_auto_checkpoint`].
 const AUTO_CHECKPOINT: (u64, Duration) = (64 << 20, Duration::from_secs(30));
 use format::{
-    FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, SLOT_BLOCK, SLOT_LEN, SLOT_OFFSETS,
-    SlotProblem,
+    FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, MAX_FILE_LEN, SLOT_BLOCK, SLOT_LEN,
+    SLOT_OFFSETS, SlotProblem,
 };
 use index::Index;
 use lock::WriterLock;
@@ -117,6 +117,8 @@ pub struct Database {
     /// (device, inode) of the file a read-only handle opened, so `refresh` notices when
     /// compaction renamed a new file over the path.
     identity: Option<(u64, u64)>,
+    /// See [`Database::cut_short`].
+    cut_short: Option<String>,
 }
 
 impl std::fmt::Debug for Database {
@@ -180,8 +182,13 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent)?.sync_all()
 }
 
-/// Reads both header slots and returns the valid one with the higher generation and its index.
-fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), OpenError> {
+/// Reads both header slots and returns the valid one with the higher generation, its index,
+/// and, when a newer slot is valid but for a committed length past the end of the file (the
+/// file was cut short after that commit), what was lost, in one line.
+fn read_header(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<(Header, usize, Option<String>), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
         source,
@@ -212,7 +219,7 @@ fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), Op
     // `committed_len` in them; the stale one would refuse both slots of a live database.
     let file_len = storage.len().map_err(io)?;
     let results: Vec<_> = raws
-        .into_iter()
+        .iter()
         .map(|r| r.and_then(|raw| Header::decode(&raw, file_len)))
         .collect();
     // A slot of a newer format refuses the file even when the other slot is valid: that one is
@@ -231,8 +238,29 @@ fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize), Op
         .enumerate()
         .filter_map(|(i, r)| r.as_ref().ok().map(|h| (i, *h)))
         .max_by_key(|(_, h)| h.generation);
+    // A slot that is valid but for a committed length past the end of the file was written
+    // after that commit's frames were synced (docs/FORMAT.md §2): the file was cut short
+    // afterwards (an interrupted copy), not torn by a crash. When it is the newest, the
+    // commits past the cut are lost: the older slot is opened, and the loss is told.
+    let newest_cut = raws
+        .iter()
+        .zip(SLOT_OFFSETS)
+        .filter_map(|(r, off)| {
+            let h = Header::decode(r.as_ref().ok()?, MAX_FILE_LEN - 1).ok()?;
+            (h.committed_len > file_len).then_some((off, h))
+        })
+        .max_by_key(|(_, h)| h.generation);
+    let lost = newest_cut
+        .filter(|(_, cut)| best.is_none_or(|(_, h)| cut.generation > h.generation))
+        .map(|(off, cut)| {
+            format!(
+                "the file is cut short: its newest header (slot at byte {off}) says commit {} \
+                 ends at byte {}, but the file has only {file_len} bytes",
+                cut.seq, cut.committed_len
+            )
+        });
     if let Some((i, h)) = best {
-        return Ok((h, i));
+        return Ok((h, i, lost));
     }
     if results
         .iter()
@@ -441,7 +469,16 @@ impl Database {
         writable: bool,
         checkpoints: bool,
     ) -> Result<Database, OpenError> {
-        let (header, active_slot) = read_header(&*storage, path)?;
+        let (header, active_slot, cut_short) = read_header(&*storage, path)?;
+        if writable && let Some(what) = cut_short {
+            // Appending at the older commit would write over the frames past it, which
+            // `recover` can still read.
+            return Err(OpenError::Corrupt {
+                path: path.to_path_buf(),
+                offset: storage.len().unwrap_or(0),
+                what: format!("{what}; nothing is written to it"),
+            });
+        }
         let cp_path = checkpoints.then_some(path);
         // A writer's index becomes the next checkpoint, so it checks every chunk now; a reader
         // checks the chunks it touches.
@@ -467,7 +504,16 @@ impl Database {
             write_ahead: WRITE_AHEAD_SEGMENT,
             col_delta: columns::Deltas::default(),
             identity: None,
+            cut_short,
         })
+    }
+
+    /// When the file was cut short after its newest commit (a copy that stopped): what was
+    /// lost, in one line. The handle shows the newest commit that is whole; a writer refuses
+    /// such a file ([`OpenError::Corrupt`]), so that `recover` can still read what lies past
+    /// that commit.
+    pub fn cut_short(&self) -> Option<&str> {
+        self.cut_short.as_deref()
     }
 
     /// The database path (`<storage>` for storage-backed handles).
@@ -552,7 +598,7 @@ impl Database {
             *self = Database::open_read_only(&self.path)?;
             return Ok(true);
         }
-        let (header, slot) = read_header(&*self.storage, &self.path)?;
+        let (header, slot, _) = read_header(&*self.storage, &self.path)?;
         let cur = &self.current.header;
         if header.file_id == cur.file_id && header.seq == cur.seq {
             return Ok(false);

@@ -198,7 +198,10 @@ pub(crate) fn recover(db_path: &Path, args: &RecoverArgs, quiet: bool) -> Result
         }
     };
     let r = store::recover(db_path, &args.out, &progress).map_err(|e| Failure {
-        exit: Exit::Failed,
+        exit: match e {
+            store::RecoverError::NotADatabase { .. } => Exit::Corrupt,
+            _ => Exit::Failed,
+        },
         message: e.to_string(),
     })?;
     if let Some(b) = &b {

@@ -1248,3 +1248,49 @@ fn deleted_checkpoint_is_rebuilt_with_the_same_state() {
     drop(db);
     assert!(idx_path(&path).exists(), "the writer writes it again");
 }
+
+#[test]
+fn a_directory_fifo_or_device_is_refused_without_blocking_or_leaving_a_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo.mediadb");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let mut paths = vec![dir.path().to_path_buf(), PathBuf::from("/dev/null")];
+    if made.is_ok_and(|s| s.success()) {
+        // Opening a FIFO for reading would wait for a writer that never comes.
+        paths.push(fifo);
+    }
+    for p in &paths {
+        for r in [
+            Database::open_read_only(p),
+            Database::open(p),
+            Database::create(p),
+        ] {
+            let e = r.expect_err("refused");
+            assert!(
+                matches!(e, OpenError::NotADatabase { .. } | OpenError::Exists { .. }),
+                "{}: {e:?}",
+                p.display()
+            );
+        }
+        let e = mediadb::store::verify(p, &|_, _| {}).expect_err("refused");
+        assert!(matches!(e, OpenError::NotADatabase { .. }), "{e:?}");
+        let out = dir.path().join("out.mediadb");
+        let e = mediadb::store::recover(p, &out, &|_, _| {}).expect_err("refused");
+        assert!(
+            matches!(e, mediadb::RecoverError::NotADatabase { .. }),
+            "{e:?}"
+        );
+        assert!(!out.exists());
+    }
+    assert!(!Path::new("/dev/null.lock").exists());
+    // A regular file that holds nothing of a database: recover says so, and writes nothing.
+    let text = dir.path().join("notes.txt");
+    fs::write(&text, "hello\n").expect("write");
+    let out = dir.path().join("out.mediadb");
+    let e = mediadb::store::recover(&text, &out, &|_, _| {}).expect_err("refused");
+    assert!(
+        matches!(e, mediadb::RecoverError::NotADatabase { .. }),
+        "{e:?}"
+    );
+    assert!(!out.exists());
+}

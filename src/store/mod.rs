@@ -397,6 +397,13 @@ impl Database {
     /// Creates a new, empty database; fails if the file exists.
     pub fn create(path: impl AsRef<Path>) -> Result<Database, OpenError> {
         let path = path.as_ref();
+        // Checked before the lock too, so that an existing file (`/dev/null`) gets no lock
+        // file beside it, and after it, against a racing create.
+        if path.exists() {
+            return Err(OpenError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
         let lock = lock::acquire(path, Duration::ZERO)?;
         if path.exists() {
             return Err(OpenError::Exists {
@@ -410,6 +417,7 @@ impl Database {
     /// Opens (or, with `opts.create`, creates) the database at `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Database, OpenError> {
         let path = path.as_ref();
+        refuse_special(path)?;
         if opts.read_only {
             let file = File::open(path).map_err(|e| open_error(path, e))?;
             let identity = file_identity(&file);
@@ -743,6 +751,31 @@ fn file_identity_of(m: &fs::Metadata) -> (u64, u64) {
 
 fn file_identity(f: &File) -> Option<(u64, u64)> {
     f.metadata().ok().map(|m| file_identity_of(&m))
+}
+
+/// Refuses a `path` that exists but is not a regular file: a directory, or a FIFO or device,
+/// whose `open` could block or whose bytes never hold a database. A missing path passes.
+pub(crate) fn refuse_special(path: &Path) -> Result<(), OpenError> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let ty = meta.file_type();
+    let what = if ty.is_file() {
+        return Ok(());
+    } else if ty.is_dir() {
+        "it is a directory"
+    } else if ty.is_fifo() {
+        "it is a FIFO"
+    } else if ty.is_socket() {
+        "it is a socket"
+    } else {
+        "it is a device"
+    };
+    Err(OpenError::NotADatabase {
+        path: path.to_path_buf(),
+        detail: what.into(),
+    })
 }
 
 fn open_error(path: &Path, e: io::Error) -> OpenError {

@@ -671,13 +671,8 @@ pub fn verify(
     progress: &dyn Fn(u64, u64),
 ) -> Result<VerifyReport, OpenError> {
     let path = path.as_ref();
+    super::refuse_special(path)?;
     let file = File::open(path).map_err(|e| open_error(path, e))?;
-    if file.metadata().map_err(|e| open_error(path, e))?.is_dir() {
-        return Err(OpenError::NotADatabase {
-            path: path.to_path_buf(),
-            detail: "it is a directory".into(),
-        });
-    }
     let storage = FileStorage::new(file);
     verify_impl(&storage, path, Some(&idx_path(path)), WINDOW, progress)
 }
@@ -2313,6 +2308,12 @@ pub enum RecoverError {
         /// The error.
         source: io::Error,
     },
+    /// The file holds no header slot, frame or record of a mediadb database.
+    #[error("{}: not a mediadb database (no header, frame or record found); check the path or --db", .path.display())]
+    NotADatabase {
+        /// The file given.
+        path: PathBuf,
+    },
     /// The output path already exists: recover writes only to a new file.
     #[error("{}: already exists; give recover a path that does not exist yet (the damaged database is never written)", .path.display())]
     OutputExists {
@@ -2450,6 +2451,11 @@ pub fn recover(
     if out.exists() {
         return Err(RecoverError::OutputExists {
             path: out.to_path_buf(),
+        });
+    }
+    if super::refuse_special(src).is_err() {
+        return Err(RecoverError::NotADatabase {
+            path: src.to_path_buf(),
         });
     }
     let file = File::open(src).map_err(source_err)?;
@@ -2628,6 +2634,18 @@ pub fn recover(
         .into_iter()
         .filter(|&n| n <= bound)
         .fold(max_id + 1, u64::max);
+
+    // Nothing of a database anywhere: the wrong file, and an empty "recovered" copy would say
+    // nothing was lost.
+    if report.committed_len.is_none()
+        && report.frames_read == 0
+        && kept.is_empty()
+        && playlists.is_empty()
+    {
+        return Err(RecoverError::NotADatabase {
+            path: src.to_path_buf(),
+        });
+    }
 
     // Write through the normal commit path.
     let mut db = Database::create(out)?;

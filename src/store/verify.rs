@@ -35,7 +35,9 @@ use crate::record::{self, RecordView};
 
 /// What a frame that replay refuses means for opening.
 const REPLAY_FAILS: &str = "replay stops here, so opening fails unless a checkpoint covers this \
-                            frame (then reads of its damaged records fail)";
+                            frame (then a read of a record fails when the damage breaks its \
+                            structure or its path, size, mtime, inode or kind; other damaged \
+                            bytes are read as they are: run `recover`)";
 
 /// At most this many problems (and missing or changed files) are listed in a report; the rest
 /// are counted.

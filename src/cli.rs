@@ -58,6 +58,11 @@ pub enum Command {
     /// prints 0).
     Query(QueryArgs),
     /// List one directory level: subdirectories with counts, then files
+    ///
+    /// A relative DIR is taken from the working directory, as scan takes its roots (a DIR
+    /// reached through a symlink is also looked up by its real path). When no record is under
+    /// DIR, a note says so on stderr and the exit code is 0 if DIR is a directory on disk, 1 if
+    /// it is not.
     Ls(LsArgs),
     /// Show record counts, sizes and the state of the database file
     ///
@@ -180,9 +185,13 @@ pub enum FormatArg {
     Json,
     /// One JSON object per line
     Jsonl,
-    /// CSV with a header row (RFC 4180)
+    /// CSV with a header row (RFC 4180): values as they are, quoted (with "" for ") when they
+    /// hold a comma, quote, CR or LF; on a terminal, control characters are escaped (\n,
+    /// \x1b). Paths that are not UTF-8 are lossy: ask for path_b64 in --fields for their bytes
     Csv,
-    /// One path per line (the default when stdout is not a terminal)
+    /// One path per line (the default when stdout is not a terminal): each path's exact bytes
+    /// and a newline (for names holding a newline, use -0); on a terminal, control characters,
+    /// backslashes and bytes that are not UTF-8 are escaped (\n, \\, \xff)
     Paths,
 }
 
@@ -200,7 +209,8 @@ pub struct QueryArgs {
     #[arg(short = '0', long, conflicts_with_all = ["format", "count", "group_by"])]
     pub print0: bool,
 
-    /// Fields to show, comma separated (see `mediadb query --help` for names)
+    /// Fields to show, comma separated: the record fields of the JSON output, and path_b64
+    /// (the path's exact bytes in base64, for every record)
     #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
     pub fields: Vec<String>,
 
@@ -411,7 +421,7 @@ pub struct PlaylistShowArgs {
     #[arg(long, short = '0')]
     pub print0: bool,
 
-    /// Comma-separated fields to show
+    /// Comma-separated fields to show, as for query (path_b64 included)
     #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
     pub fields: Vec<String>,
 }

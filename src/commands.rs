@@ -6,9 +6,9 @@ use std::sync::mpsc;
 
 use mediadb::query::eval::{self, GroupBy, SortKey};
 use mediadb::query::import::{Line, LineError, parse_line};
-use mediadb::query::output::{self, Format, TABLE_FIELDS};
+use mediadb::query::output::{self, Column, Format, Sink, TABLE_FIELDS};
 use mediadb::query::{Field, parse};
-use mediadb::{Database, Kind};
+use mediadb::{Database, Kind, Snapshot};
 
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, LsArgs, QueryArgs};
 use crate::{Exit, Failure, out};
@@ -31,6 +31,14 @@ pub(crate) fn width() -> usize {
     terminal_size::terminal_size().map_or(120, |(w, _)| w.0 as usize)
 }
 
+/// Where record output goes: stdout, a terminal or not.
+pub(crate) fn sink() -> Sink {
+    Sink {
+        terminal: io::stdout().is_terminal(),
+        width: width(),
+    }
+}
+
 pub(crate) fn format_of(arg: Option<FormatArg>) -> Format {
     match arg {
         Some(FormatArg::Table) => Format::Table,
@@ -43,21 +51,26 @@ pub(crate) fn format_of(arg: Option<FormatArg>) -> Format {
     }
 }
 
-pub(crate) fn parse_fields(names: &[String], format: Format) -> Result<Vec<Field>, Failure> {
+/// The columns of a format when `--fields` is not given.
+fn default_columns(format: Format) -> Vec<Column> {
+    if format == Format::Table {
+        TABLE_FIELDS.map(Column::Field).to_vec()
+    } else {
+        Column::all()
+    }
+}
+
+pub(crate) fn parse_fields(names: &[String], format: Format) -> Result<Vec<Column>, Failure> {
     if names.is_empty() {
-        return Ok(if format == Format::Table {
-            TABLE_FIELDS.to_vec()
-        } else {
-            Field::ALL.to_vec()
-        });
+        return Ok(default_columns(format));
     }
     names
         .iter()
         .map(|n| {
-            Field::from_name(n.trim()).ok_or_else(|| {
+            Column::from_name(n.trim()).ok_or_else(|| {
                 usage(format!(
                     "unknown field `{n}` in --fields; fields are: {}",
-                    Field::all_names()
+                    Column::all_names()
                 ))
             })
         })
@@ -138,91 +151,25 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
         if let Some(n) = args.limit {
             rows.truncate(n);
         }
-        return print_groups(&rows, by, format);
+        out(|w| output::write_groups(w, &rows, by, format, sink()))?;
+        return Ok(Exit::Ok);
     }
     let records = eval::select(&snap, &q, &sort, args.limit).map_err(corrupt)?;
-    out(|w| output::write_records(w, &records, &fields, format, width()))?;
+    out(|w| output::write_records(w, &records, &fields, format, sink()))?;
     Ok(Exit::Ok)
 }
 
-fn print_groups(rows: &[eval::GroupRow], by: GroupBy, format: Format) -> Result<Exit, Failure> {
-    let name = by.name();
-    let json_row = |r: &eval::GroupRow| {
-        let mut v = serde_json::json!({ name: String::from_utf8_lossy(&r.name), "count": r.count });
-        if by == GroupBy::Album {
-            v["album_artist"] = r.album_artist.clone().into();
-        }
-        v
-    };
-    out(|w| match format {
-        Format::Json => {
-            let all: Vec<_> = rows.iter().map(json_row).collect();
-            writeln!(w, "{}", serde_json::Value::Array(all))
-        }
-        Format::Jsonl => rows.iter().try_for_each(|r| writeln!(w, "{}", json_row(r))),
-        Format::Csv => {
-            let cell = |s: &str| {
-                let n = output::escape_controls(s).into_owned();
-                if n.contains([',', '"']) {
-                    format!("\"{}\"", n.replace('"', "\"\""))
-                } else {
-                    n
-                }
-            };
-            if by == GroupBy::Album {
-                write!(w, "{name},count,album_artist\r\n")?;
-            } else {
-                write!(w, "{name},count\r\n")?;
-            }
-            rows.iter().try_for_each(|r| {
-                write!(w, "{},{}", cell(&String::from_utf8_lossy(&r.name)), r.count)?;
-                if by == GroupBy::Album {
-                    write!(
-                        w,
-                        ",{}",
-                        cell(r.album_artist.as_deref().unwrap_or_default())
-                    )?;
-                }
-                write!(w, "\r\n")
-            })
-        }
-        _ => {
-            let mut header = vec!["COUNT".to_owned(), name.to_uppercase()];
-            if by == GroupBy::Album {
-                header.push("ALBUM_ARTIST".into());
-            }
-            let grid: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let mut row = vec![
-                        r.count.to_string(),
-                        output::escape_controls(&String::from_utf8_lossy(&r.name)).into_owned(),
-                    ];
-                    if by == GroupBy::Album {
-                        row.push(
-                            output::escape_controls(r.album_artist.as_deref().unwrap_or_default())
-                                .into_owned(),
-                        );
-                    }
-                    row
-                })
-                .collect();
-            output::write_grid(w, &header, &grid, width())
-        }
-    })?;
-    Ok(Exit::Ok)
-}
-
-pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
-    use std::os::unix::ffi::OsStrExt;
+pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Failure> {
     let kind = args.kind.as_deref().map(kind_of).transpose()?;
-    let dir = args
-        .dir
-        .as_deref()
-        .map_or(&b"/"[..], |d| d.as_os_str().as_bytes());
     let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
-    let listing = snap.list_dir(dir, kind).map_err(corrupt)?;
+    let (dir, listing) = match &args.dir {
+        Some(d) => list_dir_arg(&snap, d, kind)?,
+        None => (b"/".to_vec(), snap.list_dir(b"/", kind).map_err(corrupt)?),
+    };
+    if listing.is_empty() {
+        nothing_under(&snap, &dir, args.dir.as_deref(), kind, quiet)?;
+    }
     if args.json {
         let dirs: Vec<_> = listing
             .dirs
@@ -245,22 +192,91 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs) -> Result<Exit, Failure> {
         return Ok(Exit::Ok);
     }
     let format = format_of(args.format);
+    let sink = sink();
     out(|w| {
         for (p, n) in &listing.dirs {
-            let shown = output::escape_controls(&String::from_utf8_lossy(p)).into_owned();
             match format {
-                Format::Table => writeln!(w, "{shown}/  ({n})")?,
-                _ => writeln!(w, "{shown}/")?,
+                Format::Table => writeln!(
+                    w,
+                    "{}/  ({n})",
+                    output::escape_controls(&String::from_utf8_lossy(p))
+                )?,
+                _ => output::write_path_line(w, p, "/", sink)?,
             }
         }
-        let fields = if format == Format::Table {
-            TABLE_FIELDS.to_vec()
-        } else {
-            Field::ALL.to_vec()
-        };
-        output::write_records(w, &listing.files, &fields, format, width())
+        output::write_records(w, &listing.files, &default_columns(format), format, sink)
     })?;
     Ok(Exit::Ok)
+}
+
+/// The listing of directory argument `dir`, and the directory listed: `dir` made absolute
+/// against the working directory (lexically, as `playlist add` takes paths) or, when no record
+/// is there, its canonical form, which is how `scan` stores its roots (symlinks resolved).
+fn list_dir_arg<'s>(
+    snap: &'s Snapshot,
+    dir: &Path,
+    kind: Option<Kind>,
+) -> Result<(Vec<u8>, eval::Listing<'s>), Failure> {
+    use std::os::unix::ffi::OsStringExt;
+    let given = crate::playlist_cmd::absolute(dir);
+    let listing = snap.list_dir(&given, kind).map_err(corrupt)?;
+    if listing.is_empty()
+        && let Ok(canonical) = std::fs::canonicalize(dir)
+    {
+        let canonical = canonical.into_os_string().into_vec();
+        if canonical != given {
+            let there = snap.list_dir(&canonical, kind).map_err(corrupt)?;
+            if !there.is_empty() {
+                return Ok((canonical, there));
+            }
+        }
+    }
+    Ok((given, listing))
+}
+
+/// Says that no record is under `dir` (argument `arg`, none for `/`): a note on stderr when
+/// the directory is on disk (exit 0, as for a query that matches nothing), an error (exit 1)
+/// when it is not. Says nothing when records of other kinds than `kind` are there.
+fn nothing_under(
+    snap: &Snapshot,
+    dir: &[u8],
+    arg: Option<&Path>,
+    kind: Option<Kind>,
+    quiet: bool,
+) -> Result<(), Failure> {
+    if kind.is_some() && !snap.list_dir(dir, None).map_err(corrupt)?.is_empty() {
+        return Ok(());
+    }
+    let shown = output::escape_path(dir);
+    let failed = |message: String| {
+        Err(Failure {
+            exit: Exit::Failed,
+            message,
+        })
+    };
+    match std::fs::metadata(arg.unwrap_or(Path::new("/"))) {
+        Ok(m) if m.is_dir() => {
+            if !quiet {
+                if arg.is_none() {
+                    eprintln!("mediadb: the database has no records; `mediadb scan DIR` adds some");
+                } else {
+                    eprintln!(
+                        "mediadb: no records under {shown} in the database; `mediadb scan {shown}` indexes it"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Ok(_) => failed(format!(
+            "no records under {shown}: it is a file, not a directory (`mediadb query path:{shown}` shows its record)"
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => failed(format!(
+            "no records under {shown} in the database, and no such directory on disk"
+        )),
+        Err(e) => failed(format!(
+            "no records under {shown} in the database, and it cannot be checked on disk: {e}"
+        )),
+    }
 }
 
 pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure> {

@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
     match &cli.command {
         Command::Stats(args) => stats(&db_path()?, args),
         Command::Query(args) => commands::query(&db_path()?, args),
-        Command::Ls(args) => commands::ls(&db_path()?, args),
+        Command::Ls(args) => commands::ls(&db_path()?, args, cli.quiet),
         Command::Export(args) => commands::export(&db_path()?, args),
         Command::Verify(args) => maintenance::verify(&db_path()?, args, cli.quiet),
         Command::Recover(args) => maintenance::recover(&db_path()?, args, cli.quiet),

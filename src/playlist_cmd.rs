@@ -15,7 +15,7 @@ use mediadb::record::EncodedRecord;
 use mediadb::{Database, Record, Snapshot};
 
 use crate::cli::{MigrateArgs, PlaylistCommand, PlaylistShowArgs, ProgressMode};
-use crate::commands::{corrupt, format_of, open_writer, parse_fields, usage, width};
+use crate::commands::{corrupt, format_of, open_writer, parse_fields, sink, usage, width};
 use crate::{Exit, Failure, out};
 
 impl From<MigrateError> for Failure {
@@ -161,7 +161,7 @@ fn now_ns() -> i64 {
 }
 
 /// `p` made absolute against the working directory, lexically normalised.
-fn absolute(p: &Path) -> Vec<u8> {
+pub(crate) fn absolute(p: &Path) -> Vec<u8> {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     formats::normalize(abs.as_os_str().as_bytes())
 }
@@ -319,7 +319,7 @@ fn show(db_path: &Path, args: &PlaylistShowArgs) -> Result<Exit, Failure> {
             Target::Missing => stand_in.next().and_then(EncodedRecord::view),
         })
         .collect();
-    out(|w| output::write_records(w, &views, &fields, format, width()))?;
+    out(|w| output::write_records(w, &views, &fields, format, sink()))?;
     Ok(Exit::Ok)
 }
 

@@ -805,14 +805,18 @@ fn csv_parses_back_with_header_and_quoting() {
         n += 1;
         let r = recs[&row[0].parse::<u64>().expect("id")];
         for (i, f) in FIELDS.iter().enumerate() {
-            let want = cell(&expected_json(r, f)).replace('\n', "\\n");
+            let want = cell(&expected_json(r, f));
             assert_eq!(&row[i], want, "field {f} of {}", path_of(r));
         }
     }
     assert_eq!(n, recs.len());
-    // RFC 4180: CRLF line ends, one physical line per record (the newline is escaped).
+    // RFC 4180: CRLF ends a record; the title's newline is a real one, inside quotes.
     assert_eq!(out.matches("\r\n").count(), recs.len() + 1);
-    assert_eq!(out.lines().count(), recs.len() + 1);
+    assert_eq!(out.lines().count(), recs.len() + 2);
+    assert!(
+        out.contains("\"comma, \"\"quoted\"\" and\nnewline\""),
+        "{out:?}"
+    );
     // --fields sets the header.
     let out = ok_str(&db, &["query", "--format", "csv", "--fields", "title,id"]);
     assert!(out.starts_with("title,id\r\n"), "{out:?}");
@@ -978,47 +982,91 @@ fn assert_no_raw_controls(what: &str, out: &[u8], lines: usize) {
     assert_eq!(s.lines().count(), lines, "{what}: one line per row: {s:?}");
 }
 
+/// Runs `mediadb --db DB ARGS` with stdout on a pseudo-terminal (120 columns, output
+/// processing off so that the bytes read are the program's) and returns what it wrote there;
+/// expects exit 0 and nothing on stderr.
+fn on_terminal(db: &Path, args: &[&str]) -> Vec<u8> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use rustix::termios::{
+        OptionalActions, OutputModes, Winsize, tcgetattr, tcsetattr, tcsetwinsize,
+    };
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = openpt(flags).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let terminal = rustix::fs::open(name.as_c_str(), flags, Mode::empty()).expect("open the pty");
+    let mut modes = tcgetattr(&terminal).expect("tcgetattr");
+    modes.output_modes.remove(OutputModes::OPOST);
+    tcsetattr(&terminal, OptionalActions::Now, &modes).expect("tcsetattr");
+    let size = Winsize {
+        ws_row: 50,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    tcsetwinsize(&master, size).expect("window size");
+    // The command holds this process's copy of the terminal; it goes with the command, so that
+    // reading ends when the child has closed its own.
+    let child = {
+        let mut c = cmd(db);
+        c.args(args)
+            .stdout(Stdio::from(terminal))
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    };
+    let mut out = Vec::new();
+    // When the child has closed the terminal, reading gives what is left, then EIO.
+    let _ = std::fs::File::from(master).read_to_end(&mut out);
+    let o = child.wait_with_output().expect("wait");
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "mediadb {args:?} on a terminal: {}\nstderr: {}",
+        o.status,
+        text(&o.stderr)
+    );
+    out
+}
+
 #[test]
-fn control_characters_never_reach_text_output_raw() {
+fn control_characters_never_reach_a_terminal_raw() {
     let (_dir, db, recs) = odd_library();
     let n = recs.len();
-    let q = |args: &[&str]| ok(&db, args);
-    assert_no_raw_controls("paths", &q(&["query", "--format", "paths"]), n);
-    assert_no_raw_controls("table", &q(&["query", "--format", "table"]), n + 1);
+    let t = |args: &[&str]| on_terminal(&db, args);
+    assert_no_raw_controls("paths", &t(&["query", "--format", "paths"]), n);
+    assert_no_raw_controls("the default (table)", &t(&["query"]), n + 1);
     assert_no_raw_controls(
         "table, all fields",
-        &q(&["query", "--format", "table", "--fields", &FIELDS.join(",")]),
+        &t(&["query", "--format", "table", "--fields", &FIELDS.join(",")]),
         n + 1,
     );
-    assert_no_raw_controls("csv", &q(&["query", "--format", "csv"]), n + 1);
-    assert_no_raw_controls("jsonl", &q(&["query", "--format", "jsonl"]), n);
-    assert_no_raw_controls("json", &q(&["query", "--format", "json"]), n + 2);
+    assert_no_raw_controls("csv", &t(&["query", "--format", "csv"]), n + 1);
+    assert_no_raw_controls("jsonl", &t(&["query", "--format", "jsonl"]), n);
+    assert_no_raw_controls("json", &t(&["query", "--format", "json"]), n + 2);
     // Grouped rows (names and album artists) and directory listings too.
     for by in ["artist", "album", "album_artist", "genre", "dir"] {
         for format in ["table", "csv", "jsonl", "paths"] {
-            let out = q(&["query", "--group-by", by, "--format", format]);
+            let out = t(&["query", "--group-by", by, "--format", format]);
             assert!(
-                !out.contains(&0x1b),
-                "--group-by {by} --format {format}: raw ESC: {:?}",
+                !out.contains(&0x1b) && !out.contains(&0x07),
+                "--group-by {by} --format {format}: raw ESC or BEL: {:?}",
                 text(&out)
-            );
-            assert!(
-                !out.contains(&0x07),
-                "--group-by {by} --format {format}: raw BEL"
             );
         }
     }
     for format in ["table", "csv", "paths"] {
-        let out = q(&["ls", "/w", "--format", format]);
+        let out = t(&["ls", "/w", "--format", format]);
         assert!(
             !out.contains(&0x1b),
             "ls --format {format}: raw ESC: {:?}",
             text(&out)
         );
     }
-    assert!(!q(&["ls", "/w", "--json"]).contains(&0x1b));
+    assert!(!t(&["ls", "/w", "--json"]).contains(&0x1b));
     // The title is still all there, escaped.
-    let csv_out = text(&q(&[
+    let csv_out = text(&t(&[
         "query",
         "--format",
         "csv",
@@ -1029,6 +1077,247 @@ fn control_characters_never_reach_text_output_raw() {
     assert!(
         csv_out.contains("Evil\\x1b[31mRed 0\\nsecond line\\x07"),
         "{csv_out:?}"
+    );
+}
+
+#[test]
+fn paths_on_a_terminal_escape_backslashes_and_bytes_that_are_not_utf8() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("t.mediadb");
+    let mut recs: Vec<Record> = [
+        &b"/w/a\\tb.flac"[..],
+        b"/w/a\tb.flac",
+        b"/w/caf\xe9.flac",
+        b"/w/new\nline.flac",
+    ]
+    .into_iter()
+    .map(|p| Record::new(p.to_vec()))
+    .collect();
+    write_db(&db, &mut recs);
+    let out = on_terminal(&db, &["query", "--format", "paths"]);
+    let out = String::from_utf8(out).expect("escaped output is UTF-8");
+    let lines: BTreeSet<&str> = out.lines().collect();
+    let want: BTreeSet<&str> = [
+        "/w/a\\\\tb.flac",
+        "/w/a\\tb.flac",
+        "/w/caf\\xe9.flac",
+        "/w/new\\nline.flac",
+    ]
+    .into();
+    assert_eq!(lines, want, "one distinct line per path: {out:?}");
+    assert_eq!(out.lines().count(), recs.len());
+}
+
+#[test]
+fn tables_and_json_escape_control_characters_into_a_pipe_too() {
+    let (_dir, db, recs) = odd_library();
+    let n = recs.len();
+    let q = |args: &[&str]| ok(&db, args);
+    assert_no_raw_controls("table", &q(&["query", "--format", "table"]), n + 1);
+    assert_no_raw_controls("jsonl", &q(&["query", "--format", "jsonl"]), n);
+    assert_no_raw_controls("json", &q(&["query", "--format", "json"]), n + 2);
+    for by in ["artist", "album", "album_artist", "genre", "dir"] {
+        for format in ["table", "jsonl"] {
+            let out = q(&["query", "--group-by", by, "--format", format]);
+            assert!(
+                !out.contains(&0x1b),
+                "--group-by {by} --format {format}: raw ESC: {:?}",
+                text(&out)
+            );
+        }
+    }
+    assert!(!q(&["ls", "/w", "--format", "table"]).contains(&0x1b));
+    assert!(!q(&["ls", "/w", "--json"]).contains(&0x1b));
+}
+
+#[test]
+fn piped_paths_and_csv_carry_names_and_values_exactly() {
+    let (_dir, db, recs) = odd_library();
+    let by = by_id(&recs);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // paths: each path's exact bytes and a newline, in the order of the other formats; also
+    // the default format into a pipe.
+    let mut want = Vec::new();
+    for o in jsonl(&db, &["--fields", "id"]) {
+        want.extend_from_slice(&by[&o["id"].as_u64().expect("id")].path);
+        want.push(b'\n');
+    }
+    assert_eq!(ok(&db, &["query", "--format", "paths"]), want);
+    assert_eq!(ok(&db, &["query"]), want);
+    // CSV: the tags' real characters, quoted; the path lossily, its bytes in path_b64.
+    let out = ok_str(
+        &db,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "--fields",
+            "id,title,artist,path,path_b64",
+        ],
+    );
+    let mut rd = csv::Reader::from_reader(out.as_bytes());
+    assert_eq!(
+        rd.headers().expect("header"),
+        vec!["id", "title", "artist", "path", "path_b64"]
+    );
+    let mut n = 0;
+    for row in rd.records() {
+        let row = row.expect("valid CSV row");
+        let r = by[&row[0].parse::<u64>().expect("id")];
+        assert_eq!(&row[1], r.title.as_deref().expect("title"));
+        assert_eq!(&row[2], r.artists.join("; "));
+        assert_eq!(&row[3], path_of(r));
+        assert_eq!(b64.decode(&row[4]).expect("base64"), r.path);
+        n += 1;
+    }
+    assert_eq!(n, recs.len());
+    // Asked for, path_b64 is in every format that takes --fields, for every path.
+    for o in jsonl(&db, &["--fields", "id,path_b64"]) {
+        let r = by[&o["id"].as_u64().expect("id")];
+        let enc = o["path_b64"].as_str().expect("path_b64 for every path");
+        assert_eq!(b64.decode(enc).expect("base64"), r.path);
+    }
+    let table = ok_str(
+        &db,
+        &["query", "--format", "table", "--fields", "id,path_b64"],
+    );
+    for r in &recs {
+        assert!(table.contains(&b64.encode(&r.path)), "{table}");
+    }
+}
+
+/// Runs `mediadb --db DB ARGS` in directory `cwd`.
+fn run_in(cwd: &Path, db: &Path, args: &[&str]) -> Output {
+    cmd(db)
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("mediadb runs")
+}
+
+#[test]
+fn piped_paths_name_the_real_files_whatever_bytes_they_hold() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+    let db = base.join("db.mediadb");
+    let lib = base.join("lib");
+    // Two names that used to print the same line, a backslash, a byte that is not UTF-8.
+    let names: [&[u8]; 5] = [
+        b"a\\tb.txt",
+        b"a\tb.txt",
+        b"back\\slash.txt",
+        b"caf\xe9.txt",
+        b"esc\x1b[1m.txt",
+    ];
+    std::fs::create_dir(&lib).expect("mkdir lib");
+    for n in names {
+        std::fs::write(lib.join(std::ffi::OsStr::from_bytes(n)), b"x").expect("write");
+    }
+    let o = run_in(&base, &db, &["scan", "lib"]);
+    assert!(o.status.success(), "scan: {}", text(&o.stderr));
+    // What `mediadb query | while IFS= read -r p; do [ -e "$p" ]; done` sees.
+    let out = ok(&db, &["query"]);
+    let lines: Vec<&[u8]> = out
+        .strip_suffix(b"\n")
+        .expect("a last newline")
+        .split(|b| *b == b'\n')
+        .collect();
+    assert_eq!(lines.len(), names.len(), "{}", text(&out));
+    for l in &lines {
+        assert!(
+            Path::new(std::ffi::OsStr::from_bytes(l)).exists(),
+            "no file {:?}",
+            l.escape_ascii().to_string()
+        );
+    }
+    let distinct: BTreeSet<&[u8]> = lines.iter().copied().collect();
+    assert_eq!(distinct.len(), names.len());
+    // ls takes a relative directory as scan takes its roots.
+    let o = run_in(&base, &db, &["ls", "lib"]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "ls lib: {}",
+        text(&o.stderr)
+    );
+    let mut listed: Vec<&[u8]> = o
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut all = lines.clone();
+    listed.sort();
+    all.sort();
+    assert_eq!(listed, all, "ls lib lists what query lists");
+    let o = run_in(&lib, &db, &["ls", "."]);
+    assert_eq!(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        names.len()
+    );
+}
+
+#[test]
+fn ls_says_when_no_record_is_under_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+    let db = base.join("db.mediadb");
+    std::fs::create_dir_all(base.join("lib/a")).expect("mkdir");
+    std::fs::create_dir(base.join("empty")).expect("mkdir");
+    std::fs::write(base.join("lib/a/x.txt"), b"x").expect("write");
+    let o = run_in(&base, &db, &["scan", "lib"]);
+    assert!(o.status.success(), "scan: {}", text(&o.stderr));
+    // On disk but never scanned: a note, exit 0; -q leaves the note out.
+    let o = run_in(&base, &db, &["ls", "empty"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty());
+    let empty = base.join("empty");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "mediadb: no records under {0} in the database; `mediadb scan {0}` indexes it\n",
+            empty.display()
+        )
+    );
+    let o = run_in(&base, &db, &["-q", "ls", "empty"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    // --json still gives the (empty) listing.
+    let o = run_in(&base, &db, &["ls", "--json", "empty"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: Json = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!({"dirs": [], "files": []}));
+    // Neither on disk nor in the database: exit 1.
+    for arg in ["missing", "/no/such/dir"] {
+        let o = run_in(&base, &db, &["ls", arg]);
+        assert_eq!(o.status.code(), Some(1), "ls {arg}: {}", text(&o.stderr));
+        assert!(o.stdout.is_empty());
+        assert!(
+            text(&o.stderr).contains("no such directory on disk"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    // Records of other kinds are there: an empty answer, as a query's, said nothing about.
+    let o = run_in(&base, &db, &["ls", "--kind", "audio", "lib/a"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "{}",
+        text(&o.stderr)
+    );
+    // A relative directory and its subdirectory, with and without a trailing slash.
+    let o = run_in(&base, &db, &["ls", "lib/"]);
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}/\n", base.join("lib/a").display())
+    );
+    let o = run_in(&base.join("lib"), &db, &["ls", "a"]);
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}\n", base.join("lib/a/x.txt").display())
     );
 }
 
@@ -1210,8 +1499,13 @@ fn groups(db: &Path, by: &str, terms: &[&str]) -> Vec<(String, Option<String>, u
                 allowed,
                 "{o}"
             );
+            let name = if by == "year" {
+                o[by].as_i64().expect("a year is a number").to_string()
+            } else {
+                o[by].as_str().expect("name is a string").to_owned()
+            };
             (
-                o[by].as_str().expect("name is a string").to_owned(),
+                name,
                 o.get("album_artist")
                     .and_then(Json::as_str)
                     .map(str::to_owned),
@@ -1532,8 +1826,15 @@ fn ls_lists_dirs_with_recursive_counts_then_files_in_album_order() {
         v["dirs"],
         serde_json::json!([{"path": "/lib", "count": recs.len()}])
     );
-    // A directory that is not there lists nothing, successfully.
-    assert_eq!(ok_str(&db, &["ls", "/nowhere"]), "");
+    // A directory with no records that is not on disk either is an error (exit 1), said on
+    // stderr.
+    let o = run(&db, &["ls", "/nowhere"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        text(&o.stderr),
+        "mediadb: no records under /nowhere in the database, and no such directory on disk\n"
+    );
     // --format jsonl for the files.
     let out = ok_str(&db, &["ls", "/lib", "--format", "jsonl"]);
     assert!(

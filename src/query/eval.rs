@@ -356,6 +356,19 @@ impl GroupBy {
             GroupBy::Kind => "kind",
         }
     }
+
+    /// The record field grouped by; its type is the type of the group names.
+    pub fn field(self) -> Field {
+        match self {
+            GroupBy::Artist => Field::Artist,
+            GroupBy::AlbumArtist => Field::AlbumArtist,
+            GroupBy::Album => Field::Album,
+            GroupBy::Genre => Field::Genre,
+            GroupBy::Year => Field::Year,
+            GroupBy::Dir => Field::Dir,
+            GroupBy::Kind => Field::Kind,
+        }
+    }
 }
 
 /// One `--group-by` row.
@@ -492,6 +505,13 @@ pub struct Listing<'s> {
     pub dirs: Vec<(Vec<u8>, u64)>,
     /// Records directly in the directory: disc, track, then natural file-name order.
     pub files: Vec<RecordView<'s>>,
+}
+
+impl Listing<'_> {
+    /// No subdirectories and no files: no record (of the kind asked for) is under the directory.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && self.files.is_empty()
+    }
 }
 
 /// Lists directory `dir` one level deep, optionally only records of `kind`.

@@ -17,8 +17,9 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "mediadb", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Database file [default: $XDG_DATA_HOME/mediadb/library.mediadb]
-    #[arg(long, global = true, env = "MEDIADB_DB", value_name = "PATH")]
+    /// Database file [env: MEDIADB_DB, when set and not empty] [default:
+    /// $XDG_DATA_HOME/mediadb/library.mediadb]
+    #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
 
     /// Print nothing but data and errors
@@ -362,8 +363,8 @@ pub enum PlaylistCommand {
         name: String,
         /// Paths of indexed files, or directories (every indexed file under one, in path
         /// order); with --query, query terms instead
-        #[arg(required = true, value_name = "PATH|TERM", allow_hyphen_values = true)]
-        items: Vec<String>,
+        #[arg(required = true, value_name = "PATH|TERM")]
+        items: Vec<std::ffi::OsString>,
         /// Treat the arguments as query terms, and add every match in path order
         #[arg(long)]
         query: bool,
@@ -374,7 +375,7 @@ pub enum PlaylistCommand {
         name: String,
         /// Positions (1-based) or paths
         #[arg(required = true, value_name = "POS|PATH")]
-        items: Vec<String>,
+        items: Vec<std::ffi::OsString>,
     },
     /// Delete a playlist
     Delete {

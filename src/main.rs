@@ -163,7 +163,14 @@ fn out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Failure> 
 }
 
 fn run(cli: Cli) -> Result<Exit, Failure> {
-    let db_path = || cli.db.clone().map_or_else(default_db, Ok);
+    // `--db`, else `$MEDIADB_DB` unless it is empty (as shells leave `MEDIADB_DB=`), else
+    // the default.
+    let from_env = || {
+        std::env::var_os("MEDIADB_DB")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let db_path = || cli.db.clone().or_else(from_env).map_or_else(default_db, Ok);
     match &cli.command {
         Command::Stats(args) => stats(&db_path()?, args),
         Command::Query(args) => commands::query(&db_path()?, args),

@@ -1,6 +1,7 @@
 //! `mediadb migrate` and `mediadb playlist ...`: bringing a library over from VuIO, and
 //! playlists.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ pub(crate) fn migrate(db_path: &Path, args: &MigrateArgs, quiet: bool) -> Result
             ),
         });
     }
+    let created = !db_path.exists();
     let mut db = open_writer(db_path, args.wait)?;
     let bar = show_progress(args.progress, quiet).then(|| {
         let bar = indicatif::ProgressBar::new(0);
@@ -74,6 +76,16 @@ pub(crate) fn migrate(db_path: &Path, args: &MigrateArgs, quiet: bool) -> Result
     let result = migrate::migrate(&mut db, &args.source, &opts, &progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if result.is_err() && created && db.snapshot().seq() == 0 {
+        // A source refused before anything was committed leaves no empty database behind
+        // (without --db, that would be the default library).
+        drop(db);
+        for suffix in ["", ".idx", ".cols", ".lock"] {
+            let mut p = db_path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
     }
     let report = result?;
     let secs = started.elapsed().as_secs_f64();
@@ -323,7 +335,7 @@ fn show(db_path: &Path, args: &PlaylistShowArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-fn add(db_path: &Path, name: &str, items: &[String], query: bool) -> Result<Exit, Failure> {
+fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Exit, Failure> {
     let mut db = open_writer(db_path, 0.0)?;
     let snap = db.snapshot();
     let mut p = find(&snap, name)?;
@@ -332,7 +344,14 @@ fn add(db_path: &Path, name: &str, items: &[String], query: bool) -> Result<Exit
         descending: false,
     }];
     if query {
-        let q = parse(items).map_err(|e| usage(e.to_string()))?;
+        let terms = items
+            .iter()
+            .map(|t| t.to_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| {
+                usage("query terms must be UTF-8 (paths need not be: drop --query)".into())
+            })?;
+        let q = parse(&terms).map_err(|e| usage(e.to_string()))?;
         let found = eval::select(&snap, &q, &by_path, None).map_err(corrupt)?;
         p.entries
             .extend(found.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));
@@ -369,13 +388,13 @@ fn add(db_path: &Path, name: &str, items: &[String], query: bool) -> Result<Exit
     Ok(Exit::Ok)
 }
 
-fn remove(db_path: &Path, name: &str, items: &[String]) -> Result<Exit, Failure> {
+fn remove(db_path: &Path, name: &str, items: &[OsString]) -> Result<Exit, Failure> {
     let mut db = open_writer(db_path, 0.0)?;
     let mut p = find(&db.snapshot(), name)?;
     let n = p.entries.len();
     let mut drop_at = vec![false; n];
     for item in items {
-        if let Ok(pos) = item.parse::<usize>() {
+        if let Some(pos) = item.to_str().and_then(|s| s.parse::<usize>().ok()) {
             if pos == 0 || pos > n {
                 return Err(usage(format!(
                     "position {pos} is outside 1..={n} of playlist {name:?}"
@@ -437,16 +456,22 @@ fn import(
     let mut entries = Vec::with_capacity(parsed.len());
     let mut unmatched = Vec::new();
     for e in parsed {
-        let id = snap
-            .entry(&e.path)
-            .map_err(corrupt)?
-            .map_or(0, |(id, _)| id);
+        // A line's exact bytes first (a name that is not UTF-8, as `export` writes it to an
+        // .m3u or .pls), then its Latin-1 reading.
+        let mut found = None;
+        for path in e.raw_path.into_iter().chain([e.path.clone()]) {
+            if let Some((id, _)) = snap.entry(&path).map_err(corrupt)? {
+                found = Some((id, path));
+                break;
+            }
+        }
+        let (id, path) = found.unwrap_or((0, e.path));
         if id == 0 {
-            unmatched.push(String::from_utf8_lossy(&e.path).into_owned());
+            unmatched.push(String::from_utf8_lossy(&path).into_owned());
         }
         entries.push(Entry {
             record_id: id,
-            path: e.path,
+            path,
             title: e.title,
             duration_ms: e
                 .duration_secs

@@ -61,6 +61,11 @@ pub struct Entry {
     pub title: Option<String>,
     /// The duration the file gave, in whole seconds; `None` when unknown (`-1`).
     pub duration_secs: Option<i64>,
+    /// For an M3U or PLS file that is not UTF-8 (whose `path` is its Latin-1 reading): the
+    /// path from the line's exact bytes, when that differs. Such a file may hold a name that is
+    /// not UTF-8 exactly as the file system has it (mediadb's own export writes them so); the
+    /// caller takes whichever of the two it knows.
+    pub raw_path: Option<Vec<u8>>,
 }
 
 /// One entry to write.
@@ -82,10 +87,21 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// relative entries are resolved against it.
 pub fn parse(bytes: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
     let text = decode(bytes, format);
-    match format {
-        Format::M3u | Format::M3u8 => parse_m3u(&text, base_dir),
-        Format::Pls => parse_pls(&text, base_dir),
+    let parse_text = |text: &[u8]| match format {
+        Format::M3u | Format::M3u8 => parse_m3u(text, base_dir),
+        Format::Pls => parse_pls(text, base_dir),
+    };
+    let mut entries = parse_text(&text);
+    if let Cow::Owned(_) = text {
+        // Latin-1 changes no byte below 0x80, so both readings have the same lines and entries.
+        let raw = parse_text(bytes.strip_prefix(BOM).unwrap_or(bytes));
+        if raw.len() == entries.len() {
+            for (e, r) in entries.iter_mut().zip(raw) {
+                e.raw_path = (r.path != e.path).then_some(r.path);
+            }
+        }
     }
+    entries
 }
 
 /// The file as UTF-8 bytes, without a BOM. M3U8 bytes are taken as they are, so a path that is
@@ -155,6 +171,7 @@ fn parse_m3u(text: &[u8], base_dir: &[u8]) -> Vec<Entry> {
                 path,
                 title,
                 duration_secs,
+                raw_path: None,
             });
         }
     }
@@ -272,6 +289,7 @@ fn parse_pls(text: &[u8], base_dir: &[u8]) -> Vec<Entry> {
                 path: resolve(slot.file?, base_dir)?,
                 title: slot.title.and_then(title_text),
                 duration_secs: slot.length.and_then(secs),
+                raw_path: None,
             })
         })
         .collect()
@@ -581,6 +599,13 @@ mod tests {
         assert_eq!(paths(&got), ["/music/café.mp3".as_bytes()]);
         let got = parse(b"File1=/caf\xe9\nTitle1=Caf\xe9\n", Format::Pls, b"/");
         assert_eq!(got[0].title.as_deref(), Some("Café"));
+        // The exact bytes stay at hand too, for a name that is not UTF-8 on disk; a line that
+        // Latin-1 leaves alone has none.
+        let got = parse(b"/music/caf\xe9.mp3\n/music/plain.mp3\n", Format::M3u, b"/");
+        assert_eq!(got[0].raw_path.as_deref(), Some(&b"/music/caf\xe9.mp3"[..]));
+        assert_eq!(got[1].raw_path, None);
+        let got = parse(b"File1=/caf\xe9\n", Format::Pls, b"/");
+        assert_eq!(got[0].raw_path.as_deref(), Some(&b"/caf\xe9"[..]));
     }
 
     #[test]
@@ -888,6 +913,7 @@ mod tests {
                 path: e.path.to_vec(),
                 title: Some(display(e)),
                 duration_secs: e.duration_ms.map(|ms| (ms + 500) as i64 / 1000),
+                raw_path: None,
             })
             .collect();
         for format in [Format::M3u, Format::M3u8, Format::Pls] {

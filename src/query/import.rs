@@ -395,6 +395,30 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
 }
 
+/// Refuses a path no scan could have stored: empty, relative, holding a NUL byte (which ends a
+/// name for the system and splits a record in two under `query -0`), or with a `.` or `..`
+/// component (a scan stores each file under one resolved path, so such a record would never
+/// be matched, updated or removed).
+fn check_path(path: &[u8]) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty `path`".into());
+    }
+    let shown = || String::from_utf8_lossy(path).into_owned();
+    if path.contains(&0) {
+        return Err(format!(
+            "`path` {:?} holds a NUL byte, which no file name can",
+            shown()
+        ));
+    }
+    if path[0] != b'/' {
+        return Err(format!("`path` {:?} is not absolute", shown()));
+    }
+    if path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..") {
+        return Err(format!("`path` {:?} has a `.` or `..` component", shown()));
+    }
+    Ok(())
+}
+
 fn bad(message: String) -> ImportError {
     ImportError(message)
 }
@@ -491,9 +515,7 @@ impl Fields<'_> {
                 .ok_or_else(|| bad("missing `path`".into()))?
                 .into_bytes(),
         };
-        if path.is_empty() {
-            return Err(bad("empty `path`".into()));
-        }
+        check_path(&path).map_err(bad)?;
         let kind = match &self.kind {
             Loose::Null => Kind::Other,
             Loose::Str(k) => match k.as_ref() {
@@ -639,9 +661,7 @@ mod tests {
                 .ok_or_else(|| ImportError("missing `path`".into()))?
                 .into_bytes(),
         };
-        if path.is_empty() {
-            return Err(ImportError("empty `path`".into()));
-        }
+        check_path(&path).map_err(ImportError)?;
         let kind = match s("kind")?.as_deref() {
             None | Some("other") => Kind::Other,
             Some("audio") => Kind::Audio,
@@ -758,6 +778,18 @@ mod tests {
             (r#"{"path": null}"#, "missing `path`"),
             (r#"{"path": ""}"#, "empty `path`"),
             (r#"{"path_b64": ""}"#, "empty `path`"),
+            (
+                r#"{"path": "/m/a\u0000b.mp3"}"#,
+                r#"`path` "/m/a\0b.mp3" holds a NUL byte, which no file name can"#,
+            ),
+            (
+                r#"{"path": "m/e.mp3"}"#,
+                r#"`path` "m/e.mp3" is not absolute"#,
+            ),
+            (
+                r#"{"path": "/x/../x/l.mp3"}"#,
+                r#"`path` "/x/../x/l.mp3" has a `.` or `..` component"#,
+            ),
             (r#"{"path": 5}"#, "`path` must be a string or null"),
             (
                 r#"{"path_b64": ["L2E="]}"#,

@@ -425,18 +425,35 @@ fn scan_cmd(
         Ok(r) => (r, None),
         Err(e @ ScanError::MassRemoval { .. }) => {
             let msg = e.to_string();
-            let ScanError::MassRemoval { report, .. } = e else {
+            let ScanError::MassRemoval {
+                report,
+                root,
+                would_remove,
+                records,
+            } = e
+            else {
                 unreachable!()
             };
-            (*report, Some(msg))
+            let why = serde_json::json!({
+                "root": root.to_string_lossy(),
+                "would_remove": would_remove,
+                "records": records,
+            });
+            (*report, Some((msg, why)))
         }
         Err(e) => return Err(e.into()),
     };
     if !args.dry_run && refusal.is_none() {
         scanlog::record(db_path, &report);
     }
-    print_scan(&report, args, quiet, verbose)?;
-    if let Some(msg) = refusal {
+    print_scan(
+        &report,
+        args,
+        quiet,
+        verbose,
+        refusal.as_ref().map(|(_, why)| why),
+    )?;
+    if let Some((msg, _)) = refusal {
         return Err(Failure {
             exit: Exit::Failed,
             message: msg,
@@ -473,11 +490,14 @@ fn draw_progress(p: &scan::Progress, done: &std::sync::atomic::AtomicBool) {
 /// Problems listed on stderr without -v.
 const MAX_PROBLEM_LINES: usize = 100;
 
+/// Prints a scan's summary; `refused` says which root's removals the mass-removal guard
+/// withheld (`removal_refused` in `--json`, `null` when none were).
 fn print_scan(
     report: &ScanReport,
     args: &ScanArgs,
     quiet: bool,
     verbose: bool,
+    refused: Option<&serde_json::Value>,
 ) -> Result<(), Failure> {
     let secs = report.elapsed.as_secs_f64();
     let per_s = if secs > 0.0 {
@@ -502,6 +522,7 @@ fn print_scan(
             "added": report.added,
             "updated": report.updated,
             "removed": report.removed,
+            "removal_refused": refused,
             "unchanged": report.unchanged,
             "errors": report.errors,
             "problems": problems,

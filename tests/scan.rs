@@ -636,13 +636,16 @@ fn an_emptied_root_is_not_wiped_without_allow_mass_removal() {
         r.describe()
     );
     assert_eq!(env.db_state(), state, "nothing was removed");
+    let refused = &r.json()["removal_refused"];
+    assert_eq!(refused["would_remove"], 5, "{}", r.describe());
+    assert_eq!(refused["records"], 5, "{}", r.describe());
 
-    env.scan(&["--allow-mass-removal"])
-        .expect_code(0)
-        .expect_counts(Counts {
-            removed: 5,
-            ..Counts::default()
-        });
+    let r = env.scan(&["--allow-mass-removal"]);
+    r.expect_code(0).expect_counts(Counts {
+        removed: 5,
+        ..Counts::default()
+    });
+    assert!(r.json()["removal_refused"].is_null());
     assert_eq!(env.db_state(), vec![]);
 }
 

@@ -79,8 +79,51 @@ pub fn parse_line(line: &str) -> Result<Line, LineError> {
             Some(p) => playlist::from_json(&p)
                 .map(Line::Playlist)
                 .map_err(LineError::Playlist),
-            None => f.into_record().map(Line::Record).map_err(LineError::Record),
+            None => f
+                .into_record()
+                .and_then(fits)
+                .map(Line::Record)
+                .map_err(LineError::Record),
         },
+    }
+}
+
+/// `r`, unless its record would be over the store's record limit (the line is then bad, like
+/// any other, instead of failing the batch it would be committed in). Only a record whose text
+/// could come near the limit is encoded to tell.
+fn fits(r: Record) -> Result<Record, ImportError> {
+    let text = r.path.len()
+        + [
+            &r.title,
+            &r.album,
+            &r.album_artist,
+            &r.mime,
+            &r.error,
+            &r.musicbrainz_track_id,
+            &r.musicbrainz_album_id,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, String::len))
+        .sum::<usize>()
+        + [&r.artists, &r.genres]
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|s| s.len() + 8)
+            .sum::<usize>()
+        + r.tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 16)
+            .sum::<usize>();
+    if text < crate::store::format::MAX_RECORD_LEN / 2 {
+        return Ok(r);
+    }
+    let encoded = crate::record::EncodedRecord::new(&r);
+    match encoded.view() {
+        Some(_) => Ok(r),
+        None => Err(ImportError(format!(
+            "the record is over the {}-byte record limit",
+            crate::store::format::MAX_RECORD_LEN
+        ))),
     }
 }
 
@@ -981,6 +1024,16 @@ mod tests {
             assert_eq!(message(line), *want, "{line}");
             check(line);
         }
+        // A record too large to store is a bad line, not a failed batch.
+        let artists = vec!["a".repeat(100); 20_000];
+        let huge = serde_json::json!({ "path": "/m/huge.mp3", "artists": artists }).to_string();
+        assert_eq!(
+            parse_line(&huge).unwrap_err().to_string(),
+            format!(
+                "the record is over the {}-byte record limit",
+                crate::store::format::MAX_RECORD_LEN
+            )
+        );
     }
 
     #[test]

@@ -450,6 +450,22 @@ fn read(
             _ => return own.map_or(Ok(None), |reader| read_own(file, reader).map(Some)),
         },
     };
+    if id3_frames_over(file, &first.block, MAX_ID3_FRAMES) {
+        // `lofty` files each ID3v2 frame after a search of those before it, so a tag of
+        // 100,000 frames (2.4 MB) would take it a minute; no real tag comes near the limit.
+        let properties_only = ParseOptions::new()
+            .parsing_mode(ParsingMode::Relaxed)
+            .read_tags(false)
+            .read_cover_art(false);
+        let mut out = Record::default();
+        if let Ok(f) = read_file_with(first, by_extension, properties_only) {
+            fill_properties(&f, kind, &mut out);
+        }
+        out.error = Some(format!(
+            "ID3v2 tag of more than {MAX_ID3_FRAMES} frames: tags not read"
+        ));
+        return Ok(Some(out));
+    }
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::BestAttempt)
         .read_properties(true)
@@ -527,6 +543,84 @@ fn read(
         }
     }
     Ok(Some(out))
+}
+
+/// Most frames an ID3v2 tag at the start of a file may have for its tags to be read.
+const MAX_ID3_FRAMES: usize = 8192;
+
+/// Whether the file starts with an ID3v2 tag of more than `limit` frames. Frame headers are
+/// read from `block` (the file's first bytes) where it holds them, else with one small read
+/// each; a tag too small to hold that many frames is not walked at all. A frame header that
+/// is not one (padding, garbage) ends the count.
+fn id3_frames_over(file: &File, block: &[u8], limit: usize) -> bool {
+    let Some(h) = block.get(..10).filter(|h| h.starts_with(b"ID3")) else {
+        return false;
+    };
+    let syncsafe = |b: &[u8]| {
+        b.iter()
+            .try_fold(0u64, |n, &x| (x < 0x80).then_some(n << 7 | u64::from(x)))
+    };
+    let version = h[3];
+    let Some(size) = syncsafe(&h[6..10]).filter(|_| (2..=4).contains(&version)) else {
+        return false;
+    };
+    let (header, id_len) = if version == 2 { (6, 3) } else { (10, 4) };
+    // Every frame is at least a header and a byte.
+    if size / (header + 1) <= limit as u64 {
+        return false;
+    }
+    let end = 10 + size;
+    let mut at = 10u64;
+    let mut buf = [0u8; 10];
+    if h[5] & 0x40 != 0 && version >= 3 {
+        // An extended header: its size leads it (without itself in version 3).
+        let Some(ext) = read_exact_from(file, block, 10, &mut buf[..4]) else {
+            return false;
+        };
+        at += if version == 3 {
+            4 + u64::from(u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]))
+        } else {
+            syncsafe(ext).unwrap_or(0)
+        };
+    }
+    let mut frames = 0;
+    while at + header <= end {
+        let Some(f) = read_exact_from(file, block, at, &mut buf[..header as usize]) else {
+            return false;
+        };
+        if !f[..id_len]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return false;
+        }
+        let len = match version {
+            2 => u64::from(u32::from_be_bytes([0, f[3], f[4], f[5]])),
+            3 => u64::from(u32::from_be_bytes([f[4], f[5], f[6], f[7]])),
+            // Some writers put plain sizes in version 4.
+            _ => syncsafe(&f[4..8])
+                .unwrap_or_else(|| u64::from(u32::from_be_bytes([f[4], f[5], f[6], f[7]]))),
+        };
+        frames += 1;
+        if frames > limit {
+            return true;
+        }
+        at += header + len;
+    }
+    false
+}
+
+/// `buf.len()` bytes at `at`: from `block` (the file from offset 0) when it holds them, else
+/// read from the file.
+fn read_exact_from<'b>(file: &File, block: &[u8], at: u64, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let start = usize::try_from(at).ok()?;
+    if let Some(b) = block.get(start..start + buf.len()) {
+        buf.copy_from_slice(b);
+    } else {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, at).ok()?;
+    }
+    Some(buf)
 }
 
 /// A WAVE file whose stream `lofty` refused, read by the reader of our own: `lofty` reads only
@@ -1575,6 +1669,35 @@ mod tests {
                     ..Record::default()
                 },
                 "{rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_id3_tag_of_too_many_frames_is_not_read_but_the_stream_is() {
+        let song = std::fs::read(fixture("The Testers/Ninety Nine/07 Old School.mp3")).unwrap();
+        // The fixture's own tag goes; what follows it is the stream.
+        let n = song[6..10]
+            .iter()
+            .fold(0usize, |n, &b| n << 7 | usize::from(b));
+        let stream = &song[10 + n..];
+        let dir = tempfile::tempdir().unwrap();
+        for (frames, over) in [(MAX_ID3_FRAMES, false), (MAX_ID3_FRAMES + 1, true)] {
+            let bodies: Vec<Vec<u8>> = (0..frames)
+                .map(|i| format!("\u{3}d{i}\0v").into_bytes())
+                .collect();
+            let list: Vec<(&[u8; 4], &[u8])> =
+                bodies.iter().map(|b| (b"TXXX", b.as_slice())).collect();
+            let path = dir.path().join(format!("{frames}.mp3"));
+            std::fs::write(&path, [id3v23(&list), stream.to_vec()].concat()).unwrap();
+            let mut rec = Record::default();
+            extract(&path, Kind::Audio, &mut rec);
+            assert!(rec.duration_ms.is_some(), "{frames}: {rec:?}");
+            let error = rec.error.unwrap_or_default();
+            assert_eq!(
+                error.contains("more than 8192 frames"),
+                over,
+                "{frames}: {error}"
             );
         }
     }

@@ -190,14 +190,57 @@ fn unchanged_rescan_writes_nothing_and_force_rereads_everything() {
         "an unchanged rescan changed the database file"
     );
 
-    // --force re-reads every file; ids and content stay.
+    // --force re-reads every file; what reads as its record says is not written again.
     env.scan(&["--force"]).expect_code(0).expect_counts(Counts {
         files: 30,
-        updated: 30,
+        unchanged: 30,
         ..Counts::default()
     });
     assert_eq!(env.db_state(), state);
-    assert!(env.seq() > seq);
+    assert!(
+        env.db_bytes() == bytes,
+        "a forced rescan of an unchanged tree wrote"
+    );
+}
+
+#[test]
+fn force_finds_tags_changed_behind_an_unchanged_stat() {
+    let env = TestEnv::new();
+    let song = "song.mp3";
+    fs::copy(
+        fixtures_library().join("The Testers/Ninety Nine/07 Old School.mp3"),
+        env.path(song),
+    )
+    .unwrap();
+    env.scan(&[]).expect_code(0);
+    assert_eq!(env.record(song).title.as_deref(), Some("Old School"));
+    // The title rewritten in place, same length, and the mtime put back: size, mtime and
+    // inode are as they were, so only --force can see it.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.path(song))
+        .unwrap();
+    let mtime = file.metadata().unwrap().modified().unwrap();
+    let mut bytes = fs::read(env.path(song)).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"Old School").unwrap();
+    bytes[at..at + 10].copy_from_slice(b"New School");
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&bytes, 0).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    env.scan(&[]).expect_code(0).expect_counts(Counts {
+        files: 1,
+        unchanged: 1,
+        ..Counts::default()
+    });
+    assert_eq!(env.record(song).title.as_deref(), Some("Old School"));
+    env.scan(&["--force"]).expect_code(0).expect_counts(Counts {
+        files: 1,
+        updated: 1,
+        ..Counts::default()
+    });
+    assert_eq!(env.record(song).title.as_deref(), Some("New School"));
 }
 
 #[test]
@@ -1048,6 +1091,7 @@ fn json_is_one_object_on_stdout_and_the_summary_goes_to_stderr() {
             "files",
             "files_per_sec",
             "problems",
+            "removal_refused",
             "removed",
             "roots",
             "seq",

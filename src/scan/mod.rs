@@ -349,11 +349,19 @@ impl ScanVisitor<'_> {
         if let Some(e) = &rec.error {
             self.record_problem(path, e.clone());
         }
-        if let Some(old) = retry {
+        // With --force every file is read again; one that reads as its record already says
+        // is not written again (a forced rescan of an unchanged library writes nothing).
+        let forced = match existing {
+            Some((id, _)) if self.force && retry.is_none() => {
+                self.snap.get_by_id(id)?.map(|v| v.to_record())
+            }
+            _ => None,
+        };
+        if let Some(old) = retry.or(forced) {
             // The id is the database's; the rest is what was read.
             rec.id = old.id;
             if old == rec {
-                // Read again and failed the same way: nothing to write.
+                // Read again and found (or failed) the same: nothing to write.
                 local.unchanged += 1;
                 return Ok(());
             }

@@ -400,6 +400,13 @@ pub fn write_groups(
         if albums {
             v["album_artist"] = r.album_artist.clone().into();
         }
+        if std::str::from_utf8(&r.name).is_err() {
+            // A directory whose name is not UTF-8: its exact bytes beside the lossy text, as
+            // `path_b64` is beside `path`.
+            v[format!("{name}_b64")] = base64::engine::general_purpose::STANDARD
+                .encode(&r.name)
+                .into();
+        }
         v
     };
     match format {
@@ -728,6 +735,17 @@ mod tests {
             json!("1990"),
             "a genre named 1990 stays text"
         );
+        // A directory that is not UTF-8 keeps its exact bytes beside the lossy text.
+        let dirs = [GroupRow {
+            name: b"/m/d\xfe".to_vec(),
+            album_artist: None,
+            count: 3,
+        }];
+        let mut out = Vec::new();
+        write_groups(&mut out, &dirs, GroupBy::Dir, Format::Jsonl, PIPE).expect("writes");
+        let v: Json = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["dir"], json!("/m/d\u{fffd}"));
+        assert_eq!(v["dir_b64"], json!("L20vZP4="));
     }
 
     #[test]

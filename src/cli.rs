@@ -242,7 +242,9 @@ pub struct LsArgs {
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
 
-    /// Output format for the files [default: table on a terminal, else paths]
+    /// Output format for the files [default: table on a terminal, else paths]. Subdirectories
+    /// come first in table and paths output (as `DIR/`); json, jsonl and csv carry the files
+    /// only (--json gives both)
     #[arg(long, short = 'f', value_enum)]
     pub format: Option<FormatArg>,
 

@@ -201,7 +201,14 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Fai
                     "{}/  ({n})",
                     output::escape_controls(&String::from_utf8_lossy(p))
                 )?,
-                _ => output::write_path_line(w, p, "/", sink)?,
+                Format::Paths => output::write_path_line(w, p, "/", sink)?,
+                Format::Print0 => {
+                    w.write_all(p)?;
+                    w.write_all(b"/\0")?;
+                }
+                // A line that is not a record would break a JSON or CSV reader: these carry
+                // the files only (`--json` gives directories and files in one object).
+                Format::Json | Format::Jsonl | Format::Csv => {}
             }
         }
         output::write_records(w, &listing.files, &default_columns(format), format, sink)

@@ -1802,6 +1802,16 @@ fn ls_lists_dirs_with_recursive_counts_then_files_in_album_order() {
     }
     let json_paths: Vec<String> = records.iter().map(|f| cell(&f["path"])).collect();
     assert_eq!(json_paths, files, "--json keeps the order");
+    // JSON Lines and CSV carry the files only: a directory line would break their readers.
+    let jsonl = ok_str(&db, &["ls", "/lib/A", "--format", "jsonl"]);
+    let jsonl: Vec<String> = jsonl
+        .lines()
+        .map(|l| cell(&serde_json::from_str::<Json>(l).expect("a JSON line")["path"]))
+        .collect();
+    assert_eq!(jsonl, files);
+    let csv = ok_str(&db, &["ls", "/lib/A", "--format", "csv"]);
+    assert!(csv.starts_with("id,path,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + files.len(), "{csv}");
     // --kind filters files and counts.
     let v: Json = serde_json::from_slice(&ok(&db, &["ls", "/lib/A", "--json", "--kind", "video"]))
         .expect("JSON");

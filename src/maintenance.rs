@@ -266,7 +266,10 @@ pub(crate) fn compact(db_path: &Path, args: &CompactArgs, quiet: bool) -> Result
     let mut db = Database::open_with(db_path, &opts)?;
     let started = std::time::Instant::now();
     let r = db.compact().map_err(|e| Failure {
-        exit: Exit::Failed,
+        exit: match e {
+            store::CompactError::Damaged { .. } => Exit::Corrupt,
+            _ => Exit::Failed,
+        },
         message: e.to_string(),
     })?;
     let secs = started.elapsed().as_secs_f64();

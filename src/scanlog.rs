@@ -78,10 +78,15 @@ pub(crate) fn record(db: &Path, report: &ScanReport) {
             })
         })
         .collect();
-    for root in &report.roots {
+    for (i, root) in report.roots.iter().enumerate() {
         let mut v = key(root);
         v["finished_unix_ns"] = now.into();
-        v["files"] = report.files.into();
+        v["files"] = report
+            .files_per_root
+            .get(i)
+            .copied()
+            .unwrap_or(report.files)
+            .into();
         v["seconds"] = report.elapsed.as_secs_f64().into();
         entries.push(v);
     }

@@ -459,6 +459,13 @@ fn check_path(path: &[u8]) -> Result<(), String> {
     if path.split(|&b| b == b'/').any(|c| c == b"." || c == b"..") {
         return Err(format!("`path` {:?} has a `.` or `..` component", shown()));
     }
+    // Every component but the leading root is a name: no `//`, no trailing `/`, not `/`.
+    if path[1..].split(|&b| b == b'/').any(<[u8]>::is_empty) {
+        return Err(format!(
+            "`path` {:?} has an empty component (`//`, or a `/` at its end)",
+            shown()
+        ));
+    }
     Ok(())
 }
 
@@ -832,6 +839,14 @@ mod tests {
             (
                 r#"{"path": "/x/../x/l.mp3"}"#,
                 r#"`path` "/x/../x/l.mp3" has a `.` or `..` component"#,
+            ),
+            (
+                r#"{"path": "/m//a.mp3"}"#,
+                r#"`path` "/m//a.mp3" has an empty component (`//`, or a `/` at its end)"#,
+            ),
+            (
+                r#"{"path": "/"}"#,
+                r#"`path` "/" has an empty component (`//`, or a `/` at its end)"#,
             ),
             (r#"{"path": 5}"#, "`path` must be a string or null"),
             (

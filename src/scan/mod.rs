@@ -118,6 +118,8 @@ pub struct ScanReport {
     pub roots: Vec<PathBuf>,
     /// Regular files seen.
     pub files: u64,
+    /// Regular files seen under each root, in the order of `roots`.
+    pub files_per_root: Vec<u64>,
     /// New records.
     pub added: u64,
     /// Changed files re-read.
@@ -645,6 +647,7 @@ pub fn scan(
             .is_some_and(|w| w.load(Relaxed) & (1 << (id % 64)) != 0)
     };
     report.files = progress.files.load(Relaxed);
+    report.files_per_root = files_per_root.iter().map(|n| n.load(Relaxed)).collect();
     report.unchanged = unchanged.load(Relaxed);
     report.problems = problems.into_inner().unwrap_or_else(|e| e.into_inner());
     report.problems.append(&mut unstored);

@@ -438,7 +438,7 @@ fn read(
     let first = PreadReader::loaded(file).map_err(|e| cannot_read(&e))?;
     let head = first.head();
     let wave = wav::is_wave(head);
-    let by_extension = match (own_reader_by_content(head), lofty_type) {
+    let by_extension = match (own_reader_by_content(&first.block), lofty_type) {
         (Some(reader), _) => return read_own(file, reader).map(Some),
         (None, Some(t)) => t,
         (None, None) => match FileType::from_buffer(head) {
@@ -660,7 +660,8 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
 /// Extensions of MPEG transport and program streams.
 const MPEG_STREAMS: &[&[u8]] = &[b"ts", b"mts", b"m2ts", b"mpg", b"mpeg", b"vob"];
 
-/// The reader of our own for a file whose first bytes are `head`, if they show its format.
+/// The reader of our own for a file whose first bytes are `head` (as many as were read: an Ogg
+/// page must be whole to be checked), if they show its format.
 fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
     if asf::is_asf(head) {
         Some(asf::read)

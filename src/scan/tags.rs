@@ -450,9 +450,9 @@ fn read(
             _ => return own.map_or(Ok(None), |reader| read_own(file, reader).map(Some)),
         },
     };
-    if id3_frames_over(file, &first.block, MAX_ID3_FRAMES) {
-        // `lofty` files each ID3v2 frame after a search of those before it, so a tag of
-        // 100,000 frames (2.4 MB) would take it a minute; no real tag comes near the limit.
+    if let Some(what) = too_many_tag_items(file, &first.block, by_extension) {
+        // `lofty` files each ID3v2 frame and APE item after a search of those before it, so
+        // a tag of 100,000 (2.4 MB) would take it a minute; no real tag comes near the limit.
         let properties_only = ParseOptions::new()
             .parsing_mode(ParsingMode::Relaxed)
             .read_tags(false)
@@ -461,9 +461,7 @@ fn read(
         if let Ok(f) = read_file_with(first, by_extension, properties_only) {
             fill_properties(&f, kind, &mut out);
         }
-        out.error = Some(format!(
-            "ID3v2 tag of more than {MAX_ID3_FRAMES} frames: tags not read"
-        ));
+        out.error = Some(format!("{what}: tags not read"));
         return Ok(Some(out));
     }
     let options = ParseOptions::new()
@@ -545,17 +543,97 @@ fn read(
     Ok(Some(out))
 }
 
-/// Most frames an ID3v2 tag at the start of a file may have for its tags to be read.
+/// Most frames an ID3v2 tag, or items an APEv2 tag, may have for a file's tags to be read.
 const MAX_ID3_FRAMES: usize = 8192;
+
+/// Why the file's tags must not be handed to `lofty`, if they must not: an ID3v2 tag (at the
+/// start, or in a WAVE or AIFF chunk) or an APEv2 tag (at the end of the formats that carry
+/// one) of more than [`MAX_ID3_FRAMES`] entries.
+fn too_many_tag_items(file: &File, block: &[u8], ty: FileType) -> Option<String> {
+    let too_many = || Some(format!("ID3v2 tag of more than {MAX_ID3_FRAMES} frames"));
+    if id3_frames_over(file, block, 0, MAX_ID3_FRAMES) {
+        return too_many();
+    }
+    if let Some(at) = id3_chunk(file, block)
+        && id3_frames_over(file, block, at, MAX_ID3_FRAMES)
+    {
+        return too_many();
+    }
+    let ape = matches!(
+        FileType::from_buffer(block).unwrap_or(ty),
+        FileType::Mpeg | FileType::Ape | FileType::WavPack | FileType::Mpc
+    );
+    if ape && ape_items(file).is_some_and(|n| n > MAX_ID3_FRAMES as u64) {
+        return Some(format!("APEv2 tag of more than {MAX_ID3_FRAMES} items"));
+    }
+    None
+}
+
+/// The item count of an APEv2 tag at the end of the file (before an ID3v1 tag, if any).
+fn ape_items(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().ok()?.len();
+    let mut tail = [0u8; 160];
+    let start = len.saturating_sub(tail.len() as u64);
+    let n = usize::try_from(len - start).ok()?;
+    file.read_exact_at(&mut tail[..n], start).ok()?;
+    let tail = &tail[..n];
+    let footer_at = |end: usize| {
+        end.checked_sub(32)
+            .filter(|&at| &tail[at..at + 8] == b"APETAGEX")
+    };
+    let at = footer_at(n).or_else(|| {
+        let id3v1 = n
+            .checked_sub(128)
+            .filter(|&at| tail[at..].starts_with(b"TAG"))?;
+        footer_at(id3v1)
+    })?;
+    Some(u64::from(get_u32_le(&tail[at + 16..at + 20])))
+}
+
+fn get_u32_le(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// The offset of the ID3v2 tag in a WAVE (`id3 ` chunk) or AIFF (`ID3 ` chunk) file.
+fn id3_chunk(file: &File, block: &[u8]) -> Option<u64> {
+    let little = if block.starts_with(b"RIFF") && block.get(8..12) == Some(b"WAVE") {
+        true
+    } else if block.starts_with(b"FORM") && matches!(block.get(8..12), Some(b"AIFF" | b"AIFC")) {
+        false
+    } else {
+        return None;
+    };
+    let len = file.metadata().ok()?.len();
+    let mut at = 12u64;
+    let mut buf = [0u8; 8];
+    for _ in 0..1024 {
+        if at + 8 > len {
+            return None;
+        }
+        let h = read_exact_from(file, block, at, &mut buf)?;
+        let size = if little {
+            get_u32_le(&h[4..8])
+        } else {
+            u32::from_be_bytes([h[4], h[5], h[6], h[7]])
+        };
+        if h[..4].eq_ignore_ascii_case(b"id3 ") {
+            return Some(at + 8);
+        }
+        at += 8 + u64::from(size) + u64::from(size & 1);
+    }
+    None
+}
 
 /// Whether the file starts with an ID3v2 tag of more than `limit` frames. Frame headers are
 /// read from `block` (the file's first bytes) where it holds them, else with one small read
 /// each; a tag too small to hold that many frames is not walked at all. A frame header that
 /// is not one (padding, garbage) ends the count.
-fn id3_frames_over(file: &File, block: &[u8], limit: usize) -> bool {
-    let Some(h) = block.get(..10).filter(|h| h.starts_with(b"ID3")) else {
+fn id3_frames_over(file: &File, block: &[u8], start: u64, limit: usize) -> bool {
+    let mut h = [0u8; 10];
+    if read_exact_from(file, block, start, &mut h).is_none() || !h.starts_with(b"ID3") {
         return false;
-    };
+    }
     let syncsafe = |b: &[u8]| {
         b.iter()
             .try_fold(0u64, |n, &x| (x < 0x80).then_some(n << 7 | u64::from(x)))
@@ -569,12 +647,12 @@ fn id3_frames_over(file: &File, block: &[u8], limit: usize) -> bool {
     if size / (header + 1) <= limit as u64 {
         return false;
     }
-    let end = 10 + size;
-    let mut at = 10u64;
+    let end = start + 10 + size;
+    let mut at = start + 10;
     let mut buf = [0u8; 10];
     if h[5] & 0x40 != 0 && version >= 3 {
         // An extended header: its size leads it (without itself in version 3).
-        let Some(ext) = read_exact_from(file, block, 10, &mut buf[..4]) else {
+        let Some(ext) = read_exact_from(file, block, at, &mut buf[..4]) else {
             return false;
         };
         at += if version == 3 {
@@ -1700,6 +1778,54 @@ mod tests {
                 over,
                 "{frames}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn ape_tags_and_id3_chunks_of_too_many_items_are_found() {
+        let check = |bytes: &[u8], ty: FileType| {
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, bytes).unwrap();
+            too_many_tag_items(&f, &bytes[..bytes.len().min(READ_BLOCK)], ty)
+        };
+        // An APEv2 footer (before an ID3v1 tag or not) says how many items the tag holds.
+        let footer = |items: u32| {
+            let mut f = b"APETAGEX".to_vec();
+            for v in [2000u32, 32, items, 0, 0, 0] {
+                f.extend(v.to_le_bytes());
+            }
+            f
+        };
+        let stream = vec![0u8; 4096];
+        for (items, over) in [(8192, false), (8193, true)] {
+            let mp3 = [stream.clone(), footer(items)].concat();
+            assert_eq!(check(&mp3, FileType::Mpeg).is_some(), over, "{items}");
+            let mut id3v1 = b"TAG".to_vec();
+            id3v1.resize(128, 0);
+            let mp3 = [stream.clone(), footer(items), id3v1].concat();
+            assert_eq!(
+                check(&mp3, FileType::Mpeg).is_some(),
+                over,
+                "{items} + ID3v1"
+            );
+        }
+        // A FLAC file's tail is not looked at for an APE tag.
+        assert!(check(&[b"fLaC".to_vec(), footer(9000)].concat(), FileType::Flac).is_none());
+        // An ID3v2 tag in a WAVE file's `id3 ` chunk.
+        for (frames, over) in [(100, false), (MAX_ID3_FRAMES + 1, true)] {
+            let body = b"\x03d\0v".to_vec();
+            let tag = id3v23(&vec![(b"TXXX", body.as_slice()); frames]);
+            let mut chunks = b"fmt \x10\0\0\0".to_vec();
+            chunks.extend([1, 0, 1, 0, 0x40, 0x1f, 0, 0, 0x80, 0x3e, 0, 0, 2, 0, 16, 0]);
+            chunks.extend(b"data\x04\0\0\0\0\0\0\0");
+            chunks.extend(b"id3 ");
+            chunks.extend((tag.len() as u32).to_le_bytes());
+            chunks.extend(&tag);
+            let mut wav = b"RIFF".to_vec();
+            wav.extend((chunks.len() as u32 + 4).to_le_bytes());
+            wav.extend(b"WAVE");
+            wav.extend(chunks);
+            assert_eq!(check(&wav, FileType::Wav).is_some(), over, "{frames}");
         }
     }
 

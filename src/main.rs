@@ -129,6 +129,12 @@ fn open_reader(path: &std::path::Path) -> Result<Database, OpenError> {
             path.display(),
             db.snapshot().seq()
         );
+    } else if let Some(what) = db.damaged_slot() {
+        eprintln!(
+            "mediadb: warning: {}: {what}; run `mediadb verify`, and `mediadb recover OUT` \
+             before the next write to save such a commit",
+            path.display()
+        );
     }
     Ok(db)
 }

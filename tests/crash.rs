@@ -1190,6 +1190,13 @@ fn damaged_header_slot_falls_back_to_the_other_slot() {
                 prev,
                 &format!("active slot byte {i} bit {bit}"),
             );
+            // Readers are told when the slot still carries the magic (past it, a damaged slot
+            // is one whose checksum fails).
+            if i >= 8 {
+                let mem = Arc::new(MemStorage::from_bytes(img.clone()));
+                let db = Database::with_storage(mem, false).expect("opens");
+                assert!(db.damaged_slot().is_some(), "byte {i} bit {bit}: not told");
+            }
 
             // Both damaged: refused. With the magic gone from both it is not a database at all.
             let j = (i * 37 + 11) % SLOT_LEN;

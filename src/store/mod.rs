@@ -119,6 +119,8 @@ pub struct Database {
     identity: Option<(u64, u64)>,
     /// See [`Database::cut_short`].
     cut_short: Option<String>,
+    /// See [`Database::damaged_slot`].
+    damaged_slot: Option<String>,
 }
 
 impl std::fmt::Debug for Database {
@@ -182,13 +184,19 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     File::open(parent)?.sync_all()
 }
 
+/// What opening a file found wrong with its header slots without refusing it, each in one line.
+#[derive(Default)]
+struct Notes {
+    /// A newer slot is valid but for a committed length past the end of the file: the file was
+    /// cut short after that commit.
+    cut_short: Option<String>,
+    /// The other slot fails its checksum.
+    damaged_slot: Option<String>,
+}
+
 /// Reads both header slots and returns the valid one with the higher generation, its index,
-/// and, when a newer slot is valid but for a committed length past the end of the file (the
-/// file was cut short after that commit), what was lost, in one line.
-fn read_header(
-    storage: &dyn Storage,
-    path: &Path,
-) -> Result<(Header, usize, Option<String>), OpenError> {
+/// and what else was found (see [`Notes`]).
+fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize, Notes), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
         source,
@@ -260,7 +268,30 @@ fn read_header(
             )
         });
     if let Some((i, h)) = best {
-        return Ok((h, i, lost));
+        // The other slot carries the magic but fails its checksum: a crash while it was being
+        // written (its commit never returned), or damage to a commit that did. The two look
+        // the same; readers are told, and a writer goes on from the valid slot, as after a
+        // crash (docs/FORMAT.md §2).
+        let damaged = lost.is_none().then(|| {
+            results.iter().zip(SLOT_OFFSETS).find_map(|(r, off)| {
+                matches!(r, Err(SlotProblem::BadCrc)).then(|| {
+                    format!(
+                        "the header slot at byte {off} is damaged (a crash while committing, or \
+                         damage since); showing commit {}, from the other slot: a commit made \
+                         after it may be lost",
+                        h.seq
+                    )
+                })
+            })
+        });
+        return Ok((
+            h,
+            i,
+            Notes {
+                cut_short: lost,
+                damaged_slot: damaged.flatten(),
+            },
+        ));
     }
     if results
         .iter()
@@ -477,8 +508,8 @@ impl Database {
         writable: bool,
         checkpoints: bool,
     ) -> Result<Database, OpenError> {
-        let (header, active_slot, cut_short) = read_header(&*storage, path)?;
-        if writable && let Some(what) = cut_short {
+        let (header, active_slot, notes) = read_header(&*storage, path)?;
+        if writable && let Some(what) = notes.cut_short {
             // Appending at the older commit would write over the frames past it, which
             // `recover` can still read.
             return Err(OpenError::Corrupt {
@@ -512,7 +543,8 @@ impl Database {
             write_ahead: WRITE_AHEAD_SEGMENT,
             col_delta: columns::Deltas::default(),
             identity: None,
-            cut_short,
+            cut_short: notes.cut_short,
+            damaged_slot: notes.damaged_slot,
         })
     }
 
@@ -522,6 +554,16 @@ impl Database {
     /// that commit.
     pub fn cut_short(&self) -> Option<&str> {
         self.cut_short.as_deref()
+    }
+
+    /// When one header slot fails its checksum while the other is valid: that in one line.
+    /// It is what a crash while a commit wrote its slot leaves (that commit never returned),
+    /// and what damage to the slot of a commit that did return leaves; nothing tells the two
+    /// apart. The handle shows the commit of the valid slot; a writer goes on from it, and its
+    /// next commit rewrites the damaged slot. `mediadb verify` reports it, `recover` can read a
+    /// frame past that commit while nothing has been written over it.
+    pub fn damaged_slot(&self) -> Option<&str> {
+        self.damaged_slot.as_deref()
     }
 
     /// The database path (`<storage>` for storage-backed handles).

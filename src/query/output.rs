@@ -235,7 +235,10 @@ fn text(v: &Value<'_>, escape: bool) -> String {
         Value::Int(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Text(t) => esc(t),
-        Value::Bytes(b) => esc(&String::from_utf8_lossy(b)),
+        // A path or name shown as terminal `paths` shows it: backslashes and bytes that are not
+        // UTF-8 escaped too, so two names never look alike.
+        Value::Bytes(b) if escape => escape_path(b).into_owned(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::List(l) => esc(&l.join("; ")),
     }
 }
@@ -568,6 +571,12 @@ mod tests {
         assert_eq!(csv_cell("a\rb"), "\"a\rb\"");
         assert_eq!(csv_cell("plain \\ back"), "plain \\ back");
         assert_eq!(fit("héllo wörld", 6), "héllo…");
+        // A path in a table: a tab and a backslash followed by `t` differ, as do bad bytes.
+        let shown = |b: &[u8]| text(&Value::Bytes(b), true);
+        assert_eq!(shown(b"a\tb"), r"a\tb");
+        assert_eq!(shown(br"a\tb"), r"a\\tb");
+        assert_eq!(shown(b"x\xff"), r"x\xff");
+        assert_eq!(text(&Value::Bytes(b"x\xff"), false), "x\u{fffd}");
     }
 
     #[test]

@@ -192,6 +192,8 @@ pub enum ScanError {
 
 /// Records a walker thread gathers, across directories, before handing them to the writer in
 /// one message: each message may wake the writer, and a wake-up costs more than a few records.
+/// A smaller `--batch-size` lowers it to the batch size, so that what a batch commits is not
+/// held back in a walker (a scan stopped by a crash keeps what its batches committed).
 const FLUSH_AT: usize = 1024;
 
 /// Messages the channel holds: enough (64K records) for the walkers to keep going while the
@@ -239,6 +241,8 @@ struct ScanVisitor<'a> {
     problems: Mutex<Vec<FileError>>,
     /// Directories whose contents are unknown: nothing under them may be removed.
     unknown: Mutex<Vec<Vec<u8>>>,
+    /// Records gathered before they are handed on (see [`FLUSH_AT`]).
+    flush_at: usize,
 }
 
 impl ScanVisitor<'_> {
@@ -267,7 +271,7 @@ impl ScanVisitor<'_> {
         let i = rayon::current_thread_index().unwrap_or(0) % self.outbox.len();
         let mut out = self.outbox[i].lock().unwrap_or_else(|e| e.into_inner());
         out.append(msgs);
-        if out.len() >= FLUSH_AT {
+        if out.len() >= self.flush_at {
             let mut full = std::mem::take(&mut *out);
             drop(out);
             self.flush(&mut full);
@@ -412,6 +416,9 @@ impl Visitor for ScanVisitor<'_> {
                 // The old record is unreadable: treat the file as unknown this time.
                 self.record_problem(file.path, e.to_string());
             }
+            if local.msgs.len() >= self.flush_at {
+                self.post(&mut local.msgs);
+            }
         }
         local.hashes = hashes;
         self.post(&mut local.msgs);
@@ -549,6 +556,7 @@ pub fn scan(
         progress,
         problems: Mutex::new(Vec::new()),
         unknown: Mutex::new(Vec::new()),
+        flush_at: FLUSH_AT.min(cfg.batch_size.max(1)),
     };
     let mut report = ScanReport {
         roots: roots.clone(),

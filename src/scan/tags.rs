@@ -438,6 +438,7 @@ fn read(
     let first = PreadReader::loaded(file).map_err(|e| cannot_read(&e))?;
     let head = first.head();
     let wave = wav::is_wave(head);
+    let ogg = head.starts_with(b"OggS");
     let by_extension = match (own_reader_by_content(&first.block), lofty_type) {
         (Some(reader), _) => return read_own(file, reader).map(Some),
         (None, Some(t)) => t,
@@ -471,10 +472,19 @@ fn read(
         .read_cover_art(true);
     let mut out = Record::default();
     match read_file_with(first, by_extension, options) {
-        Ok(file) => {
-            let has_cover = file.tags().iter().any(|t| t.picture_count() > 0);
-            fill(&file, kind, &mut out);
+        Ok(tagged) => {
+            let has_cover = tagged.tags().iter().any(|t| t.picture_count() > 0);
+            fill(&tagged, kind, &mut out);
             out.has_cover = Some(has_cover);
+            if ogg && out.duration_ms.is_none() {
+                // `lofty` takes an Ogg file's length from its very last page, and gives none
+                // when that page is cut short (a download that stopped): the last whole page
+                // still says how far the stream reaches.
+                let mut pages = Record::default();
+                if ogg::read(file, &mut pages).is_ok() {
+                    out.duration_ms = pages.duration_ms;
+                }
+            }
         }
         Err(first) if is_allocation_error(&first) => {
             let mut without_pictures = options;
@@ -1827,6 +1837,24 @@ mod tests {
             wav.extend(chunks);
             assert_eq!(check(&wav, FileType::Wav).is_some(), over, "{frames}");
         }
+    }
+
+    #[test]
+    fn an_ogg_file_whose_last_page_is_cut_takes_its_length_from_the_last_whole_page() {
+        let song = std::fs::read(fixture("日本語/テスト アルバム/02 日本語の歌.ogg")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.ogg");
+        std::fs::write(&whole, &song).unwrap();
+        let mut rec = Record::default();
+        extract(&whole, Kind::Audio, &mut rec);
+        assert_eq!(rec.duration_ms, Some(1000), "{rec:?}");
+        // The last page (granule 22,050) cut in half: the page before ends at 22,016 samples.
+        let cut = dir.path().join("cut.ogg");
+        std::fs::write(&cut, &song[..song.len() - 26]).unwrap();
+        let mut rec = Record::default();
+        extract(&cut, Kind::Audio, &mut rec);
+        assert_eq!(rec.duration_ms, Some(998), "{rec:?}");
+        assert_eq!(rec.error, None);
     }
 
     #[test]

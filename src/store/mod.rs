@@ -195,8 +195,21 @@ struct Notes {
 }
 
 /// Reads both header slots and returns the valid one with the higher generation, its index,
-/// and what else was found (see [`Notes`]).
+/// and what else was found (see [`Notes`]). A slot found damaged is read once more: a reader
+/// may have caught a writer halfway through writing it (a `pread` is not atomic with a
+/// `pwrite` of another process), and the second read sees it whole.
 fn read_header(storage: &dyn Storage, path: &Path) -> Result<(Header, usize, Notes), OpenError> {
+    let first = read_header_once(storage, path)?;
+    if first.2.damaged_slot.is_none() {
+        return Ok(first);
+    }
+    read_header_once(storage, path)
+}
+
+fn read_header_once(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<(Header, usize, Notes), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
         source,

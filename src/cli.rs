@@ -200,7 +200,7 @@ pub enum FormatArg {
 pub struct QueryArgs {
     /// Query terms (none: everything)
     #[arg(value_name = "TERM", allow_hyphen_values = false)]
-    pub terms: Vec<String>,
+    pub terms: Vec<std::ffi::OsString>,
 
     /// Output format [default: table on a terminal, else paths]
     #[arg(long, short = 'f', value_enum)]

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use mediadb::query::eval::{self, GroupBy, SortKey};
 use mediadb::query::import::{Line, LineError, parse_line};
 use mediadb::query::output::{self, Column, Format, Sink, TABLE_FIELDS};
-use mediadb::query::{Field, parse};
+use mediadb::query::{Field, parse_args};
 use mediadb::{Database, Kind, Snapshot};
 
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, LsArgs, QueryArgs};
@@ -121,7 +121,7 @@ pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure
 }
 
 pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
-    let q = parse(&args.terms).map_err(|e| usage(e.to_string()))?;
+    let q = parse_args(&args.terms).map_err(|e| usage(e.to_string()))?;
     let format = if args.print0 {
         Format::Print0
     } else {

@@ -11,7 +11,7 @@ use mediadb::playlist::formats::{self, ExportEntry, Format as FileFormat};
 use mediadb::playlist::{self, Entry, Playlist, Target};
 use mediadb::query::eval::{self, SortKey};
 use mediadb::query::output::{self, Format};
-use mediadb::query::{Field, Query, parse};
+use mediadb::query::{Field, Query, parse_args};
 use mediadb::record::EncodedRecord;
 use mediadb::{Database, Record, Snapshot};
 
@@ -344,14 +344,7 @@ fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Ex
         descending: false,
     }];
     if query {
-        let terms = items
-            .iter()
-            .map(|t| t.to_str().map(str::to_owned))
-            .collect::<Option<Vec<String>>>()
-            .ok_or_else(|| {
-                usage("query terms must be UTF-8 (paths need not be: drop --query)".into())
-            })?;
-        let q = parse(&terms).map_err(|e| usage(e.to_string()))?;
+        let q = parse_args(items).map_err(|e| usage(e.to_string()))?;
         let found = eval::select(&snap, &q, &by_path, None).map_err(corrupt)?;
         p.entries
             .extend(found.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));

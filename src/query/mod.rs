@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use crate::record::{RecordView, split_path};
 
 pub use eval::{GroupBy, GroupRow};
-pub use parse::{ParseError, Query, parse};
+pub use parse::{ParseError, Query, parse, parse_args};
 
 /// A record field, as named in JSON output and queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -294,9 +294,47 @@ fn bool_msg(f: Field) -> String {
 /// Parses query terms (as separate arguments). A `,` argument, or a term ending in `,`, starts
 /// a new OR group.
 pub fn parse<S: AsRef<str>>(terms: &[S]) -> Result<Query, ParseError> {
+    let terms: Vec<&std::ffi::OsStr> = terms.iter().map(|t| t.as_ref().as_ref()).collect();
+    parse_args(&terms)
+}
+
+/// [`parse`] for command-line arguments, which need not be UTF-8: a path is bytes, so a
+/// `path:/DIR` term (or `^path:/DIR`) takes a directory whose name is not UTF-8 exactly. Any
+/// other term must be UTF-8.
+pub fn parse_args<S: AsRef<std::ffi::OsStr>>(terms: &[S]) -> Result<Query, ParseError> {
+    use std::os::unix::ffi::OsStrExt;
     let mut groups = vec![Vec::new()];
     for t in terms {
-        let t = t.as_ref();
+        let raw = t.as_ref().as_bytes();
+        let Ok(t) = std::str::from_utf8(raw) else {
+            let (body, close) = match raw.strip_suffix(b",") {
+                Some(body) => (body, true),
+                None => (raw, false),
+            };
+            let (negate, body) = match body.strip_prefix(b"^") {
+                Some(rest) => (true, rest),
+                None => (false, body),
+            };
+            let Some(dir) = body.strip_prefix(b"path:").filter(|d| d.starts_with(b"/")) else {
+                return Err(ParseError {
+                    term: String::from_utf8_lossy(raw).into_owned(),
+                    message: "is not UTF-8; only a `path:/DIR` term may hold bytes that are not"
+                        .into(),
+                });
+            };
+            let dir = match dir.iter().rposition(|&b| b != b'/') {
+                Some(end) => dir[..=end].to_vec(),
+                None => b"/".to_vec(),
+            };
+            groups.last_mut().expect("never empty").push(Term {
+                negate,
+                test: Test::Subtree(dir),
+            });
+            if close {
+                groups.push(Vec::new());
+            }
+            continue;
+        };
         if t == "," {
             groups.push(Vec::new());
             continue;
@@ -349,6 +387,30 @@ mod tests {
     fn one(t: &str) -> Test {
         let q = parse(&[t]).expect("parses");
         q.groups[0][0].test.clone()
+    }
+
+    #[test]
+    fn a_path_term_takes_bytes_that_are_not_utf8_and_no_other_term_does() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let arg = |b: &'static [u8]| OsStr::from_bytes(b);
+        let q = parse_args(&[
+            arg(b"path:/m/d\xfe/"),
+            arg(b"^path:/m/d\xfe/x,"),
+            arg(b"year:1990"),
+        ])
+        .expect("parses");
+        assert_eq!(q.groups.len(), 2);
+        assert!(matches!(&q.groups[0][0].test, Test::Subtree(d) if d == b"/m/d\xfe"));
+        assert!(q.groups[0][1].negate);
+        assert!(matches!(&q.groups[0][1].test, Test::Subtree(d) if d == b"/m/d\xfe/x"));
+        assert!(matches!(
+            q.groups[1][0].test,
+            Test::Equal(Field::Year, 1990)
+        ));
+        let e = parse_args(&[arg(b"title:\xfe")]).expect_err("refused");
+        assert!(e.message.contains("not UTF-8"), "{e}");
+        assert!(parse_args(&[arg(b"path:rel\xfe")]).is_err());
     }
 
     #[test]

@@ -331,21 +331,12 @@ const MAX_LIST_BYTES: usize = 64 << 10;
 /// whatever a file's tags hold (200,000 artists in one frame), its record stays far inside
 /// the store's record limit.
 fn bounded(mut rec: Record) -> Record {
-    fn cut(s: &mut String) {
-        if s.len() > MAX_TEXT {
-            let mut at = MAX_TEXT;
-            while !s.is_char_boundary(at) {
-                at -= 1;
-            }
-            s.truncate(at);
-        }
-    }
     fn cut_list(list: &mut Vec<String>) {
         list.truncate(MAX_VALUES);
         let mut bytes = 0;
         let mut keep = 0;
         for v in list.iter_mut() {
-            cut(v);
+            cut_to(v, MAX_TEXT);
             bytes += v.len();
             if bytes > MAX_LIST_BYTES {
                 break;
@@ -364,7 +355,7 @@ fn bounded(mut rec: Record) -> Record {
     .into_iter()
     .flatten()
     {
-        cut(s);
+        cut_to(s, MAX_TEXT);
     }
     cut_list(&mut rec.artists);
     cut_list(&mut rec.genres);
@@ -1008,18 +999,26 @@ fn describe(e: &FileParseError) -> String {
     one_line(&parts.join(": "))
 }
 
+/// Cuts `s` to at most `max` bytes, at a character boundary; whether it was cut.
+fn cut_to(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut at = max;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    s.truncate(at);
+    true
+}
+
 /// `s` with control characters turned into spaces, trimmed, and cut to [`MAX_ERROR_LEN`].
 fn one_line(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if out.len() > MAX_ERROR_LEN {
-        let mut cut = MAX_ERROR_LEN;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+    if cut_to(&mut out, MAX_ERROR_LEN) {
         out.push('…');
     }
     let trimmed = out.trim();

@@ -250,22 +250,16 @@ mod tests {
         c
     }
 
-    fn fmt(
-        encoding: u16,
-        channels: u16,
-        rate: u32,
-        bytes_per_s: u32,
-        block: u16,
-        bits: u16,
-    ) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend(encoding.to_le_bytes());
-        f.extend(channels.to_le_bytes());
-        f.extend(rate.to_le_bytes());
-        f.extend(bytes_per_s.to_le_bytes());
-        f.extend(block.to_le_bytes());
-        f.extend(bits.to_le_bytes());
-        chunk(b"fmt ", &f, None)
+    /// A `fmt ` chunk holding `f`.
+    fn fmt(f: Format) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(f.encoding.to_le_bytes());
+        b.extend(f.channels.to_le_bytes());
+        b.extend(f.rate.to_le_bytes());
+        b.extend(f.bytes_per_s.to_le_bytes());
+        b.extend(f.block.to_le_bytes());
+        b.extend(f.bits.to_le_bytes());
+        chunk(b"fmt ", &b, None)
     }
 
     fn info(pairs: &[(&[u8; 4], &str)]) -> Vec<u8> {
@@ -291,7 +285,14 @@ mod tests {
         let f = riff(
             b"RIFF",
             &[
-                fmt(1, 2, 8000, 32_000, 4, 16),
+                fmt(Format {
+                    encoding: 1,
+                    channels: 2,
+                    rate: 8000,
+                    bytes_per_s: 32_000,
+                    block: 4,
+                    bits: 16,
+                }),
                 info(&[(b"INAM", "Piped"), (b"IART", "Someone")]),
                 chunk(b"data", &[0; 48_000], Some(0xFFFF_FFFF)),
             ],
@@ -322,7 +323,14 @@ mod tests {
             b"RF64",
             &[
                 chunk(b"ds64", &ds64, None),
-                fmt(1, 1, 8000, 16_000, 2, 16),
+                fmt(Format {
+                    encoding: 1,
+                    channels: 1,
+                    rate: 8000,
+                    bytes_per_s: 16_000,
+                    block: 2,
+                    bits: 16,
+                }),
                 chunk(b"data", &[0; 16_000], Some(0xFFFF_FFFF)),
                 info(&[(b"INAM", "After the data")]),
             ],
@@ -340,7 +348,14 @@ mod tests {
         let f = riff(
             b"RIFF",
             &[
-                fmt(0x11, 1, 22_050, 16_000, 512, 4),
+                fmt(Format {
+                    encoding: 0x11,
+                    channels: 1,
+                    rate: 22_050,
+                    bytes_per_s: 16_000,
+                    block: 512,
+                    bits: 4,
+                }),
                 chunk(b"fact", &44_100u32.to_le_bytes(), None),
                 chunk(b"data", &[0; 22_200], None),
             ],
@@ -372,7 +387,14 @@ mod tests {
             b"RF64",
             &[
                 chunk(b"ds64", &[0; 28], None),
-                fmt(1, 2, 44_100, 176_400, 4, 16),
+                fmt(Format {
+                    encoding: 1,
+                    channels: 2,
+                    rate: 44_100,
+                    bytes_per_s: 176_400,
+                    block: 4,
+                    bits: 16,
+                }),
                 info(&[(b"INAM", "T")]),
                 chunk(b"data", &[1; 64], None),
             ],

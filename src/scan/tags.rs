@@ -72,6 +72,7 @@ use crate::record::{Kind, Record};
 
 mod asf;
 mod avi;
+mod dff;
 mod dsf;
 mod flv;
 mod mkv;
@@ -139,7 +140,14 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 8: WAVE files that `lofty` refuses (RF64 and BW64; compressed: ADPCM, GSM, …; a
 /// `data` chunk that does not fit the file: piped, still recording, cut) are read; a rescan
 /// re-reads the records that version 7 failed.
-pub const EXTRACTOR_VERSION: u16 = 8;
+/// Version 9: DSDIFF files (`.dff`) are read; `.3g2`, `.3gpp`, `.f4v` and `.f4a` files are
+/// read as MP4; every Opus stream reports 48 kHz, the rate it decodes at, not the encoder's
+/// input rate; HE-AAC in MP4 reports the rate SBR plays at and USAC its real channel count;
+/// an MP4 file whose codec `lofty` does not know, or whose movie header runs past its end,
+/// gets its duration, rate and channels from the sound track's header; an Ogg file `lofty`
+/// refuses is read by the reader of our own. A rescan re-reads the records that
+/// version 8 failed and those of the extensions concerned, except MP4 (`scan --force` does).
+pub const EXTRACTOR_VERSION: u16 = 9;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
@@ -178,18 +186,24 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 22] = [
+const READ_SINCE: [(&[u8], u16); 28] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
     (b"mp1", 3),
     (b"afc", 3),
     (b"dsf", 5),
-    (b"mkv", 6),
-    (b"mka", 6),
-    (b"webm", 6),
-    (b"weba", 6),
-    (b"mk3d", 6),
+    (b"dff", 9),
+    (b"3g2", 9),
+    (b"3gpp", 9),
+    (b"f4v", 9),
+    (b"f4a", 9),
+    (b"opus", 9),
+    (b"mkv", 9),
+    (b"mka", 9),
+    (b"webm", 9),
+    (b"weba", 9),
+    (b"mk3d", 9),
     (b"avi", 6),
     (b"ts", 6),
     (b"mts", 6),
@@ -413,8 +427,9 @@ fn read(
     open: &dyn Fn() -> std::io::Result<File>,
 ) -> Result<Option<Record>, String> {
     let name = path.as_os_str().as_encoded_bytes();
-    // QuickTime movies are MP4's ancestor, atom for atom: `lofty` reads them as MP4.
-    let quicktime = || has_extension(name, &[b"mov", b"qt"]).then_some(FileType::Mp4);
+    // QuickTime movies are MP4's ancestor, atom for atom, and 3GPP2 and Flash video files are
+    // MP4 files under other names: `lofty` reads them as MP4.
+    let quicktime = || has_extension(name, MP4_NAMES).then_some(FileType::Mp4);
     let lofty_type = FileType::from_path(path).or_else(quicktime);
     let own = own_reader_by_name(name);
     if lofty_type.is_none() && own.is_none() {
@@ -430,6 +445,7 @@ fn read(
     let head = first.head();
     let wave = wav::is_wave(head);
     let ogg = head.starts_with(b"OggS");
+    let mp4 = head.get(4..8) == Some(b"ftyp");
     let by_extension = match (own_reader_by_content(&first.block), lofty_type) {
         (Some(reader), _) => return read_own(file, reader).map(Some),
         (None, Some(t)) => t,
@@ -467,6 +483,17 @@ fn read(
             let has_cover = tagged.tags().iter().any(|t| t.picture_count() > 0);
             fill(&tagged, kind, &mut out);
             out.has_cover = Some(has_cover);
+            let mp4 = mp4 || tagged.file_type() == FileType::Mp4;
+            if mp4 && (out.sample_rate.is_none_or(|r| r <= 24_000) || out.channels > Some(8)) {
+                // `lofty` reads an MP4 file's audio config no further than its core: HE-AAC
+                // (whose SBR plays at twice the core's rate, 22.05 kHz for 44.1) comes out at
+                // the core's rate, and the channels of an escaped object type (USAC) come out
+                // as bits of something else.
+                if let Some(sound) = mp4::sound(file) {
+                    out.sample_rate = sound.sample_rate.or(out.sample_rate);
+                    out.channels = sound.channels.or(out.channels.filter(|&c| c <= 8));
+                }
+            }
             if ogg && out.duration_ms.is_none() {
                 // `lofty` takes an Ogg file's length from its very last page, and gives none
                 // when that page is cut short (a download that stopped): the last whole page
@@ -503,6 +530,12 @@ fn read(
             {
                 return Ok(Some(rec));
             }
+            if ogg
+                && !is_tag_error(&first)
+                && let Some(rec) = ogg_stream(file)
+            {
+                return Ok(Some(rec));
+            }
             let lenient = { options }.parsing_mode(ParsingMode::Relaxed);
             let kept = if is_tag_error(&first) {
                 let properties_only = { lenient }.read_tags(false).read_cover_art(false);
@@ -526,6 +559,29 @@ fn read(
                 }
                 out.duration_ms = mp4::movie_duration_ms(file);
                 return Ok(Some(out));
+            } else if (mp4 || by_extension == FileType::Mp4)
+                && let Some(sound) = mp4::sound(file).filter(|s| s.duration_ms.is_some())
+            {
+                // A codec `lofty` does not know (Vorbis in MP4), a config it misreads, or a
+                // movie header that runs past the end of the file: the sound track's own
+                // header still gives the duration, rate and channels, and the tags are read
+                // alone. Only a file cut short is an error.
+                let tags_only = { lenient }.read_properties(false);
+                if let Ok(tagged) = read_file(file, by_extension, tags_only) {
+                    fill_tags(&tagged, &mut out);
+                    out.has_cover = Some(tagged.tags().iter().any(|t| t.picture_count() > 0));
+                }
+                out.duration_ms = sound.duration_ms;
+                out.sample_rate = sound.sample_rate;
+                out.channels = sound.channels;
+                if sound.cut {
+                    out.error = Some(
+                        "file cut short: its movie header (moov) runs past the end of the \
+                         file; read as far as it goes"
+                            .to_owned(),
+                    );
+                }
+                return Ok(Some(out));
             } else {
                 let tags_only = { lenient }.read_properties(false);
                 let file = tags_may_be_found(file, by_extension)
@@ -543,6 +599,9 @@ fn read(
     }
     Ok(Some(out))
 }
+
+/// Extensions of MP4 (ISO base media) files that `lofty` does not know by name.
+const MP4_NAMES: &[&[u8]] = &[b"mov", b"qt", b"3g2", b"3gpp", b"f4v", b"f4a"];
 
 /// Most frames an ID3v2 tag, or items an APEv2 tag, may have for a file's tags to be read.
 const MAX_ID3_FRAMES: usize = 8192;
@@ -712,6 +771,16 @@ fn wave_stream(file: &File) -> Option<Record> {
     out.duration_ms.is_some().then_some(out)
 }
 
+/// An Ogg file whose stream `lofty` refused ("too little data" from a Vorbis setup header split
+/// over pages it did not expect), read by the reader of our own, which checks each page and
+/// takes the length from the granule position of the last whole one. `None` when that reader
+/// finds no duration either.
+fn ogg_stream(file: &File) -> Option<Record> {
+    let mut out = Record::default();
+    ogg::read(file, &mut out).ok()?;
+    out.duration_ms.is_some().then_some(out)
+}
+
 /// A reader of our own for a format `lofty` does not read.
 type OwnReader = fn(&File, &mut Record) -> Result<(), String>;
 
@@ -721,6 +790,8 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
         Some(asf::read)
     } else if has_extension(name, &[b"dsf"]) {
         Some(dsf::read)
+    } else if has_extension(name, &[b"dff"]) {
+        Some(dff::read)
     } else if has_extension(name, &[b"mkv", b"mka", b"webm", b"weba", b"mk3d"]) {
         Some(mkv::read)
     } else if has_extension(name, &[b"avi"]) {
@@ -746,6 +817,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(asf::read)
     } else if dsf::is_dsf(head) {
         Some(dsf::read)
+    } else if dff::is_dff(head) {
+        Some(dff::read)
     } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
         Some(mkv::read)
     } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
@@ -800,6 +873,11 @@ fn read_file_with(
     let ty = FileType::from_buffer(&head[..len]).unwrap_or(by_extension);
     Probe::with_file_type(file, ty).options(options).read()
 }
+
+/// The sample rate of every Opus stream: Opus always decodes at 48 kHz (RFC 6716 §2), and the
+/// rate in its header (`OpusHead`, a Matroska track's `SamplingFrequency`) is only the rate the
+/// encoder was fed, kept for information. TagLib, mutagen and ffprobe report 48 kHz too.
+const OPUS_RATE: u32 = 48_000;
 
 /// Bytes [`PreadReader`] reads at once: all of a small file, the tag area of most large ones.
 const READ_BLOCK: usize = 32 * 1024;
@@ -1113,7 +1191,11 @@ fn fill_properties(file: &TaggedFile, kind: Kind, out: &mut Record) {
         None
     };
     out.bitrate = props.audio_bitrate().or(overall).filter(|&b| b > 0);
-    out.sample_rate = props.sample_rate().filter(|&r| r > 0);
+    out.sample_rate = if file.file_type() == FileType::Opus {
+        Some(OPUS_RATE)
+    } else {
+        props.sample_rate().filter(|&r| r > 0)
+    };
     out.channels = props.channels().filter(|&c| c > 0);
     out.bit_depth = props.bit_depth().filter(|&b| b > 0);
 }
@@ -1885,7 +1967,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mid", "a.dff"] {
+        for name in ["a.mid", "a.tta"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
@@ -2223,7 +2305,15 @@ mod tests {
         assert!(!current(2, false, "/a/b.mp1"));
         assert!(!current(1, false, "/a/b.AFC"));
         assert!(!current(4, false, "/a/b.dsf"));
-        assert!(current(4, false, "/a/b.dff"));
+        assert!(current(4, false, "/a/b.tta"));
+        // Version 9 reads DSDIFF, more MP4 names and Opus rates; MP4 waits for --force.
+        assert!(!current(8, false, "/a/b.dff"));
+        assert!(!current(8, false, "/a/b.3g2"));
+        assert!(!current(8, false, "/a/b.opus"));
+        assert!(!current(8, false, "/a/b.webm"));
+        assert!(current(8, false, "/a/b.m4a"));
+        assert!(current(8, false, "/a/b.mp3"));
+        assert!(!current(8, true, "/a/b.mp3"));
     }
 
     #[test]

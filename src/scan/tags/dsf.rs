@@ -18,7 +18,7 @@ use crate::record::Record;
 use crate::store::format::{get_u32, get_u64};
 
 /// Bytes of an ID3v2 tag read at most; a larger one (a big picture) is not read.
-const MAX_TAG: u64 = 16 << 20;
+pub(super) const MAX_TAG: u64 = 16 << 20;
 
 /// Whether `head` (a file's first bytes) starts a DSF file.
 pub(super) fn is_dsf(head: &[u8]) -> bool {
@@ -63,9 +63,15 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
             "DSF file's ID3v2 tag of {tag_len} bytes is over the {MAX_TAG}-byte limit; not read"
         ));
     }
-    let mut tag = vec![0u8; tag_len as usize];
-    file.read_exact_at(&mut tag, tag_at)
-        .map_err(|e| format!("cannot read the file's tag: {e}"))?;
+    read_id3(file, tag_at, tag_len, out).map_err(|e| format!("DSF file's ID3v2 tag: {e}"))
+}
+
+/// Reads the ID3v2 tag of `len` bytes at `at` in `file` into `out`'s tag fields (and
+/// `has_cover`). The tag is handed to `lofty` as if it were an MP3 file holding nothing else.
+pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Result<(), String> {
+    let mut tag = vec![0u8; usize::try_from(len).map_err(|_| "too large".to_owned())?];
+    file.read_exact_at(&mut tag, at)
+        .map_err(|e| format!("cannot be read: {e}"))?;
     // Relaxed: with no MPEG frame after the tag, a stricter reader refuses the "file".
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::Relaxed)
@@ -74,7 +80,7 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     let tagged = Probe::with_file_type(Cursor::new(tag), FileType::Mpeg)
         .options(options)
         .read()
-        .map_err(|e| format!("DSF file's ID3v2 tag: {}", super::describe(&e)))?;
+        .map_err(|e| super::describe(&e))?;
     super::fill_tags(&tagged, out);
     out.has_cover = Some(tagged.tags().iter().any(|t| t.picture_count() > 0));
     Ok(())

@@ -283,14 +283,13 @@ fn read_tracks(tracks: &[u8], out: &mut Record) {
         else {
             continue;
         };
-        // Bit depth means something for lossless codecs only (writers put one on AAC too).
-        let lossless = children(entry)
+        let codec = children(entry)
             .find(|&(id, _)| id == CODEC_ID)
-            .is_some_and(|(_, codec)| {
-                ["A_PCM", "A_FLAC", "A_ALAC", "A_WAVPACK4", "A_TTA1"]
-                    .iter()
-                    .any(|c| codec.starts_with(c.as_bytes()))
-            });
+            .map_or(&[][..], |(_, codec)| codec);
+        // Bit depth means something for lossless codecs only (writers put one on AAC too).
+        let lossless = ["A_PCM", "A_FLAC", "A_ALAC", "A_WAVPACK4", "A_TTA1"]
+            .iter()
+            .any(|c| codec.starts_with(c.as_bytes()));
         for (id, data) in children(audio) {
             match id {
                 SAMPLING_FREQUENCY => {
@@ -304,6 +303,11 @@ fn read_tracks(tracks: &[u8], out: &mut Record) {
                 }
                 _ => {}
             }
+        }
+        if codec == b"A_OPUS" {
+            // Opus always decodes at 48 kHz; what a muxer writes here is the encoder's input
+            // rate (see `super::OPUS_RATE`).
+            out.sample_rate = Some(super::OPUS_RATE);
         }
         out.channels = out.channels.filter(|&c| c > 0);
         out.bit_depth = out.bit_depth.filter(|&b| b > 0);
@@ -509,6 +513,22 @@ mod tests {
             assert_eq!(rec.year, Some(1999));
             assert_eq!(rec.track, Some(7));
         }
+    }
+
+    #[test]
+    fn an_opus_track_plays_at_48_khz() {
+        // A muxer writes the encoder's input rate for Opus (16 kHz here); Opus decodes at 48.
+        let track = |codec: &[u8]| {
+            let entry = cat(&[
+                el(TRACK_TYPE, &[2]),
+                el(CODEC_ID, codec),
+                el(AUDIO, &el(SAMPLING_FREQUENCY, &16_000.0f32.to_be_bytes())),
+            ]);
+            let segment = el(TRACKS, &el(TRACK_ENTRY, &entry));
+            cat(&[el(EBML, &el(0x4282, b"webm")), el(SEGMENT, &segment)])
+        };
+        assert_eq!(read_bytes(&track(b"A_OPUS")).1.sample_rate, Some(48_000));
+        assert_eq!(read_bytes(&track(b"A_VORBIS")).1.sample_rate, Some(16_000));
     }
 
     #[test]

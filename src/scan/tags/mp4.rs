@@ -60,10 +60,96 @@ fn atoms(file: &File, from: u64, to: u64) -> impl Iterator<Item = Atom> + '_ {
 pub(super) fn movie_duration_ms(file: &File) -> Option<u64> {
     let len = file.metadata().ok()?.len();
     let moov = atoms(file, 0, len).find(|a| &a.kind == b"moov")?;
-    let mvhd = atoms(file, moov.body, moov.end).find(|a| &a.kind == b"mvhd")?;
+    movie_duration_ms_in(file, &moov)
+}
+
+/// What an MP4 file's first sound track says of its audio, read from the movie header alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Sound {
+    /// The track's length (its media header), else the movie's.
+    pub duration_ms: Option<u64>,
+    /// The rate the audio plays at: for HE-AAC (SBR), the extension's rate, twice the core's.
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+    /// The movie header runs past the end of the file (a cut download): read as far as it goes.
+    pub cut: bool,
+}
+
+/// The first sound track of `file` (an MP4 or QuickTime file), for what `lofty` gets wrong or
+/// cannot read: HE-AAC reported at its core rate, the channels of object types it misreads, a
+/// codec it does not know (Vorbis in MP4), a movie header that runs past the end of the file.
+/// `None` when the file has no movie header or no sound track.
+pub(super) fn sound(file: &File) -> Option<Sound> {
+    let len = file.metadata().ok()?.len();
+    let (moov, cut) = top_moov(file, len)?;
+    let mut out = Sound {
+        duration_ms: None,
+        sample_rate: None,
+        channels: None,
+        cut,
+    };
+    let track = atoms(file, moov.body, moov.end)
+        .filter(|a| &a.kind == b"trak")
+        .filter_map(|trak| atoms(file, trak.body, trak.end).find(|a| &a.kind == b"mdia"))
+        .find(|mdia| {
+            atoms(file, mdia.body, mdia.end)
+                .find(|a| &a.kind == b"hdlr")
+                .and_then(|h| read_array::<4>(file, h.body + 8, h.end))
+                .is_some_and(|handler| &handler == b"soun")
+        })?;
+    out.duration_ms = atoms(file, track.body, track.end)
+        .find(|a| &a.kind == b"mdhd")
+        .and_then(|mdhd| header_duration_ms(file, &mdhd))
+        .or_else(|| movie_duration_ms_in(file, &moov));
+    let entry = atoms(file, track.body, track.end)
+        .find(|a| &a.kind == b"minf")
+        .and_then(|minf| atoms(file, minf.body, minf.end).find(|a| &a.kind == b"stbl"))
+        .and_then(|stbl| atoms(file, stbl.body, stbl.end).find(|a| &a.kind == b"stsd"))
+        .and_then(|stsd| atoms(file, stsd.body + 8, stsd.end).next());
+    if let Some(entry) = entry {
+        sample_entry(file, &entry, &mut out);
+    }
+    Some(out)
+}
+
+/// The top-level `moov` atom, and whether it had to be cut at the end of the file.
+fn top_moov(file: &File, len: u64) -> Option<(Atom, bool)> {
+    let mut at = 0;
+    for a in atoms(file, 0, len) {
+        if &a.kind == b"moov" {
+            return Some((a, false));
+        }
+        at = a.end;
+    }
+    // The atom after the last whole one: a `moov` that claims more bytes than are left.
+    let mut h = [0u8; 8];
+    file.read_exact_at(&mut h, at).ok()?;
+    let size = u64::from(u32::from_be_bytes(h[..4].try_into().ok()?));
+    (&h[4..] == b"moov" && size > 8).then_some((
+        Atom {
+            kind: *b"moov",
+            body: at + 8,
+            end: len,
+        },
+        true,
+    ))
+}
+
+/// `N` bytes of `file` at `at`, if they lie before `end`.
+fn read_array<const N: usize>(file: &File, at: u64, end: u64) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    (at.checked_add(N as u64)? <= end).then_some(())?;
+    file.read_exact_at(&mut b, at).ok()?;
+    Some(b)
+}
+
+/// The duration a movie header (`mvhd`) or media header (`mdhd`) gives, in milliseconds: a
+/// version byte, 3 bytes of flags, creation and modification times, the time scale and the
+/// duration, the times and duration 32 bits wide in version 0 and 64 in version 1.
+fn header_duration_ms(file: &File, atom: &Atom) -> Option<u64> {
     let mut b = [0u8; 32];
-    let n = usize::try_from(mvhd.end - mvhd.body).ok()?.min(b.len());
-    file.read_exact_at(&mut b[..n], mvhd.body).ok()?;
+    let n = usize::try_from(atom.end - atom.body).ok()?.min(b.len());
+    file.read_exact_at(&mut b[..n], atom.body).ok()?;
     let b = &b[..n];
     let (scale, duration) = match b.first()? {
         0 => {
@@ -83,6 +169,218 @@ pub(super) fn movie_duration_ms(file: &File) -> Option<u64> {
     }
     let ms = u128::from(duration) * 1000 / u128::from(scale);
     u64::try_from(ms).ok().filter(|&ms| ms > 0)
+}
+
+fn movie_duration_ms_in(file: &File, moov: &Atom) -> Option<u64> {
+    let mvhd = atoms(file, moov.body, moov.end).find(|a| &a.kind == b"mvhd")?;
+    header_duration_ms(file, &mvhd)
+}
+
+/// Bytes of an audio sample entry before its child atoms: 6 reserved, the data reference
+/// index, then (QuickTime sound description version 0) version, revision, vendor, channels,
+/// sample size, compression id, packet size and the 16.16 sample rate. Version 1 adds 16
+/// bytes, version 2 36.
+const SOUND_ENTRY: u64 = 28;
+
+/// The rate and channels of a sample entry of the sound track's `stsd`: from its MPEG-4 audio
+/// configuration when it has one (`esds`), else from the entry's own fields.
+fn sample_entry(file: &File, entry: &Atom, out: &mut Sound) {
+    let Some(b) = read_array::<{ SOUND_ENTRY as usize }>(file, entry.body, entry.end) else {
+        return;
+    };
+    let version = u16::from_be_bytes([b[8], b[9]]);
+    let channels = u16::from_be_bytes([b[16], b[17]]);
+    let rate = u32::from_be_bytes([b[24], b[25], b[26], b[27]]) >> 16;
+    out.channels = u8::try_from(channels).ok().filter(|&c| c > 0);
+    out.sample_rate = Some(rate).filter(|&r| r > 0);
+    let children = match version {
+        0 => SOUND_ENTRY,
+        1 => SOUND_ENTRY + 16,
+        2 => SOUND_ENTRY + 36,
+        _ => return,
+    };
+    let esds = atoms(file, entry.body + children, entry.end).find(|a| &a.kind == b"esds");
+    let Some(config) = esds.and_then(|esds| audio_config(file, &esds)) else {
+        return;
+    };
+    if let Some(rate) = config.rate() {
+        out.sample_rate = Some(rate);
+    }
+    if let Some(channels) = config.channels() {
+        out.channels = Some(channels);
+    }
+}
+
+/// Most bytes of an `esds` atom read.
+const MAX_ESDS: u64 = 256;
+
+/// The `AudioSpecificConfig` in an `esds` atom (ISO 14496-1 §7.2.6.5: an ES descriptor holding
+/// a decoder config descriptor holding the decoder-specific info), when its object type says
+/// MPEG-4 audio.
+fn audio_config(file: &File, esds: &Atom) -> Option<AudioConfig> {
+    let n = usize::try_from((esds.end - esds.body).min(MAX_ESDS)).ok()?;
+    let mut b = vec![0u8; n];
+    file.read_exact_at(&mut b, esds.body).ok()?;
+    // Version and flags, then the ES descriptor.
+    let (tag, es) = descriptor(b.get(4..)?)?;
+    if tag != 3 {
+        return None;
+    }
+    let flags = *es.get(2)?;
+    let mut at = 3;
+    if flags & 0x80 != 0 {
+        at += 2; // depends on ES id
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*es.get(at)?); // URL
+    }
+    if flags & 0x20 != 0 {
+        at += 2; // OCR ES id
+    }
+    let (tag, dc) = descriptor(es.get(at..)?)?;
+    // Object type 0x40: MPEG-4 audio; 0x66..=0x68: MPEG-2 AAC, which carries the same config.
+    if tag != 4 || !matches!(dc.first()?, 0x40 | 0x66..=0x68) {
+        return None;
+    }
+    let (tag, specific) = descriptor(dc.get(13..)?)?;
+    (tag == 5).then(|| AudioConfig::parse(specific)).flatten()
+}
+
+/// A descriptor at the start of `b`: its tag and body (ISO 14496-1 §8.3.3: the size in one to
+/// four bytes of 7 bits each, the high bit set on all but the last).
+fn descriptor(b: &[u8]) -> Option<(u8, &[u8])> {
+    let tag = *b.first()?;
+    let mut size = 0usize;
+    let mut at = 1;
+    loop {
+        let byte = *b.get(at)?;
+        size = size << 7 | usize::from(byte & 0x7F);
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if at == 5 {
+            return None;
+        }
+    }
+    // A descriptor cut by `MAX_ESDS` keeps what is there.
+    let body = b.get(at..)?;
+    Some((tag, &body[..size.min(body.len())]))
+}
+
+/// What an MPEG-4 `AudioSpecificConfig` says (ISO 14496-3 §1.6.2.1).
+#[derive(Debug, PartialEq, Eq)]
+struct AudioConfig {
+    /// The core's audio object type (2: AAC LC, 42: USAC, ...).
+    object_type: u8,
+    core_rate: Option<u32>,
+    /// The rate SBR doubles the core's to, when the config says SBR is used.
+    sbr_rate: Option<u32>,
+    channel_config: u8,
+}
+
+/// Sampling frequencies by index (ISO 14496-3 Table 1.18).
+const RATES: [u32; 13] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
+];
+
+impl AudioConfig {
+    fn parse(b: &[u8]) -> Option<AudioConfig> {
+        let mut r = Bits { b, at: 0 };
+        let mut object_type = r.object_type()?;
+        let core_rate = r.rate()?;
+        let channel_config = r.get(4)? as u8;
+        let mut sbr_rate = None;
+        if matches!(object_type, 5 | 29) {
+            // Explicit hierarchical signalling: SBR's rate, then the core's object type.
+            sbr_rate = r.rate()?;
+            object_type = r.object_type()?;
+        } else if matches!(object_type, 1 | 2 | 3 | 4 | 6 | 7) && channel_config != 0 {
+            // Backward-compatible signalling: after the core's config, a sync extension
+            // announcing SBR. GASpecificConfig: frame length, depends on core coder (and its
+            // 14-bit delay), extension flag (none for these object types), layer for type 6.
+            r.get(1)?;
+            if r.get(1)? == 1 {
+                r.get(14)?;
+            }
+            if r.get(1)? == 1 {
+                return Some(AudioConfig {
+                    object_type,
+                    core_rate,
+                    sbr_rate,
+                    channel_config,
+                });
+            }
+            if object_type == 6 {
+                r.get(3)?;
+            }
+            if r.left() >= 16 && r.get(11)? == 0x2B7 && r.object_type()? == 5 && r.get(1)? == 1 {
+                sbr_rate = r.rate()?;
+            }
+        }
+        Some(AudioConfig {
+            object_type,
+            core_rate,
+            sbr_rate,
+            channel_config,
+        })
+    }
+
+    fn rate(&self) -> Option<u32> {
+        self.sbr_rate.or(self.core_rate)
+    }
+
+    /// Channels by configuration (ISO 14496-3 Table 1.19, and 23003-3 for 11 to 14); `None`
+    /// for 0 (given by a program config element) and reserved values.
+    fn channels(&self) -> Option<u8> {
+        match self.channel_config {
+            c @ 1..=6 => Some(c),
+            7 | 12 | 14 => Some(8),
+            11 => Some(7),
+            13 => Some(24),
+            _ => None,
+        }
+    }
+}
+
+/// A big-endian bit reader.
+struct Bits<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Bits<'_> {
+    fn get(&mut self, n: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.b.get(self.at / 8)?;
+            v = v << 1 | u32::from(byte >> (7 - self.at % 8) & 1);
+            self.at += 1;
+        }
+        Some(v)
+    }
+
+    fn left(&self) -> usize {
+        (self.b.len() * 8).saturating_sub(self.at)
+    }
+
+    /// An audio object type: 5 bits, 31 escaping to 32 plus 6 more.
+    fn object_type(&mut self) -> Option<u8> {
+        match self.get(5)? {
+            31 => Some(32 + self.get(6)? as u8),
+            t => Some(t as u8),
+        }
+    }
+
+    /// A sampling frequency: a 4-bit index, 15 escaping to 24 explicit bits. `Some(None)` for
+    /// a reserved index.
+    fn rate(&mut self) -> Option<Option<u32>> {
+        match self.get(4)? {
+            15 => Some(Some(self.get(24)?).filter(|&r| r > 0)),
+            i => Some(RATES.get(i as usize).copied()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +427,216 @@ mod tests {
         v1.extend(2_500u64.to_be_bytes());
         big.extend(atom(b"moov", &atom(b"mvhd", &v1)));
         assert_eq!(duration_of(&big), Some(2_500));
+    }
+
+    fn full_atom(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        atom(kind, &[&[0u8; 4][..], body].concat())
+    }
+
+    fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
+        // The size in the 4-byte form most muxers write.
+        let n = body.len();
+        let mut d = vec![
+            tag,
+            0x80 | (n >> 21) as u8,
+            0x80 | (n >> 14) as u8,
+            0x80 | (n >> 7) as u8,
+        ];
+        d.push(n as u8 & 0x7F);
+        d.extend_from_slice(body);
+        d
+    }
+
+    /// An `mp4a` sample entry (sound description version 0) whose `esds` holds `config` under
+    /// object type `oti`.
+    fn mp4a(channels: u16, rate: u32, oti: u8, config: &[u8]) -> Vec<u8> {
+        let mut e = vec![0u8; 6];
+        e.extend(1u16.to_be_bytes());
+        e.extend([0u8; 8]);
+        e.extend(channels.to_be_bytes());
+        e.extend(16u16.to_be_bytes());
+        e.extend([0u8; 4]);
+        e.extend((rate << 16).to_be_bytes());
+        let mut dc = vec![oti, 0x15, 0, 0x18, 0];
+        dc.extend(128_000u32.to_be_bytes());
+        dc.extend(128_000u32.to_be_bytes());
+        dc.extend(descriptor(5, config));
+        let mut es = vec![0, 1, 0];
+        es.extend(descriptor(4, &dc));
+        es.extend(descriptor(6, &[2]));
+        e.extend(full_atom(b"esds", &descriptor(3, &es)));
+        atom(b"mp4a", &e)
+    }
+
+    /// A movie of one track with handler `handler`, `ms` long, whose sample description is
+    /// `entry`.
+    fn movie(handler: &[u8; 4], ms: u32, entry: &[u8]) -> Vec<u8> {
+        let mut mdhd = vec![0u8; 8];
+        mdhd.extend(1000u32.to_be_bytes());
+        mdhd.extend(ms.to_be_bytes());
+        mdhd.extend([0u8; 4]);
+        let mut hdlr = vec![0u8; 4];
+        hdlr.extend(handler);
+        hdlr.extend([0u8; 13]);
+        let stsd = full_atom(b"stsd", &[&1u32.to_be_bytes()[..], entry].concat());
+        let stbl = atom(b"stbl", &stsd);
+        let minf = atom(b"minf", &stbl);
+        let mdia = atom(
+            b"mdia",
+            &[full_atom(b"mdhd", &mdhd), full_atom(b"hdlr", &hdlr), minf].concat(),
+        );
+        let trak = atom(b"trak", &mdia);
+        let mut f = atom(b"ftyp", b"M4A \0\0\0\0");
+        let udta = atom(b"udta", &[0u8; 16]);
+        f.extend(atom(b"moov", &[mvhd_v0(600, 600 * 7), trak, udta].concat()));
+        f.extend(atom(b"mdat", &[0u8; 64]));
+        f
+    }
+
+    fn sound_of(bytes: &[u8]) -> Option<Sound> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.m4a");
+        std::fs::write(&path, bytes).unwrap();
+        sound(&File::open(&path).unwrap())
+    }
+
+    #[test]
+    fn he_aac_plays_at_the_sbr_rate() {
+        // Explicit: object type 5 (SBR), 22.05 kHz core, mono, SBR at 44.1, then AAC LC.
+        let explicit = [0x2B, 0x8A, 0x08, 0x00];
+        assert_eq!(
+            AudioConfig::parse(&explicit),
+            Some(AudioConfig {
+                object_type: 2,
+                core_rate: Some(22_050),
+                sbr_rate: Some(44_100),
+                channel_config: 1,
+            })
+        );
+        // Backward compatible (TagLib's zero-length-mdat.m4a): AAC LC at 22.05 kHz, then the
+        // sync extension 0x2B7 announcing SBR at 44.1 kHz, then PS.
+        let compatible = [0x13, 0x88, 0x56, 0xE5, 0xA5, 0x48, 0x80];
+        let c = AudioConfig::parse(&compatible).unwrap();
+        assert_eq!((c.rate(), c.channels()), (Some(44_100), Some(1)));
+        // Plain AAC LC, 44.1 kHz stereo: no SBR.
+        let lc = AudioConfig::parse(&[0x12, 0x10]).unwrap();
+        assert_eq!(
+            (lc.object_type, lc.rate(), lc.channels()),
+            (2, Some(44_100), Some(2))
+        );
+
+        let s = sound_of(&movie(b"soun", 4_000, &mp4a(1, 22_050, 0x40, &explicit))).unwrap();
+        assert_eq!(
+            s,
+            Sound {
+                duration_ms: Some(4_000),
+                sample_rate: Some(44_100),
+                channels: Some(1),
+                cut: false,
+            }
+        );
+    }
+
+    #[test]
+    fn an_escaped_object_type_keeps_its_channels() {
+        // USAC (object type 31 + 11 = 42), 44.1 kHz, mono: `lofty` made 32 channels of it.
+        let usac = [0xF9, 0x48, 0x24, 0x21, 0x1C, 0xC0];
+        let c = AudioConfig::parse(&usac).unwrap();
+        assert_eq!(
+            (c.object_type, c.rate(), c.channels()),
+            (42, Some(44_100), Some(1))
+        );
+        // Channel configurations: 7 is 7.1, 0 is given elsewhere (a program config element).
+        let seven = AudioConfig::parse(&[0x12, 0x38]).unwrap();
+        assert_eq!(seven.channels(), Some(8));
+        assert_eq!(AudioConfig::parse(&[0x12, 0x00]).unwrap().channels(), None);
+    }
+
+    #[test]
+    fn a_codec_without_an_audio_config_keeps_the_entry_fields() {
+        // Vorbis in MP4 (object type 0xDD): the decoder info is Vorbis headers, not a config.
+        let s = sound_of(&movie(
+            b"soun",
+            1_015,
+            &mp4a(2, 44_100, 0xDD, b"\x01vorbis"),
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.duration_ms, s.sample_rate, s.channels),
+            (Some(1_015), Some(44_100), Some(2))
+        );
+        // A video track only: no sound.
+        assert_eq!(
+            sound_of(&movie(b"vide", 1_000, &mp4a(2, 8_000, 0x40, &[0x12, 0x10]))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_movie_header_past_the_end_is_read_as_far_as_it_goes() {
+        let whole = movie(b"soun", 9_000, &mp4a(2, 48_000, 0x40, &[0x11, 0x90]));
+        // Cut inside the trailing mdat: the moov is whole.
+        let s = sound_of(&whole[..whole.len() - 10]).unwrap();
+        assert!(!s.cut);
+        // The moov's last 4 bytes gone (of its user data), and the mdat after it, as in
+        // music-metadata's issue-749.m4a.
+        let moov_end = whole.len() - 72;
+        let s = sound_of(&whole[..moov_end - 4]).unwrap();
+        assert_eq!(
+            (s.duration_ms, s.sample_rate, s.cut),
+            (Some(9_000), Some(48_000), true)
+        );
+        // Damage anywhere never panics.
+        for at in 0..whole.len() {
+            for byte in [0x00, 0xFF, 0x7F] {
+                let mut bad = whole.clone();
+                bad[at] = byte;
+                let _ = sound_of(&bad);
+            }
+        }
+    }
+
+    /// What a scan records of `bytes` as a file named `name`.
+    fn extracted(name: &str, bytes: &[u8]) -> crate::record::Record {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (kind, _) = crate::scan::kind::classify(name.as_bytes());
+        let mut rec = crate::record::Record::default();
+        super::super::extract(&path, kind, &mut rec);
+        rec
+    }
+
+    #[test]
+    fn a_scan_corrects_what_lofty_reads_and_reads_what_it_refuses() {
+        let he_aac = movie(
+            b"soun",
+            4_000,
+            &mp4a(1, 22_050, 0x40, &[0x2B, 0x8A, 0x08, 0x00]),
+        );
+        let r = extracted("he.m4a", &he_aac);
+        assert_eq!(r.error, None);
+        assert_eq!(
+            (r.duration_ms, r.sample_rate, r.channels),
+            (Some(4_000), Some(44_100), Some(1))
+        );
+        // `lofty` refuses an object type it does not know; the track's header still tells.
+        let vorbis = movie(b"soun", 1_015, &mp4a(2, 44_100, 0xDD, b"\x01vorbis"));
+        let r = extracted("v.mp4", &vorbis);
+        assert_eq!(r.error, None);
+        assert_eq!(
+            (r.duration_ms, r.sample_rate, r.channels),
+            (Some(1_015), Some(44_100), Some(2))
+        );
+        // A 3GPP2 file is an MP4 file.
+        let r = extracted("clip.3g2", &he_aac);
+        assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
+        // A movie header first (no `ftyp`) and cut short, as in music-metadata's issue-749.m4a:
+        // `lofty` finds no movie header; what is there, and an error that says so.
+        let cut = &he_aac[16..he_aac.len() - 72 - 4];
+        let r = extracted("cut.m4a", cut);
+        assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
+        assert!(r.error.unwrap().starts_with("file cut short"));
     }
 
     #[test]

@@ -402,6 +402,7 @@ fn scan_cmd(
             .threads
             .map_or_else(|| ScanConfig::default().threads, |t| t as usize),
         batch_size: args.batch_size as usize,
+        commit_every: scan::DEFAULT_COMMIT_EVERY,
         excludes: args.exclude.clone(),
         default_excludes: !args.no_default_excludes,
         hidden: args.hidden,

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use crate::error::{CommitError, ReadError};
@@ -45,6 +45,9 @@ pub const MASS_REMOVAL_MIN: u64 = 20;
 /// Default records per commit.
 pub const DEFAULT_BATCH_SIZE: usize = 50_000;
 
+/// Default for [`ScanConfig::commit_every`].
+pub const DEFAULT_COMMIT_EVERY: Duration = Duration::from_secs(2);
+
 /// How to scan.
 #[derive(Clone, Debug)]
 pub struct ScanConfig {
@@ -54,6 +57,11 @@ pub struct ScanConfig {
     pub threads: usize,
     /// Records per commit.
     pub batch_size: usize,
+    /// Longest a record that was read waits before it is committed, about: a batch is also
+    /// committed, whatever its size, once its first record is this old. Tags read slowly (a
+    /// network share, a sleeping disk) fill a batch slowly, and a scan killed before its first
+    /// full batch would lose all of that reading; with this it loses at most about this long.
+    pub commit_every: Duration,
     /// Extra glob patterns to skip (matched against names, or full paths for patterns with `/`).
     pub excludes: Vec<String>,
     /// Skip [`DEFAULT_EXCLUDES`].
@@ -76,6 +84,7 @@ impl Default for ScanConfig {
             roots: Vec::new(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             batch_size: DEFAULT_BATCH_SIZE,
+            commit_every: DEFAULT_COMMIT_EVERY,
             excludes: Vec::new(),
             default_excludes: true,
             hidden: false,
@@ -216,6 +225,8 @@ struct Local {
     msgs: Vec<Msg>,
     /// Path hashes of the files being visited.
     hashes: Vec<u64>,
+    /// When the first of `msgs` was made.
+    since: Option<Instant>,
     /// The directory's root, and counts for it: files, files with a record, unchanged files.
     root: usize,
     files: u64,
@@ -235,14 +246,30 @@ struct ScanVisitor<'a> {
     dry_run: bool,
     tx: SyncSender<Vec<Msg>>,
     /// Per walker thread (by rayon index): messages waiting for a full message's worth.
-    outbox: Vec<Mutex<Vec<Msg>>>,
+    outbox: Vec<Mutex<Outbox>>,
     stop: &'a AtomicBool,
     progress: &'a Progress,
     problems: Mutex<Vec<FileError>>,
     /// Directories whose contents are unknown: nothing under them may be removed.
     unknown: Mutex<Vec<Vec<u8>>>,
-    /// Records gathered before they are handed on (see [`FLUSH_AT`]).
+    /// Records gathered before they are handed on (see [`FLUSH_AT`])…
     flush_at: usize,
+    /// …or once the first of them is this old (half of [`ScanConfig::commit_every`]).
+    hold: Duration,
+}
+
+/// Messages a walker thread gathered across directories, and when the first was made.
+#[derive(Default)]
+struct Outbox {
+    msgs: Vec<Msg>,
+    since: Option<Instant>,
+}
+
+impl Outbox {
+    fn take(&mut self) -> Vec<Msg> {
+        self.since = None;
+        std::mem::take(&mut self.msgs)
+    }
 }
 
 impl ScanVisitor<'_> {
@@ -263,25 +290,39 @@ impl ScanVisitor<'_> {
         }
     }
 
-    /// Moves a directory's messages to this thread's outbox, and sends the outbox when full.
-    fn post(&self, msgs: &mut Vec<Msg>) {
+    /// Moves a directory's messages, made since `since`, to this thread's outbox, and sends
+    /// the outbox when full or held too long. Then sends any other thread's outbox held too
+    /// long: a thread may go on walking elsewhere for a while without posting.
+    fn post(&self, msgs: &mut Vec<Msg>, since: Option<Instant>) {
         if msgs.is_empty() {
             return;
         }
         let i = rayon::current_thread_index().unwrap_or(0) % self.outbox.len();
         let mut out = self.outbox[i].lock().unwrap_or_else(|e| e.into_inner());
-        out.append(msgs);
-        if out.len() >= self.flush_at {
-            let mut full = std::mem::take(&mut *out);
+        out.msgs.append(msgs);
+        let since = *out.since.get_or_insert(since.unwrap_or_else(Instant::now));
+        let old = since.elapsed() >= self.hold;
+        if out.msgs.len() >= self.flush_at || old {
+            let mut full = out.take();
             drop(out);
             self.flush(&mut full);
+        }
+        if old {
+            for o in &self.outbox {
+                let Ok(mut o) = o.try_lock() else { continue };
+                if o.since.is_some_and(|t| t.elapsed() >= self.hold) {
+                    let mut msgs = o.take();
+                    drop(o);
+                    self.flush(&mut msgs);
+                }
+            }
         }
     }
 
     /// Sends what every outbox holds (once the walk is over).
     fn flush_outboxes(&self) {
         for o in &self.outbox {
-            let mut msgs = std::mem::take(&mut *o.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut msgs = o.lock().unwrap_or_else(|e| e.into_inner()).take();
             self.flush(&mut msgs);
         }
     }
@@ -416,12 +457,19 @@ impl Visitor for ScanVisitor<'_> {
                 // The old record is unreadable: treat the file as unknown this time.
                 self.record_problem(file.path, e.to_string());
             }
-            if local.msgs.len() >= self.flush_at {
-                self.post(&mut local.msgs);
+            let n = local.msgs.len();
+            if n == 0 {
+                continue;
+            }
+            // The clock is read for the first message and every 8th after it: a large
+            // directory of slowly read files must not hold its records for long either.
+            let since = *local.since.get_or_insert_with(Instant::now);
+            if n >= self.flush_at || (n.is_multiple_of(8) && since.elapsed() >= self.hold) {
+                self.post(&mut local.msgs, local.since.take());
             }
         }
         local.hashes = hashes;
-        self.post(&mut local.msgs);
+        self.post(&mut local.msgs, local.since.take());
     }
 
     fn problem(&self, p: WalkProblem) {
@@ -557,6 +605,7 @@ pub fn scan(
         problems: Mutex::new(Vec::new()),
         unknown: Mutex::new(Vec::new()),
         flush_at: FLUSH_AT.min(cfg.batch_size.max(1)),
+        hold: cfg.commit_every / 2,
     };
     let mut report = ScanReport {
         roots: roots.clone(),
@@ -591,38 +640,64 @@ pub fn scan(
                 return Ok(());
             }
             let mut batch = db.batch()?;
-            for msg in rx.iter().flatten() {
-                match msg {
-                    Msg::Done => break,
-                    Msg::Planned(..) => {}
-                    Msg::Upsert(rec, new_hash) => {
-                        // The walk yields each path once, and the snapshot it diffs against
-                        // is this writer's state before the scan: a path it found new is new.
-                        let put = match new_hash {
-                            Some(hash) => batch.insert_new(&rec, hash),
-                            None => batch.upsert(&rec),
-                        };
-                        match put {
-                            Ok(_) if new_hash.is_some() => report.added += 1,
-                            Ok(_) => report.updated += 1,
-                            // One file's record that cannot be stored (a path too long for
-                            // the record limit) is that file's problem, not the scan's; the
-                            // batch is as it was before the call.
-                            Err(CommitError::BadRecord { what, .. }) => {
-                                progress.errors.fetch_add(1, Relaxed);
-                                unstored.push(FileError {
-                                    path: rec.path.clone(),
-                                    message: format!("not stored: its record {what}"),
-                                });
+            // When the batch's first record arrived: a batch this old is committed whatever
+            // its size (`commit_every`), also when nothing more arrives.
+            let mut since: Option<Instant> = None;
+            let hold = cfg.commit_every / 2;
+            'messages: loop {
+                let msgs = match since {
+                    Some(t) => match rx.recv_timeout(hold.saturating_sub(t.elapsed())) {
+                        Ok(msgs) => msgs,
+                        Err(RecvTimeoutError::Timeout) => Vec::new(),
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match rx.recv() {
+                        Ok(msgs) => msgs,
+                        Err(_) => break,
+                    },
+                };
+                for msg in msgs {
+                    match msg {
+                        Msg::Done => break 'messages,
+                        Msg::Planned(..) => {}
+                        Msg::Upsert(rec, new_hash) => {
+                            // The walk yields each path once, and the snapshot it diffs against
+                            // is this writer's state before the scan: a path it found new is new.
+                            let put = match new_hash {
+                                Some(hash) => batch.insert_new(&rec, hash),
+                                None => batch.upsert(&rec),
+                            };
+                            match put {
+                                Ok(_) if new_hash.is_some() => report.added += 1,
+                                Ok(_) => report.updated += 1,
+                                // One file's record that cannot be stored (a path too long for
+                                // the record limit) is that file's problem, not the scan's; the
+                                // batch is as it was before the call.
+                                Err(CommitError::BadRecord { what, .. }) => {
+                                    progress.errors.fetch_add(1, Relaxed);
+                                    unstored.push(FileError {
+                                        path: rec.path.clone(),
+                                        message: format!("not stored: its record {what}"),
+                                    });
+                                }
+                                Err(e) => return Err(e.into()),
                             }
-                            Err(e) => return Err(e.into()),
-                        }
-                        if batch.len() >= batch_size {
-                            let info = batch.commit()?;
-                            progress.committed.fetch_add(info.upserted, Relaxed);
-                            batch = db.batch()?;
+                            if batch.len() >= batch_size {
+                                let info = batch.commit()?;
+                                progress.committed.fetch_add(info.upserted, Relaxed);
+                                batch = db.batch()?;
+                                since = None;
+                            } else if since.is_none() && !batch.is_empty() {
+                                since = Some(Instant::now());
+                            }
                         }
                     }
+                }
+                if since.is_some_and(|t| t.elapsed() >= hold) {
+                    let info = batch.commit()?;
+                    progress.committed.fetch_add(info.upserted, Relaxed);
+                    batch = db.batch()?;
+                    since = None;
                 }
             }
             let info = batch.commit()?;
@@ -752,6 +827,43 @@ pub fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scans a tree of 20 directories of 10 files with `commit_every`, in batches far larger
+    /// than the tree; returns the records and the commits made.
+    fn scan_with(commit_every: Duration) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("lib");
+        for d in 0..20 {
+            let sub = root.join(format!("d{d:02}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..10 {
+                std::fs::write(sub.join(format!("{f}.txt")), [b'x'; 3]).unwrap();
+            }
+        }
+        let mut db = Database::create(dir.path().join("t.mediadb")).unwrap();
+        let cfg = ScanConfig {
+            roots: vec![root],
+            threads: 2,
+            batch_size: 1_000_000,
+            commit_every,
+            ..ScanConfig::default()
+        };
+        let report = scan(&mut db, &cfg, &Progress::default()).unwrap();
+        assert_eq!(report.added, 200);
+        let snap = db.snapshot();
+        (snap.len(), snap.seq())
+    }
+
+    #[test]
+    fn records_wait_no_longer_than_commit_every_for_a_full_batch() {
+        // Never old enough: one commit at the end, as the batch never fills.
+        assert_eq!(scan_with(Duration::MAX), (200, 1));
+        // Always old enough: each directory's records are sent on their own (20 or more
+        // messages), and every message is committed on its own.
+        let (records, commits) = scan_with(Duration::ZERO);
+        assert_eq!(records, 200);
+        assert!(commits >= 20, "{commits} commit(s)");
+    }
 
     #[test]
     fn a_files_directory_is_within_a_root_exactly_when_the_file_is_under_it() {

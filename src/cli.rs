@@ -9,7 +9,8 @@ Exit codes:
   0  success
   1  failed; the database is unchanged since its last commit
   2  usage or query syntax error
-  3  finished, but some files could not be read (listed on stderr and in --json)
+  3  finished, but some files could not be read (listed on stderr and in --json); for
+     verify --fs: some files are missing or changed since the last scan
   4  database busy: another writer holds the lock (see --wait)
   5  database damaged, or not a mediadb database, or from a newer version";
 
@@ -255,7 +256,7 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Also stat every record's file and report missing and changed files
+    /// Also stat every record's file and report missing and changed files (exit 3 if any)
     #[arg(long)]
     pub fs: bool,
 

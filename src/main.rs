@@ -32,7 +32,8 @@ enum Exit {
     Failed = 1,
     /// Usage or query syntax error.
     Usage = 2,
-    /// Finished, but some files could not be read.
+    /// Finished, but some files could not be read (`verify --fs`: some differ from their
+    /// records).
     Partial = 3,
     /// Another writer holds the database lock.
     Busy = 4,

@@ -182,8 +182,21 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
     if let Some(advice) = report.advice().filter(|_| !quiet) {
         eprintln!("mediadb: {advice}");
     }
+    let out_of_date = fs
+        .as_ref()
+        .is_some_and(|f| f.missing + f.changed + f.unreadable > 0);
     Ok(if report.is_damaged() {
         Exit::Corrupt
+    } else if out_of_date {
+        // The database is sound, but not the library as it is on disk now.
+        if !quiet {
+            eprintln!(
+                "mediadb: {}: some files are missing or changed since the last scan; \
+                 run `mediadb scan` to bring the database up to date",
+                db_path.display()
+            );
+        }
+        Exit::Partial
     } else {
         Exit::Ok
     })

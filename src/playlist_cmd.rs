@@ -438,6 +438,13 @@ fn import(
         exit: Exit::Failed,
         message: format!("{}: {e}", file.display()),
     })?;
+    if formats::is_binary(&bytes) {
+        return Err(usage(format!(
+            "{}: not a playlist: it holds binary data (NUL bytes); import reads text \
+             .m3u, .m3u8 and .pls files",
+            file.display()
+        )));
+    }
     let dir = match abs.iter().rposition(|&b| b == b'/') {
         Some(0) => b"/".to_vec(),
         Some(i) => abs[..i].to_vec(),

@@ -279,3 +279,38 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
         3
     );
 }
+
+#[test]
+fn a_utf16_playlist_is_read_and_binary_data_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path().to_str().expect("utf-8");
+    library(dir.path());
+    let db = dir.path().join("lib.mediadb");
+    ok(&db, &["scan", r]);
+    // As Windows' Notepad saves "Unicode": UTF-16 LE with its byte-order mark, CRLF.
+    let text = format!("#EXTM3U\r\n{r}/A/01 one.flac\r\n{r}/B/été.mp3\r\n");
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(dir.path().join("wide.m3u"), utf16).expect("write");
+    ok(&db, &["playlist", "import", &format!("{r}/wide.m3u")]);
+    let shown = ok(&db, &["playlist", "show", "wide", "--format", "paths"]);
+    assert_eq!(
+        lines(&shown),
+        [format!("{r}/A/01 one.flac"), format!("{r}/B/été.mp3")]
+    );
+    // Random bytes named .m3u are no playlist of missing files: exit 2, nothing made.
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    assert!(junk.contains(&0));
+    std::fs::write(dir.path().join("junk.m3u"), junk).expect("write");
+    let o = mediadb(&db, &["playlist", "import", &format!("{r}/junk.m3u")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not a playlist: it holds binary data"),
+        "{err}"
+    );
+    let list = ok(&db, &["playlist", "list"]);
+    assert!(list.contains("wide") && !list.contains("junk"), "{list}");
+}

@@ -86,6 +86,13 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Parses a playlist file. `base_dir` is the absolute directory holding the playlist (bytes);
 /// relative entries are resolved against it.
 pub fn parse(bytes: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
+    if let Some(text) = utf16(bytes) {
+        let text = text.into_bytes();
+        return match format {
+            Format::M3u | Format::M3u8 => parse_m3u(&text, base_dir),
+            Format::Pls => parse_pls(&text, base_dir),
+        };
+    }
     let text = decode(bytes, format);
     let parse_text = |text: &[u8]| match format {
         Format::M3u | Format::M3u8 => parse_m3u(text, base_dir),
@@ -102,6 +109,35 @@ pub fn parse(bytes: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
         }
     }
     entries
+}
+
+/// Whether `bytes` cannot be a playlist: text, in any encoding a playlist is written in, holds
+/// no NUL byte, except UTF-16 (which [`parse`] reads when it starts with its byte-order mark).
+pub fn is_binary(bytes: &[u8]) -> bool {
+    utf16(bytes).is_none() && bytes.contains(&0)
+}
+
+/// A file in UTF-16 with its byte-order mark (as Windows' Notepad saves "Unicode"), as text;
+/// a unit that is no character reads as U+FFFD.
+fn utf16(bytes: &[u8]) -> Option<String> {
+    let little = match bytes.get(..2)? {
+        [0xFF, 0xFE] => true,
+        [0xFE, 0xFF] => false,
+        _ => return None,
+    };
+    let units = bytes[2..].chunks_exact(2).map(|u| {
+        let pair = [u[0], u[1]];
+        if little {
+            u16::from_le_bytes(pair)
+        } else {
+            u16::from_be_bytes(pair)
+        }
+    });
+    Some(
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+    )
 }
 
 /// The file as UTF-8 bytes, without a BOM. M3U8 bytes are taken as they are, so a path that is

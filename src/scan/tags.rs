@@ -1584,7 +1584,8 @@ mod tests {
     }
 
     /// `bytes` written to a file named `name` and extracted as audio.
-    fn extract_bytes(name: &str, bytes: &[u8]) -> Record {
+    /// What a scan records of `bytes` as an audio file named `name`.
+    pub(super) fn extract_bytes(name: &str, bytes: &[u8]) -> Record {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();

@@ -402,11 +402,15 @@ mod tests {
         atom(b"mvhd", &b)
     }
 
+    /// `bytes` as an open file.
+    fn file_of(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        f
+    }
+
     fn duration_of(bytes: &[u8]) -> Option<u64> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.mp4");
-        std::fs::write(&path, bytes).unwrap();
-        movie_duration_ms(&File::open(&path).unwrap())
+        movie_duration_ms(&file_of(bytes))
     }
 
     #[test]
@@ -494,10 +498,7 @@ mod tests {
     }
 
     fn sound_of(bytes: &[u8]) -> Option<Sound> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.m4a");
-        std::fs::write(&path, bytes).unwrap();
-        sound(&File::open(&path).unwrap())
+        sound(&file_of(bytes))
     }
 
     #[test]
@@ -596,17 +597,6 @@ mod tests {
         }
     }
 
-    /// What a scan records of `bytes` as a file named `name`.
-    fn extracted(name: &str, bytes: &[u8]) -> crate::record::Record {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let (kind, _) = crate::scan::kind::classify(name.as_bytes());
-        let mut rec = crate::record::Record::default();
-        super::super::extract(&path, kind, &mut rec);
-        rec
-    }
-
     #[test]
     fn a_scan_corrects_what_lofty_reads_and_reads_what_it_refuses() {
         let he_aac = movie(
@@ -614,7 +604,7 @@ mod tests {
             4_000,
             &mp4a(1, 22_050, 0x40, &[0x2B, 0x8A, 0x08, 0x00]),
         );
-        let r = extracted("he.m4a", &he_aac);
+        let r = super::super::tests::extract_bytes("he.m4a", &he_aac);
         assert_eq!(r.error, None);
         assert_eq!(
             (r.duration_ms, r.sample_rate, r.channels),
@@ -622,19 +612,19 @@ mod tests {
         );
         // `lofty` refuses an object type it does not know; the track's header still tells.
         let vorbis = movie(b"soun", 1_015, &mp4a(2, 44_100, 0xDD, b"\x01vorbis"));
-        let r = extracted("v.mp4", &vorbis);
+        let r = super::super::tests::extract_bytes("v.mp4", &vorbis);
         assert_eq!(r.error, None);
         assert_eq!(
             (r.duration_ms, r.sample_rate, r.channels),
             (Some(1_015), Some(44_100), Some(2))
         );
         // A 3GPP2 file is an MP4 file.
-        let r = extracted("clip.3g2", &he_aac);
+        let r = super::super::tests::extract_bytes("clip.3g2", &he_aac);
         assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
         // A movie header first (no `ftyp`) and cut short, as in music-metadata's issue-749.m4a:
         // `lofty` finds no movie header; what is there, and an error that says so.
         let cut = &he_aac[16..he_aac.len() - 72 - 4];
-        let r = extracted("cut.m4a", cut);
+        let r = super::super::tests::extract_bytes("cut.m4a", cut);
         assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
         assert!(r.error.unwrap().starts_with("file cut short"));
     }

@@ -632,16 +632,6 @@ mod tests {
         assert!(r.unwrap_err().contains("not an Ogg file"));
     }
 
-    /// What a scan records of `bytes` as a file named `name`.
-    fn extracted(name: &str, bytes: &[u8]) -> Record {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let mut rec = Record::default();
-        super::super::extract(&path, crate::Kind::Audio, &mut rec);
-        rec
-    }
-
     #[test]
     fn opus_plays_at_48_khz_whatever_its_input_rate() {
         let mut head = b"OpusHead\x01\x02".to_vec();
@@ -657,7 +647,7 @@ mod tests {
         ));
         f.extend(page_of(5, 4, 2 * 48_000 + 312, &[&[0xFCu8; 60]]));
         // As `lofty` reads it, and as the reader here does.
-        let rec = extracted("a.opus", &f);
+        let rec = super::super::tests::extract_bytes("a.opus", &f);
         assert_eq!(rec.error, None);
         assert_eq!(
             (rec.sample_rate, rec.duration_ms),
@@ -687,7 +677,7 @@ mod tests {
         f.extend([0u8; 57]);
         f.extend(page_of(3, 0, 0, &[b"\x05vorbis setup"]));
         f.extend(page_of(3, 4, 22_050 * 52, &[&[0u8; 100]]));
-        let rec = extracted("recitation.ogg", &f);
+        let rec = super::super::tests::extract_bytes("recitation.ogg", &f);
         assert_eq!(rec.error, None);
         assert_eq!(rec.duration_ms, Some(52_000));
         assert_eq!((rec.sample_rate, rec.channels), (Some(22_050), Some(2)));

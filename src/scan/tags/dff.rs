@@ -78,10 +78,12 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         .min(len);
     let (mut rate, mut channels, mut dst) = (0u32, 0u16, false);
     let (mut dsd_bytes, mut dst_frames) = (None, None);
-    let mut tag = None;
+    let (mut tag, mut props_read) = (None, false);
     for c in chunks(file, 16, form_end) {
         match &c.id {
-            b"PROP" => {
+            // Only the first of each: a file of many must not cost a read of all their chunks.
+            b"PROP" if !props_read => {
+                props_read = true;
                 let mut kind = [0u8; 4];
                 if file.read_exact_at(&mut kind, c.body).is_err() || &kind != b"SND " {
                     continue;
@@ -100,7 +102,7 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
                 }
             }
             b"DSD " => dsd_bytes = Some(c.len),
-            b"DST " => {
+            b"DST " if dst_frames.is_none() => {
                 dst_frames = chunks(file, c.body, c.body + c.len)
                     .find(|f| &f.id == b"FRTE")
                     .and_then(|f| head_of::<6>(file, &f))

@@ -83,33 +83,40 @@ pub(super) fn sound(file: &File) -> Option<Sound> {
     let len = file.metadata().ok()?.len();
     let (moov, cut) = top_moov(file, len)?;
     let mut out = Sound {
-        duration_ms: None,
-        sample_rate: None,
-        channels: None,
         cut,
+        ..Sound::default()
     };
     let track = atoms(file, moov.body, moov.end)
         .filter(|a| &a.kind == b"trak")
-        .filter_map(|trak| atoms(file, trak.body, trak.end).find(|a| &a.kind == b"mdia"))
+        .take(MAX_CHILDREN)
+        .filter_map(|trak| child(file, &trak, b"mdia"))
         .find(|mdia| {
-            atoms(file, mdia.body, mdia.end)
-                .find(|a| &a.kind == b"hdlr")
+            child(file, mdia, b"hdlr")
                 .and_then(|h| read_array::<4>(file, h.body + 8, h.end))
                 .is_some_and(|handler| &handler == b"soun")
         })?;
-    out.duration_ms = atoms(file, track.body, track.end)
-        .find(|a| &a.kind == b"mdhd")
+    out.duration_ms = child(file, &track, b"mdhd")
         .and_then(|mdhd| header_duration_ms(file, &mdhd))
         .or_else(|| movie_duration_ms_in(file, &moov));
-    let entry = atoms(file, track.body, track.end)
-        .find(|a| &a.kind == b"minf")
-        .and_then(|minf| atoms(file, minf.body, minf.end).find(|a| &a.kind == b"stbl"))
-        .and_then(|stbl| atoms(file, stbl.body, stbl.end).find(|a| &a.kind == b"stsd"))
+    let entry = child(file, &track, b"minf")
+        .and_then(|minf| child(file, &minf, b"stbl"))
+        .and_then(|stbl| child(file, &stbl, b"stsd"))
         .and_then(|stsd| atoms(file, stsd.body + 8, stsd.end).next());
     if let Some(entry) = entry {
         sample_entry(file, &entry, &mut out);
     }
     Some(out)
+}
+
+/// Tracks, and atoms inside a track, looked at: real files have a few of each, and a file of
+/// thousands of tracks of thousands of atoms each must not cost millions of reads.
+const MAX_CHILDREN: usize = 64;
+
+/// The first atom of `kind` among the first [`MAX_CHILDREN`] inside `parent`.
+fn child(file: &File, parent: &Atom, kind: &[u8; 4]) -> Option<Atom> {
+    atoms(file, parent.body, parent.end)
+        .take(MAX_CHILDREN)
+        .find(|a| &a.kind == kind)
 }
 
 /// The top-level `moov` atom, and whether it had to be cut at the end of the file.

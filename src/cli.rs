@@ -132,7 +132,8 @@ pub struct ScanArgs {
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
-    /// Records per commit
+    /// Records per commit; a batch also commits once its first record is about a second old,
+    /// so a scan of slowly read files that is killed loses only its last seconds of reading
     #[arg(long, value_name = "N", default_value_t = mediadb::scan::DEFAULT_BATCH_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,

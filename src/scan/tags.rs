@@ -79,6 +79,7 @@ mod mkv;
 mod mp4;
 mod mpeg;
 mod ogg;
+mod tta;
 mod wav;
 
 /// `file`'s length, for the readers of our own; the message is one line.
@@ -140,7 +141,7 @@ pub fn is_retryable(error: &str) -> bool {
 /// Version 8: WAVE files that `lofty` refuses (RF64 and BW64; compressed: ADPCM, GSM, …; a
 /// `data` chunk that does not fit the file: piped, still recording, cut) are read; a rescan
 /// re-reads the records that version 7 failed.
-/// Version 9: DSDIFF files (`.dff`) are read; `.3g2`, `.3gpp`, `.f4v` and `.f4a` files are
+/// Version 9: DSDIFF (`.dff`) and TrueAudio (`.tta`) files are read; `.3g2`, `.3gpp`, `.f4v` and `.f4a` files are
 /// read as MP4; every Opus stream reports 48 kHz, the rate it decodes at, not the encoder's
 /// input rate; HE-AAC in MP4 reports the rate SBR plays at and USAC its real channel count;
 /// an MP4 file whose codec `lofty` does not know, or whose movie header runs past its end,
@@ -186,7 +187,7 @@ fn is_asf_name(path: &[u8]) -> bool {
 
 /// Extensions whose files are read only since an extractor version after 1, with that
 /// version: records of theirs from before say nothing of their tags.
-const READ_SINCE: [(&[u8], u16); 28] = [
+const READ_SINCE: [(&[u8], u16); 29] = [
     (b"wma", 3),
     (b"wmv", 3),
     (b"asf", 3),
@@ -194,6 +195,7 @@ const READ_SINCE: [(&[u8], u16); 28] = [
     (b"afc", 3),
     (b"dsf", 5),
     (b"dff", 9),
+    (b"tta", 9),
     (b"3g2", 9),
     (b"3gpp", 9),
     (b"f4v", 9),
@@ -792,6 +794,8 @@ fn own_reader_by_name(name: &[u8]) -> Option<OwnReader> {
         Some(dsf::read)
     } else if has_extension(name, &[b"dff"]) {
         Some(dff::read)
+    } else if has_extension(name, &[b"tta"]) {
+        Some(tta::read)
     } else if has_extension(name, &[b"mkv", b"mka", b"webm", b"weba", b"mk3d"]) {
         Some(mkv::read)
     } else if has_extension(name, &[b"avi"]) {
@@ -819,6 +823,8 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
         Some(dsf::read)
     } else if dff::is_dff(head) {
         Some(dff::read)
+    } else if tta::is_tta(head) {
+        Some(tta::read)
     } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
         Some(mkv::read)
     } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"AVI ") {
@@ -1968,7 +1974,7 @@ mod tests {
         let junk: Vec<u8> = (0..4096u32)
             .map(|i| [0xFF, 0xFB, 0x90, 0x00][i as usize % 4])
             .collect();
-        for name in ["a.mid", "a.tta"] {
+        for name in ["a.mid", "a.ac3"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &junk).unwrap();
             let (kind, _) = classify(path.as_os_str().as_encoded_bytes());
@@ -2306,9 +2312,11 @@ mod tests {
         assert!(!current(2, false, "/a/b.mp1"));
         assert!(!current(1, false, "/a/b.AFC"));
         assert!(!current(4, false, "/a/b.dsf"));
-        assert!(current(4, false, "/a/b.tta"));
-        // Version 9 reads DSDIFF, more MP4 names and Opus rates; MP4 waits for --force.
+        assert!(current(4, false, "/a/b.ac3"));
+        // Version 9 reads DSDIFF, TrueAudio, more MP4 names and Opus rates; MP4 waits for
+        // --force.
         assert!(!current(8, false, "/a/b.dff"));
+        assert!(!current(8, false, "/a/b.tta"));
         assert!(!current(8, false, "/a/b.3g2"));
         assert!(!current(8, false, "/a/b.opus"));
         assert!(!current(8, false, "/a/b.webm"));

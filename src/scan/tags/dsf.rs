@@ -72,6 +72,9 @@ pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Resu
     let mut tag = vec![0u8; usize::try_from(len).map_err(|_| "too large".to_owned())?];
     file.read_exact_at(&mut tag, at)
         .map_err(|e| format!("cannot be read: {e}"))?;
+    // Zeros after it: `lofty` looks for an APE tag's footer (32 bytes) and an ID3v1 tag (128)
+    // at the end of an MPEG file, and refuses one too short to hold them.
+    tag.resize(tag.len().max(256), 0);
     // Relaxed: with no MPEG frame after the tag, a stricter reader refuses the "file".
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::Relaxed)

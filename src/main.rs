@@ -177,7 +177,14 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    let db_path = || cli.db.clone().or_else(from_env).map_or_else(default_db, Ok);
+    // A symbolic link is followed: the lock and sidecars belong beside the database itself.
+    let db_path = || {
+        cli.db
+            .clone()
+            .or_else(from_env)
+            .map_or_else(default_db, Ok)
+            .map(|p| mediadb::store::resolve_path(&p))
+    };
     match &cli.command {
         Command::Stats(args) => stats(&db_path()?, args),
         Command::Query(args) => commands::query(&db_path()?, args),

@@ -1333,3 +1333,64 @@ fn a_damaged_path_in_a_record_a_checkpoint_covers_is_never_handed_out() {
     assert!(s.get(b"/m/wecond.flac").expect("reads").is_none());
     assert!(s.get(b"/m/third.flac").expect("reads").is_some());
 }
+
+/// A database reached through a symbolic link is the database the link names: one lock (a
+/// writer through the link and one through the real path exclude each other), sidecars beside
+/// the real file, and `compact` replaces the real file, leaving the link a link.
+#[test]
+fn a_symlinked_database_shares_the_real_files_lock_and_sidecars() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(dir.path().join("real")).expect("mkdir");
+    fs::create_dir(dir.path().join("links")).expect("mkdir");
+    let real = dir.path().join("real/lib.mediadb");
+    let link = dir.path().join("links/lib.mediadb");
+    std::os::unix::fs::symlink("../real/lib.mediadb", &link).expect("symlink");
+    // Created through a link to a missing file: made where the link points.
+    let mut db = Database::create(&link).expect("create through the link");
+    assert!(real.is_file());
+    let mut b = db.batch().expect("batch");
+    b.upsert(&rec("/m/a.flac", 1)).expect("upsert");
+    b.commit().expect("commit");
+    // The other path is held by the same lock.
+    match Database::open(&real) {
+        Err(OpenError::Busy { .. }) => {}
+        other => panic!(
+            "expected Busy through the real path, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    drop(db);
+    let db = Database::open(&real).expect("open");
+    match Database::open(&link) {
+        Err(OpenError::Busy { .. }) => {}
+        other => panic!(
+            "expected Busy through the link, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    drop(db);
+    // Compacting through the link rewrites the real file.
+    let mut db = Database::open(&link).expect("open through the link");
+    db.compact().expect("compact");
+    drop(db);
+    assert!(
+        fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        Database::open_read_only(&real)
+            .expect("open")
+            .snapshot()
+            .len(),
+        1
+    );
+    for suffix in [".lock", ".idx"] {
+        assert!(
+            sibling(&real, suffix).exists(),
+            "{suffix} beside the real file"
+        );
+        assert!(!sibling(&link, suffix).exists(), "{suffix} beside the link");
+    }
+}

@@ -440,7 +440,7 @@ impl Database {
 
     /// Creates a new, empty database; fails if the file exists.
     pub fn create(path: impl AsRef<Path>) -> Result<Database, OpenError> {
-        let path = path.as_ref();
+        let path = &resolve_path(path.as_ref());
         // Checked before the lock too, so that an existing file (`/dev/null`) gets no lock
         // file beside it, and after it, against a racing create.
         if path.exists() {
@@ -460,7 +460,7 @@ impl Database {
 
     /// Opens (or, with `opts.create`, creates) the database at `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Database, OpenError> {
-        let path = path.as_ref();
+        let path = &resolve_path(path.as_ref());
         refuse_special(path)?;
         if opts.read_only {
             let file = File::open(path).map_err(|e| open_error(path, e))?;
@@ -806,6 +806,48 @@ fn file_identity_of(m: &fs::Metadata) -> (u64, u64) {
 
 fn file_identity(f: &File) -> Option<(u64, u64)> {
     f.metadata().ok().map(|m| file_identity_of(&m))
+}
+
+/// The file a database path names: a symbolic link is followed to its target, so that the
+/// lock and the sidecar files (`.lock`, `.idx`, `.cols`, `.scans`) sit beside the database
+/// itself, whichever path reaches it, and `compact` renames its new file over the database,
+/// not over the link. Without this, a writer through the link and a writer through the real
+/// path would each hold a lock of their own. A link to a missing file names that file (its
+/// target, relative to the link's directory), so that `create` makes it there.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use mediadb::store::resolve_path;
+///
+/// let real = dir.path().join("real.mediadb");
+/// let link = dir.path().join("link.mediadb");
+/// std::os::unix::fs::symlink(&real, &link)?;
+/// assert_eq!(resolve_path(&link), real);
+/// std::fs::write(&real, b"")?;
+/// assert_eq!(resolve_path(&link), real.canonicalize()?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn resolve_path(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    // A chain of links to a missing file is followed a link at a time, at most this far.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if let Ok(real) = fs::canonicalize(&path) {
+                    return real;
+                }
+                let Ok(target) = fs::read_link(&path) else {
+                    return path;
+                };
+                path = match path.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                };
+            }
+            _ => return path,
+        }
+    }
+    path
 }
 
 /// Refuses a `path` that exists but is not a regular file: a directory, or a FIFO or device,

@@ -672,7 +672,7 @@ pub fn verify(
     path: impl AsRef<Path>,
     progress: &dyn Fn(u64, u64),
 ) -> Result<VerifyReport, OpenError> {
-    let path = path.as_ref();
+    let path = &super::resolve_path(path.as_ref());
     super::refuse_special(path)?;
     let file = File::open(path).map_err(|e| open_error(path, e))?;
     let storage = FileStorage::new(file);

@@ -13,6 +13,19 @@ use mediadb::{Database, Kind, Snapshot};
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, LsArgs, QueryArgs};
 use crate::{Exit, Failure, out};
 
+/// Refuses an output file that is the database at `db_path` or one of its sidecars: writing it
+/// would destroy the database (exit 2, nothing written).
+pub(crate) fn refuse_database_output(db_path: &Path, output: &Path) -> Result<(), Failure> {
+    if mediadb::store::is_database_file(db_path, output) {
+        return Err(usage(format!(
+            "{}: that is the database {} (or one of its files); write the output elsewhere",
+            output.display(),
+            db_path.display()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn usage(message: String) -> Failure {
     Failure {
         exit: Exit::Usage,
@@ -319,6 +332,7 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
     };
     let result = match &args.output {
         Some(path) => {
+            refuse_database_output(db_path, path)?;
             let f = std::fs::File::create(path).map_err(|e| Failure {
                 exit: Exit::Failed,
                 message: format!("{}: {e}", path.display()),

@@ -314,3 +314,44 @@ fn a_utf16_playlist_is_read_and_binary_data_is_refused() {
     let list = ok(&db, &["playlist", "list"]);
     assert!(list.contains("wide") && !list.contains("junk"), "{list}");
 }
+
+#[test]
+fn no_export_writes_over_the_database_or_its_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path().to_str().expect("utf-8");
+    library(dir.path());
+    let db = dir.path().join("lib.mediadb");
+    ok(&db, &["scan", r]);
+    ok(&db, &["playlist", "create", "p"]);
+    let link = dir.path().join("link.mediadb");
+    std::os::unix::fs::symlink(&db, &link).expect("symlink");
+    let before = std::fs::read(&db).expect("read");
+    let idx = format!("{r}/lib.mediadb.idx");
+    let dotted = format!("{r}/./lib.mediadb");
+    for target in [
+        db.to_str().expect("utf-8"),
+        &idx,
+        &dotted,
+        link.to_str().expect("utf-8"),
+    ] {
+        for args in [
+            &["export", "-o", target][..],
+            &["playlist", "export", "p", "-o", target][..],
+        ] {
+            let o = mediadb(&db, args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("that is the database"), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read(&db).expect("read"), before);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    ok(&db, &["verify"]);
+    // Beside it, under another name, is fine.
+    ok(&db, &["export", "-o", &format!("{r}/backup.jsonl")]);
+}

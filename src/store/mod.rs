@@ -850,6 +850,68 @@ pub fn resolve_path(path: &Path) -> PathBuf {
     path
 }
 
+/// Suffixes of the files a database at `NAME` keeps beside it: its lock, index checkpoint,
+/// column cache and scan log, and the temporary files those and `compact` are written through.
+pub const SIDECAR_SUFFIXES: [&str; 8] = [
+    ".lock",
+    ".idx",
+    ".cols",
+    ".scans",
+    ".idx.tmp",
+    ".cols.tmp",
+    ".scans.tmp",
+    ".compact.tmp",
+];
+
+/// Whether writing to `other` would write over the database at `db` or one of the files beside
+/// it ([`SIDECAR_SUFFIXES`]): the same path once links are followed, or the same file (device
+/// and inode) under another name. An output named so must be refused: truncating the
+/// database's file, or renaming another over it, destroys it under every reader.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use mediadb::store::is_database_file;
+///
+/// let db = dir.path().join("lib.mediadb");
+/// std::fs::write(&db, b"")?;
+/// assert!(is_database_file(&db, &db));
+/// assert!(is_database_file(&db, &dir.path().join("lib.mediadb.idx")));
+/// assert!(is_database_file(&db, &dir.path().join(".").join("lib.mediadb")));
+/// assert!(!is_database_file(&db, &dir.path().join("backup.jsonl")));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn is_database_file(db: &Path, other: &Path) -> bool {
+    // Paths compared absolute and with links followed as far as they exist.
+    let normal = |p: &Path| {
+        let p = resolve_path(p);
+        match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                fs::canonicalize(dir).map_or(p.clone(), |d| d.join(name))
+            }
+            _ => p,
+        }
+    };
+    let other_path = normal(other);
+    let other_id = fs::metadata(&other_path).ok().map(|m| file_identity_of(&m));
+    let db = normal(db);
+    std::iter::once(db.clone())
+        .chain(SIDECAR_SUFFIXES.iter().map(|s| {
+            let mut p = db.clone().into_os_string();
+            p.push(s);
+            PathBuf::from(p)
+        }))
+        .any(|p| {
+            p == other_path
+                || other_id
+                    .is_some_and(|id| fs::metadata(&p).is_ok_and(|m| file_identity_of(&m) == id))
+        })
+}
+
 /// Refuses a `path` that exists but is not a regular file: a directory, or a FIFO or device,
 /// whose `open` could block or whose bytes never hold a database. A missing path passes.
 pub(crate) fn refuse_special(path: &Path) -> Result<(), OpenError> {

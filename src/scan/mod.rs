@@ -12,7 +12,7 @@ pub mod tags;
 pub mod walk;
 
 use std::os::fd::BorrowedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -256,6 +256,54 @@ struct ScanVisitor<'a> {
     flush_at: usize,
     /// …or once the first of them is this old (half of [`ScanConfig::commit_every`]).
     hold: Duration,
+    /// The database's own files, never indexed.
+    own: OwnFiles,
+}
+
+/// The database being scanned into and the files beside it, by their full paths (the
+/// directory's canonical path, as the walk builds paths from canonical roots): a database kept
+/// inside a scanned tree must not index itself, or every rescan would find it changed and
+/// commit again.
+struct OwnFiles {
+    /// The database file's name: every one of its files starts with it.
+    name: Vec<u8>,
+    paths: Vec<Vec<u8>>,
+}
+
+impl OwnFiles {
+    fn of(db: &Path) -> OwnFiles {
+        let db = crate::store::resolve_path(db);
+        let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else {
+            return OwnFiles {
+                name: Vec::new(),
+                paths: Vec::new(),
+            };
+        };
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            return OwnFiles {
+                name: Vec::new(),
+                paths: Vec::new(),
+            };
+        };
+        let db = dir.join(name).into_os_string().into_vec();
+        let paths = std::iter::once(db.clone())
+            .chain(
+                crate::store::SIDECAR_SUFFIXES
+                    .iter()
+                    .map(|s| [&db[..], s.as_bytes()].concat()),
+            )
+            .collect();
+        OwnFiles {
+            name: name.as_bytes().to_vec(),
+            paths,
+        }
+    }
+
+    fn holds(&self, f: &walk::FileRef<'_>) -> bool {
+        !self.paths.is_empty()
+            && f.name.to_bytes().starts_with(&self.name)
+            && self.paths.iter().any(|p| p == f.path)
+    }
 }
 
 /// Messages a walker thread gathered across directories, and when the first was made.
@@ -444,8 +492,10 @@ impl Visitor for ScanVisitor<'_> {
             return;
         }
         local.root = root;
-        local.files += files.len() as u64;
-        self.progress.files.fetch_add(files.len() as u64, Relaxed);
+        let own = files.iter().filter(|f| self.own.holds(f)).count();
+        let counted = (files.len() - own) as u64;
+        local.files += counted;
+        self.progress.files.fetch_add(counted, Relaxed);
         let mut hashes = std::mem::take(&mut local.hashes);
         hashes.clear();
         hashes.extend(files.iter().map(|f| path_hash(f.path)));
@@ -453,6 +503,9 @@ impl Visitor for ScanVisitor<'_> {
         // lets those misses overlap.
         self.snap.touch_hashes(&hashes);
         for (file, &hash) in files.iter().zip(&hashes) {
+            if own > 0 && self.own.holds(&file) {
+                continue;
+            }
             if let Err(e) = self.visit(local, dir, file, hash) {
                 // The old record is unreadable: treat the file as unknown this time.
                 self.record_problem(file.path, e.to_string());
@@ -606,6 +659,7 @@ pub fn scan(
         unknown: Mutex::new(Vec::new()),
         flush_at: FLUSH_AT.min(cfg.batch_size.max(1)),
         hold: cfg.commit_every / 2,
+        own: OwnFiles::of(db.path()),
     };
     let mut report = ScanReport {
         roots: roots.clone(),
@@ -852,6 +906,43 @@ mod tests {
         assert_eq!(report.added, 200);
         let snap = db.snapshot();
         (snap.len(), snap.seq())
+    }
+
+    #[test]
+    fn a_database_inside_a_scanned_tree_does_not_index_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        std::fs::write(lib.join("a.flac"), b"").unwrap();
+        std::fs::write(lib.join("library.mediadb.old"), b"a file of the user's").unwrap();
+        // Reached through a path that is not the walk's: a `..` and a symbolic link.
+        std::os::unix::fs::symlink(&lib, dir.path().join("link")).unwrap();
+        let db_path = dir.path().join("link/../lib/library.mediadb");
+        let mut db = Database::create(&db_path).unwrap();
+        let cfg = ScanConfig {
+            roots: vec![lib.clone()],
+            ..ScanConfig::default()
+        };
+        for round in 0..3 {
+            let report = scan(&mut db, &cfg, &Progress::default()).unwrap();
+            assert_eq!(report.files, 2, "round {round}");
+            assert_eq!(
+                report.added,
+                if round == 0 { 2 } else { 0 },
+                "round {round}"
+            );
+            assert_eq!(report.updated, 0, "round {round}");
+            // Checkpoints and the column cache are written beside it as it goes.
+            db.checkpoint().unwrap();
+        }
+        assert_eq!(db.snapshot().seq(), 1, "unchanged rescans commit nothing");
+        let names: Vec<Vec<u8>> = db
+            .snapshot()
+            .iter()
+            .map(|r| r.unwrap().path().to_vec())
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.iter().all(|p| !p.ends_with(b"library.mediadb")));
     }
 
     #[test]

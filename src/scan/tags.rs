@@ -449,7 +449,7 @@ fn read(
     let ogg = head.starts_with(b"OggS");
     let mp4 = head.get(4..8) == Some(b"ftyp");
     let by_extension = match (own_reader_by_content(&first.block), lofty_type) {
-        (Some(reader), _) => return read_own(file, reader).map(Some),
+        (Some(reader), _) => return Ok(Some(read_own(file, reader))),
         (None, Some(t)) => t,
         (None, None) => match FileType::from_buffer(head) {
             // Only types whose first bytes say so for certain: MPEG audio and AAC are told by
@@ -457,7 +457,7 @@ fn read(
             Some(t) if !matches!(t, FileType::Mpeg | FileType::Aac) => t,
             // The name's own reader (there is one: else this returned above), which says
             // what the file is not.
-            _ => return own.map_or(Ok(None), |reader| read_own(file, reader).map(Some)),
+            _ => return Ok(own.map(|reader| read_own(file, reader))),
         },
     };
     if let Some(what) = too_many_tag_items(file, &first.block, by_extension) {
@@ -842,10 +842,14 @@ fn own_reader_by_content(head: &[u8]) -> Option<OwnReader> {
     }
 }
 
-fn read_own(file: &File, reader: OwnReader) -> Result<Record, String> {
+/// What `reader` makes of `file`: when it fails part way (a tag it cannot read, a file cut
+/// short), the record keeps what it found before, with the error.
+fn read_own(file: &File, reader: OwnReader) -> Record {
     let mut out = Record::default();
-    reader(file, &mut out).map_err(|e| one_line(&e))?;
-    Ok(out)
+    if let Err(e) = reader(file, &mut out) {
+        out.error = Some(one_line(&e));
+    }
+    out
 }
 
 /// Opens the file and parses it as the type its first bytes show, else as `by_extension`.

@@ -27,9 +27,12 @@ struct Chunk {
     id: [u8; 4],
     body: u64,
     len: u64,
+    /// It claimed more bytes than there are: `len` is what there is, and it is the last.
+    cut: bool,
 }
 
-/// The chunks in `[from, to)` of `file`, in order, until one does not fit.
+/// The chunks in `[from, to)` of `file`, in order; one that runs past `to` is the last, cut
+/// to what there is.
 fn chunks(file: &File, from: u64, to: u64) -> impl Iterator<Item = Chunk> + '_ {
     let mut at = from;
     std::iter::from_fn(move || {
@@ -41,9 +44,12 @@ fn chunks(file: &File, from: u64, to: u64) -> impl Iterator<Item = Chunk> + '_ {
         let id: [u8; 4] = h[..4].try_into().ok()?;
         let len = u64::from_be_bytes(h[4..].try_into().ok()?);
         let body = at + 12;
-        let end = body.checked_add(len).filter(|&end| end <= to)?;
-        at = end + (len & 1);
-        Some(Chunk { id, body, len })
+        let (len, cut) = match body.checked_add(len) {
+            Some(end) if end <= to => (len, false),
+            _ => (to - body, true),
+        };
+        at = if cut { to } else { body + len + (len & 1) };
+        Some(Chunk { id, body, len, cut })
     })
     .take(MAX_CHUNKS)
 }
@@ -78,8 +84,9 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         .min(len);
     let (mut rate, mut channels, mut dst) = (0u32, 0u16, false);
     let (mut dsd_bytes, mut dst_frames) = (None, None);
-    let (mut tag, mut props_read) = (None, false);
+    let (mut tag, mut props_read, mut cut) = (None, false, false);
     for c in chunks(file, 16, form_end) {
+        cut |= c.cut;
         match &c.id {
             // Only the first of each: a file of many must not cost a read of all their chunks.
             b"PROP" if !props_read => {
@@ -135,6 +142,13 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     if !dst {
         let bits_per_s = u64::from(rate) * u64::from(channels);
         out.bitrate = u32::try_from(bits_per_s / 1000).ok().filter(|&b| b > 0);
+    }
+    if cut {
+        // A copy that stopped part way: the length is that of the sound that is there.
+        return Err(
+            "file cut short: a chunk runs past the end of the file; read as far as it goes"
+                .to_owned(),
+        );
     }
     let Some((at, tag_len)) = tag else {
         return Ok(());
@@ -241,11 +255,12 @@ mod tests {
             prop(2_822_400, 2, b"DSD "),
             chunk(b"DSD ", &vec![0x69; 705_600]),
         ]);
-        // The form's size still counts the bytes cut away; the audio chunk no longer fits.
-        let (result, r) = read_bytes(read, &f[..f.len() - 1000]);
-        assert_eq!(result, Ok(()));
+        // The form's size still counts the bytes cut away; the audio chunk no longer fits:
+        // its length is that of the sound left, and the record says the file is cut.
+        let (result, r) = read_bytes(read, &f[..f.len() - 705_600 / 2]);
+        assert!(result.unwrap_err().starts_with("file cut short"));
         assert_eq!(r.sample_rate, Some(2_822_400));
-        assert_eq!(r.duration_ms, None);
+        assert_eq!(r.duration_ms, Some(500));
         survives_damage(read, &f[..400], 1, 7);
     }
 }

@@ -37,10 +37,27 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         return Err("damaged DSF file: no fmt chunk after the DSD chunk".to_owned());
     }
     let (u32_at, u64_at) = (|at| get_u32(&h, at), |at| get_u64(&h, at));
-    let (channels, rate, bits, samples) = (u32_at(52), u32_at(56), u32_at(60), u64_at(64));
+    let (channels, rate, bits, mut samples) = (u32_at(52), u32_at(56), u32_at(60), u64_at(64));
     out.channels = u8::try_from(channels).ok().filter(|&c| c > 0);
     out.sample_rate = Some(rate).filter(|&r| r > 0);
     out.bit_depth = u8::try_from(bits).ok().filter(|&b| b > 0);
+    // The data chunk (its size counts its 12-byte header) after the fmt chunk: the samples it
+    // holds, as far as the file goes, bound the sample count the header gives. A header that
+    // claims more (13 years in 73 KB) is damaged, or the file was cut; either way the length
+    // is what is there, and the record says so.
+    let mut cut = None;
+    let mut d = [0u8; 12];
+    if file.read_exact_at(&mut d, 80).is_ok() && &d[..4] == b"data" && channels > 0 {
+        let bytes = get_u64(&d, 4)
+            .saturating_sub(12)
+            .min(len.saturating_sub(92));
+        let held = bytes.saturating_mul(8) / u64::from(channels);
+        // Each channel's last block of 4,096 bytes is padded.
+        if samples > held.saturating_add(4096 * 8) {
+            cut = Some(samples);
+            samples = held;
+        }
+    }
     if rate > 0 {
         let ms = samples.saturating_mul(1000) / u64::from(rate);
         out.duration_ms = (ms > 0).then_some(ms);
@@ -48,6 +65,12 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         out.bitrate = u32::try_from(bits_per_s / 1000).ok().filter(|&b| b > 0);
     }
     out.has_cover = Some(false);
+    if let Some(claimed) = cut {
+        return Err(format!(
+            "damaged or cut DSF file: its header claims {claimed} samples a channel, its data \
+             holds {samples}; the length is what is there"
+        ));
+    }
     let tag_at = u64_at(20);
     if tag_at == 0 {
         return Ok(());
@@ -69,6 +92,13 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
 /// Reads the ID3v2 tag of `len` bytes at `at` in `file` into `out`'s tag fields (and
 /// `has_cover`). The tag is handed to `lofty` as if it were an MP3 file holding nothing else.
 pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Result<(), String> {
+    // `lofty`'s time grows with the square of the frames (see `super::too_many_tag_items`).
+    if super::id3_frames_over(file, &[], at, super::MAX_ID3_FRAMES) {
+        return Err(format!(
+            "more than {} frames: tags not read",
+            super::MAX_ID3_FRAMES
+        ));
+    }
     let mut tag = vec![0u8; usize::try_from(len).map_err(|_| "too large".to_owned())?];
     file.read_exact_at(&mut tag, at)
         .map_err(|e| format!("cannot be read: {e}"))?;
@@ -93,10 +123,10 @@ pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Resu
 mod tests {
     use super::*;
 
-    /// A DSF file: 2 channels at 2.8224 MHz, 1 bit, `samples` samples per channel, and `tag`
-    /// (an ID3v2 tag, or nothing) at the end.
-    fn dsf(samples: u64, tag: &[u8]) -> Vec<u8> {
-        let data = vec![0x69u8; 64];
+    /// A DSF file: 2 channels at 2.8224 MHz, 1 bit, `samples` samples per channel (in a data
+    /// chunk of `held` of them), and `tag` (an ID3v2 tag, or nothing) at the end.
+    fn dsf_holding(samples: u64, held: u64, tag: &[u8]) -> Vec<u8> {
+        let data = vec![0x69u8; (held * 2 / 8) as usize];
         let body = 28 + 52 + 12 + data.len() as u64;
         let total = body + tag.len() as u64;
         let mut f = b"DSD ".to_vec();
@@ -116,6 +146,10 @@ mod tests {
         f.extend(data);
         f.extend_from_slice(tag);
         f
+    }
+
+    fn dsf(samples: u64, tag: &[u8]) -> Vec<u8> {
+        dsf_holding(samples, samples, tag)
     }
 
     fn id3(title: &str) -> Vec<u8> {
@@ -141,6 +175,30 @@ mod tests {
         let (result, r) = read_bytes(&dsf(2_822_400, &[]));
         assert_eq!(result, Ok(()));
         assert_eq!((r.title, r.duration_ms), (None, Some(1_000)));
+    }
+
+    #[test]
+    fn a_tag_of_too_many_frames_is_not_read_but_the_stream_is() {
+        let frames: Vec<([u8; 4], Vec<u8>)> = (0..9000)
+            .map(|i| (*b"TXXX", format!("\x03k{i}\0v").into_bytes()))
+            .collect();
+        let list: Vec<(&[u8; 4], &[u8])> = frames.iter().map(|(id, b)| (id, &b[..])).collect();
+        let tag = super::super::tests::id3v23(&list);
+        let (result, r) = read_bytes(&dsf(2_822_400, &tag));
+        assert!(result.unwrap_err().contains("more than 8192 frames"));
+        assert_eq!(r.duration_ms, Some(1000));
+    }
+
+    #[test]
+    fn a_length_the_data_cannot_hold_is_cut_to_what_it_holds() {
+        // A sample count of 13 years over 0.1 s of data (as a flipped high byte makes it).
+        let (result, r) = read_bytes(&dsf_holding(1 << 50, 282_240, &id3("T")));
+        assert!(result.unwrap_err().contains("its data holds 282240"));
+        assert_eq!(r.duration_ms, Some(100));
+        // Up to a padded block more than the header says is fine.
+        let (result, r) = read_bytes(&dsf_holding(282_240 + 4096 * 8, 282_240, &[]));
+        assert_eq!(result, Ok(()));
+        assert_eq!(r.duration_ms, Some(111));
     }
 
     #[test]

@@ -577,11 +577,7 @@ fn read(
                 out.sample_rate = sound.sample_rate;
                 out.channels = sound.channels;
                 if sound.cut {
-                    out.error = Some(
-                        "file cut short: its movie header (moov) runs past the end of the \
-                         file; read as far as it goes"
-                            .to_owned(),
-                    );
+                    out.error = Some(MP4_CUT.to_owned());
                 }
                 return Ok(Some(out));
             } else {
@@ -599,8 +595,17 @@ fn read(
             out.error = Some(one_line(&format!("{} ({kept})", describe(&first))));
         }
     }
+    if (mp4 || by_extension == FileType::Mp4) && mp4::cut_short(file) {
+        // `lofty` reads the headers of an MP4 file whose media data stops part way (an
+        // interrupted download) as if it were whole; the record says it is not.
+        out.error = Some(MP4_CUT.to_owned());
+    }
     Ok(Some(out))
 }
+
+/// The error of an MP4 file cut short.
+const MP4_CUT: &str = "file cut short: an atom (movie header or media data) runs past the end of the file; read \
+     as far as it goes";
 
 /// Extensions of MP4 (ISO base media) files that `lofty` does not know by name.
 const MP4_NAMES: &[&[u8]] = &[b"mov", b"qt", b"3g2", b"3gpp", b"f4v", b"f4a"];

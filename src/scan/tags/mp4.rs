@@ -21,10 +21,22 @@ struct Atom {
     kind: [u8; 4],
     body: u64,
     end: u64,
+    /// It claimed more bytes than there are (see [`atoms_cut`]).
+    cut: bool,
 }
 
 /// The atoms in `[from, to)` of `file`, in order, until one does not fit.
 fn atoms(file: &File, from: u64, to: u64) -> impl Iterator<Item = Atom> + '_ {
+    atoms_with(file, from, to, false)
+}
+
+/// As [`atoms`], but an atom that runs past `to` is the last one, cut at `to` and marked: in a
+/// file cut short, the headers before the cut can still be read.
+fn atoms_cut(file: &File, from: u64, to: u64) -> impl Iterator<Item = Atom> + '_ {
+    atoms_with(file, from, to, true)
+}
+
+fn atoms_with(file: &File, from: u64, to: u64, cut: bool) -> impl Iterator<Item = Atom> + '_ {
     let mut at = from;
     std::iter::from_fn(move || {
         let mut h = [0u8; 16];
@@ -41,13 +53,19 @@ fn atoms(file: &File, from: u64, to: u64) -> impl Iterator<Item = Atom> + '_ {
             }
             n => (u64::from(n), 8),
         };
-        let end = at
-            .checked_add(size)
-            .filter(|&end| size >= header && end <= to)?;
+        if size < header {
+            return None;
+        }
+        let (end, overran) = match at.checked_add(size) {
+            Some(end) if end <= to => (end, false),
+            _ if cut => (to, true),
+            _ => return None,
+        };
         let atom = Atom {
             kind,
             body: at + header,
             end,
+            cut: overran,
         };
         at = end;
         Some(atom)
@@ -81,12 +99,12 @@ pub(super) struct Sound {
 /// `None` when the file has no movie header or no sound track.
 pub(super) fn sound(file: &File) -> Option<Sound> {
     let len = file.metadata().ok()?.len();
-    let (moov, cut) = top_moov(file, len)?;
+    let moov = atoms_cut(file, 0, len).find(|a| &a.kind == b"moov")?;
     let mut out = Sound {
-        cut,
+        cut: moov.cut || cut_short(file),
         ..Sound::default()
     };
-    let track = atoms(file, moov.body, moov.end)
+    let track = atoms_cut(file, moov.body, moov.end)
         .filter(|a| &a.kind == b"trak")
         .take(MAX_CHILDREN)
         .filter_map(|trak| child(file, &trak, b"mdia"))
@@ -101,7 +119,7 @@ pub(super) fn sound(file: &File) -> Option<Sound> {
     let entry = child(file, &track, b"minf")
         .and_then(|minf| child(file, &minf, b"stbl"))
         .and_then(|stbl| child(file, &stbl, b"stsd"))
-        .and_then(|stsd| atoms(file, stsd.body + 8, stsd.end).next());
+        .and_then(|stsd| atoms_cut(file, stsd.body + 8, stsd.end).next());
     if let Some(entry) = entry {
         sample_entry(file, &entry, &mut out);
     }
@@ -112,34 +130,22 @@ pub(super) fn sound(file: &File) -> Option<Sound> {
 /// thousands of tracks of thousands of atoms each must not cost millions of reads.
 const MAX_CHILDREN: usize = 64;
 
-/// The first atom of `kind` among the first [`MAX_CHILDREN`] inside `parent`.
+/// The first atom of `kind` among the first [`MAX_CHILDREN`] inside `parent` (which may have
+/// been cut short: then so may it).
 fn child(file: &File, parent: &Atom, kind: &[u8; 4]) -> Option<Atom> {
-    atoms(file, parent.body, parent.end)
+    atoms_cut(file, parent.body, parent.end)
         .take(MAX_CHILDREN)
         .find(|a| &a.kind == kind)
 }
 
-/// The top-level `moov` atom, and whether it had to be cut at the end of the file.
-fn top_moov(file: &File, len: u64) -> Option<(Atom, bool)> {
-    let mut at = 0;
-    for a in atoms(file, 0, len) {
-        if &a.kind == b"moov" {
-            return Some((a, false));
-        }
-        at = a.end;
-    }
-    // The atom after the last whole one: a `moov` that claims more bytes than are left.
-    let mut h = [0u8; 8];
-    file.read_exact_at(&mut h, at).ok()?;
-    let size = u64::from(u32::from_be_bytes(h[..4].try_into().ok()?));
-    (&h[4..] == b"moov" && size > 8).then_some((
-        Atom {
-            kind: *b"moov",
-            body: at + 8,
-            end: len,
-        },
-        true,
-    ))
+/// Whether an atom at the top of `file` claims more bytes than the file has: a download or
+/// copy that stopped part way (the media data of a "fast start" file, whose movie header comes
+/// first, or the movie header at the end of another). `lofty` reads such a file as whole.
+pub(super) fn cut_short(file: &File) -> bool {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    atoms_cut(file, 0, len).any(|a| a.cut)
 }
 
 /// `N` bytes of `file` at `at`, if they lie before `end`.
@@ -206,7 +212,7 @@ fn sample_entry(file: &File, entry: &Atom, out: &mut Sound) {
         2 => SOUND_ENTRY + 36,
         _ => return,
     };
-    let esds = atoms(file, entry.body + children, entry.end).find(|a| &a.kind == b"esds");
+    let esds = atoms_cut(file, entry.body + children, entry.end).find(|a| &a.kind == b"esds");
     let Some(config) = esds.and_then(|esds| audio_config(file, &esds)) else {
         return;
     };
@@ -490,7 +496,9 @@ mod tests {
         hdlr.extend(handler);
         hdlr.extend([0u8; 13]);
         let stsd = full_atom(b"stsd", &[&1u32.to_be_bytes()[..], entry].concat());
-        let stbl = atom(b"stbl", &stsd);
+        // The sample tables after the description (one time-to-sample entry).
+        let stts = full_atom(b"stts", &[0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 4, 0]);
+        let stbl = atom(b"stbl", &[stsd, stts].concat());
         let minf = atom(b"minf", &stbl);
         let mdia = atom(
             b"mdia",
@@ -583,17 +591,27 @@ mod tests {
     #[test]
     fn a_movie_header_past_the_end_is_read_as_far_as_it_goes() {
         let whole = movie(b"soun", 9_000, &mp4a(2, 48_000, 0x40, &[0x11, 0x90]));
-        // Cut inside the trailing mdat: the moov is whole.
-        let s = sound_of(&whole[..whole.len() - 10]).unwrap();
-        assert!(!s.cut);
-        // The moov's last 4 bytes gone (of its user data), and the mdat after it, as in
-        // music-metadata's issue-749.m4a.
-        let moov_end = whole.len() - 72;
-        let s = sound_of(&whole[..moov_end - 4]).unwrap();
+        let s = sound_of(&whole).unwrap();
         assert_eq!(
             (s.duration_ms, s.sample_rate, s.cut),
-            (Some(9_000), Some(48_000), true)
+            (Some(9_000), Some(48_000), false)
         );
+        assert!(!cut_short(&file_of(&whole)));
+        let found = |cut: usize| {
+            let s = sound_of(&whole[..cut]).unwrap();
+            (s.duration_ms, s.sample_rate, s.channels, s.cut)
+        };
+        let all = (Some(9_000), Some(48_000), Some(2), true);
+        // Cut inside the trailing mdat (an interrupted download of a "fast start" file).
+        assert_eq!(found(whole.len() - 10), all);
+        assert!(cut_short(&file_of(&whole[..whole.len() - 10])));
+        // The moov's last 4 bytes gone (of its user data), and the mdat after it, as in
+        // music-metadata's issue-749.m4a; or cut inside the sample tables, after the sample
+        // description: what the headers before the cut say is read.
+        let moov_end = whole.len() - 72;
+        assert_eq!(found(moov_end - 4), all);
+        let stts = whole.windows(4).position(|w| w == b"stts").unwrap();
+        assert_eq!(found(stts + 8), all);
         // Damage anywhere never panics.
         for at in 0..whole.len() {
             for byte in [0x00, 0xFF, 0x7F] {
@@ -632,6 +650,10 @@ mod tests {
         // `lofty` finds no movie header; what is there, and an error that says so.
         let cut = &he_aac[16..he_aac.len() - 72 - 4];
         let r = super::super::tests::extract_bytes("cut.m4a", cut);
+        assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
+        assert!(r.error.unwrap().starts_with("file cut short"));
+        // A "fast start" file whose media data stops part way: `lofty` reads it as whole.
+        let r = super::super::tests::extract_bytes("dl.m4a", &he_aac[..he_aac.len() - 10]);
         assert_eq!((r.duration_ms, r.sample_rate), (Some(4_000), Some(44_100)));
         assert!(r.error.unwrap().starts_with("file cut short"));
     }

@@ -290,6 +290,8 @@ struct AudioConfig {
     /// The rate SBR doubles the core's to, when the config says SBR is used.
     sbr_rate: Option<u32>,
     channel_config: u8,
+    /// Parametric stereo is signalled.
+    ps: bool,
 }
 
 /// Sampling frequencies by index (ISO 14496-3 Table 1.18).
@@ -305,6 +307,8 @@ impl AudioConfig {
         let core_rate = r.rate()?;
         let channel_config = r.get(4)? as u8;
         let mut sbr_rate = None;
+        // Parametric stereo (HE-AAC v2) makes stereo of a mono core.
+        let mut ps = object_type == 29;
         if matches!(object_type, 5 | 29) {
             // Explicit hierarchical signalling: SBR's rate, then the core's object type.
             sbr_rate = r.rate()?;
@@ -323,6 +327,7 @@ impl AudioConfig {
                     core_rate,
                     sbr_rate,
                     channel_config,
+                    ps,
                 });
             }
             if object_type == 6 {
@@ -330,6 +335,10 @@ impl AudioConfig {
             }
             if r.left() >= 16 && r.get(11)? == 0x2B7 && r.object_type()? == 5 && r.get(1)? == 1 {
                 sbr_rate = r.rate()?;
+                // Then, maybe, a second sync extension announcing parametric stereo.
+                if r.left() >= 12 && r.get(11) == Some(0x548) {
+                    ps = r.get(1) == Some(1);
+                }
             }
         }
         Some(AudioConfig {
@@ -337,6 +346,7 @@ impl AudioConfig {
             core_rate,
             sbr_rate,
             channel_config,
+            ps,
         })
     }
 
@@ -344,10 +354,12 @@ impl AudioConfig {
         self.sbr_rate.or(self.core_rate)
     }
 
-    /// Channels by configuration (ISO 14496-3 Table 1.19, and 23003-3 for 11 to 14); `None`
-    /// for 0 (given by a program config element) and reserved values.
+    /// Channels by configuration (ISO 14496-3 Table 1.19, and 23003-3 for 11 to 14), a mono
+    /// core with parametric stereo being stereo (as mutagen and ffprobe count it); `None` for 0
+    /// (given by a program config element) and reserved values.
     fn channels(&self) -> Option<u8> {
         match self.channel_config {
+            1 if self.ps => Some(2),
             c @ 1..=6 => Some(c),
             7 | 12 | 14 => Some(8),
             11 => Some(7),
@@ -527,13 +539,20 @@ mod tests {
                 core_rate: Some(22_050),
                 sbr_rate: Some(44_100),
                 channel_config: 1,
+                ps: false,
             })
         );
+        // Object type 29 (SBR and parametric stereo): a mono core plays as stereo.
+        let v2 = AudioConfig::parse(&[0xEB, 0x8A, 0x08, 0x00]).unwrap();
+        assert_eq!((v2.rate(), v2.channels()), (Some(44_100), Some(2)));
         // Backward compatible (TagLib's zero-length-mdat.m4a): AAC LC at 22.05 kHz, then the
-        // sync extension 0x2B7 announcing SBR at 44.1 kHz, then PS.
+        // sync extension 0x2B7 announcing SBR at 44.1 kHz, then 0x548 announcing PS (its
+        // flag, the last byte's top bit, set: stereo, as mutagen counts it; clear: mono).
         let compatible = [0x13, 0x88, 0x56, 0xE5, 0xA5, 0x48, 0x80];
         let c = AudioConfig::parse(&compatible).unwrap();
-        assert_eq!((c.rate(), c.channels()), (Some(44_100), Some(1)));
+        assert_eq!((c.rate(), c.channels()), (Some(44_100), Some(2)));
+        let no_ps = AudioConfig::parse(&[0x13, 0x88, 0x56, 0xE5, 0xA5, 0x48, 0x00]).unwrap();
+        assert_eq!((no_ps.rate(), no_ps.channels()), (Some(44_100), Some(1)));
         // Plain AAC LC, 44.1 kHz stereo: no SBR.
         let lc = AudioConfig::parse(&[0x12, 0x10]).unwrap();
         assert_eq!(

@@ -438,19 +438,17 @@ fn import(
         exit: Exit::Failed,
         message: format!("{}: {e}", file.display()),
     })?;
-    if formats::is_binary(&bytes) {
-        return Err(usage(format!(
-            "{}: not a playlist: it holds binary data (NUL bytes); import reads text \
-             .m3u, .m3u8 and .pls files",
-            file.display()
-        )));
-    }
     let dir = match abs.iter().rposition(|&b| b == b'/') {
         Some(0) => b"/".to_vec(),
         Some(i) => abs[..i].to_vec(),
         None => b"/".to_vec(),
     };
-    let parsed = formats::parse(&bytes, format, &dir);
+    let parsed = formats::read(&bytes, format, &dir).map_err(|why| {
+        usage(format!(
+            "{}: not a playlist: {why}; import reads text .m3u, .m3u8 and .pls files",
+            file.display()
+        ))
+    })?;
     let mut db = open_writer(db_path, 0.0)?;
     let snap = db.snapshot();
     let mut entries = Vec::with_capacity(parsed.len());
@@ -534,7 +532,16 @@ fn import(
             unmatched.len()
         );
         for u in unmatched.iter().take(20) {
-            eprintln!("  not in the database: {}", output::escape_controls(u));
+            let mut shown = output::escape_controls(u).into_owned();
+            if shown.len() > 300 {
+                let mut cut = 300;
+                while !shown.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                shown.truncate(cut);
+                shown.push('…');
+            }
+            eprintln!("  not in the database: {shown}");
         }
         if unmatched.len() > 20 {
             eprintln!("  ... and {} more (--json lists all)", unmatched.len() - 20);

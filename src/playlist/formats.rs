@@ -86,22 +86,11 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Parses a playlist file. `base_dir` is the absolute directory holding the playlist (bytes);
 /// relative entries are resolved against it.
 pub fn parse(bytes: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
-    if let Some(text) = utf16(bytes) {
-        let text = text.into_bytes();
-        return match format {
-            Format::M3u | Format::M3u8 => parse_m3u(&text, base_dir),
-            Format::Pls => parse_pls(&text, base_dir),
-        };
-    }
     let text = decode(bytes, format);
-    let parse_text = |text: &[u8]| match format {
-        Format::M3u | Format::M3u8 => parse_m3u(text, base_dir),
-        Format::Pls => parse_pls(text, base_dir),
-    };
-    let mut entries = parse_text(&text);
+    let mut entries = parse_decoded(&text, format, base_dir);
     if let Cow::Owned(_) = text {
         // Latin-1 changes no byte below 0x80, so both readings have the same lines and entries.
-        let raw = parse_text(bytes.strip_prefix(BOM).unwrap_or(bytes));
+        let raw = parse_decoded(bytes.strip_prefix(BOM).unwrap_or(bytes), format, base_dir);
         if raw.len() == entries.len() {
             for (e, r) in entries.iter_mut().zip(raw) {
                 e.raw_path = (r.path != e.path).then_some(r.path);
@@ -111,33 +100,94 @@ pub fn parse(bytes: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
     entries
 }
 
-/// Whether `bytes` cannot be a playlist: text, in any encoding a playlist is written in, holds
-/// no NUL byte, except UTF-16 (which [`parse`] reads when it starts with its byte-order mark).
-pub fn is_binary(bytes: &[u8]) -> bool {
-    utf16(bytes).is_none() && bytes.contains(&0)
+/// Longest line a playlist may have: no path or URL comes near it, and a longer one is no
+/// playlist entry (a 10 MB line would be stored, and shown, whole).
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Reads a playlist file as [`parse`] does, after checking that it is one: text (UTF-8, Latin-1,
+/// or UTF-16 or UTF-32 with a byte-order mark) with no NUL character and no line over
+/// [`MAX_LINE`] bytes. The content decides between M3U and PLS when it says (a first line of
+/// `[playlist]`, or `#EXTM3U`) whatever `format` the name gave; a PLS file must hold an entry.
+/// `Err` says in a few words why the file is not a playlist.
+pub fn read(bytes: &[u8], format: Format, base_dir: &[u8]) -> Result<Vec<Entry>, String> {
+    let wide = wide(bytes)?;
+    let text: &[u8] = wide.as_deref().map_or(bytes, str::as_bytes);
+    if text.contains(&0) {
+        return Err("it holds binary data (NUL bytes)".into());
+    }
+    if let Some((n, line)) = text
+        .split(|&b| b == b'\n' || b == b'\r')
+        .enumerate()
+        .find(|(_, l)| l.len() > MAX_LINE)
+    {
+        return Err(format!(
+            "line {} is {} bytes long, over the {MAX_LINE}-byte limit of a playlist line",
+            n + 1,
+            line.len()
+        ));
+    }
+    let first = lines(text).next().unwrap_or_default();
+    let format = if first.eq_ignore_ascii_case(b"[playlist]") {
+        Format::Pls
+    } else if format == Format::Pls && first.starts_with(b"#EXTM3U") {
+        Format::M3u8
+    } else {
+        format
+    };
+    let entries = match &wide {
+        Some(text) => parse_decoded(text.as_bytes(), format, base_dir),
+        None => parse(bytes, format, base_dir),
+    };
+    if format == Format::Pls && entries.is_empty() && !lines(text).all(|l| l.starts_with(b"[")) {
+        return Err("it has no FileN= entry in a [playlist] section".into());
+    }
+    Ok(entries)
 }
 
-/// A file in UTF-16 with its byte-order mark (as Windows' Notepad saves "Unicode"), as text;
-/// a unit that is no character reads as U+FFFD.
-fn utf16(bytes: &[u8]) -> Option<String> {
-    let little = match bytes.get(..2)? {
-        [0xFF, 0xFE] => true,
-        [0xFE, 0xFF] => false,
-        _ => return None,
+/// A file in UTF-32 or UTF-16 with its byte-order mark (as Windows' Notepad saves "Unicode"),
+/// as text; a unit that is no character reads as U+FFFD. `Ok(None)` for any other file.
+fn wide(bytes: &[u8]) -> Result<Option<String>, String> {
+    // UTF-32's marks first: FF FE 00 00 also starts with UTF-16 LE's.
+    let (unit, little) = match bytes {
+        [0xFF, 0xFE, 0, 0, ..] => (4, true),
+        [0, 0, 0xFE, 0xFF, ..] => (4, false),
+        [0xFF, 0xFE, ..] => (2, true),
+        [0xFE, 0xFF, ..] => (2, false),
+        _ => return Ok(None),
     };
-    let units = bytes[2..].chunks_exact(2).map(|u| {
-        let pair = [u[0], u[1]];
-        if little {
-            u16::from_le_bytes(pair)
-        } else {
-            u16::from_be_bytes(pair)
-        }
-    });
-    Some(
+    let body = &bytes[unit..];
+    if !body.len().is_multiple_of(unit) {
+        return Err(format!(
+            "its UTF-{} text ends in the middle of a character",
+            unit * 8
+        ));
+    }
+    let text = if unit == 4 {
+        body.chunks_exact(4)
+            .map(|u| {
+                let u = [u[0], u[1], u[2], u[3]];
+                let n = if little {
+                    u32::from_le_bytes(u)
+                } else {
+                    u32::from_be_bytes(u)
+                };
+                char::from_u32(n).unwrap_or(char::REPLACEMENT_CHARACTER)
+            })
+            .collect()
+    } else {
+        let units = body.chunks_exact(2).map(|u| {
+            let pair = [u[0], u[1]];
+            if little {
+                u16::from_le_bytes(pair)
+            } else {
+                u16::from_be_bytes(pair)
+            }
+        });
         char::decode_utf16(units)
             .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-            .collect(),
-    )
+            .collect()
+    };
+    Ok(Some(text))
 }
 
 /// The file as UTF-8 bytes, without a BOM. M3U8 bytes are taken as they are, so a path that is
@@ -158,10 +208,22 @@ fn decode(bytes: &[u8], format: Format) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// The non-blank lines, trimmed; CRLF, CR and LF all end a line.
+/// Entries from a playlist's text, already UTF-8 (or M3U8 bytes taken as they are).
+fn parse_decoded(text: &[u8], format: Format, base_dir: &[u8]) -> Vec<Entry> {
+    match format {
+        Format::M3u | Format::M3u8 => parse_m3u(text, base_dir),
+        Format::Pls => parse_pls(text, base_dir),
+    }
+}
+
+/// The non-blank lines, trimmed (of white space, and of a byte-order mark a concatenation left
+/// at a line's start); CRLF, CR and LF all end a line.
 fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text.split(|&b| b == b'\r' || b == b'\n')
-        .map(<[u8]>::trim_ascii)
+        .map(|l| {
+            let l = l.trim_ascii();
+            l.strip_prefix(BOM).unwrap_or(l).trim_ascii()
+        })
         .filter(|l| !l.is_empty())
 }
 
@@ -624,6 +686,64 @@ mod tests {
         for f in [Format::M3u, Format::M3u8, Format::Pls] {
             assert_eq!(Format::from_name(f.as_str()), Some(f));
         }
+    }
+
+    fn wide(text: &str, unit: usize, little: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in ['\u{feff}'].into_iter().chain(text.chars()) {
+            if unit == 4 {
+                let n = u32::from(c);
+                out.extend(if little {
+                    n.to_le_bytes()
+                } else {
+                    n.to_be_bytes()
+                });
+            } else {
+                let mut buf = [0u16; 2];
+                for u in c.encode_utf16(&mut buf) {
+                    out.extend(if little {
+                        u.to_le_bytes()
+                    } else {
+                        u.to_be_bytes()
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn read_takes_wide_text_and_refuses_what_is_no_playlist() {
+        let text = "#EXTM3U\r\n/m/été 😀.mp3\r\n\u{feff}/m/b.mp3\n";
+        for (unit, little) in [(2, true), (2, false), (4, true), (4, false)] {
+            let got = read(&wide(text, unit, little), Format::M3u, b"/").unwrap();
+            assert_eq!(
+                paths(&got),
+                ["/m/été 😀.mp3".as_bytes(), b"/m/b.mp3"],
+                "UTF-{} {little}",
+                unit * 8
+            );
+        }
+        let refused = |bytes: &[u8], format| read(bytes, format, b"/").unwrap_err();
+        assert!(refused(b"/m/a.mp3\0x\n", Format::M3u).contains("NUL"));
+        assert!(refused(&wide("/m/a\0.mp3\n", 2, true), Format::M3u).contains("NUL"));
+        let mut odd = wide("/m/a.mp3\n", 2, true);
+        odd.push(b'/');
+        assert!(refused(&odd, Format::M3u).contains("middle of a character"));
+        let long = format!("/m/{}.mp3\n", "a".repeat(MAX_LINE));
+        assert!(refused(long.as_bytes(), Format::M3u8).contains("line 1 is"));
+        // What the text says wins over the name; a PLS file must hold an entry.
+        let pls = read(b"[playlist]\nFile1=/m/a.mp3\n", Format::M3u, b"/").unwrap();
+        assert_eq!(paths(&pls), [b"/m/a.mp3"]);
+        let m3u = read(b"#EXTM3U\n/m/a.mp3\n", Format::Pls, b"/").unwrap();
+        assert_eq!(paths(&m3u), [b"/m/a.mp3"]);
+        assert!(refused(b"/m/a.mp3\n", Format::Pls).contains("no FileN= entry"));
+        assert!(refused(b"[other]\nFile1=/m/a.mp3\n", Format::Pls).contains("no FileN="));
+        assert_eq!(
+            read(b"[playlist]\nNumberOfEntries=0\n", Format::Pls, b"/").map(|e| e.len()),
+            Err("it has no FileN= entry in a [playlist] section".into())
+        );
+        assert_eq!(read(b"", Format::Pls, b"/"), Ok(Vec::new()));
     }
 
     #[test]

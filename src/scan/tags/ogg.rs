@@ -276,6 +276,7 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     let mut streams: Vec<Stream> = Vec::new();
     let mut at = 0u64;
     let mut buf = Vec::new();
+    let mut resyncs = 0;
     for n in 0..MAX_HEADER_PAGES {
         if at > MAX_HEADERS {
             break;
@@ -289,7 +290,17 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
                     "not an Ogg file: no Ogg page at its start".to_owned()
                 });
             }
-            break;
+            // Bytes that are no page between two (junk a tagger left, a damaged page): the
+            // next page that checks out, a few times and not far, so that the comment header
+            // after them is still found.
+            match next_capture(file, at + 1).filter(|_| resyncs < MAX_RESYNCS) {
+                Some(next) => {
+                    resyncs += 1;
+                    at = next;
+                    continue;
+                }
+                None => break,
+            }
         };
         at += page.len as u64;
         if page.bos {
@@ -416,6 +427,20 @@ fn read_page(file: &File, buf: &mut Vec<u8>, at: u64) -> usize {
     }
     buf.resize(len, 0);
     got + read_upto(file, &mut buf[got..], at + got as u64)
+}
+
+/// Times the header pages are looked for again past bytes that are no page.
+const MAX_RESYNCS: usize = 4;
+
+/// Bytes searched for the next page's capture pattern.
+const RESYNC_WINDOW: usize = 64 << 10;
+
+/// Where the next `OggS` is at or after `from`, within [`RESYNC_WINDOW`] bytes.
+fn next_capture(file: &File, from: u64) -> Option<u64> {
+    let mut window = vec![0u8; RESYNC_WINDOW];
+    let got = read_upto(file, &mut window, from);
+    let i = window[..got].windows(4).position(|w| w == b"OggS")?;
+    Some(from + i as u64)
 }
 
 /// Reads up to `buf.len()` bytes at `at`; what could be read (a failed read reads nothing).
@@ -681,6 +706,21 @@ mod tests {
         assert_eq!(rec.error, None);
         assert_eq!(rec.duration_ms, Some(52_000));
         assert_eq!((rec.sample_rate, rec.channels), (Some(22_050), Some(2)));
+        assert_eq!(rec.title.as_deref(), Some("Recitation"));
+        // The junk between the first two pages instead: the comment header after it is
+        // still found.
+        let mut f = page_of(3, 2, 0, &[&vorbis_ident(22_050, 2)]);
+        f.extend(b"junk, then OggS that is no page, then more junk");
+        f.extend(page_of(
+            3,
+            0,
+            0,
+            &[&comments(b"\x03vorbis", &["TITLE=Recitation"])],
+        ));
+        f.extend(page_of(3, 0, 0, &[b"\x05vorbis setup"]));
+        f.extend(page_of(3, 4, 22_050 * 52, &[&[0u8; 100]]));
+        let rec = super::super::tests::extract_bytes("junk-first.ogg", &f);
+        assert_eq!(rec.duration_ms, Some(52_000));
         assert_eq!(rec.title.as_deref(), Some("Recitation"));
     }
 

@@ -294,3 +294,61 @@ fn a_source_in_wal_mode_is_read_with_its_log_and_left_alone() {
     assert_eq!(std::fs::read(&src).expect("read"), before);
     drop(conn);
 }
+
+/// A path no scan would store is skipped with its reason, or, when it names its file another
+/// way (`//`, `/./`, a `/` at its end), stored as a scan would store it: a record under a path
+/// `import` refuses would never match its file, and `-0` would split one holding a NUL in two.
+#[test]
+fn paths_are_stored_as_a_scan_would_or_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v6");
+    let conn = rusqlite::Connection::open(&src).expect("open source");
+    let ids: Vec<i64> = {
+        let mut q = conn
+            .prepare("SELECT id FROM media_files ORDER BY id LIMIT 4")
+            .expect("prepare");
+        q.query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    for (id, path) in ids
+        .iter()
+        .zip(["/m//a/./b.flac/", "/m/../m/c.flac", "/m/d\0e.flac", "//"])
+    {
+        conn.execute(
+            "UPDATE media_files SET path = ?1 WHERE id = ?2",
+            rusqlite::params![path, id],
+        )
+        .expect("update");
+    }
+    drop(conn);
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 1000).expect("migrate");
+    for why in ["dot_dot_in_path", "nul_in_path", "not_a_file_path"] {
+        assert_eq!(
+            report.skipped.get(why),
+            Some(&1),
+            "{why}: {:?}",
+            report.skipped
+        );
+    }
+    let snap = db.snapshot();
+    assert!(snap.get(b"/m/a/b.flac").expect("read").is_some());
+    for r in snap.iter() {
+        let r = r.expect("record");
+        let p = r.path();
+        assert!(
+            !p.contains(&0) && !p.ends_with(b"/"),
+            "{:?}",
+            String::from_utf8_lossy(p)
+        );
+        assert!(
+            p[1..]
+                .split(|&b| b == b'/')
+                .all(|c| !c.is_empty() && c != b"." && c != b".."),
+            "{:?}",
+            String::from_utf8_lossy(p)
+        );
+    }
+}

@@ -48,7 +48,7 @@ pub struct MigrateReport {
     /// Rows not written because the database's record (from a scan) is as new or newer.
     pub records_kept_newer: u64,
     /// Rows that are not migrated, by reason (`stream`, `empty_path`, `not_absolute`,
-    /// `bad_size`).
+    /// `nul_in_path`, `dot_dot_in_path`, `not_a_file_path`, `bad_size`).
     pub skipped: BTreeMap<&'static str, u64>,
     /// Paths that VuIO stored lossily (a non-UTF-8 name, now holding U+FFFD): migrated as
     /// stored, but they will not match the file on disk.

@@ -399,6 +399,29 @@ fn is_url(path: &str) -> bool {
     prefix(b"http://") || prefix(b"https://")
 }
 
+/// An absolute `path` as a scan would store it: `//` and `.` components taken out (each names
+/// the same file as without), and no `/` at its end. `Err` with the reason to skip the row for a
+/// path holding a NUL byte (no file name can) or a `..` component (which, through a symbolic
+/// link, may name another file than the path without it): such a record would never match a
+/// file, and `import` refuses it.
+fn normal_path(path: &str) -> Result<String, &'static str> {
+    if path.contains('\0') {
+        return Err("nul_in_path");
+    }
+    let mut out = String::with_capacity(path.len());
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return Err("dot_dot_in_path");
+        }
+        out.push('/');
+        out.push_str(c);
+    }
+    if out.is_empty() {
+        return Err("not_a_file_path");
+    }
+    Ok(out)
+}
+
 /// The on-disk path of a row. Schema 2 of the sqlx era lower-cased `path` and `parent_path` but
 /// kept `filename`'s case: where `parent_path/filename` is `path` but for case, that is the
 /// better path (the directories' case is lost for good).
@@ -508,6 +531,10 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
     if !path.starts_with('/') {
         return Ok(Row::Skip("not_absolute"));
     }
+    let path = match normal_path(&path) {
+        Ok(normal) => normal,
+        Err(why) => return Ok(Row::Skip(why)),
+    };
     let Some(size) = int(get!("size")?).and_then(|s| u64::try_from(s).ok()) else {
         return Ok(Row::Skip("bad_size"));
     };

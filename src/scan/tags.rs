@@ -486,14 +486,21 @@ fn read(
             fill(&tagged, kind, &mut out);
             out.has_cover = Some(has_cover);
             let mp4 = mp4 || tagged.file_type() == FileType::Mp4;
-            if mp4 && (out.sample_rate.is_none_or(|r| r <= 24_000) || out.channels > Some(8)) {
+            let suspect = out.sample_rate.is_none_or(|r| r <= 24_000) || out.channels > Some(8);
+            if mp4 && (suspect || kind == Kind::Video) {
                 // `lofty` reads an MP4 file's audio config no further than its core: HE-AAC
                 // (whose SBR plays at twice the core's rate, 22.05 kHz for 44.1) comes out at
                 // the core's rate, and the channels of an escaped object type (USAC) come out
-                // as bits of something else.
+                // as bits of something else; and it takes AC-3's and E-AC-3's channels from
+                // the sample entry, which says 2 for 5.1 (a movie's usual sound).
                 if let Some(sound) = mp4::sound(file) {
-                    out.sample_rate = sound.sample_rate.or(out.sample_rate);
-                    out.channels = sound.channels.or(out.channels.filter(|&c| c <= 8));
+                    if sound.from_config {
+                        out.sample_rate = sound.sample_rate.or(out.sample_rate);
+                        out.channels = sound.channels.or(out.channels);
+                    }
+                    if out.channels > Some(8) {
+                        out.channels = sound.channels.filter(|&c| c <= 8);
+                    }
                 }
             }
             if ogg && out.duration_ms.is_none() {

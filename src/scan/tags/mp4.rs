@@ -89,6 +89,10 @@ pub(super) struct Sound {
     /// The rate the audio plays at: for HE-AAC (SBR), the extension's rate, twice the core's.
     pub sample_rate: Option<u32>,
     pub channels: Option<u8>,
+    /// Whether the rate and channels come from the codec's own configuration (an MPEG-4 audio
+    /// config, AC-3's or E-AC-3's box), not only from the sample entry's fields (which say 2
+    /// channels for 5.1 AC-3, and the core's rate for HE-AAC).
+    pub from_config: bool,
     /// The movie header runs past the end of the file (a cut download): read as far as it goes.
     pub cut: bool,
 }
@@ -212,16 +216,74 @@ fn sample_entry(file: &File, entry: &Atom, out: &mut Sound) {
         2 => SOUND_ENTRY + 36,
         _ => return,
     };
-    let esds = atoms_cut(file, entry.body + children, entry.end).find(|a| &a.kind == b"esds");
-    let Some(config) = esds.and_then(|esds| audio_config(file, &esds)) else {
+    let config = match &entry.kind {
+        b"ac-3" => child_at(file, entry, children, b"dac3").and_then(|d| ac3_channels(file, &d)),
+        b"ec-3" => child_at(file, entry, children, b"dec3").and_then(|d| eac3_channels(file, &d)),
+        _ => child_at(file, entry, children, b"esds")
+            .and_then(|esds| audio_config(file, &esds))
+            .map(|c| (c.rate(), c.channels())),
+    };
+    let Some((rate, channels)) = config else {
         return;
     };
-    if let Some(rate) = config.rate() {
-        out.sample_rate = Some(rate);
+    out.from_config = true;
+    out.sample_rate = rate.or(out.sample_rate);
+    out.channels = channels.or(out.channels);
+}
+
+/// The first atom of `kind` among a sample entry's children, which start `skip` bytes into it.
+fn child_at(file: &File, entry: &Atom, skip: u64, kind: &[u8; 4]) -> Option<Atom> {
+    atoms_cut(file, entry.body + skip, entry.end)
+        .take(MAX_CHILDREN)
+        .find(|a| &a.kind == kind)
+}
+
+/// Full-bandwidth channels by AC-3 audio coding mode (`acmod`, ATSC A/52 Table 5.8; 0 is two
+/// independent mono channels).
+const ACMOD_CHANNELS: [u8; 8] = [2, 1, 2, 3, 3, 4, 4, 5];
+
+/// Channels from an `AC3SpecificBox` (ETSI TS 102 366 F.4): `fscod` (2 bits), `bsid` (5),
+/// `bsmod` (3), `acmod` (3), `lfeon` (1), ...
+fn ac3_channels(file: &File, dac3: &Atom) -> Option<(Option<u32>, Option<u8>)> {
+    let b = read_array::<3>(file, dac3.body, dac3.end)?;
+    let bits = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+    let acmod = (bits >> 11 & 7) as usize;
+    let lfe = (bits >> 10 & 1) as u8;
+    Some((None, Some(ACMOD_CHANNELS[acmod] + lfe)))
+}
+
+/// Channels from an `EC3SpecificBox` (ETSI TS 102 366 F.6): the data rate (13 bits) and the
+/// number of independent substreams less one (3), then for each: `fscod` (2), `bsid` (5), a
+/// reserved bit, `asvc` (1), `bsmod` (3), `acmod` (3), `lfeon` (1), 3 reserved bits, the number
+/// of dependent substreams (4) and, when there are any, the 9-bit locations of the channels
+/// they add. The first independent substream's channels and its dependents'.
+fn eac3_channels(file: &File, dec3: &Atom) -> Option<(Option<u32>, Option<u8>)> {
+    // Six bytes with the channel locations, five without.
+    let b = read_array::<6>(file, dec3.body, dec3.end).or_else(|| {
+        read_array::<5>(file, dec3.body, dec3.end).map(|b| {
+            let mut w = [0u8; 6];
+            w[..5].copy_from_slice(&b);
+            w
+        })
+    })?;
+    let mut r = Bits { b: &b, at: 16 };
+    r.get(2 + 5 + 1 + 1 + 3)?;
+    let acmod = r.get(3)? as usize;
+    let lfe = r.get(1)? as u8;
+    r.get(3)?;
+    let dependents = r.get(4)?;
+    let mut channels = ACMOD_CHANNELS[acmod] + lfe;
+    if dependents > 0 {
+        // Lc/Rc, Lrs/Rrs, Cs, Ts, Lsd/Rsd, Lw/Rw, Lvh/Rvh, Cvh, LFE2.
+        const PER_BIT: [u8; 9] = [2, 2, 1, 1, 2, 2, 2, 1, 1];
+        let locations = r.get(9)?;
+        for (i, n) in PER_BIT.iter().enumerate() {
+            if locations >> (8 - i) & 1 == 1 {
+                channels += n;
+            }
+        }
     }
-    if let Some(channels) = config.channels() {
-        out.channels = Some(channels);
-    }
+    Some((None, Some(channels)))
 }
 
 /// Most bytes of an `esds` atom read.
@@ -567,9 +629,42 @@ mod tests {
                 duration_ms: Some(4_000),
                 sample_rate: Some(44_100),
                 channels: Some(1),
+                from_config: true,
                 cut: false,
             }
         );
+    }
+
+    /// A sample entry of `kind` (sound description version 0, 2 channels at 48 kHz, as AC-3's
+    /// always says) holding `config` as its child atom `config_kind`.
+    fn entry_with(kind: &[u8; 4], config_kind: &[u8; 4], config: &[u8]) -> Vec<u8> {
+        let mut e = vec![0u8; 6];
+        e.extend(1u16.to_be_bytes());
+        e.extend([0u8; 8]);
+        e.extend(2u16.to_be_bytes());
+        e.extend(16u16.to_be_bytes());
+        e.extend([0u8; 4]);
+        e.extend((48_000u32 << 16).to_be_bytes());
+        e.extend(atom(config_kind, config));
+        atom(kind, &e)
+    }
+
+    #[test]
+    fn ac3_and_eac3_take_their_channels_from_their_boxes() {
+        let channels = |entry: &[u8]| sound_of(&movie(b"soun", 1_000, entry)).unwrap().channels;
+        // AC-3 3/2 with LFE: 5.1.
+        assert_eq!(
+            channels(&entry_with(b"ac-3", b"dac3", &[0x10, 0x3D, 0xC0])),
+            Some(6)
+        );
+        // E-AC-3: one independent substream, 5.1; then with a dependent one adding Lrs/Rrs.
+        let dec3 = [0x0C, 0x00, 0x20, 0x0F, 0x00];
+        assert_eq!(channels(&entry_with(b"ec-3", b"dec3", &dec3)), Some(6));
+        let dec3 = [0x0C, 0x00, 0x20, 0x0F, 0x02, 0x80];
+        assert_eq!(channels(&entry_with(b"ec-3", b"dec3", &dec3)), Some(8));
+        // Without its box, the entry's own (2) stands, and is not taken for the codec's.
+        let bare = sound_of(&movie(b"soun", 1_000, &entry_with(b"ac-3", b"free", &[]))).unwrap();
+        assert_eq!((bare.channels, bare.from_config), (Some(2), false));
     }
 
     #[test]

@@ -96,8 +96,13 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
     } else {
         None
     };
+    // Files are not checked against a damaged database: its records cannot be trusted.
+    let fs_skipped = args.fs && fs.is_none();
     if args.json {
         let mut v = report_json(&report);
+        if fs_skipped {
+            v["fs_not_checked"] = json!("the database is damaged");
+        }
         if let Some(fs) = &fs {
             v["fs"] = json!({
                 "checked": fs.checked,
@@ -168,6 +173,9 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
                 for p in &fs.problems {
                     writeln!(w, "{}: {}", crate::shown(&p.path), p.message)?;
                 }
+            }
+            if fs_skipped {
+                writeln!(w, "files        not checked: the database is damaged")?;
             }
             let verdict = if report.is_damaged() {
                 "DAMAGED"

@@ -488,6 +488,21 @@ fn a_tree_deeper_than_path_max_is_walked_to_the_bottom() {
     assert!(v.stderr.contains("run `mediadb scan`"), "{}", v.stderr);
     env.scan(&[]).expect_code(0);
     env.run(&["verify", "--fs"]).expect_code(0);
+    // A damaged database: its records are not checked against the files, and it says so.
+    let mut bytes = std::fs::read(env.db()).expect("read");
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(env.db(), &bytes).expect("write");
+    let v = env.run(&["verify", "--fs"]);
+    v.expect_code(5);
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        out.contains("not checked: the database is damaged"),
+        "{out}"
+    );
+    let v = env.run(&["verify", "--fs", "--json"]);
+    v.expect_code(5);
+    assert_eq!(v.json()["fs_not_checked"], "the database is damaged");
 }
 
 #[test]

@@ -217,7 +217,8 @@ pub struct QueryArgs {
     #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
     pub fields: Vec<String>,
 
-    /// Sort by FIELD, ascending (FIELD+ or FIELD) or descending (FIELD-); repeatable
+    /// Sort by FIELD, ascending (FIELD+ or FIELD) or descending (FIELD-); repeatable. With
+    /// --group-by, one key: count, or the field grouped by
     #[arg(long, short = 's', value_name = "FIELD[+|-]")]
     pub sort: Vec<String>,
 

@@ -108,6 +108,43 @@ fn parse_sort(keys: &[String]) -> Result<Vec<SortKey>, Failure> {
         .collect()
 }
 
+/// How `--group-by` rows are sorted.
+#[derive(Clone, Copy)]
+enum GroupSort {
+    /// By the group's name (the field grouped by), in natural order.
+    Name { descending: bool },
+    /// By the number of records.
+    Count { descending: bool },
+}
+
+/// The one `--sort` key that `--group-by` rows take: `count`, or the name of the field grouped
+/// by (or `name`), each ascending or descending.
+fn parse_group_sort(keys: &[String], by: GroupBy) -> Result<GroupSort, Failure> {
+    let Some(key) = keys.first() else {
+        return Ok(GroupSort::Name { descending: false });
+    };
+    if keys.len() > 1 {
+        return Err(usage(
+            "--group-by takes one --sort key: count, or the field grouped by".into(),
+        ));
+    }
+    let (name, descending) = match key.strip_suffix('-') {
+        Some(n) => (n, true),
+        None => (key.strip_suffix('+').unwrap_or(key), false),
+    };
+    if name == "count" {
+        Ok(GroupSort::Count { descending })
+    } else if name == "name" || GroupBy::from_name(name) == Some(by) {
+        Ok(GroupSort::Name { descending })
+    } else {
+        Err(usage(format!(
+            "cannot sort `--group-by {}` rows by `{name}`; sort them by count or {}",
+            by.name(),
+            by.name()
+        )))
+    }
+}
+
 fn kind_of(s: &str) -> Result<Kind, Failure> {
     Kind::ALL
         .into_iter()
@@ -141,7 +178,6 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
         format_of(args.format)
     };
     let fields = parse_fields(&args.fields, format)?;
-    let sort = parse_sort(&args.sort)?;
     let group = match &args.group_by {
         Some(g) => Some(GroupBy::from_name(g).ok_or_else(|| {
             usage(format!(
@@ -149,6 +185,14 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
             ))
         })?),
         None => None,
+    };
+    let group_sort = group
+        .map(|by| parse_group_sort(&args.sort, by))
+        .transpose()?;
+    let sort = if group.is_some() {
+        Vec::new()
+    } else {
+        parse_sort(&args.sort)?
     };
     let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
@@ -161,6 +205,18 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
     }
     if let Some(by) = group {
         let mut rows = snap.group_by(&q, by).map_err(corrupt)?;
+        // Rows come by name; a sort by count keeps that order among equal counts.
+        match group_sort {
+            Some(GroupSort::Count { descending }) => rows.sort_by(|a, b| {
+                if descending {
+                    b.count.cmp(&a.count)
+                } else {
+                    a.count.cmp(&b.count)
+                }
+            }),
+            Some(GroupSort::Name { descending: true }) => rows.reverse(),
+            _ => {}
+        }
         if let Some(n) = args.limit {
             rows.truncate(n);
         }

@@ -1615,6 +1615,26 @@ fn group_by_counts_each_browse_category() {
     }
     // --limit cuts rows; a query that matches nothing gives no rows.
     assert_eq!(groups(&db, "artist", &["--limit", "2"]).len(), 2);
+    // --sort takes count or the grouped field: by count, ties in name order; names reversed.
+    let by_name = groups(&db, "genre", &[]);
+    let mut by_count = by_name.clone();
+    by_count.sort_by(|a, b| b.2.cmp(&a.2));
+    assert_eq!(groups(&db, "genre", &["--sort", "count-"]), by_count);
+    by_count.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(groups(&db, "genre", &["--sort", "count"]), by_count);
+    let reversed: Vec<_> = by_name.iter().rev().cloned().collect();
+    assert_eq!(groups(&db, "genre", &["--sort", "genre-"]), reversed);
+    assert_eq!(groups(&db, "genre", &["--sort", "name+"]), by_name);
+    assert_eq!(
+        groups(&db, "artist", &["--sort", "count-", "--limit", "1"])[0].2,
+        groups(&db, "artist", &[])
+            .iter()
+            .map(|r| r.2)
+            .max()
+            .expect("rows")
+    );
+    let bad = run(&db, &["query", "--group-by", "genre", "--sort", "title"]);
+    assert_eq!(bad.status.code(), Some(2));
     assert!(groups(&db, "artist", &["title:=nothing at all"]).is_empty());
     // Plural spellings are accepted for the multi-valued categories.
     assert_eq!(

@@ -1618,9 +1618,9 @@ fn group_by_counts_each_browse_category() {
     // --sort takes count or the grouped field: by count, ties in name order; names reversed.
     let by_name = groups(&db, "genre", &[]);
     let mut by_count = by_name.clone();
-    by_count.sort_by(|a, b| b.2.cmp(&a.2));
+    by_count.sort_by_key(|r| std::cmp::Reverse(r.2));
     assert_eq!(groups(&db, "genre", &["--sort", "count-"]), by_count);
-    by_count.sort_by(|a, b| a.2.cmp(&b.2));
+    by_count.sort_by_key(|r| r.2);
     assert_eq!(groups(&db, "genre", &["--sort", "count"]), by_count);
     let reversed: Vec<_> = by_name.iter().rev().cloned().collect();
     assert_eq!(groups(&db, "genre", &["--sort", "genre-"]), reversed);

@@ -236,6 +236,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
     let db = open_reader(path)?;
     let snap = db.snapshot();
     let s = snap.stats();
+    let reclaimable = snap.reclaimable_bytes();
     let file_bytes = db.file_len().map_err(Failure::from)?;
     let by_kind = snap.count_by_kind();
     let corrupt = |e: mediadb::ReadError| Failure {
@@ -283,6 +284,7 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             "committed_bytes": s.committed_bytes,
             "live_bytes": s.live_bytes,
             "dead_bytes": s.dead_bytes,
+            "reclaimable_bytes": reclaimable,
             "created_unix_ns": s.created_unix_ns,
         });
         out(|w| writeln!(w, "{v}"))?;
@@ -325,10 +327,11 @@ fn stats(path: &std::path::Path, args: &StatsArgs) -> Result<Exit, Failure> {
             )?;
             writeln!(
                 w,
-                "file size   {} (live records {}, dead {})",
+                "file size   {} (live records {}, other {}; compact would reclaim about {})",
                 human_bytes(file_bytes),
                 human_bytes(s.live_bytes),
-                human_bytes(s.dead_bytes)
+                human_bytes(s.dead_bytes),
+                human_bytes(reclaimable)
             )
         })?;
     }

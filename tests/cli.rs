@@ -182,6 +182,7 @@ fn check_stats_shape(v: &Json) {
         "committed_bytes",
         "live_bytes",
         "dead_bytes",
+        "reclaimable_bytes",
         "created_unix_ns",
     ] {
         assert!(
@@ -201,6 +202,7 @@ fn check_stats_shape(v: &Json) {
         n("live_bytes") + n("dead_bytes") <= n("committed_bytes"),
         "{v}"
     );
+    assert!(n("reclaimable_bytes") <= n("dead_bytes"), "{v}");
 }
 
 #[test]

@@ -85,9 +85,19 @@ fn compaction_keeps_records_ids_seq_and_next_id_and_shrinks_the_file() {
     let before = state(&db);
     let len_before = fs::metadata(&path).expect("stat").len();
     let created = db.snapshot().stats().created_unix_ns;
+    let reclaimable = db.snapshot().reclaimable_bytes();
 
     let report = db.compact().expect("compact");
     assert_eq!(report.before_bytes, len_before);
+    // The estimate errs low, by a Batch's overestimate a frame at most.
+    assert!(
+        reclaimable <= report.reclaimed() && report.reclaimed() - reclaimable < 1024,
+        "estimated {reclaimable}, reclaimed {}",
+        report.reclaimed()
+    );
+    // Once compacted, nothing more is to be had, though index entries and frames remain.
+    assert_eq!(db.snapshot().reclaimable_bytes(), 0);
+    assert!(db.snapshot().stats().dead_bytes > 0);
     assert_eq!(report.after_bytes, fs::metadata(&path).expect("stat").len());
     assert!(report.after_bytes < report.before_bytes / 2, "{report:?}");
     assert_eq!(report.reclaimed(), report.before_bytes - report.after_bytes);

@@ -522,20 +522,39 @@ fn frame_header(seq: u64, prev_crc: u32, len: u32, payload_crc: u32) -> ([u8; 24
     (h, crc)
 }
 
+/// The frames of the compacted file for commit `v`.
+fn plan_of(v: &super::Version) -> Vec<FramePlan> {
+    plan(
+        v.index
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_live())
+            .map(|(id, e)| (id as u64, e.len)),
+        v.header.next_id,
+        v.header.seq,
+    )
+}
+
+/// The length of the compacted file for commit `v`, at most (each frame's Batch is estimated
+/// generously): what compaction would leave of the log.
+pub(crate) fn compacted_len(v: &super::Version) -> u64 {
+    planned_len(&plan_of(v))
+}
+
+/// The file length `plans` make, at most.
+fn planned_len(plans: &[FramePlan]) -> u64 {
+    LOG_START
+        + plans
+            .iter()
+            .map(|p| FRAME_HEADER_LEN as u64 + p.payload_estimate())
+            .sum::<u64>()
+}
+
 impl Database {
     /// The frames of the compacted file for the current commit.
     fn plan(&self) -> Vec<FramePlan> {
-        let v = &self.current;
-        plan(
-            v.index
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.is_live())
-                .map(|(id, e)| (id as u64, e.len)),
-            v.header.next_id,
-            v.header.seq,
-        )
+        plan_of(&self.current)
     }
 
     /// Writes this database's current commit, compacted, into the empty storage `out`: every
@@ -856,12 +875,7 @@ impl Database {
         // Free space: the new file (planned exactly, up to the Batch estimate) and its checkpoint.
         let v = Arc::clone(&self.current);
         let plans = self.plan();
-        let needed = LOG_START
-            + plans
-                .iter()
-                .map(|p| FRAME_HEADER_LEN as u64 + p.payload_estimate())
-                .sum::<u64>()
-            + checkpoint_estimate(&v.index);
+        let needed = planned_len(&plans) + checkpoint_estimate(&v.index);
         drop(v);
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

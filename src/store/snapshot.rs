@@ -32,8 +32,9 @@ pub struct Stats {
     pub live_bytes: u64,
     /// Bytes of the committed log (header slots included).
     pub committed_bytes: u64,
-    /// Committed bytes that hold no live record: replaced and removed records, frame and batch
-    /// overhead. `compact` gives them back.
+    /// Committed bytes that hold no live record: replaced and removed records, and the index
+    /// entries, frame headers and padding every commit writes (which a compacted file holds
+    /// too; [`Snapshot::reclaimable_bytes`] is what `compact` gives back).
     pub dead_bytes: u64,
     /// The next id the database will hand out.
     pub next_id: u64,
@@ -90,6 +91,16 @@ impl Snapshot {
             next_id: h.next_id,
             created_unix_ns: h.created_unix_ns,
         }
+    }
+
+    /// About how many bytes `compact` would give back: the committed log less the compacted
+    /// file's length (planned as compaction plans it, its Batch tables estimated generously, so
+    /// this errs low). Reads every index entry.
+    pub fn reclaimable_bytes(&self) -> u64 {
+        self.v
+            .header
+            .committed_len
+            .saturating_sub(super::compact::compacted_len(&self.v))
     }
 
     /// Live record counts per kind, from the index alone.

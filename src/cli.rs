@@ -138,7 +138,9 @@ pub struct ScanArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
 
-    /// Skip names (or full paths, for patterns containing '/') matching GLOB; repeatable
+    /// Skip names matching GLOB, or paths: from the root of the file system for a GLOB starting
+    /// with '/', else from each scanned root for a GLOB containing '/' ('lib/keep'; 'keep/' is
+    /// 'keep'); repeatable
     #[arg(long, short = 'E', value_name = "GLOB")]
     pub exclude: Vec<String>,
 

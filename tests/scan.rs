@@ -617,6 +617,22 @@ fn hidden_names_nas_litter_and_exclude_globs() {
         .expect_code(0);
     env.assert_db(&[(b"keep.txt", 1)]);
 
+    // As fd and gitignore read them: a `/` at the end names a directory, and a pattern with a
+    // `/` inside is relative to the root scanned.
+    for (i, pat) in ["Album/", "./Album", "Album/*.tmp", "*/song.tmp", "Album/**"]
+        .iter()
+        .enumerate()
+    {
+        env.use_db(&format!("relative-{i}.mediadb"));
+        env.scan(&["--exclude", pat]).expect_code(0);
+        let want: &[(&[u8], u64)] = if pat.contains("tmp") {
+            &[(b"keep.txt", 1), (b"Album/01.txt", 6), (b"draft.tmp", 8)]
+        } else {
+            &[(b"keep.txt", 1), (b"draft.tmp", 8)]
+        };
+        env.assert_db(want);
+    }
+
     let r = env.scan(&["--exclude", "a[b"]);
     r.expect_code(2);
     assert!(r.stderr.contains("a[b"), "{}", r.describe());

@@ -554,16 +554,21 @@ fn dir_within(dir: &[u8], root: &[u8]) -> bool {
     dir == root || (dir.starts_with(root) && dir.get(root.len()) == Some(&b'/'))
 }
 
-fn build_walk_options(cfg: &ScanConfig) -> Result<WalkOptions, ScanError> {
+fn build_walk_options(cfg: &ScanConfig, roots: &[PathBuf]) -> Result<WalkOptions, ScanError> {
     let defaults = if cfg.default_excludes {
         DEFAULT_EXCLUDES
     } else {
         &[]
     };
+    let user: Vec<String> = cfg
+        .excludes
+        .iter()
+        .flat_map(|p| user_patterns(p, roots))
+        .collect();
     let patterns: Vec<&str> = defaults
         .iter()
         .copied()
-        .chain(cfg.excludes.iter().map(String::as_str))
+        .chain(user.iter().map(String::as_str))
         .collect();
     let excludes = Excludes::new(
         &patterns,
@@ -586,6 +591,26 @@ fn build_walk_options(cfg: &ScanConfig) -> Result<WalkOptions, ScanError> {
         hidden: cfg.hidden,
         excludes,
     })
+}
+
+/// An `--exclude` pattern as the walk matches it, as fd and gitignore read one: a `/` at its end
+/// only says the name is a directory's (`keep/` is `keep`), and a pattern with a `/` that does
+/// not start at the top of the file system (`lib/keep`, `./lib/keep`, `*/keep`) is relative to
+/// each scanned root. (A pattern starting with `**` matches at any depth as it is.)
+fn user_patterns(pat: &str, roots: &[PathBuf]) -> Vec<String> {
+    let pat = match pat.strip_suffix('/') {
+        Some(p) if !p.is_empty() && !p.ends_with('/') => p,
+        _ => pat,
+    };
+    if !pat.contains('/') || pat.starts_with('/') || pat.starts_with("**") {
+        return vec![pat.to_owned()];
+    }
+    let rel = pat.trim_start_matches("./");
+    roots
+        .iter()
+        .filter_map(|r| r.to_str())
+        .map(|r| format!("{}/{rel}", globset::escape(r.trim_end_matches('/'))))
+        .collect()
 }
 
 /// Checks a root and returns its absolute, canonical form.
@@ -629,7 +654,7 @@ pub fn scan(
         .iter()
         .map(|r| r.as_os_str().as_bytes().to_vec())
         .collect();
-    let walk_opts = build_walk_options(cfg)?;
+    let walk_opts = build_walk_options(cfg, &roots)?;
     let snap = db.snapshot();
     let words = snap.stats().next_id.div_ceil(64) as usize;
     let pool = rayon::ThreadPoolBuilder::new()

@@ -584,13 +584,13 @@ fn print_scan(
                 report.problems.len() - shown_max
             );
         }
-        let verb = if args.dry_run {
-            "would change"
+        let (verb, would) = if args.dry_run {
+            ("(dry run) scanned", "would be ")
         } else {
-            "scanned"
+            ("scanned", "")
         };
         eprintln!(
-            "mediadb: {verb} {} files: {} added, {} updated, {} removed, {} unchanged, {} errors; {} files/s, {:.2} s",
+            "mediadb: {verb} {} files: {} {would}added, {} {would}updated, {} {would}removed, {} unchanged, {} errors; {} files/s, {:.2} s",
             report.files,
             report.added,
             report.updated,

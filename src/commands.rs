@@ -156,12 +156,41 @@ fn kind_of(s: &str) -> Result<Kind, Failure> {
         })
 }
 
-/// Opens the database for writing, creating it (and its directory) when missing, waiting up
-/// to `wait` seconds for another writer.
-pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
-    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
+/// Makes sure the directory of a database about to be created exists. Only the default
+/// location (`$XDG_DATA_HOME/mediadb`) is made when missing: a `--db` or `$MEDIADB_DB` whose
+/// directory is missing (a share that is not mounted, a link to one) is an error, not a new,
+/// empty library on the local disk.
+pub(crate) fn database_dir(db_path: &Path) -> Result<(), Failure> {
+    let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.is_dir() {
+        return Ok(());
     }
+    let default = crate::default_db().ok();
+    if default.as_deref().and_then(Path::parent) == Some(parent) {
+        return std::fs::create_dir_all(parent).map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: format!(
+                "{}: cannot create the database directory: {e}",
+                parent.display()
+            ),
+        });
+    }
+    Err(Failure {
+        exit: Exit::Failed,
+        message: format!(
+            "{}: the database's directory does not exist (is the volume mounted?); create it \
+             first",
+            parent.display()
+        ),
+    })
+}
+
+/// Opens the database for writing, creating it when missing (see [`database_dir`]), waiting
+/// up to `wait` seconds for another writer.
+pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
+    database_dir(db_path)?;
     let opts = mediadb::OpenOptions {
         read_only: false,
         create: true,

@@ -380,17 +380,8 @@ fn scan_cmd(
     verbose: bool,
 ) -> Result<Exit, Failure> {
     use std::io::IsTerminal;
-    if let Some(parent) = db_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !args.dry_run)
-    {
-        std::fs::create_dir_all(parent).map_err(|e| Failure {
-            exit: Exit::Failed,
-            message: format!(
-                "{}: cannot create the database directory: {e}",
-                parent.display()
-            ),
-        })?;
+    if !args.dry_run {
+        commands::database_dir(db_path)?;
     }
     let opts = mediadb::OpenOptions {
         read_only: false,

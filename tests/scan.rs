@@ -1330,3 +1330,43 @@ fn a_file_that_cannot_be_looked_at_keeps_its_record() {
         Some("Jóga")
     );
 }
+
+/// A `--db` in a directory that does not exist (a share that is not mounted, or a link into
+/// one) is refused, and no directory is made; only the default location is created.
+#[test]
+fn a_database_directory_that_does_not_exist_is_not_made() {
+    let env = TestEnv::new();
+    env.file("a.txt", b"a");
+    let bin = env!("CARGO_BIN_EXE_mediadb");
+    let missing = env.base().join("nas/music/library.mediadb");
+    let link = env.base().join("link.mediadb");
+    std::os::unix::fs::symlink(&missing, &link).expect("symlink");
+    for db in [&missing, &link] {
+        let o = std::process::Command::new(bin)
+            .arg("--db")
+            .arg(db)
+            .arg("scan")
+            .arg(env.root())
+            .env_remove("MEDIADB_DB")
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(1), "{}", db.display());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("does not exist (is the volume mounted?)"),
+            "{err}"
+        );
+        assert!(!env.base().join("nas").exists());
+    }
+    // The default location is made.
+    let data = env.base().join("data");
+    let o = std::process::Command::new(bin)
+        .arg("scan")
+        .arg(env.root())
+        .env_remove("MEDIADB_DB")
+        .env("XDG_DATA_HOME", &data)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(data.join("mediadb/library.mediadb").is_file());
+}

@@ -260,49 +260,58 @@ struct ScanVisitor<'a> {
     own: OwnFiles,
 }
 
-/// The database being scanned into and the files beside it, by their full paths (the
-/// directory's canonical path, as the walk builds paths from canonical roots): a database kept
-/// inside a scanned tree must not index itself, or every rescan would find it changed and
-/// commit again.
+/// The database being scanned into and the files beside it: by their full paths (the
+/// directory's canonical path, as the walk builds paths from canonical roots), and by the
+/// inodes of those that exist when the scan starts (for a walk that reaches them through a
+/// followed link). A database kept inside a scanned tree must not index itself, or every
+/// rescan would find it changed and commit again.
+#[derive(Default)]
 struct OwnFiles {
     /// The database file's name: every one of its files starts with it.
     name: Vec<u8>,
     paths: Vec<Vec<u8>>,
+    inodes: Vec<u64>,
 }
 
 impl OwnFiles {
     fn of(db: &Path) -> OwnFiles {
+        use std::os::unix::fs::MetadataExt;
         let db = crate::store::resolve_path(db);
-        let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else {
-            return OwnFiles {
-                name: Vec::new(),
-                paths: Vec::new(),
-            };
+        let Some(name) = db.file_name() else {
+            return OwnFiles::default();
+        };
+        // A bare file name is in the working directory.
+        let dir = match db.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
         };
         let Ok(dir) = std::fs::canonicalize(dir) else {
-            return OwnFiles {
-                name: Vec::new(),
-                paths: Vec::new(),
-            };
+            return OwnFiles::default();
         };
         let db = dir.join(name).into_os_string().into_vec();
-        let paths = std::iter::once(db.clone())
+        let paths: Vec<Vec<u8>> = std::iter::once(db.clone())
             .chain(
                 crate::store::SIDECAR_SUFFIXES
                     .iter()
                     .map(|s| [&db[..], s.as_bytes()].concat()),
             )
             .collect();
+        let inodes = paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(std::ffi::OsStr::from_bytes(p)).ok())
+            .map(|m| m.ino())
+            .collect();
         OwnFiles {
             name: name.as_bytes().to_vec(),
             paths,
+            inodes,
         }
     }
 
     fn holds(&self, f: &walk::FileRef<'_>) -> bool {
         !self.paths.is_empty()
             && f.name.to_bytes().starts_with(&self.name)
-            && self.paths.iter().any(|p| p == f.path)
+            && (self.inodes.contains(&f.stat.inode) || self.paths.iter().any(|p| p == f.path))
     }
 }
 
@@ -968,6 +977,28 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 2);
         assert!(names.iter().all(|p| !p.ends_with(b"library.mediadb")));
+    }
+
+    #[test]
+    fn a_database_reached_through_a_followed_link_does_not_index_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lib, real) = (dir.path().join("lib"), dir.path().join("real"));
+        std::fs::create_dir(&lib).unwrap();
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(lib.join("a.flac"), b"").unwrap();
+        std::os::unix::fs::symlink(&real, lib.join("link")).unwrap();
+        let mut db = Database::create(real.join("library.mediadb")).unwrap();
+        db.checkpoint().unwrap();
+        let cfg = ScanConfig {
+            roots: vec![lib],
+            follow_symlinks: true,
+            ..ScanConfig::default()
+        };
+        for round in 0..2 {
+            let report = scan(&mut db, &cfg, &Progress::default()).unwrap();
+            assert_eq!((report.files, report.updated), (1, 0), "round {round}");
+        }
+        assert_eq!(db.snapshot().len(), 1);
     }
 
     #[test]

@@ -289,7 +289,8 @@ impl Default for TestEnv {
 }
 
 impl TestEnv {
-    /// An empty tree `BASE/lib` and the database path `BASE/db/library.mediadb` (not created).
+    /// An empty tree `BASE/lib` and the database path `BASE/db/library.mediadb` (its directory
+    /// made, the file not: a `--db` in a missing directory is refused).
     pub fn new() -> TestEnv {
         let tmp = tempfile::Builder::new()
             .prefix("mediadb-scan-")
@@ -299,6 +300,7 @@ impl TestEnv {
         let base = fs::canonicalize(tmp.path()).expect("canonical temp dir");
         let root = base.join("lib");
         fs::create_dir(&root).expect("create lib/");
+        fs::create_dir(base.join("db")).expect("create db/");
         let db = base.join("db").join("library.mediadb");
         TestEnv {
             _tmp: tmp,

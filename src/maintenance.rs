@@ -211,6 +211,8 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
 }
 
 pub(crate) fn recover(db_path: &Path, args: &RecoverArgs, quiet: bool) -> Result<Exit, Failure> {
+    // A name the database uses for itself would be written over or removed by it.
+    crate::commands::refuse_database_output(db_path, &args.out)?;
     let b = bar(quiet, "recovering");
     let progress = |done: u64, total: u64| {
         if let Some(b) = &b {

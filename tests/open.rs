@@ -1394,3 +1394,31 @@ fn a_symlinked_database_shares_the_real_files_lock_and_sidecars() {
         assert!(!sibling(&link, suffix).exists(), "{suffix} beside the link");
     }
 }
+
+/// A loop of symbolic links is an error, and the links are left as they were (a database made
+/// at the path would have replaced one).
+#[test]
+fn a_loop_of_links_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("a.mediadb"), dir.path().join("b.mediadb"));
+    std::os::unix::fs::symlink(&b, &a).expect("symlink");
+    std::os::unix::fs::symlink(&a, &b).expect("symlink");
+    assert!(matches!(Database::create(&a), Err(OpenError::Io { .. })));
+    let opts = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    assert!(matches!(
+        Database::open_with(&b, &opts),
+        Err(OpenError::Io { .. })
+    ));
+    assert!(Database::open_read_only(&a).is_err());
+    for p in [&a, &b] {
+        assert!(
+            fs::symlink_metadata(p)
+                .expect("stat")
+                .file_type()
+                .is_symlink()
+        );
+    }
+}

@@ -328,15 +328,18 @@ fn no_export_writes_over_the_database_or_its_files() {
     let before = std::fs::read(&db).expect("read");
     let idx = format!("{r}/lib.mediadb.idx");
     let dotted = format!("{r}/./lib.mediadb");
+    let compact_idx = format!("{r}/lib.mediadb.compact.tmp.idx");
     for target in [
         db.to_str().expect("utf-8"),
         &idx,
         &dotted,
         link.to_str().expect("utf-8"),
+        &compact_idx,
     ] {
         for args in [
             &["export", "-o", target][..],
             &["playlist", "export", "p", "-o", target][..],
+            &["recover", target][..],
         ] {
             let o = mediadb(&db, args);
             assert_eq!(o.status.code(), Some(2), "{args:?}");

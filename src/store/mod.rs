@@ -441,6 +441,7 @@ impl Database {
     /// Creates a new, empty database; fails if the file exists.
     pub fn create(path: impl AsRef<Path>) -> Result<Database, OpenError> {
         let path = &resolve_path(path.as_ref());
+        refuse_unfollowable(path)?;
         // Checked before the lock too, so that an existing file (`/dev/null`) gets no lock
         // file beside it, and after it, against a racing create.
         if path.exists() {
@@ -461,6 +462,7 @@ impl Database {
     /// Opens (or, with `opts.create`, creates) the database at `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Database, OpenError> {
         let path = &resolve_path(path.as_ref());
+        refuse_unfollowable(path)?;
         refuse_special(path)?;
         if opts.read_only {
             let file = File::open(path).map_err(|e| open_error(path, e))?;
@@ -852,7 +854,7 @@ pub fn resolve_path(path: &Path) -> PathBuf {
 
 /// Suffixes of the files a database at `NAME` keeps beside it: its lock, index checkpoint,
 /// column cache and scan log, and the temporary files those and `compact` are written through.
-pub const SIDECAR_SUFFIXES: [&str; 8] = [
+pub const SIDECAR_SUFFIXES: [&str; 11] = [
     ".lock",
     ".idx",
     ".cols",
@@ -860,7 +862,10 @@ pub const SIDECAR_SUFFIXES: [&str; 8] = [
     ".idx.tmp",
     ".cols.tmp",
     ".scans.tmp",
+    ".creating",
     ".compact.tmp",
+    ".compact.tmp.idx",
+    ".compact.tmp.idx.tmp",
 ];
 
 /// Whether writing to `other` would write over the database at `db` or one of the files beside
@@ -910,6 +915,21 @@ pub fn is_database_file(db: &Path, other: &Path) -> bool {
                 || other_id
                     .is_some_and(|id| fs::metadata(&p).is_ok_and(|m| file_identity_of(&m) == id))
         })
+}
+
+/// Refuses a path [`resolve_path`] could not follow to a file (a loop of symbolic links):
+/// creating the database there would replace the link.
+fn refuse_unfollowable(path: &Path) -> Result<(), OpenError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match fs::metadata(path) {
+            Err(source) => Err(OpenError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Ok(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a `path` that exists but is not a regular file: a directory, or a FIFO or device,

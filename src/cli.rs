@@ -293,7 +293,7 @@ pub struct CompactArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write to FILE instead of stdout
+    /// Write to FILE instead of stdout ('-' is stdout)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -410,7 +410,7 @@ pub enum PlaylistCommand {
         /// Write paths relative to DIR (e.g. the playlist file's directory)
         #[arg(long, value_name = "DIR")]
         relative_to: Option<PathBuf>,
-        /// Write to FILE instead of stdout
+        /// Write to FILE instead of stdout ('-' is stdout)
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },

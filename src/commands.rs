@@ -415,7 +415,8 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
         }
         Ok(Ok(()))
     };
-    let result = match &args.output {
+    // `-o -` is stdout, as for most tools.
+    let result = match args.output.as_deref().filter(|o| *o != Path::new("-")) {
         Some(path) => {
             refuse_database_output(db_path, path)?;
             let f = std::fs::File::create(path).map_err(|e| Failure {

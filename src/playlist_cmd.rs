@@ -232,7 +232,7 @@ pub(crate) fn playlist(
             name,
             format.as_deref(),
             relative_to.as_deref(),
-            output.as_deref(),
+            output.as_deref().filter(|o| *o != Path::new("-")),
         ),
     }
 }

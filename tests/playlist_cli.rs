@@ -358,3 +358,27 @@ fn no_export_writes_over_the_database_or_its_files() {
     // Beside it, under another name, is fine.
     ok(&db, &["export", "-o", &format!("{r}/backup.jsonl")]);
 }
+
+#[test]
+fn dash_as_output_is_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path().to_str().expect("utf-8");
+    library(dir.path());
+    let db = dir.path().join("lib.mediadb");
+    ok(&db, &["scan", r]);
+    ok(&db, &["playlist", "create", "p"]);
+    ok(
+        &db,
+        &["playlist", "add", "p", &format!("{r}/A/01 one.flac")],
+    );
+    let cwd_dash = std::env::current_dir().expect("cwd").join("-");
+    let jsonl = ok(&db, &["export", "-o", "-"]);
+    // Three records and the playlist.
+    assert_eq!(lines(&jsonl).len(), 4);
+    let m3u = ok(
+        &db,
+        &["playlist", "export", "p", "--format", "m3u", "-o", "-"],
+    );
+    assert!(m3u.contains("01 one.flac"), "{m3u}");
+    assert!(!cwd_dash.exists());
+}

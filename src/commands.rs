@@ -218,6 +218,21 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
     let group_sort = group
         .map(|by| parse_group_sort(&args.sort, by))
         .transpose()?;
+    if let Some(by) = group {
+        // Group rows are a name and a count: no paths to list, no record fields to pick.
+        if matches!(args.format, Some(FormatArg::Paths)) {
+            return Err(usage(format!(
+                "--group-by {} rows have no paths; use --format table, json, jsonl or csv",
+                by.name()
+            )));
+        }
+        if !args.fields.is_empty() {
+            return Err(usage(format!(
+                "--fields does not apply to --group-by {} rows (name and count)",
+                by.name()
+            )));
+        }
+    }
     let sort = if group.is_some() {
         Vec::new()
     } else {

@@ -569,7 +569,16 @@ fn read(
                 out.duration_ms = mp4::movie_duration_ms(file);
                 return Ok(Some(out));
             } else if (mp4 || by_extension == FileType::Mp4)
-                && let Some(sound) = mp4::sound(file).filter(|s| s.duration_ms.is_some())
+                && let Some(sound) = mp4::sound(file)
+                    .or_else(|| {
+                        // Cut before its sound track's headers: nothing of them, but the
+                        // record says why.
+                        mp4::cut_short(file).then(|| mp4::Sound {
+                            cut: true,
+                            ..mp4::Sound::default()
+                        })
+                    })
+                    .filter(|s| s.duration_ms.is_some() || s.cut)
             {
                 // A codec `lofty` does not know (Vorbis in MP4), a config it misreads, or a
                 // movie header that runs past the end of the file: the sound track's own

@@ -115,7 +115,8 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
                     .and_then(|f| head_of::<6>(file, &f))
                     .and_then(|(b, n)| Some((u32_at(&b[..n], 0)?, u16_at(&b[..n], 4)?)));
             }
-            b"ID3 " => tag = Some((c.body, c.len)),
+            // A tag cut short is not read; one before the cut is.
+            b"ID3 " if !c.cut => tag = Some((c.body, c.len)),
             _ => {}
         }
     }
@@ -143,6 +144,15 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         let bits_per_s = u64::from(rate) * u64::from(channels);
         out.bitrate = u32::try_from(bits_per_s / 1000).ok().filter(|&b| b > 0);
     }
+    let tagged = match tag {
+        None => Ok(()),
+        Some((_, tag_len)) if tag_len > super::dsf::MAX_TAG => Err(format!(
+            "DSDIFF file's ID3v2 tag of {tag_len} bytes is over the {}-byte limit; not read",
+            super::dsf::MAX_TAG
+        )),
+        Some((at, tag_len)) => super::dsf::read_id3(file, at, tag_len, out)
+            .map_err(|e| format!("DSDIFF file's ID3v2 tag: {e}")),
+    };
     if cut {
         // A copy that stopped part way: the length is that of the sound that is there.
         return Err(
@@ -150,17 +160,7 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    let Some((at, tag_len)) = tag else {
-        return Ok(());
-    };
-    if tag_len > super::dsf::MAX_TAG {
-        return Err(format!(
-            "DSDIFF file's ID3v2 tag of {tag_len} bytes is over the {}-byte limit; not read",
-            super::dsf::MAX_TAG
-        ));
-    }
-    super::dsf::read_id3(file, at, tag_len, out)
-        .map_err(|e| format!("DSDIFF file's ID3v2 tag: {e}"))
+    tagged
 }
 
 #[cfg(test)]
@@ -261,6 +261,15 @@ mod tests {
         assert!(result.unwrap_err().starts_with("file cut short"));
         assert_eq!(r.sample_rate, Some(2_822_400));
         assert_eq!(r.duration_ms, Some(500));
+        // A tag before the sound is whole, and read.
+        let f = form(&[
+            prop(2_822_400, 2, b"DSD "),
+            chunk(b"ID3 ", &id3("Before the cut")),
+            chunk(b"DSD ", &vec![0x69; 705_600]),
+        ]);
+        let (result, r) = read_bytes(read, &f[..f.len() - 705_600 / 2]);
+        assert!(result.unwrap_err().starts_with("file cut short"));
+        assert_eq!(r.title.as_deref(), Some("Before the cut"));
         survives_damage(read, &f[..400], 1, 7);
     }
 }

@@ -116,7 +116,15 @@ pub(super) fn sound(file: &File) -> Option<Sound> {
             child(file, mdia, b"hdlr")
                 .and_then(|h| read_array::<4>(file, h.body + 8, h.end))
                 .is_some_and(|handler| &handler == b"soun")
-        })?;
+        });
+    let Some(track) = track else {
+        // Cut before its sound track: the movie's length, if its header came before the cut.
+        if out.cut {
+            out.duration_ms = movie_duration_ms_in(file, &moov);
+            return Some(out);
+        }
+        return None;
+    };
     out.duration_ms = child(file, &track, b"mdhd")
         .and_then(|mdhd| header_duration_ms(file, &mdhd))
         .or_else(|| movie_duration_ms_in(file, &moov));
@@ -726,6 +734,11 @@ mod tests {
         assert_eq!(found(moov_end - 4), all);
         let stts = whole.windows(4).position(|w| w == b"stts").unwrap();
         assert_eq!(found(stts + 8), all);
+        // Cut before the sound track's headers: the movie header's length, and the cut.
+        let trak = whole.windows(4).position(|w| w == b"trak").unwrap();
+        assert_eq!(found(trak + 20), (Some(7_000), None, None, true));
+        let r = super::super::tests::extract_bytes("early.m4a", &whole[..trak + 20]);
+        assert!(r.error.unwrap().starts_with("file cut short"));
         // Damage anywhere never panics.
         for at in 0..whole.len() {
             for byte in [0x00, 0xFF, 0x7F] {

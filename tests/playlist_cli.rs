@@ -225,6 +225,10 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
     ok(&db, &["compact"]);
     assert_eq!(ids(&db), before);
     ok(&db, &["verify"]);
+    // Its playlists frame counted, nothing is left for a compaction to give back.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["stats", "--json"])).expect("JSON");
+    assert_eq!(stats["reclaimable_bytes"], 0, "{stats}");
 
     // Remove by position and by path.
     ok(&db, &["playlist", "remove", "Road", "1"]);

@@ -539,7 +539,20 @@ fn plan_of(v: &super::Version) -> Vec<FramePlan> {
 /// The length of the compacted file for commit `v`, at most (each frame's Batch is estimated
 /// generously): what compaction would leave of the log.
 pub(crate) fn compacted_len(v: &super::Version) -> u64 {
-    planned_len(&plan_of(v))
+    // The playlists' frame after the records' (docs/FORMAT.md §6): each buffer padded, a
+    // `PlaylistRef` of 16 bytes each in its Batch.
+    let playlists = &v.index.playlists;
+    let playlist_frame = if playlists.is_empty() {
+        0
+    } else {
+        FRAME_HEADER_LEN as u64
+            + playlists
+                .values()
+                .map(|p| u64::from(p.len).next_multiple_of(ALIGN as u64) + 16)
+                .sum::<u64>()
+            + BATCH_OVERHEAD
+    };
+    planned_len(&plan_of(v)) + playlist_frame
 }
 
 /// The file length `plans` make, at most.

@@ -54,7 +54,7 @@ pub enum Command {
     ///
     /// Terms: `word` (substring of title, artist, album, album_artist, genre or path, case
     /// folded), `field:value` (substring; numbers equal), `field:=value` (exact),
-    /// `field::regex`, `year:1990..1999`, `duration_ms:..240000`, `path:/a/b` (subtree),
+    /// `field::regex`, `year:1990..1999`, `duration_ms:..240000`, `path:/a/b` or `path:./a` (subtree),
     /// `error:` (field present), `has_cover:true`, `^term` (not). Terms are ANDed; a `,`
     /// argument between terms ORs groups. An empty result exits 0 (also with --count, which
     /// prints 0).

@@ -199,8 +199,42 @@ pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure
     Ok(Database::open_with(db_path, &opts)?)
 }
 
+/// A `path:` term naming a directory relative to the working directory (`path:.`,
+/// `path:./Album`, `path:../x`), made absolute as `ls` makes its argument: the directory's
+/// canonical path when it exists (the scan stores canonical paths), else the path joined to the
+/// working directory. Any other term is as given (`path:abc` is a substring of the path).
+pub(crate) fn absolute_path_term(term: &std::ffi::OsStr) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let raw = term.as_bytes();
+    let (negate, body) = match raw.strip_prefix(b"^") {
+        Some(rest) => (&b"^"[..], rest),
+        None => (&b""[..], raw),
+    };
+    let (body, comma) = match body.strip_suffix(b",") {
+        Some(b) => (b, &b","[..]),
+        None => (body, &b""[..]),
+    };
+    let Some(dir) = body.strip_prefix(b"path:") else {
+        return term.to_owned();
+    };
+    let relative = dir == b"." || dir == b".." || dir.starts_with(b"./") || dir.starts_with(b"../");
+    if !relative {
+        return term.to_owned();
+    }
+    let dir = Path::new(std::ffi::OsStr::from_bytes(dir));
+    let abs = std::fs::canonicalize(dir)
+        .map(|c| c.into_os_string().into_vec())
+        .unwrap_or_else(|_| crate::playlist_cmd::absolute(dir));
+    std::ffi::OsString::from_vec([negate, b"path:", &abs, comma].concat())
+}
+
 pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
-    let q = parse_args(&args.terms).map_err(|e| usage(e.to_string()))?;
+    let terms: Vec<std::ffi::OsString> = args
+        .terms
+        .iter()
+        .map(|t| absolute_path_term(t.as_ref()))
+        .collect();
+    let q = parse_args(&terms).map_err(|e| usage(e.to_string()))?;
     let format = if args.print0 {
         Format::Print0
     } else {

@@ -344,7 +344,11 @@ fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Ex
         descending: false,
     }];
     if query {
-        let q = parse_args(items).map_err(|e| usage(e.to_string()))?;
+        let terms: Vec<std::ffi::OsString> = items
+            .iter()
+            .map(|t| crate::commands::absolute_path_term(t.as_ref()))
+            .collect();
+        let q = parse_args(&terms).map_err(|e| usage(e.to_string()))?;
         let found = eval::select(&snap, &q, &by_path, None).map_err(corrupt)?;
         p.entries
             .extend(found.iter().map(|v| Entry::new(v.id(), v.path().to_vec())));

@@ -386,3 +386,37 @@ fn dash_as_output_is_stdout() {
     assert!(m3u.contains("01 one.flac"), "{m3u}");
     assert!(!cwd_dash.exists());
 }
+
+/// `path:` with a directory relative to the working directory, as `ls` takes one.
+#[test]
+fn a_relative_path_term_is_taken_from_the_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical");
+    let r = root.to_str().expect("utf-8");
+    library(&root);
+    let db = root.join("lib.mediadb");
+    ok(&db, &["scan", r]);
+    let in_dir = |cwd: &Path, args: &[&str]| {
+        let o = Command::new(BIN)
+            .current_dir(cwd)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env_remove("MEDIADB_DB")
+            .output()
+            .expect("runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).expect("UTF-8")
+    };
+    let a = in_dir(&root, &["query", "-f", "paths", "path:./A"]);
+    assert_eq!(
+        lines(&a),
+        [format!("{r}/A/01 one.flac"), format!("{r}/A/02 two.flac")]
+    );
+    let not_a = in_dir(&root.join("A"), &["query", "-f", "paths", "^path:."]);
+    assert_eq!(lines(&not_a), [format!("{r}/B/été.mp3")]);
+    let up = in_dir(&root.join("B"), &["query", "-c", "path:../A"]);
+    assert_eq!(up.trim(), "2");
+    // Without `./`, a path term is a substring of the path, as before.
+    assert_eq!(in_dir(&root, &["query", "-c", "path:A/0"]).trim(), "2");
+}

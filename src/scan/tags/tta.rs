@@ -78,11 +78,65 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     let mut v1 = [0u8; 3];
     let has_v1 = len >= tag_len + 22 + 128 && file.read_exact_at(&mut v1, len - 128).is_ok();
     let v1_len = if has_v1 && &v1 == b"TAG" { 128 } else { 0 };
+    let cut = frames_held(file, tag_len, len - v1_len, rate, samples);
+    if let Some(held) = cut {
+        out.duration_ms = Some(held).filter(|&ms| ms > 0);
+    }
     if let Some(ms) = out.duration_ms {
         // The stream's average: its bytes (the file without its tags) over its length.
         let stream = len.saturating_sub(tag_len + v1_len);
         out.bitrate = u32::try_from(stream * 8 / ms).ok().filter(|&b| b > 0);
     }
+    let tagged = read_tags(file, len, tag_len, v1_len, out);
+    if cut.is_some() {
+        return Err(
+            "file cut short: its frames run past the end of the file; the length is that of \
+             the whole frames left"
+                .to_owned(),
+        );
+    }
+    tagged
+}
+
+/// Frames looked at, at most: a seek table of this many is 4 MiB.
+const MAX_FRAMES: u64 = 1 << 20;
+
+/// When the file ends before its frames do (a copy cut short), the length in milliseconds of
+/// the whole frames it holds; `None` when every frame is there (or the seek table cannot say).
+/// The header is followed by a seek table: each frame's size (u32), then a CRC-32 of them;
+/// each frame holds `rate × 256 / 245` samples, the last one the rest.
+fn frames_held(file: &File, tag_len: u64, end: u64, rate: u32, samples: u32) -> Option<u64> {
+    let per_frame = u64::from(rate) * 256 / 245;
+    if per_frame == 0 {
+        return None;
+    }
+    let frames = u64::from(samples).div_ceil(per_frame);
+    if frames == 0 || frames > MAX_FRAMES {
+        return None;
+    }
+    let table_at = tag_len + 22;
+    let mut table = vec![0u8; usize::try_from(frames * 4).ok()?];
+    file.read_exact_at(&mut table, table_at).ok()?;
+    let mut at = table_at + frames * 4 + 4;
+    let mut whole = 0u64;
+    for size in table.chunks_exact(4).map(|s| u64::from(get_u32(s, 0))) {
+        at = at.checked_add(size)?;
+        if at > end {
+            break;
+        }
+        whole += 1;
+    }
+    (whole < frames).then(|| whole * per_frame * 1000 / u64::from(rate))
+}
+
+/// The tag at the start (ID3v2) or, without one, the one at the end (ID3v1).
+fn read_tags(
+    file: &File,
+    len: u64,
+    tag_len: u64,
+    v1_len: u64,
+    out: &mut Record,
+) -> Result<(), String> {
     let n = match (tag_len, v1_len) {
         (0, 0) => return Ok(()),
         (0, _) => {
@@ -132,7 +186,7 @@ mod tests {
     use crate::scan::tags::own_reader_tests::{read_bytes, survives_damage};
 
     /// A TrueAudio file of `samples` samples, 44.1 kHz stereo 16-bit, with `front` before it and
-    /// `back` after its 1,000 bytes of audio.
+    /// `back` after its audio: a seek table, then 1,000 bytes a frame (46,080 samples).
     fn tta(samples: u32, front: &[u8], back: &[u8]) -> Vec<u8> {
         let mut h = b"TTA1".to_vec();
         for v in [1u16, 2, 16] {
@@ -142,7 +196,11 @@ mod tests {
         h.extend(samples.to_le_bytes());
         let crc = crc32(&h);
         h.extend(crc.to_le_bytes());
-        [front, &h, &[0x5A; 1000], back].concat()
+        let frames = samples.div_ceil(46_080) as usize;
+        let mut table: Vec<u8> = (0..frames).flat_map(|_| 1000u32.to_le_bytes()).collect();
+        let crc = crc32(&table);
+        table.extend(crc.to_le_bytes());
+        [front, &h, &table, &vec![0x5A; 1000 * frames], back].concat()
     }
 
     fn id3v1(title: &str) -> Vec<u8> {
@@ -163,7 +221,7 @@ mod tests {
             (rec.sample_rate, rec.channels, rec.bit_depth),
             (Some(44_100), Some(2), Some(16))
         );
-        assert_eq!(rec.bitrate, Some(1022 * 8 / 3_684));
+        assert_eq!(rec.bitrate, Some((22 + 20 + 4000) * 8 / 3_684));
         assert_eq!(rec.title, None);
 
         let mut body = vec![3u8];
@@ -178,6 +236,16 @@ mod tests {
         assert_eq!(rec.title.as_deref(), Some("From ID3v1"));
         assert!(is_tta(&tta(1, &front, &[])));
         assert!(!is_tta(b"TTA2"));
+    }
+
+    #[test]
+    fn a_file_cut_short_has_the_length_of_its_whole_frames() {
+        let whole = tta(162_496, &[], &[]);
+        // Two whole frames of four, and half the third.
+        let (r, rec) = read_bytes(read, &whole[..whole.len() - 1500]);
+        assert!(r.unwrap_err().starts_with("file cut short"));
+        assert_eq!(rec.duration_ms, Some(2 * 46_080 * 1000 / 44_100));
+        assert_eq!(rec.sample_rate, Some(44_100));
     }
 
     #[test]

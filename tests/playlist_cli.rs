@@ -37,6 +37,16 @@ fn library(root: &Path) {
     }
 }
 
+/// A scanned [`library`] in a new temporary directory: the directory, its path, the database.
+fn scanned() -> (tempfile::TempDir, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = dir.path().to_str().expect("utf-8").to_owned();
+    library(dir.path());
+    let db = dir.path().join("lib.mediadb");
+    ok(&db, &["scan", &r]);
+    (dir, r, db)
+}
+
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
@@ -286,11 +296,8 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
 
 #[test]
 fn a_utf16_playlist_is_read_and_binary_data_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = dir.path().to_str().expect("utf-8");
-    library(dir.path());
-    let db = dir.path().join("lib.mediadb");
-    ok(&db, &["scan", r]);
+    let (dir, r, db) = scanned();
+    let r = r.as_str();
     // As Windows' Notepad saves "Unicode": UTF-16 LE with its byte-order mark, CRLF.
     let text = format!("#EXTM3U\r\n{r}/A/01 one.flac\r\n{r}/B/été.mp3\r\n");
     let mut utf16 = vec![0xFF, 0xFE];
@@ -321,11 +328,8 @@ fn a_utf16_playlist_is_read_and_binary_data_is_refused() {
 
 #[test]
 fn no_export_writes_over_the_database_or_its_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = dir.path().to_str().expect("utf-8");
-    library(dir.path());
-    let db = dir.path().join("lib.mediadb");
-    ok(&db, &["scan", r]);
+    let (dir, r, db) = scanned();
+    let r = r.as_str();
     ok(&db, &["playlist", "create", "p"]);
     let link = dir.path().join("link.mediadb");
     std::os::unix::fs::symlink(&db, &link).expect("symlink");
@@ -365,11 +369,8 @@ fn no_export_writes_over_the_database_or_its_files() {
 
 #[test]
 fn dash_as_output_is_stdout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = dir.path().to_str().expect("utf-8");
-    library(dir.path());
-    let db = dir.path().join("lib.mediadb");
-    ok(&db, &["scan", r]);
+    let (_dir, r, db) = scanned();
+    let r = r.as_str();
     ok(&db, &["playlist", "create", "p"]);
     ok(
         &db,

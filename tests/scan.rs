@@ -633,6 +633,21 @@ fn hidden_names_nas_litter_and_exclude_globs() {
         env.assert_db(want);
     }
 
+    // An absolute pattern written through a symbolic link to the tree matches the tree.
+    let link = env.base().join("link");
+    std::os::unix::fs::symlink(env.root(), &link).expect("symlink");
+    for (i, pat) in ["Album", "Album/*.tmp"].iter().enumerate() {
+        env.use_db(&format!("through-link-{i}.mediadb"));
+        let abs = format!("{}/{pat}", link.display());
+        env.scan(&["--exclude", &abs]).expect_code(0);
+        let want: &[(&[u8], u64)] = if pat.contains("tmp") {
+            &[(b"keep.txt", 1), (b"Album/01.txt", 6), (b"draft.tmp", 8)]
+        } else {
+            &[(b"keep.txt", 1), (b"draft.tmp", 8)]
+        };
+        env.assert_db(want);
+    }
+
     let r = env.scan(&["--exclude", "a[b"]);
     r.expect_code(2);
     assert!(r.stderr.contains("a[b"), "{}", r.describe());

@@ -611,7 +611,10 @@ fn user_patterns(pat: &str, roots: &[PathBuf]) -> Vec<String> {
         Some(p) if !p.is_empty() && !p.ends_with('/') => p,
         _ => pat,
     };
-    if !pat.contains('/') || pat.starts_with('/') || pat.starts_with("**") {
+    if pat.starts_with('/') {
+        return absolute_patterns(pat);
+    }
+    if !pat.contains('/') || pat.starts_with("**") {
         return vec![pat.to_owned()];
     }
     let rel = pat.trim_start_matches("./");
@@ -620,6 +623,33 @@ fn user_patterns(pat: &str, roots: &[PathBuf]) -> Vec<String> {
         .filter_map(|r| r.to_str())
         .map(|r| format!("{}/{rel}", globset::escape(r.trim_end_matches('/'))))
         .collect()
+}
+
+/// An absolute pattern, and the same with the directories before its first wildcard made
+/// canonical when that differs (`/link/keep` also as `/real/keep`): the walk builds paths from
+/// canonical roots, so a pattern written through a symbolic link would otherwise match nothing.
+fn absolute_patterns(pat: &str) -> Vec<String> {
+    let mut out = vec![pat.to_owned()];
+    let wild = pat
+        .find(['*', '?', '[', ']', '{', '}', '\\'])
+        .unwrap_or(pat.len());
+    // The longest run of whole components before the first wildcard.
+    let literal = match pat[..wild].rfind('/') {
+        Some(_) if wild == pat.len() => pat,
+        Some(end) => &pat[..end],
+        None => return out,
+    };
+    if let Ok(real) = std::fs::canonicalize(literal)
+        && let Some(real) = real.to_str()
+        && real != literal
+    {
+        out.push(format!(
+            "{}{}",
+            globset::escape(real),
+            &pat[literal.len()..]
+        ));
+    }
+    out
 }
 
 /// Checks a root and returns its absolute, canonical form.

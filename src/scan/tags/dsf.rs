@@ -105,6 +105,28 @@ pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Resu
     // Zeros after it: `lofty` looks for an APE tag's footer (32 bytes) and an ID3v1 tag (128)
     // at the end of an MPEG file, and refuses one too short to hold them.
     tag.resize(tag.len().max(256), 0);
+    read_tag_bytes(tag, out)
+}
+
+/// Reads the APEv2 tag of `len` bytes at `at` in `file` (header, items, footer; the file's
+/// last, or last but an ID3v1 tag) into `out`'s tag fields: handed to `lofty` at the end of an
+/// MP3 file holding nothing else, where it looks for one.
+pub(super) fn read_tag(file: &File, at: u64, len: u64, out: &mut Record) -> Result<(), String> {
+    if super::ape_items(file).is_some_and(|n| n > super::MAX_ID3_FRAMES as u64) {
+        return Err(format!(
+            "more than {} items: tags not read",
+            super::MAX_ID3_FRAMES
+        ));
+    }
+    let n = usize::try_from(len).map_err(|_| "too large".to_owned())?;
+    let mut tag = vec![0u8; 256 + n];
+    file.read_exact_at(&mut tag[256..], at)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    read_tag_bytes(tag, out)
+}
+
+/// Reads the tags of `tag`, a buffer `lofty` takes for an MP3 file of nothing but tags.
+fn read_tag_bytes(tag: Vec<u8>, out: &mut Record) -> Result<(), String> {
     // Relaxed: with no MPEG frame after the tag, a stricter reader refuses the "file".
     let options = ParseOptions::new()
         .parsing_mode(ParsingMode::Relaxed)

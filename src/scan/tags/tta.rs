@@ -129,7 +129,8 @@ fn frames_held(file: &File, tag_len: u64, end: u64, rate: u32, samples: u32) -> 
     (whole < frames).then(|| whole * per_frame * 1000 / u64::from(rate))
 }
 
-/// The tag at the start (ID3v2) or, without one, the one at the end (ID3v1).
+/// The tag at the start (ID3v2) or, without one, the one at the end (APEv2, as ffmpeg writes,
+/// else ID3v1).
 fn read_tags(
     file: &File,
     len: u64,
@@ -137,6 +138,12 @@ fn read_tags(
     v1_len: u64,
     out: &mut Record,
 ) -> Result<(), String> {
+    if tag_len == 0
+        && let Some((at, n)) = ape_tag(file, len - v1_len)
+    {
+        return super::dsf::read_tag(file, at, n, out)
+            .map_err(|e| format!("TrueAudio file's APEv2 tag: {e}"));
+    }
     let n = match (tag_len, v1_len) {
         (0, 0) => return Ok(()),
         (0, _) => {
@@ -155,6 +162,26 @@ fn read_tags(
         ));
     }
     super::dsf::read_id3(file, 0, n, out).map_err(|e| format!("TrueAudio file's tag: {e}"))
+}
+
+/// Where the APEv2 tag ending at `end` starts and how long it is (its header included): its
+/// 32-byte footer holds `APETAGEX`, the version, the size of the items and footer, the item
+/// count and flags (bit 31: a header comes first).
+fn ape_tag(file: &File, end: u64) -> Option<(u64, u64)> {
+    let mut f = [0u8; 32];
+    file.read_exact_at(&mut f, end.checked_sub(32)?).ok()?;
+    if &f[..8] != b"APETAGEX" {
+        return None;
+    }
+    let size = u64::from(get_u32(&f, 12));
+    let header = if get_u32(&f, 20) & 1 << 31 != 0 {
+        32
+    } else {
+        0
+    };
+    let n = size.checked_add(header)?;
+    (n <= super::dsf::MAX_TAG).then_some(())?;
+    Some((end.checked_sub(n)?, n))
 }
 
 /// The fields of an ID3v1 tag (128 bytes: `TAG`, then title, artist and album of 30 Latin-1
@@ -236,6 +263,38 @@ mod tests {
         assert_eq!(rec.title.as_deref(), Some("From ID3v1"));
         assert!(is_tta(&tta(1, &front, &[])));
         assert!(!is_tta(b"TTA2"));
+    }
+
+    /// An APEv2 tag (header, `items`, footer), as ffmpeg writes one.
+    fn ape(items: &[(&str, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (k, v) in items {
+            body.extend((v.len() as u32).to_le_bytes());
+            body.extend(0u32.to_le_bytes());
+            body.extend(k.as_bytes());
+            body.push(0);
+            body.extend(v.as_bytes());
+        }
+        let frame = |flags: u32| {
+            let mut f = b"APETAGEX".to_vec();
+            f.extend(2000u32.to_le_bytes());
+            f.extend((body.len() as u32 + 32).to_le_bytes());
+            f.extend((items.len() as u32).to_le_bytes());
+            f.extend(flags.to_le_bytes());
+            f.extend([0u8; 8]);
+            f
+        };
+        [frame(0xA000_0000), body.clone(), frame(0x8000_0000)].concat()
+    }
+
+    #[test]
+    fn an_apev2_tag_at_the_end_is_read() {
+        let tag = ape(&[("Title", "APE Title"), ("Artist", "APE Artist")]);
+        let (r, rec) = read_bytes(read, &tta(44_100, &[], &tag));
+        r.unwrap();
+        assert_eq!(rec.title.as_deref(), Some("APE Title"));
+        assert_eq!(rec.artists, ["APE Artist"]);
+        assert_eq!(rec.duration_ms, Some(1_000));
     }
 
     #[test]

@@ -352,3 +352,28 @@ fn paths_are_stored_as_a_scan_would_or_skipped() {
         );
     }
 }
+
+/// A source in WAL mode with no log left (as VuIO leaves its database when it stops) is read
+/// without a file made beside it, so a reader who may not write there can migrate it.
+#[test]
+fn a_source_in_wal_mode_without_a_log_gets_nothing_written_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let conn = rusqlite::Connection::open(&src).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .expect("WAL");
+    assert_eq!(mode, "wal");
+    drop(conn);
+    let before = dir_listing(dir.path());
+    assert!(
+        before
+            .keys()
+            .all(|k| !k.ends_with("-wal") && !k.ends_with("-shm"))
+    );
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::create(db_dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 1000).expect("migrate");
+    assert!(report.records_inserted > 0);
+    assert_eq!(dir_listing(dir.path()), before);
+}

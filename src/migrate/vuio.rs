@@ -152,6 +152,11 @@ fn uri_path(path: &Path) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
+    // Nothing written beside it, not even the -shm and -wal a database in WAL mode (as VuIO
+    // leaves its own) would otherwise be given on a read-only open: a reader who may not write
+    // its directory can migrate it, and the source is left exactly as it was. (A source whose
+    // -wal holds commits is read from a copy instead.)
+    out.push_str("?immutable=1");
     out
 }
 

@@ -106,15 +106,23 @@ impl From<io::Error> for Failure {
 }
 
 fn default_db() -> Result<PathBuf, Failure> {
+    // A relative value is ignored, as the XDG base directory specification says: the same
+    // command must not find another database from another working directory.
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/share"))
+        });
     match base {
         Some(b) => Ok(b.join("mediadb").join("library.mediadb")),
         None => Err(Failure {
             exit: Exit::Usage,
-            message: "no database path: pass --db PATH or set MEDIADB_DB (HOME is not set)".into(),
+            message: "no database path: pass --db PATH or set MEDIADB_DB (HOME is not set, or not \
+                      an absolute path)"
+                .into(),
         }),
     }
 }

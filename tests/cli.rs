@@ -343,3 +343,34 @@ fn open_writer(path: &Path) -> Database {
     };
     Database::open_with(path, &opts).expect("open for writing")
 }
+
+/// The default database: `$XDG_DATA_HOME/mediadb/library.mediadb`, a relative value ignored
+/// (as the XDG specification says) for `$HOME/.local/share`; neither usable, a usage error.
+#[test]
+fn the_default_database_takes_absolute_locations_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    let run = |xdg: Option<&str>, home: &str| {
+        let mut c = Command::new(BIN);
+        c.args(["query", "-c"])
+            .current_dir(dir.path())
+            .env_remove("MEDIADB_DB")
+            .env("HOME", home);
+        match xdg {
+            Some(x) => c.env("XDG_DATA_HOME", x),
+            None => c.env_remove("XDG_DATA_HOME"),
+        };
+        c.output().expect("runs")
+    };
+    let h = home.to_str().expect("utf-8");
+    let o = run(Some("relative/data"), h);
+    assert!(
+        text(&o.stderr).contains(&format!("{h}/.local/share/mediadb/library.mediadb")),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(None, "");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("no database path"));
+}

@@ -218,13 +218,20 @@ pub(crate) fn absolute_path_term(term: &std::ffi::OsStr) -> std::ffi::OsString {
         return term.to_owned();
     };
     let relative = dir == b"." || dir == b".." || dir.starts_with(b"./") || dir.starts_with(b"../");
-    if !relative {
+    let abs = if relative {
+        let dir = Path::new(std::ffi::OsStr::from_bytes(dir));
+        std::fs::canonicalize(dir)
+            .map(|c| c.into_os_string().into_vec())
+            .unwrap_or_else(|_| crate::playlist_cmd::absolute(dir))
+    } else if dir.starts_with(b"/") {
+        // Written through a symbolic link: the scan stores paths from canonical roots.
+        match crate::playlist_cmd::canonical(dir) {
+            Some(real) => real,
+            None => return term.to_owned(),
+        }
+    } else {
         return term.to_owned();
-    }
-    let dir = Path::new(std::ffi::OsStr::from_bytes(dir));
-    let abs = std::fs::canonicalize(dir)
-        .map(|c| c.into_os_string().into_vec())
-        .unwrap_or_else(|_| crate::playlist_cmd::absolute(dir));
+    };
     std::ffi::OsString::from_vec([negate, b"path:", &abs, comma].concat())
 }
 

@@ -173,6 +173,15 @@ fn now_ns() -> i64 {
 }
 
 /// `p` made absolute against the working directory, lexically normalised.
+/// The canonical path of `path` (symbolic links followed), when it exists and differs.
+pub(crate) fn canonical(path: &[u8]) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    std::fs::canonicalize(std::ffi::OsStr::from_bytes(path))
+        .ok()
+        .map(|c| c.into_os_string().into_vec())
+        .filter(|c| c != path)
+}
+
 pub(crate) fn absolute(p: &Path) -> Vec<u8> {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     formats::normalize(abs.as_os_str().as_bytes())
@@ -356,6 +365,12 @@ fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Ex
         let mut unknown = Vec::new();
         for item in items {
             let path = absolute(Path::new(item));
+            // Through a symbolic link, the scan's path (from its canonical root) when the path
+            // as given is no record's.
+            let path = match snap.entry(&path).map_err(corrupt)? {
+                Some(_) => path,
+                None => canonical(&path).unwrap_or(path),
+            };
             if let Some((id, _)) = snap.entry(&path).map_err(corrupt)? {
                 p.entries.push(Entry::new(id, path));
                 continue;
@@ -460,8 +475,11 @@ fn import(
     for e in parsed {
         // A line's exact bytes first (a name that is not UTF-8, as `export` writes it to an
         // .m3u or .pls), then its Latin-1 reading.
+        // Last, the canonical path of a line written through a symbolic link (a scan stores
+        // paths from canonical roots).
         let mut found = None;
-        for path in e.raw_path.into_iter().chain([e.path.clone()]) {
+        let real = canonical(&e.path);
+        for path in e.raw_path.into_iter().chain([e.path.clone()]).chain(real) {
             if let Some((id, _)) = snap.entry(&path).map_err(corrupt)? {
                 found = Some((id, path));
                 break;

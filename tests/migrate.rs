@@ -377,3 +377,33 @@ fn a_source_in_wal_mode_without_a_log_gets_nothing_written_beside_it() {
     assert!(report.records_inserted > 0);
     assert_eq!(dir_listing(dir.path()), before);
 }
+
+/// A VuIO path written through a symbolic link is stored as a scan stores it, under the real
+/// directory, so a scan after the migration finds the record rather than adding the file again.
+#[test]
+fn paths_through_a_symbolic_link_are_stored_as_a_scan_stores_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    std::fs::create_dir(base.join("real")).expect("mkdir");
+    std::os::unix::fs::symlink(base.join("real"), base.join("link")).expect("symlink");
+    let src = source(&base, "v6");
+    let conn = rusqlite::Connection::open(&src).expect("open source");
+    let id: i64 = conn
+        .query_row("SELECT id FROM media_files ORDER BY id LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .expect("a row");
+    let through_link = format!("{}/link/song.flac", base.display());
+    conn.execute(
+        "UPDATE media_files SET path = ?1 WHERE id = ?2",
+        rusqlite::params![through_link, id],
+    )
+    .expect("update");
+    drop(conn);
+    let mut db = Database::create(base.join("lib.mediadb")).expect("create");
+    run(&mut db, &src, 1000).expect("migrate");
+    let snap = db.snapshot();
+    let real = format!("{}/real/song.flac", base.display());
+    assert!(snap.get(real.as_bytes()).expect("read").is_some());
+    assert!(snap.get(through_link.as_bytes()).expect("read").is_none());
+}

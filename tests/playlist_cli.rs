@@ -421,3 +421,49 @@ fn a_relative_path_term_is_taken_from_the_working_directory() {
     // Without `./`, a path term is a substring of the path, as before.
     assert_eq!(in_dir(&root, &["query", "-c", "path:A/0"]).trim(), "2");
 }
+
+/// A library reached through a symbolic link is stored under the real path (the scan follows
+/// its roots to their canonical form); a path written through the link still finds its record
+/// in `playlist add`, `playlist import` and `query path:`.
+#[test]
+fn paths_through_a_symlinked_root_find_their_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().canonicalize().expect("canonical");
+    let real = base.join("real");
+    library(&real);
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let l = link.to_str().expect("utf-8");
+    let db = base.join("lib.mediadb");
+    ok(&db, &["scan", l]);
+    let count = |args: &[&str]| ok(&db, args).trim().to_owned();
+    assert_eq!(count(&["query", "-c", &format!("path:{l}/A")]), "2");
+    ok(&db, &["playlist", "create", "p"]);
+    ok(
+        &db,
+        &[
+            "playlist",
+            "add",
+            "p",
+            &format!("{l}/A/01 one.flac"),
+            &format!("{l}/B"),
+        ],
+    );
+    let shown = ok(&db, &["playlist", "show", "p", "--format", "paths"]);
+    let r = real.to_str().expect("utf-8");
+    assert_eq!(
+        lines(&shown),
+        [format!("{r}/A/01 one.flac"), format!("{r}/B/été.mp3")]
+    );
+    std::fs::write(base.join("l.m3u"), format!("{l}/A/02 two.flac\n")).expect("write");
+    let o = mediadb(
+        &db,
+        &[
+            "playlist",
+            "import",
+            base.join("l.m3u").to_str().expect("utf-8"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 in the database"));
+}

@@ -838,11 +838,13 @@ fn read_rows(
         peeked: None,
     };
     let mut pending: Vec<Record> = Vec::with_capacity(batch_size.min(1 << 16));
+    let mut dirs = CanonicalDirs::default();
     while let Some(row) = rows.next().map_err(src.err(reading))? {
         counts.rows_read += 1;
         match convert(era, version, row).map_err(src.err(reading))? {
             Row::Skip(why) => *counts.skipped.entry(why).or_default() += 1,
             Row::Record(mut rec, vuio_id) => {
+                rec.path = dirs.real(std::mem::take(&mut rec.path));
                 let extra = tags.take(vuio_id).map_err(src.err("reading media_tags"))?;
                 apply_media_tags(&mut rec, extra);
                 rec.tags.sort();
@@ -864,6 +866,39 @@ fn read_rows(
         send(pending);
     }
     Ok(counts)
+}
+
+/// The canonical form of the directories rows name, each looked up once: a scan stores a file
+/// under its root's canonical path (symbolic links followed), so a VuIO path written through a
+/// link (`/srv/music` → `/mnt/nas/music`) is stored as the scan would store it, and a scan after
+/// the migration finds the record instead of adding the file a second time. A directory that
+/// does not exist (any more) is kept as VuIO wrote it.
+#[derive(Default)]
+struct CanonicalDirs(HashMap<Vec<u8>, Option<Vec<u8>>>);
+
+impl CanonicalDirs {
+    /// Most directories remembered; past that, the lookups are made again.
+    const MAX: usize = 1 << 16;
+
+    fn real(&mut self, path: Vec<u8>) -> Vec<u8> {
+        let Some(slash) = path.iter().rposition(|&b| b == b'/').filter(|&i| i > 0) else {
+            return path;
+        };
+        let (dir, name) = path.split_at(slash);
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        let real = self.0.entry(dir.to_vec()).or_insert_with(|| {
+            std::fs::canonicalize(std::ffi::OsStr::from_bytes(dir))
+                .ok()
+                .map(|c| c.into_os_string().into_vec())
+                .filter(|c| c != dir)
+        });
+        match real {
+            Some(real) => [&real[..], name].concat(),
+            None => path,
+        }
+    }
 }
 
 /// Merges a batch of converted rows into `db` by path, in one commit.

@@ -500,6 +500,20 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
 }
 
 pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, Failure> {
+    let created = !db_path.exists();
+    let result = import_into(db_path, args, quiet);
+    if result.is_err()
+        && created
+        && Database::open_read_only(db_path).is_ok_and(|db| db.snapshot().seq() == 0)
+    {
+        // An import that fails before it commits anything leaves no empty database behind
+        // (without --db, that would be the default library).
+        crate::playlist_cmd::remove_new_database(db_path);
+    }
+    result
+}
+
+fn import_into(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, Failure> {
     let started = std::time::Instant::now();
     let reader: Box<dyn BufRead + Send> = if args.file.as_os_str() == "-" {
         Box::new(io::BufReader::new(io::stdin()))
@@ -526,15 +540,24 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
         spare: spare_rx,
     };
     let parsing = std::thread::spawn(move || parser.run(reader));
-    let (mut imported, mut skipped) = (0u64, 0u64);
+    let (mut imported, mut skipped, mut unchanged) = (0u64, 0u64, 0u64);
     let mut playlists: Vec<mediadb::playlist::Playlist> = Vec::new();
     // On an early return the parsing thread is left to end on its own: its next send fails.
     for piece in rx {
         match piece {
-            Piece::Batch(records) => {
-                let mut batch = db.batch()?;
-                batch.restore_many(&records)?;
-                imported += batch.commit()?.upserted;
+            Piece::Batch(mut records) => {
+                // A record stored exactly so already (an export imported again) is not written
+                // again: the file would grow by a copy of the library each time.
+                let snap = db.snapshot();
+                let before = records.len();
+                records.retain(|r| !stored_as(&snap, r));
+                drop(snap);
+                unchanged += (before - records.len()) as u64;
+                if !records.is_empty() {
+                    let mut batch = db.batch()?;
+                    batch.restore_many(&records)?;
+                    imported += batch.commit()?.upserted;
+                }
                 let _ = spare_tx.send(records);
             }
             Piece::Notes(notes) => {
@@ -575,16 +598,35 @@ pub(crate) fn import(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<E
             writeln!(
                 w,
                 "{}",
-                serde_json::json!({ "imported": imported, "playlists": restored, "skipped": skipped, "seq": db.snapshot().seq(), "elapsed_secs": secs })
+                serde_json::json!({ "imported": imported, "unchanged": unchanged, "playlists": restored, "skipped": skipped, "seq": db.snapshot().seq(), "elapsed_secs": secs })
             )
         })?;
     }
     if !quiet {
+        let same = if unchanged > 0 {
+            format!(" ({unchanged} more were stored as they are already)")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "mediadb: imported {imported} records and {restored} playlists, skipped {skipped}, {secs:.2} s"
+            "mediadb: imported {imported} records{same} and {restored} playlists, skipped {skipped}, {secs:.2} s"
         );
     }
     Ok(if skipped > 0 { Exit::Partial } else { Exit::Ok })
+}
+
+/// Whether `rec` is stored already exactly as it is (its id too, when it has one).
+fn stored_as(snap: &mediadb::Snapshot, rec: &mediadb::Record) -> bool {
+    match snap.get(&rec.path) {
+        Ok(Some(view)) => {
+            let mut stored = view.to_record();
+            if rec.id == 0 {
+                stored.id = 0;
+            }
+            stored == *rec
+        }
+        _ => false,
+    }
 }
 
 /// What the parsing thread of `import` hands over, in the order of the input. Line numbers

@@ -81,11 +81,7 @@ pub(crate) fn migrate(db_path: &Path, args: &MigrateArgs, quiet: bool) -> Result
         // A source refused before anything was committed leaves no empty database behind
         // (without --db, that would be the default library).
         drop(db);
-        for suffix in ["", ".idx", ".cols", ".lock"] {
-            let mut p = db_path.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        remove_new_database(db_path);
     }
     let report = result?;
     let secs = started.elapsed().as_secs_f64();
@@ -173,6 +169,15 @@ fn now_ns() -> i64 {
 }
 
 /// `p` made absolute against the working directory, lexically normalised.
+/// Removes a database this command created and committed nothing to, and its files.
+pub(crate) fn remove_new_database(db_path: &Path) {
+    for suffix in ["", ".idx", ".cols", ".lock"] {
+        let mut p = db_path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// The canonical path of `path` (symbolic links followed), when it exists and differs.
 pub(crate) fn canonical(path: &[u8]) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStringExt;

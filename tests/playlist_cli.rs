@@ -467,3 +467,41 @@ fn paths_through_a_symlinked_root_find_their_records() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 in the database"));
 }
+
+/// Importing an export into the database it came from writes nothing: the records are stored
+/// as they are already.
+#[test]
+fn importing_an_export_again_writes_nothing() {
+    let (dir, _r, db) = scanned();
+    let backup = dir.path().join("backup.jsonl");
+    ok(&db, &["export", "-o", backup.to_str().expect("utf-8")]);
+    let before = std::fs::read(&db).expect("read");
+    let report: serde_json::Value = serde_json::from_str(&ok(
+        &db,
+        &["import", "--json", backup.to_str().expect("utf-8")],
+    ))
+    .expect("JSON");
+    assert_eq!(
+        (report["imported"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(std::fs::read(&db).expect("read"), before);
+}
+
+/// An import that fails before it commits anything leaves no new, empty database behind.
+#[test]
+fn a_failed_import_leaves_no_empty_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"path\": \"relative.mp3\"}\n").expect("write");
+    let db = dir.path().join("new.mediadb");
+    let o = mediadb(&db, &["import", bad.to_str().expect("utf-8")]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!db.exists());
+    assert!(!dir.path().join("new.mediadb.lock").exists());
+}

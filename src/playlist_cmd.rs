@@ -169,6 +169,25 @@ fn now_ns() -> i64 {
 }
 
 /// `p` made absolute against the working directory, lexically normalised.
+/// Opens the database for a playlist command, which does not wait for another writer: a busy
+/// database says to retry later (the `--wait SECS` of scan, import, migrate and compact is not
+/// one of its options).
+fn playlist_writer(db_path: &Path) -> Result<Database, Failure> {
+    open_writer(db_path, 0.0).map_err(|f| {
+        if f.exit == Exit::Busy {
+            Failure {
+                exit: f.exit,
+                message: f.message.replace(
+                    "; retry later or with --wait SECS",
+                    "; retry when it is done",
+                ),
+            }
+        } else {
+            f
+        }
+    })
+}
+
 /// Removes a database this command created and committed nothing to, and its files.
 pub(crate) fn remove_new_database(db_path: &Path) {
     for suffix in ["", ".idx", ".cols", ".lock"] {
@@ -209,7 +228,7 @@ pub(crate) fn playlist(
 ) -> Result<Exit, Failure> {
     match cmd {
         PlaylistCommand::Create { name, description } => {
-            let mut db = open_writer(db_path, 0.0)?;
+            let mut db = playlist_writer(db_path)?;
             let now = now_ns();
             let p = Playlist {
                 name: name.clone(),
@@ -226,7 +245,7 @@ pub(crate) fn playlist(
         PlaylistCommand::Add { name, items, query } => add(db_path, name, items, *query),
         PlaylistCommand::Remove { name, items } => remove(db_path, name, items),
         PlaylistCommand::Delete { name } => {
-            let mut db = open_writer(db_path, 0.0)?;
+            let mut db = playlist_writer(db_path)?;
             let p = find(&db.snapshot(), name)?;
             let mut batch = db.batch()?;
             batch.delete_playlist(p.id);
@@ -350,7 +369,7 @@ fn show(db_path: &Path, args: &PlaylistShowArgs) -> Result<Exit, Failure> {
 }
 
 fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Exit, Failure> {
-    let mut db = open_writer(db_path, 0.0)?;
+    let mut db = playlist_writer(db_path)?;
     let snap = db.snapshot();
     let mut p = find(&snap, name)?;
     let by_path = [SortKey {
@@ -406,7 +425,7 @@ fn add(db_path: &Path, name: &str, items: &[OsString], query: bool) -> Result<Ex
 }
 
 fn remove(db_path: &Path, name: &str, items: &[OsString]) -> Result<Exit, Failure> {
-    let mut db = open_writer(db_path, 0.0)?;
+    let mut db = playlist_writer(db_path)?;
     let mut p = find(&db.snapshot(), name)?;
     let n = p.entries.len();
     let mut drop_at = vec![false; n];
@@ -473,7 +492,7 @@ fn import(
             file.display()
         ))
     })?;
-    let mut db = open_writer(db_path, 0.0)?;
+    let mut db = playlist_writer(db_path)?;
     let snap = db.snapshot();
     let mut entries = Vec::with_capacity(parsed.len());
     let mut unmatched = Vec::new();

@@ -191,12 +191,17 @@ pub(crate) fn database_dir(db_path: &Path) -> Result<(), Failure> {
 /// up to `wait` seconds for another writer.
 pub(crate) fn open_writer(db_path: &Path, wait: f64) -> Result<Database, Failure> {
     database_dir(db_path)?;
+    Ok(open_writer_at(db_path, wait)?)
+}
+
+/// [`open_writer`] once the directory is there, with the engine's own error.
+pub(crate) fn open_writer_at(db_path: &Path, wait: f64) -> Result<Database, mediadb::OpenError> {
     let opts = mediadb::OpenOptions {
         read_only: false,
         create: true,
         wait: std::time::Duration::from_secs_f64(wait.clamp(0.0, 1e7)),
     };
-    Ok(Database::open_with(db_path, &opts)?)
+    Database::open_with(db_path, &opts)
 }
 
 /// A `path:` term naming a directory relative to the working directory (`path:.`,

@@ -173,18 +173,17 @@ fn now_ns() -> i64 {
 /// database says to retry later (the `--wait SECS` of scan, import, migrate and compact is not
 /// one of its options).
 fn playlist_writer(db_path: &Path) -> Result<Database, Failure> {
-    open_writer(db_path, 0.0).map_err(|f| {
-        if f.exit == Exit::Busy {
-            Failure {
-                exit: f.exit,
-                message: f.message.replace(
-                    "; retry later or with --wait SECS",
-                    "; retry when it is done",
-                ),
-            }
-        } else {
-            f
-        }
+    crate::commands::database_dir(db_path)?;
+    crate::commands::open_writer_at(db_path, 0.0).map_err(|e| match e {
+        mediadb::OpenError::Busy { path, pid } => Failure {
+            exit: Exit::Busy,
+            message: format!(
+                "{}: locked by another writer{}; retry when it is done",
+                crate::shown(path.as_os_str().as_encoded_bytes()),
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            ),
+        },
+        e => e.into(),
     })
 }
 

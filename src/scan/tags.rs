@@ -480,6 +480,8 @@ fn read(
         .read_tags(true)
         .read_cover_art(true);
     let mut out = Record::default();
+    // Whether an MP4 file is cut short, once a look at its sound track has said.
+    let mut cut = None;
     match read_file_with(first, by_extension, options) {
         Ok(tagged) => {
             let has_cover = tagged.tags().iter().any(|t| t.picture_count() > 0);
@@ -494,6 +496,7 @@ fn read(
                 // as bits of something else; and it takes AC-3's and E-AC-3's channels from
                 // the sample entry, which says 2 for 5.1 (a movie's usual sound).
                 if let Some(sound) = mp4::sound(file) {
+                    cut = Some(sound.cut);
                     if sound.from_config {
                         out.sample_rate = sound.sample_rate.or(out.sample_rate);
                         out.channels = sound.channels.or(out.channels);
@@ -611,7 +614,7 @@ fn read(
             out.error = Some(one_line(&format!("{} ({kept})", describe(&first))));
         }
     }
-    if (mp4 || by_extension == FileType::Mp4) && mp4::cut_short(file) {
+    if (mp4 || by_extension == FileType::Mp4) && cut.unwrap_or_else(|| mp4::cut_short(file)) {
         // `lofty` reads the headers of an MP4 file whose media data stops part way (an
         // interrupted download) as if it were whole; the record says it is not.
         out.error = Some(MP4_CUT.to_owned());

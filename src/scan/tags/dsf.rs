@@ -111,7 +111,7 @@ pub(super) fn read_id3(file: &File, at: u64, len: u64, out: &mut Record) -> Resu
 /// Reads the APEv2 tag of `len` bytes at `at` in `file` (header, items, footer; the file's
 /// last, or last but an ID3v1 tag) into `out`'s tag fields: handed to `lofty` at the end of an
 /// MP3 file holding nothing else, where it looks for one.
-pub(super) fn read_tag(file: &File, at: u64, len: u64, out: &mut Record) -> Result<(), String> {
+pub(super) fn read_ape(file: &File, at: u64, len: u64, out: &mut Record) -> Result<(), String> {
     if super::ape_items(file).is_some_and(|n| n > super::MAX_ID3_FRAMES as u64) {
         return Err(format!(
             "more than {} items: tags not read",

@@ -141,7 +141,7 @@ fn read_tags(
     if tag_len == 0
         && let Some((at, n)) = ape_tag(file, len - v1_len)
     {
-        return super::dsf::read_tag(file, at, n, out)
+        return super::dsf::read_ape(file, at, n, out)
             .map_err(|e| format!("TrueAudio file's APEv2 tag: {e}"));
     }
     let n = match (tag_len, v1_len) {

@@ -276,35 +276,21 @@ struct OwnFiles {
 impl OwnFiles {
     fn of(db: &Path) -> OwnFiles {
         use std::os::unix::fs::MetadataExt;
-        let db = crate::store::resolve_path(db);
-        let Some(name) = db.file_name() else {
+        let files = crate::store::database_files(db);
+        let Some(name) = files[0].file_name() else {
             return OwnFiles::default();
         };
-        // A bare file name is in the working directory.
-        let dir = match db.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let Ok(dir) = std::fs::canonicalize(dir) else {
-            return OwnFiles::default();
-        };
-        let db = dir.join(name).into_os_string().into_vec();
-        let paths: Vec<Vec<u8>> = std::iter::once(db.clone())
-            .chain(
-                crate::store::SIDECAR_SUFFIXES
-                    .iter()
-                    .map(|s| [&db[..], s.as_bytes()].concat()),
-            )
-            .collect();
-        let inodes = paths
-            .iter()
-            .filter_map(|p| std::fs::metadata(std::ffi::OsStr::from_bytes(p)).ok())
-            .map(|m| m.ino())
-            .collect();
         OwnFiles {
             name: name.as_bytes().to_vec(),
-            paths,
-            inodes,
+            inodes: files
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.ino())
+                .collect(),
+            paths: files
+                .into_iter()
+                .map(|p| p.into_os_string().into_vec())
+                .collect(),
         }
     }
 

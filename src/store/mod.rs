@@ -886,35 +886,44 @@ pub const SIDECAR_SUFFIXES: [&str; 11] = [
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn is_database_file(db: &Path, other: &Path) -> bool {
-    // Paths compared absolute and with links followed as far as they exist.
-    let normal = |p: &Path| {
-        let p = resolve_path(p);
-        match (p.parent(), p.file_name()) {
-            (Some(dir), Some(name)) => {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                fs::canonicalize(dir).map_or(p.clone(), |d| d.join(name))
-            }
-            _ => p,
-        }
-    };
-    let other_path = normal(other);
+    let other_path = canonical_path(other);
     let other_id = fs::metadata(&other_path).ok().map(|m| file_identity_of(&m));
-    let db = normal(db);
+    database_files(db).into_iter().any(|p| {
+        p == other_path
+            || other_id.is_some_and(|id| fs::metadata(&p).is_ok_and(|m| file_identity_of(&m) == id))
+    })
+}
+
+/// The database at `db` and the files beside it ([`SIDECAR_SUFFIXES`]), the database first:
+/// absolute, with symbolic links followed as far as they exist (the file a link names, in its
+/// directory's canonical path; a bare name is in the working directory).
+pub fn database_files(db: &Path) -> Vec<PathBuf> {
+    let db = canonical_path(db);
     std::iter::once(db.clone())
         .chain(SIDECAR_SUFFIXES.iter().map(|s| {
             let mut p = db.clone().into_os_string();
             p.push(s);
             PathBuf::from(p)
         }))
-        .any(|p| {
-            p == other_path
-                || other_id
-                    .is_some_and(|id| fs::metadata(&p).is_ok_and(|m| file_identity_of(&m) == id))
-        })
+        .collect()
+}
+
+/// `path` absolute, with symbolic links followed as far as they exist: the file a link names
+/// ([`resolve_path`]), in its directory's canonical path (a bare name is in the working
+/// directory). The path as it is when its directory does not exist.
+fn canonical_path(path: &Path) -> PathBuf {
+    let p = resolve_path(path);
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            fs::canonicalize(dir).map_or(p.clone(), |d| d.join(name))
+        }
+        _ => p,
+    }
 }
 
 /// Refuses a path [`resolve_path`] could not follow to a file (a loop of symbolic links):

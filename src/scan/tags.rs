@@ -148,7 +148,12 @@ pub fn is_retryable(error: &str) -> bool {
 /// gets its duration, rate and channels from the sound track's header; an Ogg file `lofty`
 /// refuses is read by the reader of our own. A rescan re-reads the records that
 /// version 8 failed and those of the extensions concerned, except MP4 (`scan --force` does).
-pub const EXTRACTOR_VERSION: u16 = 9;
+/// Version 10: an Ogg file whose last page, or a Matroska or WebM file whose segment, runs past
+/// its end (a download that stopped) is reported `file cut short`, an Ogg one with the length
+/// its whole pages reach (`lofty` gave none). A rescan re-reads the records that version 9
+/// failed; clean ones wait for `scan --force` (re-reading every Ogg and Matroska file of a
+/// library to find the few cut short is not worth it).
+pub const EXTRACTOR_VERSION: u16 = 10;
 
 /// Whether the record of `path`, written by extractor `version` with an error or without, is
 /// still current. Versions since 1 changed what is kept of files that fail to read, how files
@@ -508,11 +513,16 @@ fn read(
             }
             if ogg && out.duration_ms.is_none() {
                 // `lofty` takes an Ogg file's length from its very last page, and gives none
-                // when that page is cut short (a download that stopped): the last whole page
-                // still says how far the stream reaches.
+                // when that page is cut short (a download that stopped): the whole pages before
+                // it (or, when none reaches anywhere, its header) still say how far it goes.
                 let mut pages = Record::default();
-                if ogg::read(file, &mut pages).is_ok() {
-                    out.duration_ms = pages.duration_ms;
+                match ogg::read(file, &mut pages) {
+                    Ok(()) => out.duration_ms = pages.duration_ms,
+                    Err(cut) if cut == ogg::CUT => {
+                        out.duration_ms = pages.duration_ms;
+                        out.error = Some(cut);
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -799,11 +809,15 @@ fn wave_stream(file: &File) -> Option<Record> {
 
 /// An Ogg file whose stream `lofty` refused ("too little data" from a Vorbis setup header split
 /// over pages it did not expect), read by the reader of our own, which checks each page and
-/// takes the length from the granule position of the last whole one. `None` when that reader
-/// finds no duration either.
+/// takes the length from the granule position of the last whole one (or of a last page cut
+/// short, with that error). `None` when that reader finds no duration either.
 fn ogg_stream(file: &File) -> Option<Record> {
     let mut out = Record::default();
-    ogg::read(file, &mut out).ok()?;
+    match ogg::read(file, &mut out) {
+        Ok(()) => {}
+        Err(cut) if cut == ogg::CUT => out.error = Some(cut),
+        Err(_) => return None,
+    }
     out.duration_ms.is_some().then_some(out)
 }
 
@@ -2351,6 +2365,10 @@ mod tests {
         assert!(current(8, false, "/a/b.m4a"));
         assert!(current(8, false, "/a/b.mp3"));
         assert!(!current(8, true, "/a/b.mp3"));
+        // Version 10 reports Ogg and Matroska files cut short: clean records wait for --force.
+        assert!(current(9, false, "/a/b.ogg"));
+        assert!(current(9, false, "/a/b.mkv"));
+        assert!(!current(9, true, "/a/b.ogg"));
     }
 
     #[test]

@@ -251,6 +251,14 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
     if let Some(tags) = tags.and_then(|e| Loaded::read(file, e)) {
         read_tags(&tags.bytes, out);
     }
+    // A segment of known size that runs past the end (a live recording writes an unknown
+    // size instead, which runs to the end by definition).
+    if element_at(file, header.end, len).is_none() {
+        return Err(
+            "file cut short: its segment runs past the end of the file; read as far as it goes"
+                .to_owned(),
+        );
+    }
     Ok(())
 }
 
@@ -548,10 +556,18 @@ mod tests {
         let cluster_at = whole.len() - el(CLUSTER, &[0u8; 64]).len();
         for cut in [cluster_at + 20, cluster_at] {
             let (r, rec) = read_bytes(&whole[..cut]);
-            assert_eq!(r, Ok(()), "cut at {cut}");
+            assert!(r.unwrap_err().starts_with("file cut short"), "cut at {cut}");
             assert_eq!(rec.duration_ms, Some(90_500), "cut at {cut}");
             assert_eq!(rec.title.as_deref(), Some("Track title"), "cut at {cut}");
         }
+        // A segment of unknown size (a live recording) runs to wherever the file ends.
+        let mut live = whole.clone();
+        let size_at = el(EBML, &el(0x4282, b"matroska")).len() + 4;
+        live[size_at..size_at + 8]
+            .copy_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let (r, rec) = read_bytes(&live[..cluster_at + 20]);
+        assert_eq!(r, Ok(()));
+        assert_eq!(rec.duration_ms, Some(90_500));
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! a frame number for Theora. The duration is the furthest any stream reaches in the pages of
 //! the file's last [`TAIL`] bytes (a page is at most [`PAGE_MAX`] bytes), and the audio
 //! properties are the first audio stream's. Pages are taken only when their CRC holds, so bytes
-//! in a packet that happen to read `OggS` are never taken for a page.
+//! in a packet that happen to read `OggS` are never taken for a page. The one exception is a
+//! last page that runs past the end of the file (a download that stopped), which cannot hold:
+//! the file is reported cut short, and the page's header gives the length only when no whole
+//! page does (the whole pages reach as far as the file can be played).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -373,11 +376,20 @@ pub(super) fn read(file: &File, out: &mut Record) -> Result<(), String> {
         }
     }
 
-    out.duration_ms = last_granules(file, len, &streams, TAIL)
-        .or_else(|| last_granules(file, len, &streams, 16 * TAIL))
-        .filter(|&ms| ms > 0);
+    let mut tail = last_granules(file, len, &streams, TAIL);
+    if tail.ms.is_none() {
+        tail = last_granules(file, len, &streams, 16 * TAIL);
+    }
+    out.duration_ms = tail.ms.filter(|&ms| ms > 0);
+    if tail.cut {
+        return Err(CUT.to_owned());
+    }
     Ok(())
 }
+
+/// The error of an Ogg file whose last page runs past its end.
+pub(super) const CUT: &str = "file cut short: its last page runs past the end of the file; the \
+                              length is as far as the pages go";
 
 /// The first packet on `page` (or as much of it as the page holds).
 fn first_packet<'a>(page: &Page<'a>) -> &'a [u8] {
@@ -455,30 +467,74 @@ fn read_upto(file: &File, buf: &mut [u8], at: u64) -> usize {
     got
 }
 
+/// What the pages at the end of a file say.
+#[derive(Debug, Default)]
+struct Tail {
+    /// The furthest any stream reaches, in milliseconds.
+    ms: Option<u64>,
+    /// Whether the last page runs past the end of the file.
+    cut: bool,
+}
+
 /// The furthest any of `streams` reaches in the pages of the file's last `tail` bytes.
-fn last_granules(file: &File, len: u64, streams: &[Stream], tail: u64) -> Option<u64> {
+fn last_granules(file: &File, len: u64, streams: &[Stream], tail: u64) -> Tail {
     let from = len.saturating_sub(tail);
-    let mut buf = vec![0u8; usize::try_from(len - from).ok()?];
+    let Ok(want) = usize::try_from(len - from) else {
+        return Tail::default();
+    };
+    let mut buf = vec![0u8; want];
     let got = read_upto(file, &mut buf, from);
     let buf = &buf[..got];
+    let ms_of = |serial: u32, granule: Option<u64>| {
+        let s = streams.iter().find(|s| s.serial == serial)?;
+        s.codec.ms(granule?)
+    };
     let mut best = None;
+    // A page of a known stream running past the end, with how far it reaches: kept only if
+    // no whole page follows (which would show it was bytes inside a packet).
+    let mut cut: Option<Option<u64>> = None;
     let mut i = 0;
     while let Some(off) = find(&buf[i..], b"OggS") {
         let start = i + off;
         if let Some(page) = page(&buf[start..]) {
-            if let (Some(g), Some(s)) = (
-                page.granule,
-                streams.iter().find(|s| s.serial == page.serial),
-            ) && let Some(ms) = s.codec.ms(g)
-            {
-                best = best.max(Some(ms));
-            }
+            best = best.max(ms_of(page.serial, page.granule));
+            cut = None;
             i = start + page.len;
         } else {
+            if let Some((serial, granule)) = cut_page(&buf[start..])
+                && streams.iter().any(|s| s.serial == serial)
+            {
+                cut = Some(ms_of(serial, granule));
+            }
             i = start + 1;
         }
     }
-    best
+    Tail {
+        // What the whole pages reach is what can be played; a cut page's header is taken only
+        // when no whole page reaches anywhere.
+        ms: best.filter(|&ms| ms > 0).or(cut.flatten()),
+        cut: cut.is_some(),
+    }
+}
+
+/// The serial number and granule position of a page whose header begins `b` and which runs
+/// past the end of `b`.
+fn cut_page(b: &[u8]) -> Option<(u32, Option<u64>)> {
+    if b.get(..5)? != b"OggS\0" {
+        return None;
+    }
+    let header = b.get(..27)?;
+    let segments = usize::from(header[26]);
+    let len = match b.get(27..27 + segments) {
+        Some(lacing) => 27 + segments + lacing.iter().map(|&s| usize::from(s)).sum::<usize>(),
+        None => 27 + segments,
+    };
+    if len <= b.len() {
+        return None;
+    }
+    let granule = u64::from_le_bytes(header[6..14].try_into().ok()?);
+    let serial = u32::from_le_bytes(header[14..18].try_into().ok()?);
+    Some((serial, (granule != u64::MAX).then_some(granule)))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -722,6 +778,41 @@ mod tests {
         let rec = super::super::tests::extract_bytes("junk-first.ogg", &f);
         assert_eq!(rec.duration_ms, Some(52_000));
         assert_eq!(rec.title.as_deref(), Some("Recitation"));
+    }
+
+    #[test]
+    fn a_last_page_cut_short_is_reported_with_how_far_it_reaches() {
+        // The sound's last page (128 bytes) cut in its body, then in its segment table: the
+        // video's last page reaches 4 s, as far as the file plays.
+        let whole = sample(100, 44_100 * 5);
+        for cut in [whole.len() - 40, whole.len() - 128 + 27] {
+            let (r, rec) = read_bytes(read, &whole[..cut]);
+            assert_eq!(r, Err(CUT.to_owned()), "cut at {cut}");
+            assert_eq!(rec.duration_ms, Some(4000), "cut at {cut}");
+            assert_eq!(rec.title.as_deref(), Some("Night bus"));
+        }
+        // Cut at a page boundary: nothing shows it.
+        let (r, rec) = read_bytes(read, &whole[..whole.len() - 128]);
+        assert_eq!((r, rec.duration_ms), (Ok(()), Some(4000)));
+        // A Vorbis file `lofty` reads, whose only page of sound is cut (as ExifTool's
+        // Vorbis.ogg): `lofty` gives no length, and only the cut page's header says one.
+        let mut f = page_of(3, 2, 0, &[&vorbis_ident(22_050, 2)]);
+        f.extend(page_of(
+            3,
+            0,
+            0,
+            &[
+                &comments(b"\x03vorbis", &["TITLE=Cut"]),
+                b"\x05vorbis setup",
+            ],
+        ));
+        f.extend(page_of(3, 4, 22_050 * 4, &[&[0u8; 200]]));
+        let rec = super::super::tests::extract_bytes("cut.ogg", &f[..f.len() - 30]);
+        assert_eq!(rec.error.as_deref(), Some(CUT));
+        assert_eq!(rec.duration_ms, Some(4000));
+        assert_eq!(rec.title.as_deref(), Some("Cut"));
+        let rec = super::super::tests::extract_bytes("whole.ogg", &f);
+        assert_eq!((rec.error, rec.duration_ms), (None, Some(4000)));
     }
 
     #[test]

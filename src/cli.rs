@@ -79,7 +79,7 @@ pub enum Command {
     /// checksum and chain, every FlatBuffer, every record against its index entry, the
     /// invariants, and the index checkpoint. Every problem is reported with its byte offset.
     /// With --fs, also stats every record's file and reports missing and changed ones (writes
-    /// nothing).
+    /// nothing). With -q, prints nothing when all is clean (for cron): the exit code says it.
     Verify(VerifyArgs),
     /// Copy every record that still verifies into a new database OUT
     Recover(RecoverArgs),

@@ -98,6 +98,13 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
     };
     // Files are not checked against a damaged database: its records cannot be trusted.
     let fs_skipped = args.fs && fs.is_none();
+    let out_of_date = fs
+        .as_ref()
+        .is_some_and(|f| f.missing + f.changed + f.unreadable > 0);
+    // `-q` (a cron job's check): the report only when there is something to read in it.
+    if quiet && report.is_clean() && !out_of_date {
+        return Ok(Exit::Ok);
+    }
     if args.json {
         let mut v = report_json(&report);
         if fs_skipped {
@@ -190,9 +197,6 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
     if let Some(advice) = report.advice().filter(|_| !quiet) {
         eprintln!("mediadb: {advice}");
     }
-    let out_of_date = fs
-        .as_ref()
-        .is_some_and(|f| f.missing + f.changed + f.unreadable > 0);
     Ok(if report.is_damaged() {
         Exit::Corrupt
     } else if out_of_date {

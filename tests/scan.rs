@@ -480,12 +480,20 @@ fn a_tree_deeper_than_path_max_is_walked_to_the_bottom() {
     );
     // A file gone since the scan: the database is sound but out of date, exit 3 (a script's
     // `verify --fs && ...` must not take it as in step), and a rescan brings it back to 0.
+    // With -q (a cron job), a clean check prints nothing at all.
+    let v = env.run(&["-q", "verify", "--fs"]);
+    v.expect_code(0);
+    assert!(v.stdout.is_empty() && v.stderr.is_empty(), "{v:?}");
     std::fs::remove_file(std::ffi::OsStr::from_bytes(&env.abs("top.txt"))).expect("rm");
     let v = env.run(&["verify", "--fs"]);
     v.expect_code(3);
     let out = String::from_utf8_lossy(&v.stdout);
     assert!(out.contains("1 missing"), "{out}");
     assert!(v.stderr.contains("run `mediadb scan`"), "{}", v.stderr);
+    // ... and one that found something prints its report.
+    let v = env.run(&["-q", "verify", "--fs"]);
+    v.expect_code(3);
+    assert!(String::from_utf8_lossy(&v.stdout).contains("1 missing"));
     env.scan(&[]).expect_code(0);
     env.run(&["verify", "--fs"]).expect_code(0);
     // A damaged database: its records are not checked against the files, and it says so.

@@ -167,6 +167,22 @@ pub(crate) fn database_dir(db_path: &Path) -> Result<(), Failure> {
     if parent.is_dir() {
         return Ok(());
     }
+    if let Ok(target) = std::fs::read_link(parent) {
+        // A link to a share that is not mounted: making the directory would not help.
+        let what = if parent.exists() {
+            "is not a directory"
+        } else {
+            "does not exist (is the volume mounted?)"
+        };
+        return Err(Failure {
+            exit: Exit::Failed,
+            message: format!(
+                "{}: a symbolic link to {}, which {what}; mount or create it, or pass --db PATH",
+                parent.display(),
+                target.display()
+            ),
+        });
+    }
     let default = crate::default_db().ok();
     if default.as_deref().and_then(Path::parent) == Some(parent) {
         return std::fs::create_dir_all(parent).map_err(|e| Failure {

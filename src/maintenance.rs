@@ -217,6 +217,25 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
 pub(crate) fn recover(db_path: &Path, args: &RecoverArgs, quiet: bool) -> Result<Exit, Failure> {
     // A name the database uses for itself would be written over or removed by it.
     crate::commands::refuse_database_output(db_path, &args.out)?;
+    if args.out.as_os_str() == "-" {
+        // `-` is stdout for export; a database is a file, and a file named `-` is a trap.
+        return Err(crate::commands::usage(
+            "recover writes a new database file, not a stream: name that file (./- if you \
+             really mean one named -)"
+                .to_owned(),
+        ));
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(Failure {
+            exit: Exit::Failed,
+            message: format!(
+                "{}: the directory to recover into does not exist; create it or name another OUT",
+                dir.display()
+            ),
+        });
+    }
     let b = bar(quiet, "recovering");
     let progress = |done: u64, total: u64| {
         if let Some(b) = &b {

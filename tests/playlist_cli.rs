@@ -385,6 +385,18 @@ fn dash_as_output_is_stdout() {
         &["playlist", "export", "p", "--format", "m3u", "-o", "-"],
     );
     assert!(m3u.contains("01 one.flac"), "{m3u}");
+    // `recover` writes a database, which stdout cannot be: refused, no file named `-`.
+    let o = mediadb(&db, &["recover", "-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a stream"));
+    // Nor can it go into a directory that is not there.
+    let o = mediadb(&db, &["recover", &format!("{r}/no/such/dir/out.mediadb")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no/such/dir: the directory to recover into does not exist"),
+        "{err}"
+    );
     assert!(!cwd_dash.exists());
 }
 

@@ -1392,4 +1392,22 @@ fn a_database_directory_that_does_not_exist_is_not_made() {
         .expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(data.join("mediadb/library.mediadb").is_file());
+    // ... but not through a link to a share that is not mounted, which is named.
+    let linked = env.base().join("linked");
+    fs::create_dir(&linked).expect("mkdir");
+    std::os::unix::fs::symlink(env.base().join("nas"), linked.join("mediadb")).expect("symlink");
+    let o = std::process::Command::new(bin)
+        .arg("scan")
+        .arg(env.root())
+        .env_remove("MEDIADB_DB")
+        .env("XDG_DATA_HOME", &linked)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("a symbolic link to") && err.contains("is the volume mounted?"),
+        "{err}"
+    );
+    assert!(!env.base().join("nas").exists());
 }

@@ -453,6 +453,7 @@ fn read(
     let wave = wav::is_wave(head);
     let ogg = head.starts_with(b"OggS");
     let mp4 = head.get(4..8) == Some(b"ftyp");
+    let id3v2_len = tta::id3v2_len(head);
     let by_extension = match (own_reader_by_content(&first.block), lofty_type) {
         (Some(reader), _) => return Ok(Some(read_own(file, reader))),
         (None, Some(t)) => t,
@@ -532,6 +533,14 @@ fn read(
                 .map_err(|_| describe(&first))?;
             fill(&file, kind, &mut out);
             out.has_cover = Some(true);
+        }
+        Err(first) if is_budget_spent(&first) => {
+            // Another read by `lofty` (leniently, for the tags alone) would search as far
+            // again: an ID3v2 tag at the start is read alone.
+            if let Some(len) = id3v2_len.filter(|&len| len <= read_budget()) {
+                let _ = dsf::read_id3(file, 0, len, &mut out);
+            }
+            out.error = Some(budget_error(by_extension));
         }
         Err(first) => {
             if let Some(e) = os_error(&first) {
@@ -930,6 +939,68 @@ const OPUS_RATE: u32 = 48_000;
 /// Bytes [`PreadReader`] reads at once: all of a small file, the tag area of most large ones.
 const READ_BLOCK: usize = 32 * 1024;
 
+/// Most bytes one read of a file by `lofty` may take. Its readers of MPEG audio and ADTS AAC
+/// search for the stream's first frame as far as the file goes: through a file of zeros named
+/// `.mp3` (preallocated, or sparse) at about 8 s per GiB, while the scan holds the writer lock.
+/// No real file needs more than its tags and headers read, which the largest pictures keep
+/// under this.
+const READ_BUDGET: u64 = 128 << 20;
+
+/// [`READ_BUDGET`], or a test's smaller one.
+fn read_budget() -> u64 {
+    #[cfg(test)]
+    if let Some(budget) = tests::BUDGET.with(Cell::get) {
+        return budget;
+    }
+    READ_BUDGET
+}
+
+/// The error a [`PreadReader`] gives once it has read [`READ_BUDGET`] bytes.
+#[derive(Debug)]
+struct ReadBudgetSpent;
+
+impl std::fmt::Display for ReadBudgetSpent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read {} MiB of it without coming to an end",
+            read_budget() >> 20
+        )
+    }
+}
+
+impl Error for ReadBudgetSpent {}
+
+/// Whether `e` is a [`PreadReader`]'s refusal to read past its budget.
+fn is_budget_spent(e: &FileParseError) -> bool {
+    let mut cur: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<ReadBudgetSpent>())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The error of a file whose read was stopped by [`READ_BUDGET`].
+fn budget_error(ty: FileType) -> String {
+    let stream = match ty {
+        FileType::Mpeg => "MPEG audio".to_owned(),
+        FileType::Aac => "AAC".to_owned(),
+        other => format!("{other:?}"),
+    };
+    format!(
+        "{stream} stream not read: none found in the first {} MiB (a file of zeros, or not what \
+         its name says)",
+        read_budget() >> 20
+    )
+}
+
 /// A buffered reader for the tag reader that keeps the file position itself and reads with
 /// `pread`: `lofty` seeks and asks for the position often, and through a `BufReader` each of
 /// those is an `lseek` that also throws the buffer away. Here a seek is arithmetic, a read
@@ -942,6 +1013,8 @@ struct PreadReader<'f> {
     block: Vec<u8>,
     /// File offset of `block[0]`.
     block_at: u64,
+    /// Bytes that may still be read from the file (see [`READ_BUDGET`]).
+    budget: u64,
 }
 
 impl PreadReader<'_> {
@@ -949,9 +1022,23 @@ impl PreadReader<'_> {
     fn loaded(file: &File) -> std::io::Result<PreadReader<'_>> {
         let mut r = PreadReader::new(file);
         r.block.resize(READ_BLOCK, 0);
-        let n = read_at(file, &mut r.block, 0)?;
+        let n = r.read_at(0, None)?;
         r.block.truncate(n);
         Ok(r)
+    }
+
+    /// `pread` into `out`, or into the block when `None`, within the budget.
+    fn read_at(&mut self, at: u64, out: Option<&mut [u8]>) -> std::io::Result<usize> {
+        if self.budget == 0 {
+            return Err(std::io::Error::other(ReadBudgetSpent));
+        }
+        let buf = out.unwrap_or(&mut self.block);
+        let want = buf
+            .len()
+            .min(usize::try_from(self.budget).unwrap_or(usize::MAX));
+        let n = read_at(self.file, &mut buf[..want], at)?;
+        self.budget -= n as u64;
+        Ok(n)
     }
 
     /// The first bytes of the block read (fewer when the file is shorter): enough to tell
@@ -967,6 +1054,7 @@ impl PreadReader<'_> {
             pos: 0,
             block: Vec::new(),
             block_at: 0,
+            budget: read_budget(),
         }
     }
 }
@@ -995,13 +1083,13 @@ impl Read for PreadReader<'_> {
         let off = match in_block {
             Some(off) => off,
             None if out.len() >= READ_BLOCK => {
-                let n = read_at(self.file, out, self.pos)?;
+                let n = self.read_at(self.pos, Some(out))?;
                 self.pos += n as u64;
                 return Ok(n);
             }
             None => {
                 self.block.resize(READ_BLOCK, 0);
-                let n = match read_at(self.file, &mut self.block, self.pos) {
+                let n = match self.read_at(self.pos, None) {
                     Ok(n) => n,
                     Err(e) => {
                         self.block.clear();
@@ -1575,6 +1663,43 @@ mod tests {
     thread_local! {
         /// Parses of a file this thread began (`read_file` calls).
         pub(super) static READS: Cell<usize> = const { Cell::new(0) };
+        /// A read budget in place of [`READ_BUDGET`] for this thread.
+        pub(super) static BUDGET: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_not_searched_to_its_end() {
+        // A preallocated or sparse file named `.mp3` or `.aac`: `lofty` would search all of it
+        // for a first frame. Here the budget is 1 MiB and the files 8 MiB; an ID3v2 tag at the
+        // start is still read.
+        BUDGET.with(|b| b.set(Some(1 << 20)));
+        let dir = tempfile::tempdir().unwrap();
+        let tag = std::fs::read(fixture("The Testers/Ninety Nine/05 Version Three.mp3")).unwrap();
+        let tag = &tag[..usize::try_from(tta::id3v2_len(&tag).unwrap()).unwrap()];
+        for (name, head) in [
+            ("zeros.mp3", &[][..]),
+            ("zeros.aac", &[]),
+            ("tagged.mp3", tag),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, head).unwrap();
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_len(8 << 20)
+                .unwrap();
+            let mut rec = Record::default();
+            extract(&path, Kind::Audio, &mut rec);
+            let error = rec.error.unwrap_or_default();
+            assert!(
+                error.contains("stream not read: none found in the first 1 MiB"),
+                "{name}: {error}"
+            );
+            assert!(!is_retryable(&error));
+            assert_eq!(rec.title.is_some(), !head.is_empty(), "{name}");
+        }
+        BUDGET.with(|b| b.set(None));
     }
 
     #[test]

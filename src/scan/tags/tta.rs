@@ -14,7 +14,7 @@ use crate::store::format::get_u32;
 
 /// The size of a leading ID3v2 tag in `head` (header, body and footer), if `head` starts with
 /// one.
-fn id3v2_len(head: &[u8]) -> Option<u64> {
+pub(super) fn id3v2_len(head: &[u8]) -> Option<u64> {
     let h = head.get(..10).filter(|h| h.starts_with(b"ID3"))?;
     let size = h[6..10]
         .iter()

@@ -293,7 +293,8 @@ pub struct CompactArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Write to FILE instead of stdout ('-' is stdout)
+    /// Write to FILE instead of stdout ('-' is stdout); FILE is replaced only once the whole
+    /// export is written and synced, so a failed export leaves the previous backup as it was
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

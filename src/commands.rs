@@ -26,6 +26,51 @@ pub(crate) fn refuse_database_output(db_path: &Path, output: &Path) -> Result<()
     Ok(())
 }
 
+/// Writes the file `path` (not the database's: see [`refuse_database_output`]) the way a
+/// backup must be written: into `PATH.tmp` beside it, synced, then renamed over it, so that a
+/// failure part way (a full disk, a kill, a damaged record) leaves the file that was there as
+/// it was. A symbolic link is written through (its target is replaced, the link stays); a path
+/// that is not a regular file (a FIFO, `/dev/stdout`) is written in place.
+pub(crate) fn write_replacing<T>(
+    db_path: &Path,
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<T>,
+) -> Result<T, Failure> {
+    refuse_database_output(db_path, path)?;
+    let fail = |e: io::Error| Failure {
+        exit: Exit::Failed,
+        message: format!("{}: {e}", path.display()),
+    };
+    // The kernel follows `/dev/stdout`'s links to what they name (a pipe), which a path cannot.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut w = io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
+        return write(&mut w)
+            .and_then(|t| w.flush().map(|()| t))
+            .map_err(fail);
+    }
+    let target = mediadb::store::resolve_path(path);
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    refuse_database_output(db_path, &tmp)?;
+    let result = (|| {
+        let mut w = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let t = write(&mut w)?;
+        w.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        Ok(t)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e: io::Error| Failure {
+        exit: Exit::Failed,
+        message: format!("{}: {e}; nothing was written to it", path.display()),
+    })
+}
+
 pub(crate) fn usage(message: String) -> Failure {
     Failure {
         exit: Exit::Usage,
@@ -495,17 +540,20 @@ pub(crate) fn export(db_path: &Path, args: &ExportArgs) -> Result<Exit, Failure>
     // `-o -` is stdout, as for most tools.
     let result = match args.output.as_deref().filter(|o| *o != Path::new("-")) {
         Some(path) => {
-            refuse_database_output(db_path, path)?;
-            let f = std::fs::File::create(path).map_err(|e| Failure {
-                exit: Exit::Failed,
-                message: format!("{}: {e}", path.display()),
-            })?;
-            let mut w = io::BufWriter::new(f);
-            let r = write_all(&mut w).and_then(|r| w.flush().map(|()| r));
-            r.map_err(|e| Failure {
-                exit: Exit::Failed,
-                message: format!("{}: {e}", path.display()),
-            })?
+            // A damaged record stops the export before the old backup is replaced.
+            let mut damaged = None;
+            let written = write_replacing(db_path, path, |w| match write_all(w)? {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    damaged = Some(e);
+                    Err(io::Error::other("a damaged record"))
+                }
+            });
+            match (written, damaged) {
+                (_, Some(e)) => Err(e),
+                (Ok(()), None) => Ok(()),
+                (Err(f), None) => return Err(f),
+            }
         }
         None => {
             let mut result = Ok(());

@@ -2,9 +2,9 @@
 //! playlists.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mediadb::migrate::{self, MigrateError, MigrateOptions, MigrateReport};
 use mediadb::playlist::formats::{self, ExportEntry, Format as FileFormat};
@@ -658,30 +658,9 @@ fn export(
         Some(o) => {
             let mut buf = Vec::new();
             formats::write(&mut buf, format, &entries, rel.as_deref())?;
-            write_file(o, &buf)?;
+            crate::commands::write_replacing(db_path, o, |w| w.write_all(&buf))?;
         }
         None => out(|w| formats::write(w, format, &entries, rel.as_deref()))?,
     }
     Ok(Exit::Ok)
-}
-
-/// Writes `bytes` to `path` whole: a temporary file beside it, synced, renamed over it.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure {
-        exit: Exit::Failed,
-        message: format!("{}: {e}", path.display()),
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
 }

@@ -1900,6 +1900,34 @@ fn all_fields_but_id() -> String {
 }
 
 #[test]
+fn a_failed_export_leaves_the_previous_backup_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.mediadb");
+    let mut recs = generate(300, 3);
+    write_db(&src, &mut recs);
+    let file = dir.path().join("backup.jsonl");
+    export(&src, &file);
+    let good = std::fs::read(&file).expect("read export");
+    // A record damaged since (a byte of its path): the export stops at it, before the backup
+    // is replaced.
+    let mut bytes = std::fs::read(&src).expect("read");
+    let path = &recs[150].path;
+    let at = bytes
+        .windows(path.len())
+        .position(|w| w == &path[..])
+        .expect("the record's path is in the file");
+    bytes[at + path.len() - 3] ^= 0x01;
+    std::fs::write(&src, &bytes).expect("write");
+    let o = run(&src, &["export", "-o", file.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert!(
+        std::fs::read(&file).expect("read") == good,
+        "the backup was changed"
+    );
+    assert!(!dir.path().join("backup.jsonl.tmp").exists());
+}
+
+#[test]
 fn export_then_import_restores_identical_query_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src.mediadb");

@@ -82,6 +82,9 @@ pub enum Command {
     /// nothing). With -q, prints nothing when all is clean (for cron): the exit code says it.
     Verify(VerifyArgs),
     /// Copy every record that still verifies into a new database OUT
+    ///
+    /// OUT is written as OUT.recovering and renamed once whole: a recover that fails or is
+    /// killed leaves no OUT, and the next one removes what it left.
     Recover(RecoverArgs),
     /// Rewrite the database with only its live records, to reclaim space
     ///

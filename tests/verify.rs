@@ -682,6 +682,29 @@ fn recover_keeps_every_record_outside_a_destroyed_middle_frame() {
     assert!(rep.next_id >= next_id);
     assert_clean(&verify(&out, &no_progress).expect("verify out"));
     assert!(rep.lost[0].to_string().contains("seq 3"));
+    // The copy was written as dd-out.mediadb.recovering and renamed once whole; nothing of
+    // that name is left.
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains(".recovering")),
+        "{names:?}"
+    );
+    // What a recover that was killed left under that name is replaced, not taken for a copy.
+    let again = dir.path().join("again.mediadb");
+    fs::write(
+        dir.path().join("again.mediadb.recovering"),
+        b"half a database",
+    )
+    .expect("write");
+    fs::write(dir.path().join("again.mediadb.recovering.idx"), b"stale").expect("write");
+    let rep2 = recover(&src, &again, &no_progress).expect("recover over leftovers");
+    assert_eq!(rep2.records_kept, rep.records_kept);
+    assert_clean(&verify(&again, &no_progress).expect("verify again"));
+    assert!(!dir.path().join("again.mediadb.recovering").exists());
+    assert!(!dir.path().join("again.mediadb.recovering.idx").exists());
 
     // 2. One bit flipped in the frame: its records still verify and are salvaged.
     // (In the frame header's seq field: the checksum fails, the records are intact.)

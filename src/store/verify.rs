@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -2325,8 +2325,8 @@ pub enum RecoverError {
     /// The output database cannot be created (e.g. its directory is not writable).
     #[error("cannot create the recovered database: {0}")]
     Output(#[from] OpenError),
-    /// Writing the output database failed; remove it and retry.
-    #[error("writing the recovered database {}: {source}; remove it and retry", .path.display())]
+    /// Writing the output database failed; nothing was left at its path.
+    #[error("writing the recovered database {}: {source}; nothing was left there; retry once that is solved", .path.display())]
     Commit {
         /// The output database.
         path: PathBuf,
@@ -2431,7 +2431,9 @@ struct Found {
 }
 
 /// Copies every record of the damaged database `src` that still verifies into a new database
-/// `out` (which must not exist), with its original id, and reports what was lost.
+/// `out` (which must not exist), with its original id, and reports what was lost. The copy is
+/// written as `OUT.recovering` and renamed to `out` once whole, so a recover that fails or is
+/// killed leaves no partial `out` (the next one removes what it left).
 ///
 /// `src` is read with `pread` and its header is used only for its committed length (and only
 /// when a slot's checksum holds). Frames are found by their magic at 8-byte-aligned offsets from
@@ -2649,8 +2651,11 @@ pub fn recover(
         });
     }
 
-    // Write through the normal commit path.
-    let mut db = Database::create(out)?;
+    // Write through the normal commit path, under a temporary name that becomes `out` once the
+    // copy is whole: a recover that is killed or fails part way leaves no `out` that would pass
+    // for the whole copy (`verify` calls a partial one clean).
+    let tmp = Unfinished::start(out)?;
+    let mut db = Database::create(&tmp.path)?;
     let commit_err = |source| RecoverError::Commit {
         path: out.to_path_buf(),
         source,
@@ -2709,7 +2714,91 @@ pub fn recover(
     }
     report.next_id = db.snapshot().stats().next_id;
     drop(db);
+    tmp.publish(out)?;
     Ok(report)
+}
+
+/// The database `recover` writes, at `OUT.recovering` until it is whole; removed with the files
+/// beside it when dropped before [`publish`](Self::publish).
+struct Unfinished {
+    path: PathBuf,
+    published: bool,
+}
+
+impl Unfinished {
+    /// Claims `OUT.recovering`, removing what a recover that was killed left there (unless a
+    /// recover into `out` is running now, which holds its lock).
+    fn start(out: &Path) -> Result<Unfinished, RecoverError> {
+        let mut path = out.as_os_str().to_owned();
+        path.push(".recovering");
+        let path = PathBuf::from(path);
+        if path.exists() {
+            let lock = super::lock::acquire(&path, std::time::Duration::ZERO)?;
+            remove_with_sidecars(&path);
+            drop(lock);
+        }
+        Ok(Unfinished {
+            path,
+            published: false,
+        })
+    }
+
+    /// Moves the finished database to `out` (its index checkpoint and column cache first, the
+    /// database last), refusing to replace an `out` that appeared meanwhile.
+    fn publish(mut self, out: &Path) -> Result<(), RecoverError> {
+        let io = |source| {
+            RecoverError::Output(OpenError::Io {
+                path: out.to_path_buf(),
+                source,
+            })
+        };
+        for suffix in [".idx", ".cols"] {
+            let (mut from, mut to) = (self.path.as_os_str().to_owned(), out.as_os_str().to_owned());
+            from.push(suffix);
+            to.push(suffix);
+            if Path::new(&from).exists() {
+                fs::rename(&from, &to).map_err(io)?;
+            }
+        }
+        // A hard link fails when `out` exists, where a rename would replace it.
+        match fs::hard_link(&self.path, out) {
+            Ok(()) => fs::remove_file(&self.path).map_err(io)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(RecoverError::OutputExists {
+                    path: out.to_path_buf(),
+                });
+            }
+            // A filesystem without hard links.
+            Err(_) if !out.exists() => fs::rename(&self.path, out).map_err(io)?,
+            Err(e) => return Err(io(e)),
+        }
+        super::sync_parent(out).map_err(io)?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.published {
+            let mut lock = self.path.as_os_str().to_owned();
+            lock.push(".lock");
+            let _ = fs::remove_file(lock);
+        } else {
+            remove_with_sidecars(&self.path);
+        }
+    }
+}
+
+/// Removes the database at `path` and the files beside it.
+fn remove_with_sidecars(path: &Path) {
+    for p in std::iter::once(path.to_path_buf()).chain(super::SIDECAR_SUFFIXES.iter().map(|s| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(s);
+        PathBuf::from(p)
+    })) {
+        let _ = fs::remove_file(p);
+    }
 }
 
 /// The frame at `off` if it is intact: magic, length within the file, checksum and Batch.

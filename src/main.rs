@@ -173,7 +173,10 @@ fn out(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Failure> 
             exit: Exit::Ok,
             message: String::new(),
         }),
-        r => r.map_err(Failure::from),
+        r => r.map_err(|e| Failure {
+            exit: Exit::Failed,
+            message: format!("cannot write to standard output: {e}"),
+        }),
     }
 }
 

@@ -1733,6 +1733,22 @@ fn closing_the_pipe_after_one_line_exits_0_quietly() {
             "{args:?}: quiet on a closed pipe, got {err:?}"
         );
     }
+    // A full disk is no closed pipe: exit 1, saying where the output was going.
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let o = cmd(&db)
+        .args(["query", "--format", "jsonl"])
+        .stdout(full)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot write to standard output: No space left"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

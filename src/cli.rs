@@ -120,9 +120,13 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
+    /// Print the man page (roff) to stdout, or write it and one page per subcommand into DIR
     #[command(hide = true)]
-    Man,
+    Man {
+        /// Write mediadb.1 and mediadb-SUBCOMMAND.1 (mediadb-playlist-add.1, ...) here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -215,9 +215,17 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
             })?;
             Ok(Exit::Ok)
         }
-        Command::Man => {
+        Command::Man { dir: None } => {
             let man = clap_mangen::Man::new(Cli::command());
             out(|w| man.render(w))?;
+            Ok(Exit::Ok)
+        }
+        Command::Man { dir: Some(dir) } => {
+            // The main page names a page per subcommand (mediadb-scan(1)): these are they.
+            clap_mangen::generate_to(Cli::command(), dir).map_err(|e| Failure {
+                exit: Exit::Failed,
+                message: format!("{}: {e}", dir.display()),
+            })?;
             Ok(Exit::Ok)
         }
     }

@@ -1422,3 +1422,23 @@ fn a_loop_of_links_is_refused_and_left_alone() {
         );
     }
 }
+
+#[test]
+fn a_writer_removes_the_temporary_files_a_killed_writer_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, states) = make_db(dir.path(), "t.mediadb", 1);
+    let temps: Vec<PathBuf> = [".compact.tmp", ".compact.tmp.idx", ".idx.tmp", ".cols.tmp"]
+        .iter()
+        .map(|s| PathBuf::from(format!("{}{s}", path.display())))
+        .collect();
+    for t in &temps {
+        fs::write(t, vec![7u8; 4096]).expect("write");
+    }
+    // A reader takes no lock, so a writer may be compacting: it leaves them.
+    drop(Database::open_read_only(&path).expect("reader"));
+    assert!(temps.iter().all(|t| t.exists()));
+    // A writer holds the lock, so no one else is writing them.
+    let db = Database::open(&path).expect("writer");
+    assert!(temps.iter().all(|t| !t.exists()), "{temps:?}");
+    assert_eq!(state(&db), states[1].1);
+}

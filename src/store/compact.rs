@@ -97,7 +97,7 @@ pub enum CompactError {
         len: u64,
     },
     /// Reading, writing or syncing failed.
-    #[error("{}: compaction failed: {source}; the database was not changed and the temporary file was removed (fix the cause, e.g. free space, and retry)", .path.display())]
+    #[error("{}: compaction failed: {source}; the database was not changed and no temporary file was left (fix the cause, e.g. free space, and retry)", .path.display())]
     Io {
         /// The file the operation concerned.
         path: PathBuf,

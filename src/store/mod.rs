@@ -485,6 +485,14 @@ impl Database {
     }
 
     fn open_locked(path: &Path, lock: WriterLock) -> Result<Database, OpenError> {
+        // Temporary files only a writer makes (a checkpoint, a column cache, a scan log and a
+        // compaction on their way): with the lock held, any there are what a writer that was
+        // killed left, and a compaction's is as large as the live data.
+        for suffix in WRITER_TEMPORARIES {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(suffix);
+            let _ = fs::remove_file(tmp);
+        }
         let file = FsOpenOptions::new()
             .read(true)
             .write(true)
@@ -863,6 +871,16 @@ pub const SIDECAR_SUFFIXES: [&str; 11] = [
     ".cols.tmp",
     ".scans.tmp",
     ".creating",
+    ".compact.tmp",
+    ".compact.tmp.idx",
+    ".compact.tmp.idx.tmp",
+];
+
+/// The [`SIDECAR_SUFFIXES`] of the temporary files only a writer makes, under its lock.
+const WRITER_TEMPORARIES: [&str; 6] = [
+    ".idx.tmp",
+    ".cols.tmp",
+    ".scans.tmp",
     ".compact.tmp",
     ".compact.tmp.idx",
     ".compact.tmp.idx.tmp",

@@ -474,6 +474,17 @@ fn scan_cmd(
     if !args.dry_run && refusal.is_none() {
         scanlog::record(db_path, &report);
     }
+    // Written on close anyway, where a failure would go unsaid (a full disk): the database is
+    // whole without it, but every open replays what it does not cover.
+    if let Err(e) = db.checkpoint()
+        && !quiet
+    {
+        eprintln!(
+            "mediadb: {}: the index checkpoint could not be written ({e}); the database is \
+             complete, but opening it stays slower until a writer can write one",
+            db_path.display()
+        );
+    }
     print_scan(
         &report,
         args,

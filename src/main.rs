@@ -216,7 +216,10 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         Command::Man { dir: None } => {
-            let man = clap_mangen::Man::new(Cli::command());
+            // As `generate_to` below makes the main page.
+            let mut cmd = Cli::command().disable_help_subcommand(true);
+            cmd.build();
+            let man = clap_mangen::Man::new(cmd);
             out(|w| man.render(w))?;
             Ok(Exit::Ok)
         }

@@ -23,17 +23,37 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
-fn committed_man_page_is_current() {
+fn committed_man_pages_are_current() {
     let o = mediadb(&["man"]);
     assert!(o.status.success(), "mediadb man: {}", text(&o.stderr));
     assert!(text(&o.stdout).contains(".TH mediadb"), "roff output");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mediadb.1");
-    let committed = std::fs::read(&path).unwrap_or_default();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let dir = fresh.path().to_str().expect("utf-8");
+    let o2 = mediadb(&["man", "--dir", dir]);
     assert!(
-        committed == o.stdout,
-        "man/mediadb.1 is stale (the clap definitions changed); regenerate it with\n\n    \
-         cargo run -q -- man > man/mediadb.1\n"
+        o2.status.success(),
+        "mediadb man --dir: {}",
+        text(&o2.stderr)
     );
+    let stale = "the clap definitions changed; regenerate the pages with\n\n    \
+                 cargo run -q -- man --dir man\n";
+    // The page on stdout is the main one of the directory.
+    assert!(std::fs::read(fresh.path().join("mediadb.1")).expect("main page") == o.stdout);
+    let names = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&committed), names(fresh.path()), "{stale}");
+    for name in names(fresh.path()) {
+        let want = std::fs::read(fresh.path().join(&name)).expect("read");
+        let got = std::fs::read(committed.join(&name)).unwrap_or_default();
+        assert!(got == want, "man/{}: {stale}", name.to_string_lossy());
+    }
 }
 
 #[test]

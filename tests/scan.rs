@@ -1382,27 +1382,24 @@ fn a_database_directory_that_does_not_exist_is_not_made() {
         assert!(!env.base().join("nas").exists());
     }
     // The default location is made.
+    let scan_in = |data_home: &std::path::Path| {
+        std::process::Command::new(bin)
+            .arg("scan")
+            .arg(env.root())
+            .env_remove("MEDIADB_DB")
+            .env("XDG_DATA_HOME", data_home)
+            .output()
+            .expect("runs")
+    };
     let data = env.base().join("data");
-    let o = std::process::Command::new(bin)
-        .arg("scan")
-        .arg(env.root())
-        .env_remove("MEDIADB_DB")
-        .env("XDG_DATA_HOME", &data)
-        .output()
-        .expect("runs");
+    let o = scan_in(&data);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(data.join("mediadb/library.mediadb").is_file());
     // ... but not through a link to a share that is not mounted, which is named.
     let linked = env.base().join("linked");
     fs::create_dir(&linked).expect("mkdir");
     std::os::unix::fs::symlink(env.base().join("nas"), linked.join("mediadb")).expect("symlink");
-    let o = std::process::Command::new(bin)
-        .arg("scan")
-        .arg(env.root())
-        .env_remove("MEDIADB_DB")
-        .env("XDG_DATA_HOME", &linked)
-        .output()
-        .expect("runs");
+    let o = scan_in(&linked);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -101,8 +101,9 @@ pub(crate) fn verify(db_path: &Path, args: &VerifyArgs, quiet: bool) -> Result<E
     let out_of_date = fs
         .as_ref()
         .is_some_and(|f| f.missing + f.changed + f.unreadable > 0);
-    // `-q` (a cron job's check): the report only when there is something to read in it.
-    if quiet && report.is_clean() && !out_of_date {
+    // `-q` (a cron job's check): the report only when there is something to read in it
+    // (`--json` is data, and always printed).
+    if quiet && !args.json && report.is_clean() && !out_of_date {
         return Ok(Exit::Ok);
     }
     if args.json {

@@ -484,6 +484,10 @@ fn a_tree_deeper_than_path_max_is_walked_to_the_bottom() {
     let v = env.run(&["-q", "verify", "--fs"]);
     v.expect_code(0);
     assert!(v.stdout.is_empty() && v.stderr.is_empty(), "{v:?}");
+    // JSON is data: printed all the same.
+    let v = env.run(&["-q", "verify", "--fs", "--json"]);
+    v.expect_code(0);
+    assert_eq!(v.json()["fs"]["checked"].as_u64(), Some(2));
     std::fs::remove_file(std::ffi::OsStr::from_bytes(&env.abs("top.txt"))).expect("rm");
     let v = env.run(&["verify", "--fs"]);
     v.expect_code(3);

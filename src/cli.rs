@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  failed; the database is unchanged since its last commit
+  1  failed; the database is unchanged since its last commit (unless the message says the
+     disk failed to confirm a commit: then it may be there or not)
   2  usage or query syntax error
   3  finished, but some files could not be read (listed on stderr and in --json); for
      verify --fs: some files are missing or changed since the last scan

@@ -90,7 +90,8 @@ pub enum OpenError {
     },
 }
 
-/// A commit (or starting a batch) failed. Nothing of the batch is committed.
+/// A commit (or starting a batch) failed. Nothing of the batch is committed, except as
+/// [`CommitError::Unconfirmed`] and [`CommitError::Unpublished`] say.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     /// An earlier write or sync failed; this handle refuses further writes.
@@ -136,6 +137,16 @@ pub enum CommitError {
     /// space); the handle is poisoned and a reopen shows the commit.
     #[error("{}: the batch was committed, but mapping it failed: {source}; reopen the database to see it", shown(.path))]
     Unpublished {
+        /// The database path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The batch and its header slot were written, but the disk failed the sync that makes
+    /// the slot durable: the batch may be committed or not (readers may see it now, and a
+    /// crash may still lose it). The handle is poisoned; a reopen shows which.
+    #[error("{}: the disk failed to confirm the commit ({source}): this batch may or may not be committed; reopen the database (mediadb stats) to see which, after fixing the disk", shown(.path))]
+    Unconfirmed {
         /// The database path.
         path: PathBuf,
         /// The error.

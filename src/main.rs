@@ -28,7 +28,8 @@ use mediadb::scan::{self, ScanConfig, ScanError, ScanReport};
 enum Exit {
     /// Success.
     Ok = 0,
-    /// Failed; the database is unchanged since its last commit.
+    /// Failed; the database is unchanged since its last commit (unless the message says the
+    /// disk failed to confirm the last one, which may then be committed or not).
     Failed = 1,
     /// Usage or query syntax error.
     Usage = 2,

@@ -854,7 +854,14 @@ fn crash_at_ops(ks: impl Iterator<Item = u64>, write_ahead: usize) {
         let err = run
             .error
             .unwrap_or_else(|| panic!("{what}: no commit failed"));
-        assert!(matches!(err, CommitError::Io { .. }), "{what}: {err:?}");
+        // A crash at the sync after the header slot's write is told as unconfirmed.
+        assert!(
+            matches!(
+                err,
+                CommitError::Io { .. } | CommitError::Unconfirmed { .. }
+            ),
+            "{what}: {err:?}"
+        );
         assert!(fault.crashed(), "{what}");
         assert_eq!(run.attempted, run.acked + 1, "{what}");
         // The failed commit was not published, and the handle refuses to go on.
@@ -937,6 +944,7 @@ fn eio_on_any_operation_poisons_the_handle_and_loses_no_commit() {
     let base = empty_db_image();
     let total = count_ops(plan, &base, 0);
     let mut syncs = 0;
+    let mut unconfirmed = 0u64;
     for k in 0..total {
         let fault = Arc::new(FaultStorage::from_image(base.clone()));
         fault.fail_at(k);
@@ -948,6 +956,21 @@ fn eio_on_any_operation_poisons_the_handle_and_loses_no_commit() {
         match run.error {
             Some(CommitError::Io { ref source, .. }) => {
                 assert_eq!(source.raw_os_error(), Some(EIO), "{what}");
+            }
+            // Only the sync right after a header slot's write leaves the commit unknown.
+            Some(CommitError::Unconfirmed { ref source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(EIO), "{what}");
+                let slot_write = k
+                    .checked_sub(1)
+                    .and_then(|i| trace.get(i as usize))
+                    .is_some_and(
+                        |(op, _)| matches!(op, IoOp::Write { offset, .. } if *offset < LOG_START),
+                    );
+                assert!(
+                    matches!(trace[k as usize].0, IoOp::Sync) && slot_write,
+                    "{what}"
+                );
+                unconfirmed += 1;
             }
             ref other => panic!("{what}: {other:?}"),
         }
@@ -1007,6 +1030,8 @@ fn eio_on_any_operation_poisons_the_handle_and_loses_no_commit() {
     }
     let commits = plan.steps.iter().filter(|s| s.writes).count() as u64;
     assert!(syncs >= commits, "{syncs} syncs");
+    // Every commit's last sync is told as unconfirmed.
+    assert!(unconfirmed >= commits, "{unconfirmed} unconfirmed of {commits} commits");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -982,6 +982,8 @@ impl<'db> WriteBatch<'db> {
         let ahead = std::sync::Mutex::new(&mut self.ahead);
         let frame: &[u8] = &self.frame;
         let payload = &frame[FRAME_HEADER_LEN..];
+        // Set when only the sync that makes the header slot durable failed.
+        let unconfirmed = std::sync::atomic::AtomicBool::new(false);
         let io = || -> std::io::Result<super::format::Header> {
             let crc = if let Some(crc) = whole {
                 storage.write_at(frame, at)?;
@@ -1001,7 +1003,11 @@ impl<'db> WriteBatch<'db> {
                 ..header
             };
             storage.write_at(&header.encode(), SLOT_OFFSETS[slot])?;
-            storage.sync()?;
+            storage.sync().map_err(|e| {
+                // The slot may be on the disk or not: which is not known.
+                unconfirmed.store(true, std::sync::atomic::Ordering::Relaxed);
+                e
+            })?;
             Ok(header)
         };
         let apply = |current: &mut Arc<Version>| {
@@ -1037,9 +1043,11 @@ impl<'db> WriteBatch<'db> {
             Err(source) => {
                 db.poison();
                 db.restore(base_header);
-                return Err(CommitError::Io {
-                    path: db.path.clone(),
-                    source,
+                let path = db.path.clone();
+                return Err(if unconfirmed.load(std::sync::atomic::Ordering::Relaxed) {
+                    CommitError::Unconfirmed { path, source }
+                } else {
+                    CommitError::Io { path, source }
                 });
             }
         };

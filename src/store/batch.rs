@@ -1003,10 +1003,9 @@ impl<'db> WriteBatch<'db> {
                 ..header
             };
             storage.write_at(&header.encode(), SLOT_OFFSETS[slot])?;
-            storage.sync().map_err(|e| {
+            storage.sync().inspect_err(|_| {
                 // The slot may be on the disk or not: which is not known.
                 unconfirmed.store(true, std::sync::atomic::Ordering::Relaxed);
-                e
             })?;
             Ok(header)
         };

@@ -29,20 +29,23 @@ pub(crate) fn refuse_database_output(db_path: &Path, output: &Path) -> Result<()
 /// Writes the file `path` (not the database's: see [`refuse_database_output`]) the way a
 /// backup must be written: into `PATH.tmp` beside it, synced, then renamed over it, so that a
 /// failure part way (a full disk, a kill, a damaged record) leaves the file that was there as
-/// it was. A symbolic link is written through (its target is replaced, the link stays); a path
-/// that is not a regular file (a FIFO, `/dev/stdout`) is written in place.
+/// it was, with its mode and (when allowed) owner passed on to the new one. Two writers of one
+/// `path` do not share the temporary file: it is locked, and the second is refused. A symbolic
+/// link is written through (its target is replaced, the link stays); a path that is not a
+/// regular file (a FIFO, `/dev/stdout`) is written in place.
 pub(crate) fn write_replacing<T>(
     db_path: &Path,
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<T>,
 ) -> Result<T, Failure> {
     refuse_database_output(db_path, path)?;
-    let fail = |e: io::Error| Failure {
+    let failed = |message: String| Failure {
         exit: Exit::Failed,
-        message: format!("{}: {e}", path.display()),
+        message,
     };
     // The kernel follows `/dev/stdout`'s links to what they name (a pipe), which a path cannot.
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let fail = |e: io::Error| failed(format!("{}: {e}", path.display()));
         let mut w = io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
         return write(&mut w)
             .and_then(|t| w.flush().map(|()| t))
@@ -53,22 +56,77 @@ pub(crate) fn write_replacing<T>(
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
     refuse_database_output(db_path, &tmp)?;
+    let file = lock_temporary(&tmp).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => failed(format!(
+            "{}: another export is writing it (through {}); retry when it is done",
+            path.display(),
+            tmp.display()
+        )),
+        _ => failed(format!(
+            "{}: {e}; the temporary file of the export to {} cannot be written there (remove \
+             what is in the way, or check the directory)",
+            tmp.display(),
+            path.display()
+        )),
+    })?;
     let result = (|| {
-        let mut w = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut w = io::BufWriter::new(&file);
         let t = write(&mut w)?;
-        w.into_inner()
-            .map_err(io::IntoInnerError::into_error)?
-            .sync_all()?;
+        w.flush()?;
+        drop(w);
+        if let Ok(old) = std::fs::metadata(&target) {
+            use std::os::unix::fs::MetadataExt;
+            file.set_permissions(old.permissions())?;
+            // Only root may give a file away; anyone may keep their own.
+            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+        }
+        file.sync_all()?;
         std::fs::rename(&tmp, &target)?;
         Ok(t)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(|e: io::Error| Failure {
-        exit: Exit::Failed,
-        message: format!("{}: {e}; nothing was written to it", path.display()),
+    result.map_err(|e: io::Error| {
+        failed(format!(
+            "{}: {e}; nothing was written to it",
+            path.display()
+        ))
     })
+}
+
+/// Opens the temporary file `tmp` (never through a symbolic link), takes an exclusive lock on
+/// it and empties it. `WouldBlock` when another writer holds it. The lock is retried on the
+/// file the path names now, if the one opened was renamed away meanwhile.
+fn lock_temporary(tmp: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    for _ in 0..8 {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            // Not through a link; and a FIFO in the way fails instead of waiting for a reader.
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(tmp)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let (held, named) = (file.metadata()?, std::fs::symlink_metadata(tmp));
+        if named.is_ok_and(|n| (n.dev(), n.ino()) == (held.dev(), held.ino())) {
+            file.set_len(0)?;
+            return Ok(file);
+        }
+    }
+    Err(io::Error::other("the file keeps being replaced"))
 }
 
 pub(crate) fn usage(message: String) -> Failure {

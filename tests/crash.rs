@@ -1031,7 +1031,10 @@ fn eio_on_any_operation_poisons_the_handle_and_loses_no_commit() {
     let commits = plan.steps.iter().filter(|s| s.writes).count() as u64;
     assert!(syncs >= commits, "{syncs} syncs");
     // Every commit's last sync is told as unconfirmed.
-    assert!(unconfirmed >= commits, "{unconfirmed} unconfirmed of {commits} commits");
+    assert!(
+        unconfirmed >= commits,
+        "{unconfirmed} unconfirmed of {commits} commits"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

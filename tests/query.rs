@@ -1944,6 +1944,35 @@ fn a_failed_export_leaves_the_previous_backup_as_it_was() {
 }
 
 #[test]
+fn export_keeps_the_backups_mode_and_never_writes_through_its_temporary_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.mediadb");
+    let mut recs = generate(50, 2);
+    write_db(&src, &mut recs);
+    let file = dir.path().join("backup.jsonl");
+    export(&src, &file);
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    export(&src, &file);
+    assert_eq!(mode(&file), 0o600, "a private backup stays private");
+    // A link where the temporary file goes is not followed: the file it names is untouched.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").expect("write");
+    std::os::unix::fs::symlink(&victim, dir.path().join("backup.jsonl.tmp")).expect("symlink");
+    let good = std::fs::read(&file).expect("read");
+    let o = run(&src, &["export", "-o", file.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("backup.jsonl.tmp"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    assert!(std::fs::read(&file).expect("read") == good);
+}
+
+#[test]
 fn export_then_import_restores_identical_query_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src.mediadb");

@@ -2722,7 +2722,6 @@ pub fn recover(
 /// beside it when dropped before [`publish`](Self::publish).
 struct Unfinished {
     path: PathBuf,
-    published: bool,
 }
 
 impl Unfinished {
@@ -2737,32 +2736,22 @@ impl Unfinished {
             remove_with_sidecars(&path);
             drop(lock);
         }
-        Ok(Unfinished {
-            path,
-            published: false,
-        })
+        Ok(Unfinished { path })
     }
 
-    /// Moves the finished database to `out` (its index checkpoint and column cache first, the
-    /// database last), refusing to replace an `out` that appeared meanwhile.
-    fn publish(mut self, out: &Path) -> Result<(), RecoverError> {
+    /// Moves the finished database to `out`, refusing to replace an `out` that appeared
+    /// meanwhile, then its index checkpoint and column cache (caches: an open before they
+    /// arrive rebuilds what it needs).
+    fn publish(self, out: &Path) -> Result<(), RecoverError> {
         let io = |source| {
             RecoverError::Output(OpenError::Io {
                 path: out.to_path_buf(),
                 source,
             })
         };
-        for suffix in [".idx", ".cols"] {
-            let (mut from, mut to) = (self.path.as_os_str().to_owned(), out.as_os_str().to_owned());
-            from.push(suffix);
-            to.push(suffix);
-            if Path::new(&from).exists() {
-                fs::rename(&from, &to).map_err(io)?;
-            }
-        }
         // A hard link fails when `out` exists, where a rename would replace it.
         match fs::hard_link(&self.path, out) {
-            Ok(()) => fs::remove_file(&self.path).map_err(io)?,
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(RecoverError::OutputExists {
                     path: out.to_path_buf(),
@@ -2772,21 +2761,23 @@ impl Unfinished {
             Err(_) if !out.exists() => fs::rename(&self.path, out).map_err(io)?,
             Err(e) => return Err(io(e)),
         }
-        super::sync_parent(out).map_err(io)?;
-        self.published = true;
-        Ok(())
+        for suffix in [".idx", ".cols"] {
+            let (mut from, mut to) = (self.path.as_os_str().to_owned(), out.as_os_str().to_owned());
+            from.push(suffix);
+            to.push(suffix);
+            if Path::new(&from).exists() {
+                fs::rename(&from, &to).map_err(io)?;
+            }
+        }
+        super::sync_parent(out).map_err(io)
     }
 }
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
-        if self.published {
-            let mut lock = self.path.as_os_str().to_owned();
-            lock.push(".lock");
-            let _ = fs::remove_file(lock);
-        } else {
-            remove_with_sidecars(&self.path);
-        }
+        // Unfinished: all of it. Published: what is left under the temporary name (a second
+        // link to the database now at `out`, its lock, caches that could not be moved).
+        remove_with_sidecars(&self.path);
     }
 }
 

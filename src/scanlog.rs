@@ -96,7 +96,15 @@ pub(crate) fn record(db: &Path, report: &ScanReport) {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let text = Value::Array(entries).to_string();
-    if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+    // Synced before the rename: a crash must leave the old note or the new one, not an empty
+    // file (which `stats` reads as "never scanned").
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }

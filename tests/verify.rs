@@ -744,7 +744,29 @@ fn recover_keeps_every_record_outside_a_destroyed_middle_frame() {
     want.sort_by_key(|r| r.id);
     assert_eq!(got, want);
     assert_eq!(rep.records_salvaged, 39);
+    assert_eq!(rep.records_damaged, 1, "the dropped record is counted");
     assert_clean(&verify(&out, &no_progress).expect("verify out"));
+
+    // 3b. Its size changed instead (the fixed fields, id then size): dropped and counted too,
+    // not carried into a copy that would then verify clean.
+    let mut resized = img.clone();
+    let mut fixed = victim.id.to_le_bytes().to_vec();
+    fixed.extend_from_slice(&victim.size.to_le_bytes());
+    let at = s as usize
+        + resized[s as usize..e as usize]
+            .windows(fixed.len())
+            .position(|w| w == &fixed[..])
+            .expect("the fixed fields are in their frame");
+    resized[at + 8] ^= 0x01;
+    let src = dir.path().join("resized.mediadb");
+    fs::write(&src, &resized).expect("write");
+    let out3 = dir.path().join("resized-out.mediadb");
+    let rep = recover(&src, &out3, &no_progress).expect("recover");
+    let got = common::all_records(&Database::open_read_only(&out3).expect("open out"));
+    assert_eq!(got, want);
+    assert_eq!((rep.records_salvaged, rep.records_damaged), (39, 1));
+    assert!(!rep.consequences().contains("nothing was lost"));
+    assert_clean(&verify(&out3, &no_progress).expect("verify out"));
 
     // 4. The output must not exist.
     let e = recover(&src, &out, &no_progress).expect_err("out exists");

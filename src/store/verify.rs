@@ -2387,7 +2387,8 @@ pub struct RecoverReport {
     pub records_superseded: u64,
     /// Records dropped because an intact frame removed them.
     pub records_removed: u64,
-    /// Record buffers in intact frames that failed verification.
+    /// Records lost to damage: buffers in intact frames that failed verification, and records
+    /// in damaged ranges that disagree with their Batch entry and have no sound version.
     pub records_damaged: u64,
     /// The ranges that could not be read as intact frames, in file order.
     pub lost: Vec<LostRange>,
@@ -2492,6 +2493,8 @@ pub fn recover(
 
     let mut found: HashMap<u64, Found> = HashMap::new();
     let mut removed: HashSet<u64> = HashSet::new();
+    // Ids of records found damaged in a damaged range (see `salvage`).
+    let mut rejected: HashSet<u64> = HashSet::new();
     // Playlists by id, in log order: the last intact version wins, a deletion drops it.
     let mut playlists: std::collections::BTreeMap<u64, crate::playlist::Playlist> =
         std::collections::BTreeMap::new();
@@ -2516,8 +2519,15 @@ pub fn recover(
             continue;
         };
         if let Some(start) = region.take() {
-            let n = salvage(&mut reader, start, off.min(limit), &mut found, &keep)
-                .map_err(source_err)?;
+            let n = salvage(
+                &mut reader,
+                start,
+                off.min(limit),
+                &mut found,
+                &mut rejected,
+                &keep,
+            )
+            .map_err(source_err)?;
             let seqs = last
                 .map_or(Some(1), |(s, _)| Some(s + 1))
                 .filter(|&a| a < h.seq)
@@ -2587,7 +2597,15 @@ pub fn recover(
     if tail.is_some() || truncated_to.is_some() {
         let start = tail.unwrap_or(scanned_end);
         let n = if start < scanned_end {
-            salvage(&mut reader, start, scanned_end, &mut found, &keep).map_err(source_err)?
+            salvage(
+                &mut reader,
+                start,
+                scanned_end,
+                &mut found,
+                &mut rejected,
+                &keep,
+            )
+            .map_err(source_err)?
         } else {
             0
         };
@@ -2602,6 +2620,11 @@ pub fn recover(
     report.frames_damaged = report.lost.len() as u64;
     progress(len, len);
 
+    // A damaged record with no sound version anywhere is lost, unless a removal dropped it.
+    report.records_damaged += rejected
+        .iter()
+        .filter(|id| !found.contains_key(id) && !removed.contains(id))
+        .count() as u64;
     // Drop removed ids; of two live records with one path, keep the later.
     let before = found.len();
     found.retain(|id, _| !removed.contains(id));
@@ -2818,15 +2841,18 @@ fn intact_frame(reader: &mut Reader<'_>, off: u64) -> io::Result<Option<(FrameHe
 }
 
 /// Searches `[start, end)` for record buffers that verify (at 8-byte-aligned offsets, where
-/// records start); returns how many were found.
+/// records start); returns how many were found. A buffer that verifies but disagrees with every
+/// entry the range's surviving Batches give its id (a damaged path, kind, size, …) is not
+/// salvaged: its id goes into `rejected`.
 fn salvage(
     reader: &mut Reader<'_>,
     start: u64,
     end: u64,
     found: &mut HashMap<u64, Found>,
+    rejected: &mut HashSet<u64>,
     keep: &impl Fn(&mut HashMap<u64, Found>, u64, Found),
 ) -> io::Result<u64> {
-    let claimed = claimed_path_hashes(reader, start, end)?;
+    let claimed = claimed_entries(reader, start, end)?;
     let mut n = 0;
     let mut off = align_up(start as usize) as u64;
     while off + 8 <= end {
@@ -2838,20 +2864,26 @@ fn salvage(
             && let Ok((v, rlen)) = record::verify(bytes)
             && v.id() != 0
             && !v.path().is_empty()
-            && claimed
-                .get(&v.id())
-                .is_none_or(|&h| h == path_hash(v.path()))
         {
-            keep(
-                found,
-                v.id(),
-                Found {
-                    off,
-                    len: rlen as u32,
-                    salvaged: true,
-                },
-            );
-            n += 1;
+            let agrees = claimed.get(&v.id()).is_none_or(|entries| {
+                entries
+                    .iter()
+                    .any(|x| check_record(&bytes[..rlen], x).is_ok())
+            });
+            if agrees {
+                keep(
+                    found,
+                    v.id(),
+                    Found {
+                        off,
+                        len: rlen as u32,
+                        salvaged: true,
+                    },
+                );
+                n += 1;
+            } else {
+                rejected.insert(v.id());
+            }
             off += align_up(rlen) as u64;
             continue;
         }
@@ -2860,16 +2892,17 @@ fn salvage(
     Ok(n)
 }
 
-/// The path hash of every record id that the Batches of a damaged range list, as far as its
-/// frames still decode. A damaged range starts where a frame should: when that frame's header
-/// and Batch (and then the next frame's) survived, a record whose path no longer hashes to what
-/// its Batch says had its path damaged, and is not salvaged under the wrong path.
-fn claimed_path_hashes(
+/// The index entries of every record id that the Batches of a damaged range list, as far as
+/// its frames still decode. A damaged range starts where a frame should: when that frame's
+/// header and Batch (and then the next frame's) survived, a record that no longer agrees with
+/// what its Batch says of it (its path's hash, size, mtime, inode, kind, …) was damaged, and is
+/// not salvaged as it is.
+fn claimed_entries(
     reader: &mut Reader<'_>,
     start: u64,
     end: u64,
-) -> io::Result<HashMap<u64, u64>> {
-    let mut claimed = HashMap::new();
+) -> io::Result<HashMap<u64, Vec<Expect>>> {
+    let mut claimed: HashMap<u64, Vec<Expect>> = HashMap::new();
     let mut at = start;
     while at + FRAME_HEADER_LEN as u64 <= end {
         let Some(h) = reader
@@ -2890,7 +2923,10 @@ fn claimed_path_hashes(
             break;
         };
         for e in batch.records().into_iter().flatten() {
-            claimed.insert(e.id(), e.path_hash());
+            claimed
+                .entry(e.id())
+                .or_default()
+                .push(Expect::from_record_entry(e));
         }
         at += h.frame_len();
     }

@@ -681,9 +681,19 @@ fn import_into(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, F
                 drop(snap);
                 unchanged += (before - records.len()) as u64;
                 if !records.is_empty() {
-                    let mut batch = db.batch()?;
-                    batch.restore_many(&records)?;
-                    imported += batch.commit()?.upserted;
+                    // What a failed batch leaves is worth saying: a rerun picks up from there.
+                    let so_far = |e: mediadb::CommitError| {
+                        let mut f = Failure::from(e);
+                        f.message = format!(
+                            "{}; {imported} records of earlier batches are committed (a rerun \
+                             skips the records already stored)",
+                            f.message
+                        );
+                        f
+                    };
+                    let mut batch = db.batch().map_err(so_far)?;
+                    batch.restore_many(&records).map_err(so_far)?;
+                    imported += batch.commit().map_err(so_far)?.upserted;
                 }
                 let _ = spare_tx.send(records);
             }

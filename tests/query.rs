@@ -1915,14 +1915,20 @@ fn all_fields_but_id() -> String {
     FIELDS[1..].join(",")
 }
 
-#[test]
-fn a_failed_export_leaves_the_previous_backup_as_it_was() {
+/// A database of `n` generated records, exported to backup.jsonl beside it.
+fn exported(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<Record>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src.mediadb");
-    let mut recs = generate(300, 3);
+    let mut recs = generate(n, 3);
     write_db(&src, &mut recs);
     let file = dir.path().join("backup.jsonl");
     export(&src, &file);
+    (dir, src, file, recs)
+}
+
+#[test]
+fn a_failed_export_leaves_the_previous_backup_as_it_was() {
+    let (dir, src, file, recs) = exported(300);
     let good = std::fs::read(&file).expect("read export");
     // A record damaged since (a byte of its path): the export stops at it, before the backup
     // is replaced.
@@ -1946,12 +1952,7 @@ fn a_failed_export_leaves_the_previous_backup_as_it_was() {
 #[test]
 fn export_keeps_the_backups_mode_and_never_writes_through_its_temporary_name() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src.mediadb");
-    let mut recs = generate(50, 2);
-    write_db(&src, &mut recs);
-    let file = dir.path().join("backup.jsonl");
-    export(&src, &file);
+    let (dir, src, file, _) = exported(50);
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     export(&src, &file);

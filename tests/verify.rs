@@ -724,17 +724,23 @@ fn recover_keeps_every_record_outside_a_destroyed_middle_frame() {
     // 3. One byte of a record's path changed: the record still verifies, but its path no
     // longer hashes to what the frame's Batch says, so it is not salvaged under that path.
     let victim = &by_commit[2][5];
-    let mut bent = img.clone();
-    let at = s as usize
-        + bent[s as usize..e as usize]
-            .windows(victim.path.len())
-            .position(|w| w == &victim.path[..])
-            .expect("the path is in its frame");
-    bent[at + 8] ^= 0x20;
-    let src = dir.path().join("bent.mediadb");
-    fs::write(&src, &bent).expect("write");
-    let out = dir.path().join("bent-out.mediadb");
-    let rep = recover(&src, &out, &no_progress).expect("recover");
+    // Recovers a copy of the image with bit `bit` of the byte `skip` past `bytes` (in frame 2)
+    // flipped, into NAME-out.mediadb.
+    let recover_flipped = |name: &str, bytes: &[u8], skip: usize, bit: u8| {
+        let mut img = img.clone();
+        let at = s as usize
+            + img[s as usize..e as usize]
+                .windows(bytes.len())
+                .position(|w| w == bytes)
+                .expect("the bytes are in their frame");
+        img[at + skip] ^= bit;
+        let src = dir.path().join(format!("{name}.mediadb"));
+        fs::write(&src, &img).expect("write");
+        let out = dir.path().join(format!("{name}-out.mediadb"));
+        let rep = recover(&src, &out, &no_progress).expect("recover");
+        (src, out, rep)
+    };
+    let (src, out, rep) = recover_flipped("bent", &victim.path, 8, 0x20);
     let got = common::all_records(&Database::open_read_only(&out).expect("open out"));
     let mut want: Vec<Record> = expected_all
         .iter()
@@ -749,19 +755,9 @@ fn recover_keeps_every_record_outside_a_destroyed_middle_frame() {
 
     // 3b. Its size changed instead (the fixed fields, id then size): dropped and counted too,
     // not carried into a copy that would then verify clean.
-    let mut resized = img.clone();
     let mut fixed = victim.id.to_le_bytes().to_vec();
     fixed.extend_from_slice(&victim.size.to_le_bytes());
-    let at = s as usize
-        + resized[s as usize..e as usize]
-            .windows(fixed.len())
-            .position(|w| w == &fixed[..])
-            .expect("the fixed fields are in their frame");
-    resized[at + 8] ^= 0x01;
-    let src = dir.path().join("resized.mediadb");
-    fs::write(&src, &resized).expect("write");
-    let out3 = dir.path().join("resized-out.mediadb");
-    let rep = recover(&src, &out3, &no_progress).expect("recover");
+    let (_, out3, rep) = recover_flipped("resized", &fixed, 8, 0x01);
     let got = common::all_records(&Database::open_read_only(&out3).expect("open out"));
     assert_eq!(got, want);
     assert_eq!((rep.records_salvaged, rep.records_damaged), (39, 1));

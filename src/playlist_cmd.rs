@@ -612,9 +612,6 @@ fn export(
             .and_then(|o| FileFormat::from_path(o.as_os_str().as_bytes()))
             .unwrap_or(FileFormat::M3u8),
     };
-    if let Some(o) = output_path {
-        crate::commands::refuse_database_output(db_path, o)?;
-    }
     let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let p = find(&snap, name)?;

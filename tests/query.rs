@@ -393,6 +393,11 @@ fn cases(recs: &[Record]) -> Vec<(Vec<String>, Pred)> {
     let id = recs[17].id;
     let year_s = format!("year:{year}");
     let id_s = format!("id:{id}");
+    // A subtree rooted at one file is that file; beside it, its directory's other files.
+    let file = path_of(&recs[23]);
+    let file_s = format!("path:{file}");
+    let not_file_s = format!("^path:{file}");
+    let file_dir_s = format!("path:{}", &file[..file.rfind('/').expect("slash")]);
     let mut v = vec![
         // Bare words: case-insensitive, Unicode case folding, over six fields.
         case(&["björk"], |r| bare(r, "björk")),
@@ -489,6 +494,20 @@ fn cases(recs: &[Record]) -> Vec<(Vec<String>, Pred)> {
         }),
         case(&["path:/music/Björk Live/Debut"], |r| {
             path_of(r).starts_with("/music/Björk Live/Debut/")
+        }),
+        case(&["^path:/music/Björk"], |r| {
+            !path_of(r).starts_with("/music/Björk/")
+        }),
+        case(&["path:/music/Björk", ",", "kind:video"], |r| {
+            path_of(r).starts_with("/music/Björk/") || r.kind == Kind::Video
+        }),
+        case(&[&file_s], {
+            let file = file.clone();
+            move |r| path_of(r) == file
+        }),
+        case(&[&not_file_s, &file_dir_s], {
+            let dir = format!("{}/", &file[..file.rfind('/').expect("slash")]);
+            move |r| path_of(r) != file && path_of(r).starts_with(&dir)
         }),
         // Kind, mime, error, booleans.
         case(&["kind:audio"], |r| r.kind == Kind::Audio),

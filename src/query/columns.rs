@@ -57,6 +57,46 @@ enum Decide<'c> {
     },
     /// On an integer column.
     Int { col: ColView<'c>, test: Test },
+    /// A subtree (`path:/a/b`) per directory: `state[ord]` is [`IN`], [`OUT`] or [`READ`].
+    Subtree { col: ColView<'c>, state: Vec<u8> },
+}
+
+/// A directory whose files are all in the subtree.
+const IN: u8 = 0;
+/// A directory none of whose files are.
+const OUT: u8 = 1;
+/// The subtree root's own directory: a file there is in the subtree when it is the root
+/// itself, which only its record's name tells.
+const READ: u8 = 2;
+
+/// Where the files of directory `d` (a [`crate::store::columns::dir_of`] value) stand against
+/// the subtree at `root`, which is `/` or has no trailing `/` (see [`subtree_plan`]). A path is
+/// in the subtree when it is `root` or starts with `root/`; its name holds no `/`, so the
+/// second holds exactly when its directory is `root` or starts with `root/`.
+fn subtree_state(root: &[u8], d: &[u8]) -> u8 {
+    if root == b"/"
+        || d == root
+        || (d.len() > root.len() && d.starts_with(root) && d[root.len()] == b'/')
+    {
+        IN
+    } else if d == crate::store::columns::dir_of(root) {
+        READ
+    } else {
+        OUT
+    }
+}
+
+/// The column decision for a subtree at `root`; `None` for a root the per-directory rule does
+/// not fit (empty, or ending in `/` other than `/` itself), which the records decide.
+fn subtree_plan<'c>(cols: &'c Columns, root: &[u8]) -> Option<Decide<'c>> {
+    if root.is_empty() || (root.len() > 1 && root.ends_with(b"/")) {
+        return None;
+    }
+    let col = cols.column(Col::Dir)?;
+    let state = (0..col.ndict() as u32)
+        .map(|o| subtree_state(root, col.value(o)))
+        .collect();
+    Some(Decide::Subtree { col, state })
 }
 
 /// A query made ready to run on index entries and the column cache.
@@ -74,6 +114,10 @@ impl<'c> Plan<'c> {
         for g in &query.groups {
             let mut terms = Vec::with_capacity(g.len());
             for Term { negate, test } in g {
+                if let Test::Subtree(root) = test {
+                    terms.push((*negate, subtree_plan(cols, root)?));
+                    continue;
+                }
                 let f = test.field()?;
                 let d = if is_entry_field(f) {
                     if matches!(test, Test::Present(_)) {
@@ -111,54 +155,81 @@ impl<'c> Plan<'c> {
         Some(Plan { cols, groups })
     }
 
-    /// Whether live record `id` (entry `e`) matches; `None` when the cache does not cover it.
+    /// Whether live record `id` (entry `e`) matches; `None` when the cache does not cover it,
+    /// or its row cannot tell (a file beside a subtree's root): then its record must be read.
     pub fn matches(&self, id: u64, e: &FileEntry) -> Option<bool> {
         if !self.cols.covers(id, e) {
             return None;
         }
-        Some(self.test(id, Some(e)))
+        self.test(id, Some(e))
     }
 
     /// Whether `id`'s row could match when its entry is not looked at: terms on entry fields
     /// count as passing. Exact for a record the cache covers when that says no.
     fn could_match(&self, id: u64) -> bool {
-        self.test(id, None)
+        self.test(id, None) != Some(false)
     }
 
-    /// The groups on `id`'s row; terms on entry fields pass when `e` is `None`.
-    fn test(&self, id: u64, e: Option<&FileEntry>) -> bool {
+    /// The groups on `id`'s row, `None` when the row cannot tell; terms on entry fields pass
+    /// when `e` is `None`. Groups are ORed and terms ANDed in three values: a term that
+    /// cannot tell leaves its group undecided unless another term is false, and the query
+    /// undecided unless another group is true.
+    fn test(&self, id: u64, e: Option<&FileEntry>) -> Option<bool> {
         if self.groups.is_empty() {
-            return true;
+            return Some(true);
         }
-        self.groups.iter().any(|g| {
-            g.iter().all(|(negate, d)| {
-                let hit = match d {
-                    Decide::Entry(t) => match e {
-                        Some(e) => entry_test(t, id, e),
-                        None => return true,
-                    },
-                    Decide::Dict { col, ok, absent } if col.is_list() => {
-                        let mut ords = col.many(id).peekable();
-                        if ords.peek().is_none() {
-                            *absent
-                        } else {
-                            ords.any(|o| ok[o as usize])
-                        }
+        let mut undecided = false;
+        for g in &self.groups {
+            match self.test_group(g, id, e) {
+                Some(true) => return Some(true),
+                Some(false) => {}
+                None => undecided = true,
+            }
+        }
+        if undecided { None } else { Some(false) }
+    }
+
+    /// One group's terms, ANDed.
+    fn test_group(&self, g: &[(bool, Decide<'c>)], id: u64, e: Option<&FileEntry>) -> Option<bool> {
+        let mut undecided = false;
+        for (negate, d) in g {
+            let hit = match d {
+                Decide::Subtree { col, state } => match state.get(col.one(id) as usize) {
+                    Some(&IN) => true,
+                    Some(&OUT) => false,
+                    _ => {
+                        undecided = true;
+                        continue;
                     }
-                    Decide::Dict { col, ok, absent } => match col.one(id) {
-                        ABSENT => *absent,
-                        o => ok[o as usize],
-                    },
-                    Decide::Int { col, test } => {
-                        let v = col
-                            .int(id)
-                            .map_or(Value::Null, |y| Value::Int(i64::from(y)));
-                        test_value(test, &v)
+                },
+                Decide::Entry(t) => match e {
+                    Some(e) => entry_test(t, id, e),
+                    None => continue,
+                },
+                Decide::Dict { col, ok, absent } if col.is_list() => {
+                    let mut ords = col.many(id).peekable();
+                    if ords.peek().is_none() {
+                        *absent
+                    } else {
+                        ords.any(|o| ok[o as usize])
                     }
-                };
-                hit != *negate
-            })
-        })
+                }
+                Decide::Dict { col, ok, absent } => match col.one(id) {
+                    ABSENT => *absent,
+                    o => ok[o as usize],
+                },
+                Decide::Int { col, test } => {
+                    let v = col
+                        .int(id)
+                        .map_or(Value::Null, |y| Value::Int(i64::from(y)));
+                    test_value(test, &v)
+                }
+            };
+            if hit == *negate {
+                return Some(false);
+            }
+        }
+        if undecided { None } else { Some(true) }
     }
 }
 

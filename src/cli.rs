@@ -57,8 +57,10 @@ pub enum Command {
     /// folded), `field:value` (substring; numbers equal), `field:=value` (exact),
     /// `field::regex`, `year:1990..1999`, `duration_ms:..240000`, `path:/a/b` or `path:./a` (subtree),
     /// `error:` (field present), `has_cover:true`, `^term` (not). Terms are ANDed; a `,`
-    /// argument between terms ORs groups. An empty result exits 0 (also with --count, which
-    /// prints 0).
+    /// argument between terms ORs groups, and so does a `,` ending a term, as in beets (`a, b`).
+    /// To match a value that ends in a comma, end the term otherwise: `path:/x,/` for a
+    /// directory, a regex such as `name::x[,]` for other fields. An empty result exits 0 (also
+    /// with --count, which prints 0).
     Query(QueryArgs),
     /// List one directory level: subdirectories with counts, then files
     ///
@@ -222,8 +224,8 @@ pub struct QueryArgs {
     #[arg(short = '0', long, conflicts_with_all = ["format", "count", "group_by"])]
     pub print0: bool,
 
-    /// Fields to show, comma separated: the record fields of the JSON output, and path_b64
-    /// (the path's exact bytes in base64, for every record)
+    /// Fields to show in table, json, jsonl or csv output, comma separated: the record fields
+    /// of the JSON output, and path_b64 (the path's exact bytes in base64, for every record)
     #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
     pub fields: Vec<String>,
 
@@ -260,6 +262,20 @@ pub struct LsArgs {
     /// only (--json gives both)
     #[arg(long, short = 'f', value_enum)]
     pub format: Option<FormatArg>,
+
+    /// Write raw path bytes, each followed by NUL (for xargs -0): subdirectories first (as
+    /// `DIR/`), then files
+    #[arg(short = '0', long, conflicts_with_all = ["format", "json"])]
+    pub print0: bool,
+
+    /// Fields to show for the files, comma separated, as query's --fields
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FIELDS",
+        conflicts_with = "json"
+    )]
+    pub fields: Vec<String>,
 
     /// Print one JSON object {dirs: [{path, count}], files: [records]}
     #[arg(long, conflicts_with = "format")]

@@ -180,7 +180,7 @@ pub(crate) fn parse_fields(names: &[String], format: Format) -> Result<Vec<Colum
     if names.is_empty() {
         return Ok(default_columns(format));
     }
-    names
+    let columns = names
         .iter()
         .map(|n| {
             Column::from_name(n.trim()).ok_or_else(|| {
@@ -190,7 +190,15 @@ pub(crate) fn parse_fields(names: &[String], format: Format) -> Result<Vec<Colum
                 ))
             })
         })
-        .collect()
+        .collect::<Result<Vec<Column>, Failure>>()?;
+    if matches!(format, Format::Paths | Format::Print0) {
+        return Err(usage(
+            "--fields does not apply to paths output (-0, --format paths, or the default when \
+             stdout is not a terminal); add --format table, json, jsonl or csv"
+                .into(),
+        ));
+    }
+    Ok(columns)
 }
 
 fn parse_sort(keys: &[String]) -> Result<Vec<SortKey>, Failure> {
@@ -439,6 +447,12 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
 
 pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Failure> {
     let kind = args.kind.as_deref().map(kind_of).transpose()?;
+    let format = if args.print0 {
+        Format::Print0
+    } else {
+        format_of(args.format)
+    };
+    let fields = parse_fields(&args.fields, format)?;
     let db = crate::open_reader(db_path)?;
     let snap = db.snapshot();
     let (dir, listing) = match &args.dir {
@@ -469,7 +483,6 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Fai
         out(|w| writeln!(w, "{}", serde_json::json!({ "dirs": dirs, "files": files })))?;
         return Ok(Exit::Ok);
     }
-    let format = format_of(args.format);
     let sink = sink();
     out(|w| {
         for (p, n) in &listing.dirs {
@@ -489,7 +502,7 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Fai
                 Format::Json | Format::Jsonl | Format::Csv => {}
             }
         }
-        output::write_records(w, &listing.files, &default_columns(format), format, sink)
+        output::write_records(w, &listing.files, &fields, format, sink)
     })?;
     Ok(Exit::Ok)
 }

@@ -2452,3 +2452,49 @@ fn a_reader_that_closes_the_pipe_early_ends_a_long_listing_quietly() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(o.stderr.is_empty(), "no message: {}", text(&o.stderr));
 }
+
+#[test]
+fn ls_lists_exact_bytes_with_print0_and_takes_fields_which_paths_output_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("ls.mediadb");
+    let mut recs: Vec<Record> = [&b"/w/a\nb.mp3"[..], b"/w/\xff.mp3", b"/w/sub/x.mp3"]
+        .iter()
+        .map(|p| {
+            let mut r = Record::new(p.to_vec());
+            r.title = Some("T".into());
+            r
+        })
+        .collect();
+    write_db(&db, &mut recs);
+    assert_eq!(
+        ok(&db, &["ls", "/w", "-0"]),
+        b"/w/sub/\0/w/a\nb.mp3\0/w/\xff.mp3\0"
+    );
+    let b64 = |p: &[u8]| base64::engine::general_purpose::STANDARD.encode(p);
+    assert_eq!(
+        ok_str(
+            &db,
+            &["ls", "/w", "--format", "csv", "--fields", "path_b64,title"]
+        ),
+        format!(
+            "path_b64,title\r\n{},T\r\n{},T\r\n",
+            b64(b"/w/a\nb.mp3"),
+            b64(b"/w/\xff.mp3")
+        )
+    );
+    // Paths output prints paths only: --fields there is a mistake, said so.
+    for args in [
+        &["ls", "/w", "-0", "--fields", "title"][..],
+        &["ls", "/w", "--format", "paths", "--fields", "title"][..],
+        &["query", "-0", "--fields", "title"][..],
+        &["query", "--format", "paths", "--fields", "title"][..],
+    ] {
+        let o = run(&db, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&o.stderr).contains("--fields"),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+}

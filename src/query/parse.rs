@@ -6,7 +6,9 @@
 //!   `field:..b` — inclusive ranges on numeric fields; `path:/a/b` (a value starting with `/`)
 //!   — the subtree at `/a/b`; `field:` — the field is present (e.g. `error:`);
 //! * `field:=value` — exact, case-sensitive; `field::regex` — a regular expression;
-//! * `^term` — negation; terms are ANDed; a `,` argument between terms starts an OR group.
+//! * `^term` — negation; terms are ANDed; a `,` argument between terms starts an OR group, and
+//!   so does a `,` that ends a term (`a, b`, as beets reads it): a value that ends in a comma is
+//!   written `path:/x,/` (a directory) or as a regex (`name::x[,]`).
 
 use crate::query::{Field, FieldType};
 

@@ -329,7 +329,9 @@ pub struct ImportArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Skip lines that are not valid records (reported) instead of stopping
+    /// Skip bad lines (each reported) instead of stopping at the first: lines that are not
+    /// UTF-8 or not a valid record or playlist, longer than 64 MiB, or a second playlist of one
+    /// name
     #[arg(long)]
     pub skip_bad: bool,
 

@@ -681,7 +681,7 @@ fn import_into(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, F
     };
     let parsing = std::thread::spawn(move || parser.run(reader));
     let (mut imported, mut skipped, mut unchanged) = (0u64, 0u64, 0u64);
-    let mut playlists: Vec<mediadb::playlist::Playlist> = Vec::new();
+    let mut playlists: Vec<(usize, mediadb::playlist::Playlist)> = Vec::new();
     // On an early return the parsing thread is left to end on its own: its next send fails.
     for piece in rx {
         match piece {
@@ -741,7 +741,14 @@ fn import_into(db_path: &Path, args: &ImportArgs, quiet: bool) -> Result<Exit, F
     if let Err(panic) = parsing.join() {
         std::panic::resume_unwind(panic);
     }
-    let restored = restore_playlists(&mut db, playlists)?;
+    let restored = restore_playlists(&mut db, playlists).map_err(|(n, mut f)| {
+        f.message = format!(
+            "{name}: line {n}: {}; no playlist was imported, the {imported} records are \
+             committed",
+            f.message
+        );
+        f
+    })?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
         out(|w| {
@@ -794,7 +801,8 @@ enum Piece {
 /// Lines of a chunk that are neither records nor blank.
 #[derive(Default)]
 struct Notes {
-    playlists: Vec<mediadb::playlist::Playlist>,
+    /// Each with its line.
+    playlists: Vec<(usize, mediadb::playlist::Playlist)>,
     skipped: Vec<(usize, LineError)>,
 }
 
@@ -802,7 +810,7 @@ struct Notes {
 enum Stop {
     /// Not a record or playlist (without `--skip-bad`).
     Bad(LineError),
-    /// A read error, or a line that is not UTF-8: never skipped.
+    /// A read error: never skipped.
     Unreadable(io::Error),
 }
 
@@ -816,8 +824,14 @@ struct Parser {
 }
 
 impl Parser {
-    /// Lines read and parsed at a time.
+    /// Lines read and parsed at a time, at most.
     const CHUNK: usize = 8192;
+    /// Bytes of lines read at a time: a chunk ends at the line that reaches this.
+    const CHUNK_BYTES: usize = 64 << 20;
+    /// The longest line read: far over any record's (1 MiB encoded) or playlist's (16 MiB)
+    /// line. A longer one is bad (skipped to its end without being held in memory), so that a
+    /// file that is not JSON Lines at all (a disk image, /dev/zero) cannot take the memory.
+    const MAX_LINE: usize = 64 << 20;
 
     /// Reads `reader` to its end or to the first line the import stops at, a chunk of lines at
     /// a time, each chunk parsed on all cores and then taken in order. Returns early when the
@@ -830,33 +844,61 @@ impl Parser {
         let mut parsed = Vec::with_capacity(Self::CHUNK);
         let mut batch = Vec::with_capacity(self.batch_size);
         let mut first = 0;
+        let mut long = Vec::new();
+        // Each playlist name with the line that gave it: a second playlist of one name is bad.
+        let mut names: std::collections::HashMap<String, usize> = Default::default();
         loop {
             buf.clear();
             ends.clear();
+            long.clear();
             let mut error = None;
-            while ends.len() < Self::CHUNK {
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => ends.push(buf.len()),
+            let mut last = false;
+            while ends.len() < Self::CHUNK && buf.len() < Self::CHUNK_BYTES {
+                match read_line_capped(reader.as_mut(), &mut buf, Self::MAX_LINE, self.skip_bad) {
+                    Ok(LineRead::End) => {
+                        last = true;
+                        break;
+                    }
+                    Ok(LineRead::Line) => ends.push(buf.len()),
+                    Ok(LineRead::TooLong) => {
+                        long.push(ends.len());
+                        ends.push(buf.len());
+                        if !self.skip_bad {
+                            // The import stops at it: nothing after it is read.
+                            last = true;
+                            break;
+                        }
+                    }
                     Err(e) => {
                         error = Some(e);
                         break;
                     }
                 }
             }
-            let last = ends.len() < Self::CHUNK;
             (0..ends.len())
                 .into_par_iter()
                 .map(|k| {
+                    if long.contains(&k) {
+                        return Err(Stop::Bad(bad_line(format!(
+                            "is longer than {} MiB, which no record or playlist line is (is \
+                             this a JSON Lines export?)",
+                            Self::MAX_LINE >> 20
+                        ))));
+                    }
                     let mut line = &buf[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
                     if let Some(l) = line.strip_suffix(b"\n") {
                         line = l.strip_suffix(b"\r").unwrap_or(l);
                     }
-                    let line = std::str::from_utf8(line).map_err(|_| {
-                        Stop::Unreadable(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "stream did not contain valid UTF-8",
-                        ))
+                    if first == 0 && k == 0 {
+                        // A byte-order mark, as some editors write at the start of UTF-8.
+                        line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+                    }
+                    let line = std::str::from_utf8(line).map_err(|e| {
+                        Stop::Bad(bad_line(format!(
+                            "is not UTF-8 (byte {} of the line); JSON Lines are UTF-8, and a \
+                             path that is not goes in `path_b64`",
+                            e.valid_up_to() + 1
+                        )))
                     })?;
                     parse_line(line).map_err(Stop::Bad)
                 })
@@ -879,7 +921,26 @@ impl Parser {
                             batch = self.empty_batch();
                         }
                     }
-                    Ok(Line::Playlist(p)) => notes.playlists.push(p),
+                    Ok(Line::Playlist(p)) => match names.get(&p.name) {
+                        Some(&m) => {
+                            let e = bad_line(format!(
+                                "playlist {:?}: line {m} has a playlist of that name already",
+                                p.name
+                            ));
+                            if self.skip_bad {
+                                notes.skipped.push((n, e));
+                            } else {
+                                if self.send_notes(&mut notes) {
+                                    let _ = self.tx.send(Piece::Stop(n, Stop::Bad(e)));
+                                }
+                                return;
+                            }
+                        }
+                        None => {
+                            names.insert(p.name.clone(), n);
+                            notes.playlists.push((n, p));
+                        }
+                    },
                     Err(Stop::Bad(e)) if self.skip_bad => notes.skipped.push((n, e)),
                     Err(stop) => {
                         if self.send_notes(&mut notes) {
@@ -904,7 +965,7 @@ impl Parser {
                 }
                 return;
             }
-            first += Self::CHUNK;
+            first += ends.len();
         }
     }
 
@@ -930,35 +991,106 @@ impl Parser {
     }
 }
 
+/// A line that is bad before it is parsed.
+fn bad_line(message: String) -> LineError {
+    LineError::Record(mediadb::query::import::ImportError(message))
+}
+
+/// What [`read_line_capped`] read.
+enum LineRead {
+    /// The input ended before any byte.
+    End,
+    /// A line (with its `\n`, unless the input ended first) was appended.
+    Line,
+    /// A line longer than the cap was read to its end and dropped; nothing was appended.
+    TooLong,
+}
+
+/// Appends the next line of `reader` to `buf`, as `read_until(b'\n')` would, unless it is
+/// longer than `cap` bytes: then nothing of it is kept, and it is read to its end when
+/// `skip_rest` (to go on after it), else no further (the input may never end, as /dev/zero).
+fn read_line_capped(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    skip_rest: bool,
+) -> io::Result<LineRead> {
+    let start = buf.len();
+    let mut over = false;
+    let mut any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !over {
+            if buf.len() - start + take > cap {
+                over = true;
+                buf.truncate(start);
+                if !skip_rest {
+                    break;
+                }
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    Ok(match (any, over) {
+        (false, _) => LineRead::End,
+        (true, false) => LineRead::Line,
+        (true, true) => LineRead::TooLong,
+    })
+}
+
 /// Writes imported playlists in one commit: each entry re-attached to the record now at its path
 /// (ids may have changed on the way), a playlist of the same name replaced.
+/// A failure names the line of the playlist it is about (that of the first for the commit).
 fn restore_playlists(
     db: &mut Database,
-    playlists: Vec<mediadb::playlist::Playlist>,
-) -> Result<u64, Failure> {
-    if playlists.is_empty() {
+    playlists: Vec<(usize, mediadb::playlist::Playlist)>,
+) -> Result<u64, (usize, Failure)> {
+    let Some(&(first, _)) = playlists.first() else {
         return Ok(0);
-    }
+    };
+    let at = |n: usize| move |f: Failure| (n, f);
     let snap = db.snapshot();
     let mut ready = Vec::with_capacity(playlists.len());
-    for mut p in playlists {
+    for (n, mut p) in playlists {
         for e in &mut p.entries {
             e.record_id = snap
                 .entry(&e.path)
-                .map_err(corrupt)?
+                .map_err(corrupt)
+                .map_err(at(n))?
                 .map_or(0, |(id, _)| id);
         }
         p.id = snap
             .playlist_by_name(&p.name)
-            .map_err(corrupt)?
+            .map_err(corrupt)
+            .map_err(at(n))?
             .map_or(0, |old| old.id);
-        ready.push(p);
+        ready.push((n, p));
     }
     drop(snap);
-    let mut batch = db.batch()?;
-    for p in &ready {
-        batch.put_playlist(p)?;
+    let mut batch = db.batch().map_err(Failure::from).map_err(at(first))?;
+    for (n, p) in &ready {
+        batch
+            .put_playlist(p)
+            .map_err(Failure::from)
+            .map_err(at(*n))?;
     }
-    batch.commit()?;
+    batch.commit().map_err(Failure::from).map_err(at(first))?;
     Ok(ready.len() as u64)
 }

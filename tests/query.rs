@@ -2250,32 +2250,97 @@ fn a_bad_line_past_the_first_parsed_chunk_is_numbered_exactly_and_stops_its_batc
     }
 }
 
-/// A line that is not UTF-8 ends the import like a read error, even with --skip-bad.
+/// A line that is not UTF-8 is a bad line: it stops the import, or is skipped with --skip-bad.
 #[test]
-fn a_line_that_is_not_utf8_stops_the_import_even_with_skip_bad() {
+fn a_line_that_is_not_utf8_is_a_bad_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("latin1.jsonl");
     std::fs::write(&file, long_import(8700, b"{\"path\": \"/caf\xe9.flac\"}")).expect("write");
-    for (extra, committed) in [
-        (&["--batch-size", "5000"][..], "5000\n"),
-        (&["--skip-bad"][..], "0\n"),
+    let said = format!(
+        "mediadb: {}: line 8700: is not UTF-8 (byte 15 of the line); JSON Lines are UTF-8, and a \
+         path that is not goes in `path_b64`",
+        file.display()
+    );
+    let dst = dir.path().join("stop.mediadb");
+    let o = import(&dst, &file, &["--batch-size", "5000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "{said}; stopped, 5000 records committed before it (use --skip-bad to skip bad lines)\n"
+        )
+    );
+    assert_eq!(ok_str(&dst, &["query", "--count"]), "5000\n");
+    let dst = dir.path().join("skip.mediadb");
+    let o = import(&dst, &file, &["--skip-bad"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with(&format!("{said}; skipped\n")),
+        "{}",
+        text(&o.stderr)
+    );
+    // 9000 lines, 9 of them blank, one bad.
+    assert_eq!(ok_str(&dst, &["query", "--count"]), "8990\n");
+}
+
+/// A byte-order mark opens the file; an over-long line, a blank playlist name, a playlist entry
+/// no scan could store and a second playlist of one name are bad lines, named by number.
+#[test]
+fn import_reads_a_bom_and_refuses_long_lines_and_bad_playlists_by_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: Vec<Vec<u8>> = vec![
+        b"\xef\xbb\xbf{\"path\": \"/m/1.flac\"}".to_vec(),
+        br#"{"playlist": {"name": "P", "entries": [{"path": "/m/1.flac"}]}}"#.to_vec(),
+        br#"{"playlist": {"name": "P"}}"#.to_vec(),
+        br#"{"playlist": {"name": "  "}}"#.to_vec(),
+        br#"{"playlist": {"name": "Q", "entries": [{"path": "rel/a.flac"}]}}"#.to_vec(),
+        [
+            &b"{\"path\": \"/m/long.flac\", \"title\": \""[..],
+            &vec![b'x'; 65 << 20],
+            b"\"}",
+        ]
+        .concat(),
+        br#"{"path": "/m/2.flac"}"#.to_vec(),
+    ];
+    let file = dir.path().join("odd.jsonl");
+    std::fs::write(&file, lines.join(&b"\n"[..])).expect("write");
+    let dst = dir.path().join("skip.mediadb");
+    let o = import(&dst, &file, &["--skip-bad"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    for (n, what) in [
+        (
+            3,
+            "playlist \"P\": line 2 has a playlist of that name already",
+        ),
+        (4, "a playlist needs a name that is not blank"),
+        (5, "entry 1: `path` \"rel/a.flac\" is not absolute"),
+        (6, "is longer than 64 MiB"),
     ] {
-        let dst = dir.path().join(format!("utf8-{}.mediadb", extra[0]));
-        let o = import(&dst, &file, extra);
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-        assert_eq!(
-            text(&o.stderr),
-            format!(
-                "mediadb: {}: line 8700: stream did not contain valid UTF-8; nothing of the current batch was committed\n",
-                file.display()
-            )
+        assert!(
+            err.contains(&format!("line {n}: ")) && err.contains(what),
+            "line {n}: {err}"
         );
-        if committed == "0\n" {
-            assert!(!dst.exists(), "{extra:?}: no new, empty database is left");
-        } else {
-            assert_eq!(ok_str(&dst, &["query", "--count"]), committed, "{extra:?}");
-        }
     }
+    assert!(
+        !err.contains("line 1:") && !err.contains("line 7:"),
+        "{err}"
+    );
+    assert_eq!(ok_str(&dst, &["query", "--count"]), "2\n");
+    assert_eq!(
+        ok_str(&dst, &["playlist", "list"]).lines().count(),
+        2,
+        "a header and P"
+    );
+    // Without --skip-bad the second P stops the import at its line.
+    let dst = dir.path().join("stop.mediadb");
+    let o = import(&dst, &file, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(": line 3: playlist \"P\""),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// Terms on kind, size, mtime and id are decided on index entries without reading records;

@@ -77,6 +77,7 @@ pub fn parse_line(line: &str) -> Result<Line, LineError> {
         Ok(Top::NotObject) => Err(LineError::Record(not_object())),
         Ok(Top::Object(mut f)) => match f.playlist.take() {
             Some(p) => playlist::from_json(&p)
+                .and_then(checked_playlist)
                 .map(Line::Playlist)
                 .map_err(LineError::Playlist),
             None => f
@@ -469,6 +470,18 @@ fn check_path(path: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// `p`, unless its name is blank or an entry's path is one no scan could have stored (as
+/// [`check_path`] refuses for records): such an entry could never be matched to a file.
+fn checked_playlist(p: playlist::Playlist) -> Result<playlist::Playlist, String> {
+    if p.name.trim().is_empty() {
+        return Err("a playlist needs a name that is not blank".into());
+    }
+    for (k, e) in p.entries.iter().enumerate() {
+        check_path(&e.path).map_err(|m| format!("entry {}: {m}", k + 1))?;
+    }
+    Ok(p)
+}
+
 fn bad(message: String) -> ImportError {
     ImportError(message)
 }
@@ -647,6 +660,7 @@ mod tests {
             .map_err(|e| LineError::Record(ImportError(e.to_string())))?;
         if let Some(p) = v.get("playlist") {
             return playlist::from_json(p)
+                .and_then(checked_playlist)
                 .map(Line::Playlist)
                 .map_err(LineError::Playlist);
         }

@@ -104,7 +104,9 @@ pub enum Command {
     ///
     /// A record keeps its id from the file when that id was never used in this database and
     /// the ids before it are not too sparse; otherwise it gets a new one. A path already in
-    /// the database is updated in place and keeps its id.
+    /// the database is updated in place and keeps its id. Playlists are restored by name: one
+    /// of the same name is replaced and keeps its id, a new one gets a new id (the file's ids
+    /// are not kept), and its entries are matched to records by path.
     Import(ImportArgs),
     /// Bring a library over from VuIO's SQLite database (any era), rerunnably
     ///
@@ -385,7 +387,7 @@ pub enum PlaylistCommand {
     },
     /// List playlists with their entry counts
     List {
-        /// Print JSON Lines instead of a table
+        /// Print one JSON array of {id, name, description, source_path, entries, missing}
         #[arg(long)]
         json: bool,
     },

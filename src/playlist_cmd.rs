@@ -293,17 +293,20 @@ fn list(db_path: &Path, json: bool) -> Result<Exit, Failure> {
     }
     out(|w| {
         if json {
-            for (p, missing) in &rows {
-                let v = serde_json::json!({
-                    "id": p.id,
-                    "name": p.name,
-                    "description": p.description,
-                    "source_path": p.source_path.as_deref().map(String::from_utf8_lossy),
-                    "entries": p.entries.len(),
-                    "missing": missing,
-                });
-                writeln!(w, "{v}")?;
-            }
+            let all: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(p, missing)| {
+                    serde_json::json!({
+                        "id": p.id,
+                        "name": p.name,
+                        "description": p.description,
+                        "source_path": p.source_path.as_deref().map(String::from_utf8_lossy),
+                        "entries": p.entries.len(),
+                        "missing": missing,
+                    })
+                })
+                .collect();
+            writeln!(w, "{}", serde_json::Value::Array(all))?;
             return Ok(());
         }
         let cells: Vec<Vec<String>> = rows

@@ -52,6 +52,15 @@ fn playlists_survive_reopen_compaction_and_verify() {
         ..Playlist::default()
     };
     assert!(b.put_playlist(&dup).is_err());
+    // So is a name that is empty or blank.
+    for name in ["", " \t "] {
+        let blank = Playlist {
+            name: name.into(),
+            ..Playlist::default()
+        };
+        let e = b.put_playlist(&blank).expect_err("blank name");
+        assert!(e.to_string().contains("not blank"), "{name:?}: {e}");
+    }
     drop(b);
 
     // New ids never collide with the playlist's.

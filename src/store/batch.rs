@@ -801,8 +801,8 @@ impl<'db> WriteBatch<'db> {
             name: p.name.clone(),
             what,
         };
-        if p.name.is_empty() {
-            return Err(bad("a playlist needs a name".into()));
+        if p.name.trim().is_empty() {
+            return Err(bad("a playlist needs a name that is not blank".into()));
         }
         let pending = |id: u64| self.playlists.iter().any(|q| q.0 == id);
         let committed = |id: u64| {

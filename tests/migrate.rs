@@ -407,3 +407,281 @@ fn paths_through_a_symbolic_link_are_stored_as_a_scan_stores_them() {
     assert!(snap.get(real.as_bytes()).expect("read").is_some());
     assert!(snap.get(through_link.as_bytes()).expect("read").is_none());
 }
+
+/// Opens a copy of a fixture for writing, as VuIO would.
+fn writer(src: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(src).expect("open source");
+    conn.create_collation("natural_order", |a: &str, b: &str| a.cmp(b))
+        .expect("collation");
+    conn
+}
+
+/// Begins a transaction that rewrites every title with a cache of one page, so that SQLite
+/// writes uncommitted pages into the database file (holding its exclusive lock) and the old
+/// ones into the `-journal`.
+fn spill_uncommitted_titles(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "PRAGMA cache_size = 1; BEGIN;
+         UPDATE media_files SET title = 'UNCOMMITTED ' || id;",
+    )
+    .expect("uncommitted update");
+}
+
+fn uncommitted_titles(db: &Database) -> usize {
+    db.snapshot()
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .expect("record")
+                .title()
+                .is_some_and(|t| t.starts_with("UNCOMMITTED"))
+        })
+        .count()
+}
+
+/// VuIO in the middle of a write transaction whose pages have reached the file: migrate waits
+/// for it to end and reads what is committed, never the transaction's pages.
+#[test]
+fn a_write_in_progress_is_waited_for_and_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let conn = writer(&src);
+    spill_uncommitted_titles(&conn);
+    assert!(dir.path().join("v1.db-journal").exists());
+    let rollback = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        conn.execute_batch("ROLLBACK").expect("rollback");
+    });
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 1000).expect("migrate");
+    rollback.join().expect("writer thread");
+    assert_eq!(report.records_inserted, 199, "{report:?}");
+    assert_eq!(
+        uncommitted_titles(&db),
+        0,
+        "an uncommitted title was migrated"
+    );
+}
+
+/// VuIO killed in the middle of a write leaves a hot journal beside its database: migrate reads
+/// the database as SQLite rolls it back (from a copy: a reader may not write the source), and
+/// leaves both files as they were.
+#[test]
+fn a_hot_journal_is_rolled_back_not_read() {
+    let live = tempfile::tempdir().expect("tempdir");
+    let src = source(live.path(), "v1");
+    let conn = writer(&src);
+    spill_uncommitted_titles(&conn);
+    // The files as a crash at this moment leaves them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crashed = dir.path().join("v1.db");
+    std::fs::copy(&src, &crashed).expect("copy db");
+    std::fs::copy(
+        live.path().join("v1.db-journal"),
+        dir.path().join("v1.db-journal"),
+    )
+    .expect("copy journal");
+    drop(conn);
+    let before = dir_listing(dir.path());
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::create(db_dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &crashed, 1000).expect("migrate");
+    assert_eq!(report.records_inserted, 199, "{report:?}");
+    assert_eq!(
+        uncommitted_titles(&db),
+        0,
+        "an uncommitted title was migrated"
+    );
+    assert_eq!(
+        dir_listing(dir.path()),
+        before,
+        "migrate wrote beside the source"
+    );
+}
+
+/// A writer that keeps its lock is not read through: migrate gives up after its wait, saying
+/// that VuIO is writing the file and what to do.
+#[test]
+fn a_source_locked_by_a_writer_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let conn = writer(&src);
+    spill_uncommitted_titles(&conn);
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let result = run(&mut db, &src, 1000);
+    drop(conn);
+    match result {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("v1.db") && msg.contains("stop VuIO"), "{msg}");
+        }
+        Ok(report) => panic!("read a locked source: {report:?}"),
+    }
+    assert_eq!(db.snapshot().seq(), 0, "nothing may be written");
+}
+
+/// Inserts a row into a copy of `v1.db` (sqlx era: no STRICT tables).
+fn insert_v1_row(src: &Path, id: i64, path: rusqlite::types::Value, title: &str) {
+    writer(src)
+        .execute(
+            "INSERT INTO media_files (id, path, parent_path, filename, size, modified, mime_type,
+                 title, created_at, updated_at)
+             VALUES (?1, ?2, '/h', 'f.mp3', 1, 1, 'audio/mpeg', ?3, 0, 0)",
+            rusqlite::params![id, path, title],
+        )
+        .expect("insert");
+}
+
+/// A row whose record would be over the record limit (a tag that holds megabytes) is skipped and
+/// counted, and the rows after it and the playlists are migrated.
+#[test]
+fn an_oversized_row_is_skipped_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let huge = "x".repeat(3 << 20);
+    insert_v1_row(&src, 5000, "/h/huge.mp3".to_owned().into(), &huge);
+    insert_v1_row(&src, 5001, "/h/after.mp3".to_owned().into(), "after");
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 50).expect("migrate");
+    assert_eq!(report.skipped.get("too_large"), Some(&1), "{report:?}");
+    assert_eq!(report.records_inserted, 200, "{report:?}");
+    assert_eq!(report.playlists, 4, "{report:?}");
+    assert_eq!(report.playlists_written, 4, "{report:?}");
+    assert!(
+        report
+            .skipped_rows
+            .iter()
+            .any(|r| r.id == 5000 && r.path == "/h/huge.mp3" && r.reason == "too_large"),
+        "{:?}",
+        report.skipped_rows
+    );
+    let snap = db.snapshot();
+    assert!(snap.get(b"/h/after.mp3").expect("read").is_some());
+    assert!(snap.get(b"/h/huge.mp3").expect("read").is_none());
+    drop(snap);
+    let again = run(&mut db, &src, 50).expect("rerun");
+    assert_eq!(again.commits, 0, "{again:?}");
+}
+
+/// Rows whose paths name one file (`//`, a `/` at the end; VuIO's `UNIQUE(path)` takes both)
+/// give one record: the newest row by its modification time, of equal times the lowest id. The
+/// others are counted, each record once, and a rerun writes nothing.
+#[test]
+fn rows_that_name_one_path_give_one_record_and_a_rerun_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let (p1, p2): (String, String) = writer(&src)
+        .query_row(
+            "SELECT (SELECT path FROM media_files WHERE id = 2),
+                    (SELECT path FROM media_files WHERE id = 3)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("paths");
+    let conn = writer(&src);
+    // A newer row under `//`: it wins. A row of the same time under a trailing `/`, with a
+    // higher id: the original wins.
+    conn.execute(
+        "INSERT INTO media_files (id, path, parent_path, filename, size, modified, mime_type,
+             title, created_at, updated_at)
+         SELECT 9001, ?1, parent_path, filename, size, modified + 10, mime_type, 'NEWER COPY',
+             created_at, updated_at FROM media_files WHERE id = 2",
+        [p1.replacen('/', "//", 2)],
+    )
+    .expect("insert");
+    conn.execute(
+        "INSERT INTO media_files (id, path, parent_path, filename, size, modified, mime_type,
+             title, created_at, updated_at)
+         SELECT 9002, ?1, parent_path, filename, size, modified, mime_type, 'SAME-TIME COPY',
+             created_at, updated_at FROM media_files WHERE id = 3",
+        [format!("{p2}/")],
+    )
+    .expect("insert");
+    drop(conn);
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 37).expect("migrate");
+    assert_eq!(report.rows_read, 201);
+    assert_eq!(report.skipped.get("duplicate_path"), Some(&2), "{report:?}");
+    assert_eq!(report.records_inserted, 199, "{report:?}");
+    assert_eq!(report.records_written, 199, "{report:?}");
+    let snap = db.snapshot();
+    assert_eq!(snap.len(), 199);
+    let title = |p: &str| {
+        snap.get(p.as_bytes())
+            .expect("read")
+            .expect("present")
+            .title()
+            .map(str::to_owned)
+    };
+    assert_eq!(title(&p1).as_deref(), Some("NEWER COPY"));
+    assert_ne!(title(&p2).as_deref(), Some("SAME-TIME COPY"));
+    drop(snap);
+    let records_before = records(&db);
+    for _ in 0..2 {
+        let again = run(&mut db, &src, 37).expect("rerun");
+        assert_eq!(again.commits, 0, "{again:?}");
+        assert_eq!(again.records_written, 0, "{again:?}");
+        assert_eq!(again.skipped.get("duplicate_path"), Some(&2), "{again:?}");
+        assert_eq!(records(&db), records_before);
+    }
+}
+
+/// A table rebuilt without `UNIQUE` may hold a row twice, id and all: one record, counted once.
+#[test]
+fn a_row_stored_twice_gives_one_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    writer(&src)
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             CREATE TABLE mf2 AS SELECT * FROM media_files;
+             DROP TABLE media_files; ALTER TABLE mf2 RENAME TO media_files;
+             INSERT INTO media_files SELECT * FROM media_files;",
+        )
+        .expect("rebuild");
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 1000).expect("migrate");
+    assert_eq!(report.rows_read, 398);
+    assert_eq!(report.records_inserted, 199, "{report:?}");
+    assert_eq!(
+        report.skipped.get("duplicate_path"),
+        Some(&199),
+        "{report:?}"
+    );
+    let again = run(&mut db, &src, 1000).expect("rerun");
+    assert_eq!(again.commits, 0, "{again:?}");
+}
+
+/// A path stored as a blob holds a name that is not UTF-8: it is migrated byte for byte (mediadb
+/// paths are bytes), and a playlist entry naming its row finds the record.
+#[test]
+fn a_path_stored_as_a_blob_is_migrated_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = source(dir.path(), "v1");
+    let raw = b"/h/caf\xe9.mp3".to_vec();
+    insert_v1_row(&src, 5000, raw.clone().into(), "latin-1 name");
+    writer(&src)
+        .execute(
+            "INSERT INTO playlist_entries (playlist_id, media_file_id, position, created_at)
+             SELECT id, 5000, 1000, 0 FROM playlists ORDER BY id LIMIT 1",
+            [],
+        )
+        .expect("entry");
+    let mut db = Database::create(dir.path().join("lib.mediadb")).expect("create");
+    let report = run(&mut db, &src, 1000).expect("migrate");
+    assert_eq!(report.skipped.get("empty_path"), None, "{report:?}");
+    assert_eq!(report.records_inserted, 200, "{report:?}");
+    let snap = db.snapshot();
+    let rec = snap
+        .get(&raw)
+        .expect("read")
+        .expect("the blob path is a record");
+    assert_eq!(rec.title(), Some("latin-1 name"));
+    let found = snap
+        .playlists()
+        .expect("playlists")
+        .iter()
+        .flat_map(|p| p.entries.iter())
+        .any(|e| e.path == raw && !matches!(playlist::resolve(&snap, e), Ok(Target::Missing)));
+    assert!(found, "the playlist entry resolves to the record");
+}

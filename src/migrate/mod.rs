@@ -48,8 +48,12 @@ pub struct MigrateReport {
     /// Rows not written because the database's record (from a scan) is as new or newer.
     pub records_kept_newer: u64,
     /// Rows that are not migrated, by reason (`stream`, `empty_path`, `not_absolute`,
-    /// `nul_in_path`, `dot_dot_in_path`, `not_a_file_path`, `bad_size`).
+    /// `nul_in_path`, `dot_dot_in_path`, `not_a_file_path`, `bad_size`, `too_large`,
+    /// `duplicate_path`).
     pub skipped: BTreeMap<&'static str, u64>,
+    /// The skipped rows other than streams, each with its VuIO id, path and reason, in id
+    /// order; the first [`MAX_SKIPPED_ROWS`] of them.
+    pub skipped_rows: Vec<SkippedRow>,
     /// Paths that VuIO stored lossily (a non-UTF-8 name, now holding U+FFFD): migrated as
     /// stored, but they will not match the file on disk.
     pub lossy_paths: u64,
@@ -69,6 +73,20 @@ pub struct MigrateReport {
     pub renamed_playlists: u64,
     /// Commits made.
     pub commits: u64,
+}
+
+/// Most rows listed in [`MigrateReport::skipped_rows`].
+pub const MAX_SKIPPED_ROWS: usize = 1000;
+
+/// A source row that was not migrated.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedRow {
+    /// Its `media_files.id`.
+    pub id: i64,
+    /// Its `path` as stored (bytes that are not UTF-8 shown as U+FFFD; cut after 4096 bytes).
+    pub path: String,
+    /// Why, as counted in [`MigrateReport::skipped`].
+    pub reason: &'static str,
 }
 
 /// What a user can do about an SQLite error met while reading the source.
@@ -109,8 +127,17 @@ pub enum MigrateError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
-    /// Copying a WAL-mode source aside failed.
-    #[error("{}: copying it aside to read its write-ahead log: {source}; check that it is readable and that the temporary directory has room", .path.display())]
+    /// The source is being written, or a write to it was interrupted, and one committed state of
+    /// it could not be read.
+    #[error("{}: {detail}; stop VuIO (or whatever writes it), then retry", .path.display())]
+    Busy {
+        /// The source.
+        path: PathBuf,
+        /// What was seen.
+        detail: String,
+    },
+    /// Copying the source aside (with its write-ahead log or its journal) failed.
+    #[error("{}: copying it aside to read one committed state of it: {source}; check that it is readable and that the temporary directory has room", .path.display())]
     Copy {
         /// The source.
         path: PathBuf,

@@ -7,22 +7,37 @@
 //!   `*_secs` columns, promoted tag columns and the `media_tags` side table.
 //!
 //! Columns are found by name (`PRAGMA table_info`), never by position: an upgraded file has its
-//! added columns at the end, a fresh one in the middle. The source is opened read-only and
-//! `immutable`, so nothing is ever written beside it; a source with a write-ahead log is copied
-//! aside first so that the log's commits are read too.
+//! added columns at the end, a fresh one in the middle.
+//!
+//! What must stay true of reading the source (`open`): everything is read from one committed
+//! state of it, and nothing is ever written beside it. A rollback-journal file is read in place
+//! under SQLite's shared lock, held by a read transaction on every connection for the whole
+//! run; a WAL-mode file, or one beside a hot journal, is read from a private copy that was
+//! checked to hold one state of the database and its log or journal.
+//!
+//! Rows are read by two threads, each over half of the ids on its own connection, while the
+//! caller's thread merges and commits. Of rows stored under one path, one is migrated
+//! (`Duplicates`), so the records written are unique by path and a rerun writes nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{MigrateError, MigrateOptions, MigrateReport};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{MAX_SKIPPED_ROWS, MigrateError, MigrateOptions, MigrateReport, SkippedRow};
 use crate::playlist::{Entry, Playlist};
 use crate::record::{Kind, Record};
 use crate::store::Database;
+use crate::store::format::MAX_RECORD_LEN;
 
 /// The newest rusqlite-era schema this build knows.
 pub const NEWEST_RUSQLITE: i64 = 6;
@@ -126,21 +141,45 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// The opened source: the connection and, for a copied WAL-mode file, the copy to delete.
+/// The opened source: a connection holding a read transaction for the whole migration, so that
+/// everything migrate reads belongs to one commit.
 struct Source {
     conn: Connection,
+    /// The source as the user named it, for messages.
     path: PathBuf,
-    _copy: Option<TempCopy>,
+    /// The private copy that is read instead of the source, removed when its last connection
+    /// is gone.
+    copy: Option<Arc<TempCopy>>,
 }
 
-/// A directory holding a copy of the source, removed on drop.
+/// A private directory holding a copy of the source, removed on drop.
 struct TempCopy(PathBuf);
+
+impl TempCopy {
+    /// The copy of the database file.
+    fn db(&self) -> PathBuf {
+        self.0.join("source.db")
+    }
+}
 
 impl Drop for TempCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Length of the SQLite file header.
+const HEADER_LEN: usize = 100;
+/// Header offsets of the file format write and read versions: 2 in WAL mode, 1 with a rollback
+/// journal.
+const HEADER_WRITE_VERSION: usize = 18;
+const HEADER_READ_VERSION: usize = 19;
+/// How long a read of a source in rollback-journal mode waits for a writer's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many copies are taken of a source that changes while it is copied before giving up.
+const COPY_ATTEMPTS: u32 = 5;
 
 /// `path` as an SQLite URI path: every byte outside the unreserved set percent-encoded.
 fn uri_path(path: &Path) -> String {
@@ -152,28 +191,66 @@ fn uri_path(path: &Path) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    // Nothing written beside it, not even the -shm and -wal a database in WAL mode (as VuIO
-    // leaves its own) would otherwise be given on a read-only open: a reader who may not write
-    // its directory can migrate it, and the source is left exactly as it was. (A source whose
-    // -wal holds commits is read from a copy instead.)
-    out.push_str("?immutable=1");
     out
 }
 
 fn sql_err(path: &Path, what: &str) -> impl FnOnce(rusqlite::Error) -> MigrateError {
     let path = path.to_path_buf();
     let what = what.to_owned();
-    move |source| match &source {
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
-            MigrateError::Unsupported {
+    move |source| {
+        let code = match &source {
+            rusqlite::Error::SqliteFailure(e, _) => Some((e.code, e.extended_code)),
+            _ => None,
+        };
+        match code {
+            Some((rusqlite::ErrorCode::NotADatabase, _)) => MigrateError::Unsupported {
                 path,
                 detail: "not an SQLite database; give the path of VuIO's database file".into(),
+            },
+            Some((rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked, _)) => {
+                MigrateError::Busy {
+                    path,
+                    detail: format!(
+                        "VuIO (or another program) is writing it and held its lock for over {} s",
+                        BUSY_TIMEOUT.as_secs()
+                    ),
+                }
             }
+            Some((_, rusqlite::ffi::SQLITE_READONLY_ROLLBACK)) => MigrateError::Busy {
+                path,
+                detail: "a write to it was interrupted while it was being read".into(),
+            },
+            _ => MigrateError::Source { path, what, source },
         }
-        _ => MigrateError::Source { path, what, source },
     }
 }
 
+fn is_readonly_rollback(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+}
+
+/// `path` with `suffix` appended: the `-wal` or `-journal` beside a database.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Opens the source for reading one committed state of it, without writing anything beside it:
+///
+/// - a database with a rollback journal is opened read-only (no `immutable`: SQLite's shared
+///   lock and its check for a hot journal apply), and a read transaction is begun, held until
+///   the returned `Source` is dropped. While it is held no writer can commit, so every read sees
+///   the same commit;
+/// - a database in WAL mode, or one beside a `-wal` file (which SQLite would open as a WAL
+///   whatever the header says), cannot be read in place without SQLite making or writing its
+///   `-shm`: it is copied with its log into a private temporary directory, and the copy is read;
+/// - a database beside a hot journal (a writer stopped in the middle of a transaction) cannot be
+///   rolled back read-only: it is copied with its journal, and SQLite rolls the copy back.
+///
+/// A copy is checked against the source after it is taken and taken again if either file
+/// changed meanwhile, so that it holds one state of both.
 fn open(path: &Path) -> Result<Source, MigrateError> {
     let meta = std::fs::metadata(path).map_err(|e| MigrateError::Copy {
         path: path.to_path_buf(),
@@ -185,57 +262,202 @@ fn open(path: &Path) -> Result<Source, MigrateError> {
             detail: "not a file; give the path of VuIO's database file".into(),
         });
     }
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
-    let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-    let (conn, copy) = if has_wal {
-        // Commits still in the log are part of the database; `immutable` would not see them,
-        // and opening the original would write its -shm. Read a private copy instead.
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(HEADER_LEN as u64).read_to_end(&mut header))
+        .map_err(|e| MigrateError::Copy {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    if header.len() < HEADER_LEN || !header.starts_with(SQLITE_MAGIC) {
+        return Err(MigrateError::Unsupported {
+            path: path.to_path_buf(),
+            detail: "not an SQLite database; give the path of VuIO's database file".into(),
+        });
+    }
+    let wal_mode = header[HEADER_WRITE_VERSION] == 2 || header[HEADER_READ_VERSION] == 2;
+    if wal_mode || std::fs::symlink_metadata(beside(path, "-wal")).is_ok() {
+        return open_copy(path, "-wal");
+    }
+    match connect(path, false) {
+        Ok(conn) => Ok(Source {
+            conn,
+            path: path.to_path_buf(),
+            copy: None,
+        }),
+        Err(e) if is_readonly_rollback(&e) => open_copy(path, "-journal"),
+        Err(e) => Err(sql_err(path, "opening it read-only")(e)),
+    }
+}
+
+/// Opens the source read-only (`copy` false: no `immutable`, so SQLite's locks and its check
+/// for a hot journal apply) or a private copy of it (`copy` true: it may be written, SQLite rolls
+/// a copied journal back and keeps a copied WAL's index beside it), sets what reading VuIO's
+/// files needs, and begins the read transaction.
+fn connect(file: &Path, copy: bool) -> rusqlite::Result<Connection> {
+    // Used from one thread at a time: no per-call mutex.
+    let conn = if copy {
+        Connection::open_with_flags(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?
+    } else {
+        Connection::open_with_flags(
+            uri_path(file),
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // VuIO 6's indexes use this collation; SQLite refuses to touch them without it.
+    conn.create_collation("natural_order", |a: &str, b: &str| {
+        crate::query::natural_cmp(a.as_bytes(), b.as_bytes())
+    })?;
+    // The first read takes the shared lock (and checks for a hot journal); the open transaction
+    // keeps the lock until the connection closes.
+    conn.execute_batch("BEGIN")?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(conn)
+}
+
+/// Copies the source and its `suffix` file (`-wal` or `-journal`, when there is one) into a
+/// private temporary directory and opens the copy.
+fn open_copy(path: &Path, suffix: &str) -> Result<Source, MigrateError> {
+    let copy = Arc::new(copy_consistent(path, suffix)?);
+    let db = copy.db();
+    let conn = connect(&db, true).map_err(sql_err(path, "opening a copy of it"))?;
+    Ok(Source {
+        conn,
+        path: path.to_path_buf(),
+        copy: Some(copy),
+    })
+}
+
+/// A copy of the database at `path` and of the file beside it named with `suffix`, as they were
+/// at one moment: both are compared with the source after copying, and copied again (a few
+/// times, waiting longer each time) when either changed meanwhile. Equal bytes after the copy
+/// ended mean the files held those bytes at the moment the second copy ended: SQLite only moves
+/// a database and its log forward.
+fn copy_consistent(path: &Path, suffix: &str) -> Result<TempCopy, MigrateError> {
+    copy_consistent_with(path, suffix, &|from, to| std::fs::copy(from, to).map(drop))
+}
+
+/// [`copy_consistent`], copying each file with `copy_file` (a test's copy changes the source).
+fn copy_consistent_with(
+    path: &Path,
+    suffix: &str,
+    copy_file: &dyn Fn(&Path, &Path) -> std::io::Result<()>,
+) -> Result<TempCopy, MigrateError> {
+    let copy_err = |source| MigrateError::Copy {
+        path: path.to_path_buf(),
+        source,
+    };
+    let side = beside(path, suffix);
+    for attempt in 0..COPY_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(100 << attempt));
+        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let dir =
             std::env::temp_dir().join(format!("mediadb-migrate-{}-{nanos}", std::process::id()));
-        let copy_err = |source| MigrateError::Copy {
-            path: path.to_path_buf(),
-            source,
+        // Only this user may read the copy: the library may be private.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(copy_err)?;
+        let copy = TempCopy(dir);
+        let db = copy.db();
+        let side_copy = beside(&db, suffix);
+        copy_file(path, &db).map_err(copy_err)?;
+        let had_side = match copy_file(&side, &side_copy) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(copy_err(e)),
         };
-        std::fs::create_dir(&dir).map_err(copy_err)?;
-        let guard = TempCopy(dir.clone());
-        let db = dir.join("source.db");
-        std::fs::copy(path, &db).map_err(copy_err)?;
-        std::fs::copy(&wal, dir.join("source.db-wal")).map_err(copy_err)?;
-        let conn = Connection::open_with_flags(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(path, "opening a copy of it"))?;
-        (conn, Some(guard))
-    } else {
-        let conn = Connection::open_with_flags(
-            uri_path(path),
-            // Used from one thread at a time: no per-call mutex.
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(path, "opening it read-only"))?;
-        (conn, None)
-    };
-    // VuIO 6's indexes use this collation; SQLite refuses to touch them without it.
-    conn.create_collation("natural_order", |a: &str, b: &str| {
-        crate::query::natural_cmp(a.as_bytes(), b.as_bytes())
-    })
-    .map_err(sql_err(path, "registering the natural_order collation"))?;
-    Ok(Source {
-        conn,
+        // A copy keeps the source's mode; SQLite must be able to write it (to roll a journal
+        // back, or to check a log point), or it reads it as a read-only source.
+        for (copied, there) in [(&db, true), (&side_copy, had_side)] {
+            if there {
+                std::fs::set_permissions(copied, std::fs::Permissions::from_mode(0o600))
+                    .map_err(copy_err)?;
+            }
+        }
+        let same_side = if had_side {
+            same_bytes(&side, &side_copy).map_err(copy_err)?
+        } else {
+            std::fs::symlink_metadata(&side).is_err()
+        };
+        if same_side && same_bytes(path, &db).map_err(copy_err)? {
+            return Ok(copy);
+        }
+    }
+    Err(MigrateError::Busy {
         path: path.to_path_buf(),
-        _copy: copy,
+        detail: format!(
+            "it changed each of the {COPY_ATTEMPTS} times it was copied to be read: VuIO is writing it"
+        ),
     })
 }
 
+/// Whether the file at `a` holds exactly the bytes of the file at `b`; a missing `a` does not.
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let mut fa = match std::fs::File::open(a) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut fb = std::fs::File::open(b)?;
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 impl Source {
+    /// Another connection to what `self` reads, for a second reader thread. Its transaction
+    /// begins while `self`'s holds the shared lock, so both read the same commit.
+    fn another(&self) -> Result<Source, MigrateError> {
+        let conn = match &self.copy {
+            Some(copy) => connect(&copy.db(), true),
+            None => connect(&self.path, false),
+        }
+        .map_err(self.err("opening it for a second reader"))?;
+        Ok(Source {
+            conn,
+            path: self.path.clone(),
+            copy: self.copy.clone(),
+        })
+    }
+
     fn err(&self, what: &str) -> impl FnOnce(rusqlite::Error) -> MigrateError {
         sql_err(&self.path, what)
     }
@@ -398,10 +620,25 @@ fn kind_of(mime: Option<String>, path: &[u8]) -> (Kind, Option<String>) {
     (kind, Some(m))
 }
 
-fn is_url(path: &str) -> bool {
-    let b = path.as_bytes();
-    let prefix = |p: &[u8]| b.get(..p.len()).is_some_and(|x| x.eq_ignore_ascii_case(p));
+fn is_url(path: &[u8]) -> bool {
+    let prefix = |p: &[u8]| {
+        path.get(..p.len())
+            .is_some_and(|x| x.eq_ignore_ascii_case(p))
+    };
     prefix(b"http://") || prefix(b"https://")
+}
+
+/// The bytes of a `path` value: text or a blob exactly as stored (mediadb paths are bytes, and
+/// a blob holds a name that is not UTF-8), a number as its decimal text. NULL, empty or only
+/// whitespace is absent.
+fn path_bytes(v: ValueRef<'_>) -> Option<Vec<u8>> {
+    let b = match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+        ValueRef::Integer(i) => i.to_string().into_bytes(),
+        ValueRef::Real(f) => f.to_string().into_bytes(),
+        ValueRef::Null => return None,
+    };
+    (!b.iter().all(u8::is_ascii_whitespace)).then_some(b)
 }
 
 /// An absolute `path` as a scan would store it: `//` and `.` components taken out (each names
@@ -409,17 +646,20 @@ fn is_url(path: &str) -> bool {
 /// path holding a NUL byte (no file name can) or a `..` component (which, through a symbolic
 /// link, may name another file than the path without it): such a record would never match a
 /// file, and `import` refuses it.
-fn normal_path(path: &str) -> Result<String, &'static str> {
-    if path.contains('\0') {
+fn normal_path(path: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if path.contains(&0) {
         return Err("nul_in_path");
     }
-    let mut out = String::with_capacity(path.len());
-    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if c == ".." {
+    let mut out = Vec::with_capacity(path.len());
+    for c in path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+    {
+        if c == b".." {
             return Err("dot_dot_in_path");
         }
-        out.push('/');
-        out.push_str(c);
+        out.push(b'/');
+        out.extend_from_slice(c);
     }
     if out.is_empty() {
         return Err("not_a_file_path");
@@ -433,24 +673,41 @@ fn normal_path(path: &str) -> Result<String, &'static str> {
 fn real_path(
     era: Era,
     version: i64,
-    path: &str,
+    path: Vec<u8>,
     parent: Option<&str>,
     name: Option<&str>,
-) -> String {
+) -> Vec<u8> {
     if era == Era::Sqlx
         && version == 2
-        && let (Some(parent), Some(name)) = (parent, name)
+        && let (Some(parent), Some(name), Ok(stored)) = (parent, name, std::str::from_utf8(&path))
     {
         let joined = if parent.ends_with('/') {
             format!("{parent}{name}")
         } else {
             format!("{parent}/{name}")
         };
-        if joined != path && joined.to_lowercase() == path.to_lowercase() {
-            return joined;
+        if joined != stored && joined.to_lowercase() == stored.to_lowercase() {
+            return joined.into_bytes();
         }
     }
-    path.to_owned()
+    path
+}
+
+/// The path a row's record is stored under, but for symbolic links ([`CanonicalDirs`]): the
+/// on-disk path ([`real_path`]), absolute and normalised ([`normal_path`]); `Err` with the
+/// reason to skip the row.
+fn file_path(
+    era: Era,
+    version: i64,
+    stored: Vec<u8>,
+    parent: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<u8>, &'static str> {
+    let path = real_path(era, version, stored, parent, name);
+    if !path.starts_with(b"/") {
+        return Err("not_absolute");
+    }
+    normal_path(&path)
 }
 
 /// A `media_tags` key, normalised for matching: lower case, no spaces or underscores.
@@ -519,25 +776,20 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
         };
     }
     let vuio_id = int(get!("id")?).unwrap_or(0);
-    let Some(stored) = text(get!("path")?) else {
+    let Some(stored) = path_bytes(get!("path")?) else {
         return Ok(Row::Skip("empty_path"));
     };
     let mime = text(get!("mime_type")?);
     if is_url(&stored) || mime.as_deref() == Some("audio/radio") {
         return Ok(Row::Skip("stream"));
     }
-    let path = if era == Era::Sqlx && version == 2 {
-        let parent = text(get!("parent_path")?);
-        let name = text(get!("filename")?);
-        real_path(era, version, &stored, parent.as_deref(), name.as_deref())
+    let (parent, name) = if era == Era::Sqlx && version == 2 {
+        (text(get!("parent_path")?), text(get!("filename")?))
     } else {
-        stored
+        (None, None)
     };
-    if !path.starts_with('/') {
-        return Ok(Row::Skip("not_absolute"));
-    }
-    let path = match normal_path(&path) {
-        Ok(normal) => normal,
+    let path = match file_path(era, version, stored, parent.as_deref(), name.as_deref()) {
+        Ok(path) => path,
         Err(why) => return Ok(Row::Skip(why)),
     };
     let Some(size) = int(get!("size")?).and_then(|s| u64::try_from(s).ok()) else {
@@ -546,14 +798,14 @@ fn convert(era: Era, version: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ro
     let secs = int(get!("modified_secs")?)
         .or(int(get!("modified")?))
         .unwrap_or(0);
-    let (kind, mime) = kind_of(mime, path.as_bytes());
+    let (kind, mime) = kind_of(mime, &path);
     let duration_ms = match real(get!("duration_secs")?) {
         Some(s) if s >= 0.0 => Some((s * 1000.0).round_ties_even() as u64),
         Some(_) => None,
         None => int(get!("duration")?).and_then(|d| u64::try_from(d).ok()),
     };
     let mut rec = Record {
-        path: path.into_bytes(),
+        path,
         size,
         mtime_ns: secs.saturating_mul(1_000_000_000),
         kind,
@@ -685,7 +937,8 @@ pub fn migrate(
         )
         .map_err(src.err("reading media_files"))?;
     let mid = lo + (hi - lo) / 2 + 1;
-    let second = open(source)?;
+    let duplicates = find_duplicates(&src, era, version, &have, total)?;
+    let second = src.another()?;
     let fresh = db.snapshot().is_empty();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Record>)>(2);
     let media_tags = tables.contains("media_tags");
@@ -702,6 +955,7 @@ pub fn migrate(
             recycle.push(recycle_tx);
             let tx = tx.clone();
             let select = &select;
+            let duplicates = &duplicates;
             readers.push(scope.spawn(move || {
                 let job = ReadJob {
                     era,
@@ -710,6 +964,7 @@ pub fn migrate(
                     media_tags,
                     range,
                     batch_size,
+                    duplicates,
                 };
                 let read = read_rows(&source, &job, |batch| {
                     while let Ok(done) = recycle_rx.try_recv() {
@@ -754,6 +1009,7 @@ pub fn migrate(
     let counts = read?;
     report.rows_read = counts.rows_read;
     report.skipped = counts.skipped;
+    report.skipped_rows = counts.skipped_rows;
     report.tags = counts.tags;
     report.lossy_paths = counts.lossy_paths;
     progress(report.rows_read, total);
@@ -768,6 +1024,8 @@ pub fn migrate(
 struct ReadCounts {
     rows_read: u64,
     skipped: std::collections::BTreeMap<&'static str, u64>,
+    /// The first skipped rows (by id) other than streams.
+    skipped_rows: Vec<SkippedRow>,
     tags: u64,
     lossy_paths: u64,
 }
@@ -778,9 +1036,181 @@ impl ReadCounts {
         for (k, v) in other.skipped {
             *self.skipped.entry(k).or_default() += v;
         }
+        self.skipped_rows.extend(other.skipped_rows);
+        self.skipped_rows.sort_by_key(|r| r.id);
+        self.skipped_rows.truncate(MAX_SKIPPED_ROWS);
         self.tags += other.tags;
         self.lossy_paths += other.lossy_paths;
     }
+
+    /// Counts `row` as skipped for `why`, and lists it unless it is a stream (not a file).
+    fn skip(&mut self, row: &rusqlite::Row<'_>, why: &'static str) {
+        *self.skipped.entry(why).or_default() += 1;
+        if why == "stream" || self.skipped_rows.len() >= MAX_SKIPPED_ROWS {
+            return;
+        }
+        let id = row.get_ref(col("id")).ok().and_then(int).unwrap_or(0);
+        let path = row
+            .get_ref(col("path"))
+            .ok()
+            .and_then(path_bytes)
+            .unwrap_or_default();
+        let mut path = String::from_utf8_lossy(&path[..path.len().min(4096)]).into_owned();
+        if path.len() >= 4096 {
+            path.push('…');
+        }
+        self.skipped_rows.push(SkippedRow {
+            id,
+            path,
+            reason: why,
+        });
+    }
+}
+
+/// Whether `rec` encodes to more than a record may hold ([`MAX_RECORD_LEN`]); such a row is
+/// skipped (`too_large`), as the database would refuse its batch. A bound on the encoded size
+/// decides a usual record without encoding it.
+fn too_large(rec: &Record) -> bool {
+    if size_bound(rec) <= MAX_RECORD_LEN {
+        return false;
+    }
+    let mut encoded = Vec::new();
+    crate::record::encode(rec, 1, &mut encoded);
+    encoded.len() - 4 > MAX_RECORD_LEN
+}
+
+/// At least the length of `rec` encoded, its length prefix included.
+fn size_bound(rec: &Record) -> usize {
+    let strs = [
+        &rec.mime,
+        &rec.title,
+        &rec.album,
+        &rec.album_artist,
+        &rec.musicbrainz_track_id,
+        &rec.musicbrainz_album_id,
+        &rec.error,
+    ];
+    let lens = strs
+        .into_iter()
+        .flatten()
+        .chain(&rec.artists)
+        .chain(&rec.genres)
+        .map(String::len)
+        .chain(rec.tags.iter().flat_map(|(k, v)| [k.len(), v.len()]))
+        .chain([rec.path.len()]);
+    // An object costs its bytes and at most 16 more (its length, a NUL, alignment, its offset
+    // in a list); the prefix, the vtable, the table and its fixed fields less than 1024 in all.
+    lens.fold(1024usize, |n, len| n.saturating_add(len).saturating_add(16))
+}
+
+/// Rows whose records would be stored under one path (`/a//b` and `/a/b`, or a directory
+/// reached directly and through a symbolic link; VuIO's `UNIQUE(path)` allows both): one of
+/// them is migrated, the newest by its modification time and of equal times the lowest id; the
+/// others are skipped (`duplicate_path`). A rerun so picks the same row and writes nothing.
+#[derive(Default)]
+struct Duplicates {
+    /// Hashes of the paths more than one row would be stored under (and of paths that merely
+    /// share a hash with another).
+    hashes: HashSet<u64>,
+    /// The row migrated for each of those paths.
+    winners: HashMap<Vec<u8>, i64>,
+    /// The paths whose row has been migrated: a table without `UNIQUE` may repeat a row, id
+    /// and all, and only its first copy is.
+    taken: std::sync::Mutex<HashSet<Vec<u8>>>,
+}
+
+impl Duplicates {
+    /// Whether the row `id`, stored under `path`, is migrated.
+    fn keeps(&self, path: &[u8], id: i64) -> bool {
+        if self.hashes.is_empty() || !self.hashes.contains(&xxh3_64(path)) {
+            return true;
+        }
+        match self.winners.get(path) {
+            None => true,
+            Some(&winner) if winner != id => false,
+            Some(_) => self
+                .taken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(path.to_vec()),
+        }
+    }
+}
+
+/// Finds the rows of `media_files` that would be stored under one path. A first pass keeps a
+/// hash of each row's path (8 bytes a row, freed before the rows are migrated); only when two
+/// hashes are equal does a second pass compare those rows' paths.
+fn find_duplicates(
+    src: &Source,
+    era: Era,
+    version: i64,
+    have: &HashSet<String>,
+    total: u64,
+) -> Result<Duplicates, MigrateError> {
+    // What `convert` needs to decide a row's path; the rest reads as NULL.
+    const NEEDED: &[&str] = &[
+        "id",
+        "path",
+        "parent_path",
+        "filename",
+        "size",
+        "modified",
+        "modified_secs",
+        "mime_type",
+    ];
+    let select = COLUMNS
+        .iter()
+        .map(|c| {
+            if NEEDED.contains(c) && have.contains(*c) {
+                format!("\"{c}\"")
+            } else {
+                "NULL".to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reading = "reading media_files";
+    let survey = |visit: &mut dyn FnMut(Vec<u8>, i64, i64)| -> Result<(), MigrateError> {
+        let mut stmt = src
+            .conn
+            .prepare(&format!("SELECT {select} FROM media_files"))
+            .map_err(src.err(reading))?;
+        let mut rows = stmt.query([]).map_err(src.err(reading))?;
+        let mut dirs = CanonicalDirs::default();
+        while let Some(row) = rows.next().map_err(src.err(reading))? {
+            if let Row::Record(rec, id) = convert(era, version, row).map_err(src.err(reading))? {
+                visit(dirs.real(rec.path), rec.mtime_ns, id);
+            }
+        }
+        Ok(())
+    };
+    let mut hashes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    survey(&mut |path, _, _| hashes.push(xxh3_64(&path)))?;
+    hashes.sort_unstable();
+    let shared: HashSet<u64> = hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    drop(hashes);
+    if shared.is_empty() {
+        return Ok(Duplicates::default());
+    }
+    let mut best: HashMap<Vec<u8>, (i64, i64)> = HashMap::new();
+    survey(&mut |path, mtime, id| {
+        if !shared.contains(&xxh3_64(&path)) {
+            return;
+        }
+        let b = best.entry(path).or_insert((mtime, id));
+        if mtime > b.0 || (mtime == b.0 && id < b.1) {
+            *b = (mtime, id);
+        }
+    })?;
+    Ok(Duplicates {
+        hashes: shared,
+        winners: best.into_iter().map(|(p, (_, id))| (p, id)).collect(),
+        taken: Default::default(),
+    })
 }
 
 /// What one reader reads: rows with `range.0 <= id < range.1`.
@@ -791,6 +1221,7 @@ struct ReadJob<'a> {
     media_tags: bool,
     range: (i64, i64),
     batch_size: usize,
+    duplicates: &'a Duplicates,
 }
 
 /// Reads and converts every `media_files` row (with its `media_tags`), sending records in
@@ -807,6 +1238,7 @@ fn read_rows(
         media_tags,
         range,
         batch_size,
+        duplicates,
     } = *job;
     let reading = "reading media_files";
     let mut counts = ReadCounts::default();
@@ -842,11 +1274,19 @@ fn read_rows(
     while let Some(row) = rows.next().map_err(src.err(reading))? {
         counts.rows_read += 1;
         match convert(era, version, row).map_err(src.err(reading))? {
-            Row::Skip(why) => *counts.skipped.entry(why).or_default() += 1,
+            Row::Skip(why) => counts.skip(row, why),
             Row::Record(mut rec, vuio_id) => {
                 rec.path = dirs.real(std::mem::take(&mut rec.path));
                 let extra = tags.take(vuio_id).map_err(src.err("reading media_tags"))?;
+                if !duplicates.keeps(&rec.path, vuio_id) {
+                    counts.skip(row, "duplicate_path");
+                    continue;
+                }
                 apply_media_tags(&mut rec, extra);
+                if too_large(&rec) {
+                    counts.skip(row, "too_large");
+                    continue;
+                }
                 rec.tags.sort();
                 counts.tags += rec.tags.len() as u64;
                 if rec.path.windows(3).any(|w| w == "\u{FFFD}".as_bytes()) {
@@ -916,8 +1356,9 @@ fn write_records(
     {
         let snap = db.snapshot();
         let existing = if fresh {
-            // The database was empty when the migration began, and the source's paths are
-            // unique (VuIO's `path UNIQUE`): nothing to merge with, so skip the lookups.
+            // The database was empty when the migration began, and the rows' paths are unique
+            // (of rows that would share a path, one is migrated): nothing to merge with, so
+            // skip the lookups.
             vec![None; pending.len()]
         } else {
             let paths: Vec<&[u8]> = pending.iter().map(|r| r.path.as_slice()).collect();
@@ -1023,12 +1464,13 @@ fn migrate_playlists(
         .map_err(src.err(what))?;
     let has_parent = src.columns("media_files")?.contains("parent_path");
     let mut entries: HashMap<i64, Vec<Entry>> = HashMap::new();
+    let mut dirs = CanonicalDirs::default();
     let snap = db.snapshot();
     let mut rows = stmt.query([]).map_err(src.err(what))?;
     while let Some(r) = rows.next().map_err(src.err(what))? {
         let pid = int(r.get_ref(0).map_err(src.err(what))?).unwrap_or(0);
         let target = r.get_ref(1).map_err(src.err(what))?;
-        let stored = text(r.get_ref(2).map_err(src.err(what))?);
+        let stored = path_bytes(r.get_ref(2).map_err(src.err(what))?);
         let (Some(_), Some(stored)) = (int(target), stored) else {
             *report
                 .skipped_entries
@@ -1044,11 +1486,20 @@ fn migrate_playlists(
         } else {
             (None, None)
         };
-        let path = real_path(era, version, &stored, parent.as_deref(), name.as_deref());
-        let record_id = if is_url(&path) {
-            0
+        let (parent, name) = (parent.as_deref(), name.as_deref());
+        // The entry names its row's record by the path the record was stored under; a row that
+        // was skipped leaves the entry dangling with the row's own path.
+        let (path, record_id) = if is_url(&stored) {
+            (stored, 0)
         } else {
-            snap.entry(path.as_bytes())?.map_or(0, |(id, _)| id)
+            match file_path(era, version, stored.clone(), parent, name) {
+                Ok(path) => {
+                    let path = dirs.real(path);
+                    let id = snap.entry(&path)?.map_or(0, |(id, _)| id);
+                    (path, id)
+                }
+                Err(_) => (real_path(era, version, stored, parent, name), 0),
+            }
         };
         if record_id == 0 {
             report.dangling_entries += 1;
@@ -1056,7 +1507,7 @@ fn migrate_playlists(
         entries
             .entry(pid)
             .or_default()
-            .push(Entry::new(record_id, path.into_bytes()));
+            .push(Entry::new(record_id, path));
     }
     drop(rows);
 
@@ -1106,4 +1557,134 @@ fn migrate_playlists(
         report.commits += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded_len(rec: &Record) -> usize {
+        let mut out = Vec::new();
+        crate::record::encode(rec, u64::MAX, &mut out);
+        out.len()
+    }
+
+    #[test]
+    fn the_size_bound_is_never_below_the_encoded_size() {
+        let full = Record {
+            mime: Some("audio/flac".into()),
+            title: Some("t".into()),
+            album: Some(String::new()),
+            album_artist: Some("aa".into()),
+            artists: vec!["a".into(), String::new(), "ccc".into()],
+            genres: vec![String::new(); 7],
+            musicbrainz_track_id: Some("x".repeat(36)),
+            musicbrainz_album_id: Some("y".into()),
+            error: Some("e".into()),
+            tags: (0..2000)
+                .map(|i| ("k".repeat(i % 5), "v".repeat(i % 3)))
+                .collect(),
+            year: Some(1),
+            track: Some(2),
+            ..Record::new(b"/a".to_vec())
+        };
+        let records = [
+            Record::new(b"/".to_vec()),
+            Record::new(vec![b'/'; 3]),
+            full.clone(),
+            Record {
+                tags: vec![(String::new(), String::new()); 60_000],
+                ..full
+            },
+        ];
+        for rec in &records {
+            assert!(size_bound(rec) >= encoded_len(rec), "{}", encoded_len(rec));
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_too_large_and_one_under_it_is_not() {
+        let with_title = |n: usize| Record {
+            title: Some("x".repeat(n)),
+            ..Record::new(b"/m/a.mp3".to_vec())
+        };
+        assert!(!too_large(&with_title(1000)));
+        // Past the bound, so encoded to decide, and still within the limit.
+        let near = with_title(MAX_RECORD_LEN - 600);
+        assert!(size_bound(&near) > MAX_RECORD_LEN);
+        assert!(!too_large(&near));
+        assert!(too_large(&with_title(MAX_RECORD_LEN)));
+    }
+
+    #[test]
+    fn a_copy_is_one_state_of_the_database_and_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("x.db");
+        std::fs::write(&db, vec![7u8; 3 << 20]).expect("write db");
+        std::fs::write(beside(&db, "-wal"), b"log").expect("write wal");
+        // A source its reader may not write: SQLite must still be able to write the copy.
+        for f in [db.clone(), beside(&db, "-wal")] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        }
+        let copy = copy_consistent(&db, "-wal").expect("a still source is copied");
+        for f in [copy.db(), beside(&copy.db(), "-wal")] {
+            let mode = std::fs::metadata(&f).expect("copied").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        }
+        assert_eq!(std::fs::read(copy.db()).expect("copy"), vec![7u8; 3 << 20]);
+        assert_eq!(
+            std::fs::read(beside(&copy.db(), "-wal")).expect("copy"),
+            b"log"
+        );
+        let without = copy_consistent(&db, "-journal").expect("no journal: copied");
+        assert!(!beside(&without.db(), "-journal").exists());
+        let copied_dir = copy.0.clone();
+        drop(copy);
+        assert!(!copied_dir.exists(), "the copy is removed");
+    }
+
+    /// Copies like `std::fs::copy`, then writes to the log it copied (as VuIO would meanwhile)
+    /// on the first `writes` copies of it.
+    fn copy_then_write(writes: u32) -> impl Fn(&Path, &Path) -> std::io::Result<()> {
+        let done = std::sync::atomic::AtomicU32::new(0);
+        move |from, to| {
+            std::fs::copy(from, to)?;
+            let n = done.load(std::sync::atomic::Ordering::Relaxed);
+            if from.to_string_lossy().ends_with("-wal") && n < writes {
+                done.store(n + 1, std::sync::atomic::Ordering::Relaxed);
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new().write(true).open(from)?;
+                f.write_all_at(&(n + 1).to_le_bytes(), 0)?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_written_while_it_is_copied_is_copied_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("x.db");
+        std::fs::write(&db, vec![7u8; 1 << 20]).expect("write db");
+        let wal = beside(&db, "-wal");
+        std::fs::write(&wal, [0u8; 64]).expect("write wal");
+        let copy = copy_consistent_with(&db, "-wal", &copy_then_write(2)).expect("third copy");
+        let log = std::fs::read(beside(&copy.db(), "-wal")).expect("copied log");
+        assert_eq!(log, std::fs::read(&wal).expect("log"));
+        assert_eq!(log[0], 2, "the copy holds the log after its last write");
+    }
+
+    #[test]
+    fn a_log_that_keeps_changing_while_it_is_copied_is_refused_as_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("x.db");
+        std::fs::write(&db, vec![7u8; 1 << 20]).expect("write db");
+        std::fs::write(beside(&db, "-wal"), [0u8; 64]).expect("write wal");
+        match copy_consistent_with(&db, "-wal", &copy_then_write(u32::MAX)) {
+            Err(MigrateError::Busy { detail, .. }) => {
+                assert!(detail.contains("VuIO is writing it"), "{detail}");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a changing log was copied as one state"),
+        }
+    }
 }

@@ -122,9 +122,30 @@ fn print_migrate(r: &MigrateReport, secs: f64) {
             "empty_path" => "rows with an empty path",
             "not_absolute" => "rows whose path is not an absolute Unix path",
             "bad_size" => "rows with a negative or missing size",
+            "too_large" => "rows whose record would be over the 1 MiB record limit (a huge tag)",
+            "duplicate_path" => {
+                "rows whose path, once normalized, is another row's (the newest row is kept)"
+            }
             other => other,
         };
         eprintln!("  skipped {n}: {what}");
+    }
+    // A few of them by id, so that they can be found in the source; --json lists more.
+    const SHOWN: usize = 10;
+    for row in r.skipped_rows.iter().take(SHOWN) {
+        eprintln!(
+            "    row {} ({}): {}",
+            row.id,
+            row.reason,
+            output::escape_controls(&row.path)
+        );
+    }
+    if r.skipped_rows.len() > SHOWN {
+        eprintln!(
+            "    ... and {} more (--json lists the first {})",
+            r.skipped_rows.len() - SHOWN,
+            mediadb::migrate::MAX_SKIPPED_ROWS
+        );
     }
     if r.lossy_paths > 0 {
         eprintln!(

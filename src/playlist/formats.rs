@@ -461,10 +461,11 @@ fn file_uri_path(uri: Vec<u8>) -> Vec<u8> {
         }
         None => rest,
     };
-    let decoded = percent_decode(path);
-    match decoded.strip_prefix(b"/") {
-        Some(drive) if is_drive(drive) => drive.to_vec(),
-        _ => normalize(&decoded),
+    // A drive is written with its `:` as it is (`file:///C:/Music`); a Unix path whose first
+    // name looks like one is written with `%3A`, and stays a Unix path.
+    match path.strip_prefix(b"/") {
+        Some(drive) if is_drive(drive) => percent_decode(drive),
+        _ => normalize(&percent_decode(path)),
     }
 }
 
@@ -1177,6 +1178,20 @@ mod tests {
                 joined.extend(relative(&once, dir));
                 prop_assert_eq!(normalize(&joined), once);
             }
+        }
+
+        #[test]
+        fn a_unix_path_whose_first_name_looks_like_a_drive_survives_m3u8(
+            rel in any::<bool>(),
+        ) {
+            // Written as file:///A%3A/%5C (it holds a backslash), read back as itself and not
+            // as the Windows path A:/\.
+            let path = b"/A:/\\".to_vec();
+            let entries = [ExportEntry { path: &path, ..ExportEntry::default() }];
+            let dir: &[u8] = b"/d/e";
+            let file = written(Format::M3u8, &entries, rel.then_some(dir));
+            let got = parse(&file, Format::M3u8, dir);
+            prop_assert_eq!(paths(&got), [path.as_slice()]);
         }
 
         #[test]

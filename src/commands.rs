@@ -364,7 +364,14 @@ pub(crate) fn absolute_path_term(term: &std::ffi::OsStr) -> std::ffi::OsString {
     } else {
         return term.to_owned();
     };
-    std::ffi::OsString::from_vec([negate, b"path:", &abs, comma].concat())
+    // A directory whose name ends in a comma keeps a `/` after it: a `,` at the end of a term
+    // would end its OR group.
+    let keep_dir = if comma.is_empty() && abs.ends_with(b",") {
+        &b"/"[..]
+    } else {
+        &b""[..]
+    };
+    std::ffi::OsString::from_vec([negate, b"path:", &abs, keep_dir, comma].concat())
 }
 
 pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
@@ -379,7 +386,11 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
     } else {
         format_of(args.format)
     };
-    let fields = parse_fields(&args.fields, format)?;
+    // --count lists nothing: its fields are checked by name only.
+    let fields = parse_fields(
+        &args.fields,
+        if args.count { Format::Jsonl } else { format },
+    )?;
     let group = match &args.group_by {
         Some(g) => Some(GroupBy::from_name(g).ok_or_else(|| {
             usage(format!(

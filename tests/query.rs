@@ -2563,3 +2563,43 @@ fn ls_lists_exact_bytes_with_print0_and_takes_fields_which_paths_output_refuses(
         );
     }
 }
+
+/// A directory whose name ends in a comma is selected with `path:DIR,/`, as `--help` says,
+/// also when the term is made absolute (the directory exists) or given relative.
+#[test]
+fn a_directory_ending_in_a_comma_is_a_subtree_with_a_trailing_slash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+    for d in ["lib/x,", "lib/y"] {
+        std::fs::create_dir_all(base.join(d)).expect("mkdir");
+    }
+    for f in ["lib/x,/a.mp3", "lib/y/b.mp3", "lib/c.mp3"] {
+        std::fs::write(base.join(f), b"").expect("write");
+    }
+    let db = base.join("lib.mediadb");
+    let lib = base.join("lib");
+    let o = run_in(&base, &db, &["scan", "-q", "lib"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let abs = format!("path:{}/x,/", lib.display());
+    for (args, want) in [
+        (vec!["query", "-c", &abs], "1\n"),
+        (vec!["query", "-c", &abs, "kind:audio"], "1\n"),
+        (vec!["query", "-c", "path:./lib/x,/", "kind:audio"], "1\n"),
+        (vec!["query", "-c", &format!("^{abs}")], "2\n"),
+        // A trailing comma still ends an OR group.
+        (
+            vec!["query", "-c", "path:./lib/y,", "path:./lib/x,/"],
+            "2\n",
+        ),
+        // --count lists nothing, so --fields does not make it a paths listing.
+        (vec!["query", "-c", "--fields", "title"], "3\n"),
+    ] {
+        let o = run_in(&base, &db, &args);
+        assert_eq!(
+            (text(&o.stdout).as_str(), o.status.code()),
+            (want, Some(0)),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+}

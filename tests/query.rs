@@ -2293,7 +2293,7 @@ fn import_reads_a_bom_and_refuses_long_lines_and_bad_playlists_by_line() {
         br#"{"playlist": {"name": "P", "entries": [{"path": "/m/1.flac"}]}}"#.to_vec(),
         br#"{"playlist": {"name": "P"}}"#.to_vec(),
         br#"{"playlist": {"name": "  "}}"#.to_vec(),
-        br#"{"playlist": {"name": "Q", "entries": [{"path": "rel/a.flac"}]}}"#.to_vec(),
+        br#"{"playlist": {"name": "Q", "entries": [{"path": "http://radio.example/s"}, {"path": "C:/Music/a.mp3"}, {"path": "//nas/share/b.mp3"}, {"path": "rel/a.flac"}]}}"#.to_vec(),
         [
             &b"{\"path\": \"/m/long.flac\", \"title\": \""[..],
             &vec![b'x'; 65 << 20],
@@ -2301,6 +2301,8 @@ fn import_reads_a_bom_and_refuses_long_lines_and_bad_playlists_by_line() {
         ]
         .concat(),
         br#"{"path": "/m/2.flac"}"#.to_vec(),
+        // What importing a playlist file stores: URLs, drive and UNC paths as written.
+        br#"{"playlist": {"name": "R", "entries": [{"path": "http://radio.example/s"}, {"path": "C:/Music/a.mp3"}, {"path": "//nas/share/b.mp3"}]}}"#.to_vec(),
     ];
     let file = dir.path().join("odd.jsonl");
     std::fs::write(&file, lines.join(&b"\n"[..])).expect("write");
@@ -2314,7 +2316,10 @@ fn import_reads_a_bom_and_refuses_long_lines_and_bad_playlists_by_line() {
             "playlist \"P\": line 2 has a playlist of that name already",
         ),
         (4, "a playlist needs a name that is not blank"),
-        (5, "entry 1: `path` \"rel/a.flac\" is not absolute"),
+        (
+            5,
+            "entry 4: \"rel/a.flac\" is neither an absolute path nor a URL",
+        ),
         (6, "is longer than 64 MiB"),
     ] {
         assert!(
@@ -2323,14 +2328,14 @@ fn import_reads_a_bom_and_refuses_long_lines_and_bad_playlists_by_line() {
         );
     }
     assert!(
-        !err.contains("line 1:") && !err.contains("line 7:"),
+        !err.contains("line 1:") && !err.contains("line 7:") && !err.contains("line 8:"),
         "{err}"
     );
     assert_eq!(ok_str(&dst, &["query", "--count"]), "2\n");
     assert_eq!(
         ok_str(&dst, &["playlist", "list"]).lines().count(),
-        2,
-        "a header and P"
+        3,
+        "a header, P and R"
     );
     // Without --skip-bad the second P stops the import at its line.
     let dst = dir.path().join("stop.mediadb");

@@ -393,6 +393,38 @@ fn parse_pls(text: &[u8], base_dir: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// What is wrong with `path` as a playlist entry, when it is nothing a playlist file's import
+/// stores: a URL, a Windows drive or UNC path as written (with `/` for `\`), or an absolute,
+/// normalized local path. `None` when it is one of those.
+pub fn entry_problem(path: &[u8]) -> Option<String> {
+    let shown = || String::from_utf8_lossy(path).into_owned();
+    if path.is_empty() {
+        return Some("an empty path".into());
+    }
+    if path.contains(&0) {
+        return Some(format!(
+            "{:?} holds a NUL byte, which no file name can",
+            shown()
+        ));
+    }
+    if is_url(path) || is_drive(path) || path.starts_with(b"//") {
+        return None;
+    }
+    if !path.starts_with(b"/") {
+        return Some(format!(
+            "{:?} is neither an absolute path nor a URL",
+            shown()
+        ));
+    }
+    if normalize(path) != path {
+        return Some(format!(
+            "{:?} has a `.`, `..` or empty component, which no stored path has",
+            shown()
+        ));
+    }
+    None
+}
+
 /// `X:/…` or `X:`: a Windows drive path.
 fn is_drive(p: &[u8]) -> bool {
     matches!(p, [letter, b':', rest @ ..]
@@ -429,7 +461,9 @@ fn resolve(raw: &[u8], base_dir: &[u8]) -> Option<Vec<u8>> {
         return Some(p);
     }
     if strip_prefix_ignore_case(&p, b"file:/").is_some() {
-        return Some(file_uri_path(p));
+        // `%00` decodes to a NUL, which no file name holds (and which would split the entry
+        // in two under `-0`): such an entry names nothing, as an empty line.
+        return Some(file_uri_path(p)).filter(|path| !path.contains(&0));
     }
     if is_url(&p) {
         return Some(p);
@@ -806,7 +840,8 @@ mod tests {
     fn file_uris_are_percent_decoded() {
         let got = parse(
             b"file:///a%20b\nfile://localhost/x\nFILE:///m/caf%C3%A9%2Fz\nfile:///p/%e9%zz%4\n\
-              file:/short/../s\nfile:///C:/Music/a%20b.mp3\nfile://server/share/x\n",
+              file:/short/../s\nfile:///C:/Music/a%20b.mp3\nfile://server/share/x\n\
+              file:///m/a%00b.mp3\nfile:///A%3A/b\n",
             Format::M3u,
             b"/base",
         );
@@ -820,6 +855,8 @@ mod tests {
                 b"/s",
                 b"C:/Music/a b.mp3",
                 b"file://server/share/x",
+                // No NUL entry; a drive only with its colon as written.
+                b"/A:/b",
             ]
         );
     }

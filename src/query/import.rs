@@ -470,14 +470,17 @@ fn check_path(path: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// `p`, unless its name is blank or an entry's path is one no scan could have stored (as
-/// [`check_path`] refuses for records): such an entry could never be matched to a file.
+/// `p`, unless its name is blank or an entry's path is one that importing a playlist file never
+/// stores ([`playlist::formats::entry_problem`]: relative, not normalized, holding a NUL), which
+/// could never be matched to a file.
 fn checked_playlist(p: playlist::Playlist) -> Result<playlist::Playlist, String> {
     if p.name.trim().is_empty() {
         return Err("a playlist needs a name that is not blank".into());
     }
     for (k, e) in p.entries.iter().enumerate() {
-        check_path(&e.path).map_err(|m| format!("entry {}: {m}", k + 1))?;
+        if let Some(m) = playlist::formats::entry_problem(&e.path) {
+            return Err(format!("entry {}: {m}", k + 1));
+        }
     }
     Ok(p)
 }

@@ -126,6 +126,8 @@ fn print_migrate(r: &MigrateReport, secs: f64) {
             "duplicate_path" => {
                 "rows whose path, once normalized, is another row's (the newest row is kept)"
             }
+            "dot_dot_in_path" => "rows whose path has a `..` component",
+            "nul_in_path" => "rows whose path holds a NUL byte",
             other => other,
         };
         eprintln!("  skipped {n}: {what}");
@@ -140,10 +142,18 @@ fn print_migrate(r: &MigrateReport, secs: f64) {
             output::escape_controls(&row.path)
         );
     }
-    if r.skipped_rows.len() > SHOWN {
+    // Streams are counted, not listed.
+    let listable: u64 = r
+        .skipped
+        .iter()
+        .filter(|(why, _)| **why != "stream")
+        .map(|(_, n)| n)
+        .sum();
+    let shown = r.skipped_rows.len().min(SHOWN) as u64;
+    if listable > shown {
         eprintln!(
             "    ... and {} more (--json lists the first {})",
-            r.skipped_rows.len() - SHOWN,
+            listable - shown,
             mediadb::migrate::MAX_SKIPPED_ROWS
         );
     }

@@ -281,16 +281,23 @@ fn a_source_in_wal_mode_is_read_with_its_log_and_left_alone() {
     let wal = dir.path().join("v6.db-wal");
     assert!(std::fs::metadata(&wal).expect("wal").len() > 0);
     let before = std::fs::read(&src).expect("read");
-    let db_dir = tempfile::tempdir().expect("tempdir");
-    let mut db = Database::create(db_dir.path().join("lib.mediadb")).expect("create");
-    run(&mut db, &src, 1000).expect("migrate");
-    assert!(
-        db.snapshot()
-            .get(b"/srv/music/wal/only-in-the-log.flac")
-            .expect("read")
-            .is_some(),
-        "the row committed to the WAL is migrated"
-    );
+    // Named directly, and through a symbolic link whose directory has no log beside it.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let link = elsewhere.path().join("link.db");
+    std::os::unix::fs::symlink(&src, &link).expect("symlink");
+    for given in [&src, &link] {
+        let db_dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Database::create(db_dir.path().join("lib.mediadb")).expect("create");
+        run(&mut db, given, 1000).expect("migrate");
+        assert!(
+            db.snapshot()
+                .get(b"/srv/music/wal/only-in-the-log.flac")
+                .expect("read")
+                .is_some(),
+            "{}: the row committed to the WAL is migrated",
+            given.display()
+        );
+    }
     assert_eq!(std::fs::read(&src).expect("read"), before);
     drop(conn);
 }

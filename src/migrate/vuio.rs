@@ -891,7 +891,10 @@ pub fn migrate(
     opts: &MigrateOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<MigrateReport, MigrateError> {
-    let src = open(source)?;
+    // The file a symbolic link names: SQLite looks for its -wal and -journal beside that file,
+    // and so must the choice between reading it in place and reading a copy.
+    let real = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    let src = open(&real)?;
     let tables = src.tables()?;
     let (era, version) = src.detect(&tables)?;
     let mut report = MigrateReport {

@@ -168,6 +168,33 @@ impl Drop for TempCopy {
     }
 }
 
+/// Removes the copies in `tmp` that a migrate killed by a signal left (a copy is removed when
+/// its run ends, but not when the run is killed): a `mediadb-migrate-PID-…` directory whose
+/// process is gone. Nothing is removed where `/proc` cannot tell which processes run.
+fn remove_stale_copies(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("mediadb-migrate-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The first bytes of every SQLite database file.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Length of the SQLite file header.
@@ -356,6 +383,7 @@ fn copy_consistent_with(
         source,
     };
     let side = beside(path, suffix);
+    remove_stale_copies(&std::env::temp_dir());
     for attempt in 0..COPY_ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -1674,6 +1702,24 @@ mod tests {
         let log = std::fs::read(beside(&copy.db(), "-wal")).expect("copied log");
         assert_eq!(log, std::fs::read(&wal).expect("log"));
         assert_eq!(log[0], 2, "the copy holds the log after its last write");
+    }
+
+    #[test]
+    fn copies_left_by_a_killed_migrate_are_removed_and_others_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // No process has pid 4194304 (above the kernel's pid_max): its copy is stale.
+        let stale = tmp.path().join("mediadb-migrate-4194304-1");
+        let mine = tmp
+            .path()
+            .join(format!("mediadb-migrate-{}-1", std::process::id()));
+        let other = tmp.path().join("mediadb-migrate-notapid");
+        for d in [&stale, &mine, &other] {
+            std::fs::create_dir(d).expect("mkdir");
+            std::fs::write(d.join("source.db"), b"x").expect("write");
+        }
+        remove_stale_copies(tmp.path());
+        assert!(!stale.exists(), "the killed run's copy is removed");
+        assert!(mine.exists() && other.exists(), "the rest is left alone");
     }
 
     #[test]

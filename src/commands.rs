@@ -1044,7 +1044,8 @@ fn read_line_capped(
             None => (chunk.len(), false),
         };
         if !over {
-            if buf.len() - start + take > cap {
+            // The cap is on the line without its `\n`.
+            if buf.len() - start + take - usize::from(done) > cap {
                 over = true;
                 buf.truncate(start);
                 if !skip_rest {

@@ -1233,7 +1233,8 @@ mod tests {
 
         #[test]
         fn any_absolute_path_survives_m3u8(
-            parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..6), 1..5),
+            // Any byte but NUL, which no path holds (an entry decoding to one names nothing).
+            parts in prop::collection::vec(prop::collection::vec(1u8..=255, 1..6), 1..5),
             rel in any::<bool>(),
         ) {
             let path = normalize(&[&b"/"[..], &parts.join(&b'/')].concat());

@@ -105,8 +105,8 @@ pub enum Command {
     /// A record keeps its id from the file when that id was never used in this database and
     /// the ids before it are not too sparse; otherwise it gets a new one. A path already in
     /// the database is updated in place and keeps its id. Playlists are restored by name: one
-    /// of the same name is replaced and keeps its id, a new one gets a new id (the file's ids
-    /// are not kept), and its entries are matched to records by path.
+    /// of the same name is replaced and keeps its id; a new one keeps the file's id as records
+    /// do, or gets a new one; entries are matched to records by path.
     Import(ImportArgs),
     /// Bring a library over from VuIO's SQLite database (any era), rerunnably
     ///

@@ -1068,7 +1068,8 @@ fn read_line_capped(
 }
 
 /// Writes imported playlists in one commit: each entry re-attached to the record now at its path
-/// (ids may have changed on the way), a playlist of the same name replaced.
+/// (ids may have changed on the way), a playlist of the same name replaced, a new one under the
+/// id the file gives it when that id is free.
 /// A failure names the line of the playlist it is about (that of the first for the commit).
 fn restore_playlists(
     db: &mut Database,
@@ -1088,18 +1089,24 @@ fn restore_playlists(
                 .map_err(at(n))?
                 .map_or(0, |(id, _)| id);
         }
-        p.id = snap
+        // One of the same name is replaced and keeps its id; a new one asks for the id the
+        // file gives it, which it gets when that id was never used here.
+        if let Some(old) = snap
             .playlist_by_name(&p.name)
             .map_err(corrupt)
             .map_err(at(n))?
-            .map_or(0, |old| old.id);
+        {
+            p.id = old.id;
+        }
         ready.push((n, p));
     }
     drop(snap);
+    // In ascending id order, so that each id asked for can still be given.
+    ready.sort_by_key(|(_, p)| p.id);
     let mut batch = db.batch().map_err(Failure::from).map_err(at(first))?;
     for (n, p) in &ready {
         batch
-            .put_playlist(p)
+            .restore_playlist(p)
             .map_err(Failure::from)
             .map_err(at(*n))?;
     }

@@ -150,6 +150,11 @@ fn import_export_round_trips_in_every_format() {
             ]
         )
     );
+    // With their ids, which a media server may have handed out.
+    assert_eq!(
+        ok(&other, &["playlist", "list", "--json"]),
+        ok(&db, &["playlist", "list", "--json"])
+    );
 }
 
 #[test]
@@ -517,4 +522,27 @@ fn a_failed_import_leaves_no_empty_database() {
     );
     assert!(!db.exists());
     assert!(!dir.path().join("new.mediadb.lock").exists());
+}
+
+#[test]
+fn export_then_import_keeps_playlist_ids() {
+    // VuIO's fixture: five playlists whose ids do not follow their names' order.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("a.mediadb");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vuio/v6.db");
+    ok(&db, &["migrate", src]);
+    let before = ok(&db, &["playlist", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&before).expect("json");
+    let ids: Vec<u64> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert!(ids.len() >= 3 && !ids.is_sorted(), "{before}");
+    let backup = dir.path().join("backup.jsonl");
+    ok(&db, &["export", "-o", backup.to_str().expect("utf-8")]);
+    let other = dir.path().join("b.mediadb");
+    ok(&other, &["import", backup.to_str().expect("utf-8")]);
+    assert_eq!(ok(&other, &["playlist", "list", "--json"]), before);
 }

@@ -181,3 +181,70 @@ fn recover_keeps_the_last_intact_version_of_each_playlist() {
     assert_eq!(got.entries[0].record_id, a);
     assert!(snap.playlist_by_name("Gone").unwrap().is_none());
 }
+
+#[test]
+fn a_restored_playlist_keeps_its_id_when_that_id_was_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("restore.mediadb");
+    let mut db = Database::create(&path).unwrap();
+    let mut b = db.batch().unwrap();
+    let mut recs: Vec<Record> = (0..5).map(|i| rec(&format!("/m/{i}.flac"))).collect();
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.id = 10 + i as u64;
+    }
+    let ids = b.restore_many(&recs).unwrap();
+    assert_eq!(ids, [10, 11, 12, 13, 14]);
+    b.commit().unwrap();
+    let named = |name: &str, id: u64| Playlist {
+        id,
+        name: name.into(),
+        entries: vec![Entry::new(10, "/m/0.flac")],
+        ..Playlist::default()
+    };
+    let mut b = db.batch().unwrap();
+    // Free and above every id used: kept, in ascending order.
+    assert_eq!(b.restore_playlist(&named("a", 15)).unwrap(), 15);
+    assert_eq!(b.restore_playlist(&named("b", 17)).unwrap(), 17);
+    // Below ids already handed out (13 is a record's; 16 lies below 17 now): a new id.
+    let c = b.restore_playlist(&named("c", 13)).unwrap();
+    let d = b.restore_playlist(&named("d", 16)).unwrap();
+    assert_eq!((c, d), (18, 19));
+    // Far past what this batch may hand out: a new id, not a jump of the id space.
+    assert_eq!(b.restore_playlist(&named("e", u64::MAX)).unwrap(), 20);
+    // A plain put_playlist still refuses an id no playlist has.
+    assert!(b.put_playlist(&named("f", 1000)).is_err());
+    b.commit().unwrap();
+    // The id of a live playlist replaces it; a new id under a name taken is refused.
+    let mut b = db.batch().unwrap();
+    assert_eq!(b.restore_playlist(&named("a", 15)).unwrap(), 15);
+    assert!(b.restore_playlist(&named("b", 99)).is_err());
+    b.commit().unwrap();
+    drop(db);
+    let mut db = Database::open(&path).unwrap();
+    let got: Vec<(u64, String)> = db
+        .snapshot()
+        .playlists()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    let want: Vec<(u64, String)> = [(15, "a"), (17, "b"), (18, "c"), (19, "d"), (20, "e")]
+        .into_iter()
+        .map(|(i, n)| (i, n.to_owned()))
+        .collect();
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, want);
+    let mut b = db.batch().unwrap();
+    assert_eq!(
+        b.upsert(&rec("/m/new.flac")).unwrap(),
+        21,
+        "ids are never reused"
+    );
+    drop(b);
+    assert!(
+        mediadb::store::verify(&path, &|_, _| ())
+            .unwrap()
+            .is_clean()
+    );
+}

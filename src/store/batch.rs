@@ -797,6 +797,19 @@ impl<'db> WriteBatch<'db> {
     /// Writes playlist `p` whole: a new one when `p.id` is 0 (its id is returned), else a
     /// replacement of the live playlist with that id. Names are unique.
     pub fn put_playlist(&mut self, p: &Playlist) -> Result<u64, CommitError> {
+        self.put_playlist_inner(p, false)
+    }
+
+    /// [`put_playlist`](Self::put_playlist) for a restore (`import` of an export): a playlist
+    /// whose `p.id` no live playlist has keeps that id when it was never used in this database
+    /// (and the ids before it are not too sparse, as for records restored with
+    /// [`restore_many`](Self::restore_many)); otherwise it gets a new one. Restore playlists
+    /// in ascending id order to keep as many ids as can be kept.
+    pub fn restore_playlist(&mut self, p: &Playlist) -> Result<u64, CommitError> {
+        self.put_playlist_inner(p, true)
+    }
+
+    fn put_playlist_inner(&mut self, p: &Playlist, keep_id: bool) -> Result<u64, CommitError> {
         let bad = |what: String| CommitError::BadPlaylist {
             name: p.name.clone(),
             what,
@@ -808,27 +821,54 @@ impl<'db> WriteBatch<'db> {
         let committed = |id: u64| {
             self.base().index.playlists.contains_key(&id) && !self.playlist_removals.contains(&id)
         };
+        // The id asked for, if it is to be new (restored), else the id of the playlist replaced.
+        let mut wanted = None;
+        let mut replaced_id = p.id;
         if p.id != 0 && !pending(p.id) && !committed(p.id) {
-            return Err(bad(format!("no playlist has id {}", p.id)));
+            if !keep_id {
+                return Err(bad(format!("no playlist has id {}", p.id)));
+            }
+            wanted = (p.id >= self.next_id).then_some(p.id);
+            replaced_id = 0;
         }
         // The name must not belong to another playlist, committed or in this batch.
         let snap = super::Snapshot::new(Arc::clone(&self.db.current));
         for (id, name) in snap.playlist_names()? {
             let replaced = self.playlists.iter().any(|q| q.0 == id);
-            if id != p.id && name == p.name && committed(id) && !replaced {
+            if id != replaced_id && name == p.name && committed(id) && !replaced {
                 return Err(bad(
                     "the name is taken; pick another or delete that one".into()
                 ));
             }
         }
-        if self.playlists.iter().any(|q| q.0 != p.id && q.1 == p.name) {
+        if self
+            .playlists
+            .iter()
+            .any(|q| q.0 != replaced_id && q.1 == p.name)
+        {
             return Err(bad(
                 "the name is taken; pick another or delete that one".into()
             ));
         }
-        let id = if p.id == 0 { self.next_id } else { p.id };
         let start = self.frame.len();
+        let mut id = match (replaced_id, wanted) {
+            (0, Some(w)) => w,
+            (0, None) => self.next_id,
+            (r, _) => r,
+        };
         playlist::encode(&mut self.fbb, p, id, &mut self.frame);
+        if wanted.is_some() {
+            // Each id a batch hands out has at least ALIGN bytes of its payload (see
+            // `restore_many`): past that bound the id is not kept, and the playlist is encoded
+            // again under the next id.
+            let payload = align_up(self.frame.len()) - FRAME_HEADER_LEN;
+            let limit = self.base().header.next_id + (payload / ALIGN) as u64;
+            if id >= limit {
+                self.frame.truncate(start);
+                id = self.next_id;
+                playlist::encode(&mut self.fbb, p, id, &mut self.frame);
+            }
+        }
         let len = self.frame.len() - start;
         if len - 4 > MAX_PLAYLIST_LEN || align_up(self.frame.len()) > MAX_FRAME_PAYLOAD as usize / 2
         {
@@ -838,8 +878,8 @@ impl<'db> WriteBatch<'db> {
             )));
         }
         self.frame.resize(align_up(self.frame.len()), 0);
-        if id == self.next_id {
-            self.next_id += 1;
+        if id >= self.next_id {
+            self.next_id = id + 1;
         }
         let offset = (start - FRAME_HEADER_LEN) as u32;
         self.playlists.retain(|q| q.0 != id);

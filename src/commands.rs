@@ -1013,7 +1013,7 @@ enum LineRead {
     End,
     /// A line (with its `\n`, unless the input ended first) was appended.
     Line,
-    /// A line longer than the cap was read to its end and dropped; nothing was appended.
+    /// A line was longer than the cap; nothing of it was appended (see `skip_rest`).
     TooLong,
 }
 

@@ -248,3 +248,39 @@ fn a_restored_playlist_keeps_its_id_when_that_id_was_never_used() {
             .is_clean()
     );
 }
+
+#[test]
+fn a_restored_id_at_any_distance_leaves_a_database_that_opens_and_verifies() {
+    // Each batch may hand out only as many ids as its payload has ALIGN-byte units: an id
+    // asked for past that is not kept, and one kept right at the edge must still open.
+    let dir = tempfile::tempdir().unwrap();
+    let mut kept = 0;
+    for k in 0..120u64 {
+        let path = dir.path().join(format!("edge-{k}.mediadb"));
+        let mut db = Database::create(&path).unwrap();
+        let mut b = db.batch().unwrap();
+        let p = Playlist {
+            id: 1 + k,
+            name: format!("p{k}"),
+            entries: vec![Entry::new(0, "/m/x.flac")],
+            ..Playlist::default()
+        };
+        let id = b.restore_playlist(&p).unwrap();
+        assert!(id == 1 + k || id == 1, "asked {}, got {id}", 1 + k);
+        kept += u64::from(id == 1 + k && k > 0);
+        b.commit().unwrap();
+        drop(db);
+        let mut db = Database::open(&path).unwrap();
+        assert_eq!(db.snapshot().playlists().unwrap()[0].id, id);
+        let mut b = db.batch().unwrap();
+        assert_eq!(b.upsert(&rec("/m/y.flac")).unwrap(), id + 1);
+        b.commit().unwrap();
+        drop(db);
+        let report = mediadb::store::verify(&path, &|_, _| ()).unwrap();
+        assert!(report.is_clean(), "k {k}: {report:?}");
+    }
+    assert!(
+        kept > 0 && kept < 119,
+        "some ids past the bound ({kept} kept)"
+    );
+}

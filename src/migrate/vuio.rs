@@ -70,7 +70,8 @@ const PLAYLIST_MIMES: &[&str] = &[
     "audio/x-scpls",
 ];
 
-/// `media_files` columns read, by name; a column the source lacks reads as NULL.
+/// `media_files` columns read, by name; a column the source lacks reads as NULL. The first
+/// [`PATH_COLUMNS`] are those that decide a row's path.
 const COLUMNS: &[&str] = &[
     "id",
     "path",
@@ -110,6 +111,10 @@ const COLUMNS: &[&str] = &[
     "musicbrainz_artist_id",
     "codec",
 ];
+
+/// How many of [`COLUMNS`], from the first, decide a row's path (id, path, parent_path,
+/// filename, size, modified, modified_secs, mime_type): all that finding duplicates reads.
+const PATH_COLUMNS: usize = 8;
 
 /// Index of the first column kept as a tag.
 const FIRST_TAG_COLUMN: usize = 27;
@@ -1179,16 +1184,7 @@ fn find_duplicates(
     total: u64,
 ) -> Result<Duplicates, MigrateError> {
     // What `convert` needs to decide a row's path; the rest reads as NULL.
-    const NEEDED: &[&str] = &[
-        "id",
-        "path",
-        "parent_path",
-        "filename",
-        "size",
-        "modified",
-        "modified_secs",
-        "mime_type",
-    ];
+    const NEEDED: &[&str] = COLUMNS.split_at(PATH_COLUMNS).0;
     let select = COLUMNS
         .iter()
         .map(|c| {

@@ -410,6 +410,9 @@ fn cases(recs: &[Record]) -> Vec<(Vec<String>, Pred)> {
         case(&["hello,", "world"], |r| {
             bare(r, "hello") || bare(r, "world")
         }),
+        // A word holding a `/` can span a path's directory and name.
+        case(&["björk/"], |r| bare(r, "björk/")),
+        case(&["live/debut/0"], |r| bare(r, "live/debut/0")),
         // field:value substring; artist/genre are the joined display values.
         case(&["artist:beatles"], |r| {
             joined(&r.artists).is_some_and(|a| ci(&a, "beatles"))
@@ -423,6 +426,17 @@ fn cases(recs: &[Record]) -> Vec<(Vec<String>, Pred)> {
         }),
         case(&["title:STRASSE"], |r| {
             r.title.as_deref().is_some_and(|t| ci(t, "strasse"))
+        }),
+        case(&["title:"], |r| r.title.is_some()),
+        case(&["^title:"], |r| r.title.is_none()),
+        case(&["name::^0[0-9]+ untitled[.]"], |r| {
+            let p = path_of(r);
+            let name = &p[p.rfind('/').expect("slash") + 1..];
+            name.len() > 3
+                && name.as_bytes()[0] == b'0'
+                && name[1..]
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .starts_with(" untitled.")
         }),
         case(&["album:hello, world"], |r| {
             r.album.as_deref().is_some_and(|a| ci(a, "hello, world"))
@@ -2467,6 +2481,11 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
             r.album = Some(format!("Later {}", i % 7));
             r.album_artist = (i % 2 == 0).then(|| "Zed".to_owned());
             r.year = Some(1801 + (i % 5) as i32);
+            r.title = match (i / 3) % 3 {
+                0 => None,
+                1 => Some(format!("Straße {i}")),
+                _ => Some("Zeta".to_owned()),
+            };
             r.id = b.upsert(r).expect("upsert");
         }
         b.commit().expect("commit");
@@ -2488,6 +2507,112 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
         let want: BTreeSet<u64> = recs.iter().filter(|r| pred(r)).map(|r| r.id).collect();
         assert_eq!(query_ids(&db, &terms), want, "{terms:?}");
     }
+}
+
+/// Bare words and terms on the title, name and path are decided on the column cache's rows:
+/// paths the scanner never makes (`/x`, `//y`, relative, not UTF-8, ending in `/`) and
+/// characters that fold (the Kelvin sign) give the answers of reading every record.
+#[test]
+fn title_name_and_path_terms_on_odd_paths_agree_with_and_without_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("odd.mediadb");
+    let paths: &[&[u8]] = &[
+        b"/x",
+        b"//y",
+        b"rel",
+        b"rel/a/b",
+        b"/",
+        b"/m/dir/",
+        b"/m/caf\xe9/x.flac",
+        b"/m/a\xff/\xfe\xe2\x82.mp3",
+        b"/m/\xe2\x82/\xac.mp3",
+        "/m/\u{212a}elvin/t.flac".as_bytes(),
+        "/m/Straße/Ümlaut.ogg".as_bytes(),
+        b"/m/k/\xe2\x84\xaa.flac",
+    ];
+    {
+        let mut db = Database::create(&path).expect("create");
+        let mut b = db.batch().expect("batch");
+        for (i, p) in paths.iter().enumerate() {
+            let mut r = Record::new(p.to_vec());
+            r.title = match i % 3 {
+                0 => None,
+                1 => Some(String::new()),
+                _ => Some(format!("K{i} \u{212a}")),
+            };
+            b.upsert(&r).expect("upsert");
+        }
+        b.commit().expect("commit");
+    }
+    let cols = dir.path().join("odd.mediadb.cols");
+    assert!(cols.exists(), "the writer wrote a column cache");
+    let queries: &[&[&str]] = &[
+        &["k"],
+        &["K"],
+        &["\u{fffd}"],
+        &["\u{fffd}/\u{fffd}"],
+        &["e/x"],
+        &["/"],
+        &["//"],
+        &["x"],
+        &["rel/a"],
+        &["strasse/ü"],
+        &["title:"],
+        &["^title:"],
+        &["title:k"],
+        &["title:="],
+        &["name:x"],
+        &["name:="],
+        &["name:=y"],
+        &["name:=rel"],
+        &["name::^$"],
+        &["path:=/x"],
+        &["path:=//y"],
+        &["path:/m"],
+        &["path::^/[^/]"],
+        &["path:a/b"],
+        &["dir:=/"],
+        &["dir:="],
+        &["^elvin/"],
+    ];
+    let answers = || -> Vec<(String, Vec<u64>, u64)> {
+        let db = Database::open_read_only(&path).expect("open");
+        let snap = db.snapshot();
+        queries
+            .iter()
+            .map(|q| {
+                let args: Vec<String> = q.iter().map(|s| (*s).to_owned()).collect();
+                let query = mediadb::query::parse(&args).expect("parses");
+                let brute: Vec<u64> = snap
+                    .iter()
+                    .map(|r| r.expect("record"))
+                    .filter(|r| query.matches(r))
+                    .map(|r| r.id())
+                    .collect();
+                let mut selected: Vec<u64> = mediadb::query::eval::select(&snap, &query, &[], None)
+                    .expect("select")
+                    .iter()
+                    .map(|r| r.id())
+                    .collect();
+                selected.sort_unstable();
+                let counted = mediadb::query::eval::count(&snap, &query).expect("count");
+                assert_eq!(selected, brute, "{q:?}: select against every record");
+                assert_eq!(counted, brute.len() as u64, "{q:?}: count");
+                (format!("{q:?}"), selected, counted)
+            })
+            .collect()
+    };
+    let with_cache = answers();
+    std::fs::remove_file(&cols).expect("remove the cache");
+    assert_eq!(answers(), with_cache, "the same answers without the cache");
+    let hits = with_cache
+        .iter()
+        .filter(|(_, ids, _)| !ids.is_empty())
+        .count();
+    assert!(
+        hits >= 20,
+        "most of these queries select something: {with_cache:?}"
+    );
 }
 
 /// Opens `path` for writing, waiting a little for the lock. A handle this test has just dropped

@@ -1,14 +1,17 @@
 //! Queries answered from the column cache (`store/columns.rs`) instead of the records: a term on
 //! artist, album, genre, year, directory and the like is decided once per distinct value, then
-//! per record by looking up its ord. Records the cache does not cover (written since it was
-//! built) are read and tested as usual, so answers are exactly those of a full record scan.
+//! per record by looking up its ord; a term on the title, name or path (and a bare word, which
+//! reads those with the artists, album and genres) is decided on each record's row. Records the
+//! cache does not cover (written since it was built) are read and tested as usual, so answers
+//! are exactly those of a full record scan.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ReadError;
-use crate::query::eval::{GroupBy, GroupRow, entry_test, is_entry_field, test_value};
+use crate::query::eval::{ANY_FIELDS, GroupBy, GroupRow, entry_test, is_entry_field, test_value};
 use crate::query::parse::{Term, Test};
 use crate::query::{Field, Query, Value};
 use crate::record::Kind;
@@ -59,6 +62,98 @@ enum Decide<'c> {
     Int { col: ColView<'c>, test: Test },
     /// A subtree (`path:/a/b`) per directory: `state[ord]` is [`IN`], [`OUT`] or [`READ`].
     Subtree { col: ColView<'c>, state: Vec<u8> },
+    /// On the title's row.
+    Title { col: ColView<'c>, test: Test },
+    /// On the name, from the row of the path after its directory.
+    Name { rest: ColView<'c>, test: Test },
+    /// A substring of the path that holds no `/`: it cannot span the `/` that starts the rest
+    /// (or follows a directory `/`), so it is in the directory (`dir_ok[ord]`) or in the rest.
+    /// Text conversion and case folding go a character at a time, and `/` is one.
+    PathParts {
+        dir: ColView<'c>,
+        dir_ok: Vec<bool>,
+        rest: ColView<'c>,
+        test: Test,
+    },
+    /// On the path, the directory's value joined to the row of the rest.
+    Path {
+        dir: ColView<'c>,
+        rest: ColView<'c>,
+        test: Test,
+    },
+    /// A bare word: any of these (one per field it reads) holds.
+    AnyOf(Vec<Decide<'c>>),
+}
+
+thread_local! {
+    /// A path put together from its directory and the rest, for [`Decide::Path`].
+    static PATH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The column decision for `test`, a test on field `f`; `None` when no column holds `f` (or
+/// the cache's column failed its checks).
+fn field_plan<'c>(cols: &'c Columns, f: Field, test: &Test) -> Option<Decide<'c>> {
+    if is_entry_field(f) {
+        if matches!(test, Test::Present(_)) {
+            return None;
+        }
+        return Some(Decide::Entry(test.clone()));
+    }
+    let test = test.clone();
+    match f {
+        Field::Title => {
+            return Some(Decide::Title {
+                col: cols.column(Col::Title)?,
+                test,
+            });
+        }
+        Field::Name => {
+            return Some(Decide::Name {
+                rest: cols.column(Col::Rest)?,
+                test,
+            });
+        }
+        Field::Path => {
+            if let Test::Substring(_, n) = &test
+                && !n.folded.contains('/')
+            {
+                let dir = cols.column(Col::Dir)?;
+                let dir_ok = (0..dir.ndict() as u32)
+                    .map(|o| test_value(&test, &Value::Bytes(dir.value(o))))
+                    .collect();
+                return Some(Decide::PathParts {
+                    dir,
+                    dir_ok,
+                    rest: cols.column(Col::Rest)?,
+                    test,
+                });
+            }
+            return Some(Decide::Path {
+                dir: cols.column(Col::Dir)?,
+                rest: cols.column(Col::Rest)?,
+                test,
+            });
+        }
+        _ => {}
+    }
+    let c = column_of(f)?;
+    let col = cols.column(c)?;
+    if c == Col::Year {
+        return Some(Decide::Int { col, test });
+    }
+    let ok = (0..col.ndict() as u32)
+        .map(|o| test_value(&test, &dict_value(c, col.value(o))))
+        .collect();
+    let none = if col.is_list() {
+        Value::List(Vec::new())
+    } else {
+        Value::Null
+    };
+    Some(Decide::Dict {
+        absent: test_value(&test, &none),
+        col,
+        ok,
+    })
 }
 
 /// A directory whose files are all in the subtree.
@@ -114,39 +209,16 @@ impl<'c> Plan<'c> {
         for g in &query.groups {
             let mut terms = Vec::with_capacity(g.len());
             for Term { negate, test } in g {
-                if let Test::Subtree(root) = test {
-                    terms.push((*negate, subtree_plan(cols, root)?));
-                    continue;
-                }
-                let f = test.field()?;
-                let d = if is_entry_field(f) {
-                    if matches!(test, Test::Present(_)) {
-                        return None;
-                    }
-                    Decide::Entry(test.clone())
-                } else {
-                    let c = column_of(f)?;
-                    let col = cols.column(c)?;
-                    if c == Col::Year {
-                        Decide::Int {
-                            col,
-                            test: test.clone(),
-                        }
-                    } else {
-                        let ok = (0..col.ndict() as u32)
-                            .map(|o| test_value(test, &dict_value(c, col.value(o))))
-                            .collect();
-                        let none = if col.is_list() {
-                            Value::List(Vec::new())
-                        } else {
-                            Value::Null
-                        };
-                        Decide::Dict {
-                            absent: test_value(test, &none),
-                            col,
-                            ok,
-                        }
-                    }
+                let d = match test {
+                    Test::Subtree(root) => subtree_plan(cols, root)?,
+                    // A bare word is a substring of any of its fields.
+                    Test::Any(n) => Decide::AnyOf(
+                        ANY_FIELDS
+                            .iter()
+                            .map(|&f| field_plan(cols, f, &Test::Substring(f, n.clone())))
+                            .collect::<Option<_>>()?,
+                    ),
+                    _ => field_plan(cols, test.field()?, test)?,
                 };
                 terms.push((*negate, d));
             }
@@ -193,36 +265,13 @@ impl<'c> Plan<'c> {
     fn test_group(&self, g: &[(bool, Decide<'c>)], id: u64, e: Option<&FileEntry>) -> Option<bool> {
         let mut undecided = false;
         for (negate, d) in g {
-            let hit = match d {
-                Decide::Subtree { col, state } => match state.get(col.one(id) as usize) {
-                    Some(&IN) => true,
-                    Some(&OUT) => false,
-                    _ => {
-                        undecided = true;
-                        continue;
-                    }
-                },
-                Decide::Entry(t) => match e {
-                    Some(e) => entry_test(t, id, e),
-                    None => continue,
-                },
-                Decide::Dict { col, ok, absent } if col.is_list() => {
-                    let mut ords = col.many(id).peekable();
-                    if ords.peek().is_none() {
-                        *absent
-                    } else {
-                        ords.any(|o| ok[o as usize])
-                    }
-                }
-                Decide::Dict { col, ok, absent } => match col.one(id) {
-                    ABSENT => *absent,
-                    o => ok[o as usize],
-                },
-                Decide::Int { col, test } => {
-                    let v = col
-                        .int(id)
-                        .map_or(Value::Null, |y| Value::Int(i64::from(y)));
-                    test_value(test, &v)
+            let hit = match decide(d, id, e) {
+                Hit::Yes => true,
+                Hit::No => false,
+                Hit::Pass => continue,
+                Hit::Read => {
+                    undecided = true;
+                    continue;
                 }
             };
             if hit == *negate {
@@ -230,6 +279,101 @@ impl<'c> Plan<'c> {
             }
         }
         if undecided { None } else { Some(true) }
+    }
+}
+
+/// What a term says of a row.
+enum Hit {
+    Yes,
+    No,
+    /// A term on an entry field when no entry is given: it counts as passing.
+    Pass,
+    /// The row cannot tell: the record must be read.
+    Read,
+}
+
+impl From<bool> for Hit {
+    fn from(b: bool) -> Hit {
+        if b { Hit::Yes } else { Hit::No }
+    }
+}
+
+/// Term `d` on the row of `id` (entry `e`, when looked at).
+fn decide(d: &Decide<'_>, id: u64, e: Option<&FileEntry>) -> Hit {
+    match d {
+        Decide::Subtree { col, state } => match state.get(col.one(id) as usize) {
+            Some(&IN) => Hit::Yes,
+            Some(&OUT) => Hit::No,
+            _ => Hit::Read,
+        },
+        Decide::Entry(t) => match e {
+            Some(e) => entry_test(t, id, e).into(),
+            None => Hit::Pass,
+        },
+        Decide::Dict { col, ok, absent } if col.is_list() => {
+            let mut ords = col.many(id).peekable();
+            if ords.peek().is_none() {
+                (*absent).into()
+            } else {
+                ords.any(|o| ok[o as usize]).into()
+            }
+        }
+        Decide::Dict { col, ok, absent } => match col.one(id) {
+            ABSENT => (*absent).into(),
+            o => ok[o as usize].into(),
+        },
+        Decide::Int { col, test } => {
+            let v = col
+                .int(id)
+                .map_or(Value::Null, |y| Value::Int(i64::from(y)));
+            test_value(test, &v).into()
+        }
+        Decide::Title { col, test } => {
+            let v = col
+                .string(id)
+                .map_or(Value::Null, |t| Value::Text(Cow::Borrowed(text(t))));
+            test_value(test, &v).into()
+        }
+        Decide::Name { rest, test } => {
+            // The rest is the name, after a `/` unless the directory is `/` or empty.
+            let rest = rest.string(id).unwrap_or_default();
+            let name = rest.strip_prefix(b"/").unwrap_or(rest);
+            test_value(test, &Value::Bytes(name)).into()
+        }
+        Decide::PathParts {
+            dir,
+            dir_ok,
+            rest,
+            test,
+        } => {
+            let in_dir = match dir.one(id) {
+                ABSENT => false,
+                o => dir_ok[o as usize],
+            };
+            (in_dir || test_value(test, &Value::Bytes(rest.string(id).unwrap_or_default()))).into()
+        }
+        Decide::Path { dir, rest, test } => {
+            let (d, r) = (dir.one(id), rest.string(id).unwrap_or_default());
+            let d = if d == ABSENT { &[][..] } else { dir.value(d) };
+            PATH.with_borrow_mut(|p| {
+                p.clear();
+                p.extend_from_slice(d);
+                p.extend_from_slice(r);
+                test_value(test, &Value::Bytes(p))
+            })
+            .into()
+        }
+        Decide::AnyOf(fields) => {
+            let mut read = false;
+            for f in fields {
+                match decide(f, id, e) {
+                    Hit::Yes => return Hit::Yes,
+                    Hit::Read => read = true,
+                    Hit::No | Hit::Pass => {}
+                }
+            }
+            if read { Hit::Read } else { Hit::No }
+        }
     }
 }
 

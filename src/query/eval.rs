@@ -25,7 +25,8 @@ fn any_text(v: &Value<'_>, mut f: impl FnMut(&str) -> bool) -> bool {
     }
 }
 
-const ANY_FIELDS: [Field; 6] = [
+/// The fields a bare word is looked for in.
+pub(crate) const ANY_FIELDS: [Field; 6] = [
     Field::Title,
     Field::Artists,
     Field::Album,

@@ -1,8 +1,9 @@
 //! The column cache `NAME.cols`: for every record id, the values of the fields people browse and
 //! filter by (artist, artists, album, album artist, genre, genres, year, directory, MusicBrainz
-//! album id), each column a dictionary of distinct values plus one ord per id. A query on these
-//! fields, a count or a `--group-by` then reads a few megabytes of ords instead of verifying a
-//! million records.
+//! album id), each column a dictionary of distinct values plus one ord per id, and the title and
+//! the rest of the path after the directory, one string per id. A query on these fields (a bare
+//! word reads them all), a count or a `--group-by` then reads some megabytes of columns instead
+//! of verifying a million records.
 //!
 //! Like the checkpoint it is only a cache, and a weaker one: it may lag the log. It covers the
 //! records written before its `committed_len`; a record written later (a new or updated file)
@@ -18,20 +19,22 @@
 //! ```text
 //!  off  size  field
 //!    0     8  magic          "MDBCOLS\0"
-//!    8     4  version        1
-//!   12     4  columns        number of column descriptors (9)
+//!    8     4  version        2
+//!   12     4  columns        number of column descriptors (11)
 //!   16    16  file_id        the database's
 //!   32     8  committed_len  records at offsets below this are covered
 //!   40     8  n_ids          ids 0..n_ids have a row
-//!   48  32 x columns         descriptors: kind u32 (0 one value, 1 a list, 2 an i32),
-//!                            ndict u32, region offset u64, region length u64, region crc u32,
-//!                            0 u32
+//!   48  32 x columns         descriptors: kind u32 (0 one value, 1 a list, 2 an i32,
+//!                            3 a string), ndict u32, region offset u64, region length u64,
+//!                            region crc u32, 0 u32
 //!   …      4  crc            CRC-32C of the bytes before it (at 48 + 32 x columns)
 //! 4096     …  regions        one per column, in descriptor order:
 //!                              kind 0: dict_offsets (ndict+1) u32, ords n_ids u32, dict bytes
 //!                              kind 1: dict_offsets (ndict+1) u32, rows (n_ids+1) u32,
 //!                                      ords rows[n_ids] u32, dict bytes
 //!                              kind 2: values n_ids i32 (i32::MIN: absent)
+//!                              kind 3: offsets (n_ids+1) u32, bytes; a row is empty when
+//!                                      absent, else 0x01 followed by its value
 //!                            an ord of u32::MAX is "absent"
 //! ```
 
@@ -54,7 +57,11 @@ use super::{IdentityHasher, Version};
 use crate::record::{Record, RecordView};
 
 const MAGIC: [u8; 8] = *b"MDBCOLS\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// How many columns there are.
+const NCOLS: usize = Col::ALL.len();
+/// The header's bytes up to and including its checksum.
+const HEADER_LEN: usize = 48 + DESC_LEN * NCOLS + 4;
 const HEADER_BLOCK: u64 = 4096;
 const DESC_LEN: usize = 32;
 /// The ord of an absent value.
@@ -78,10 +85,15 @@ pub(crate) enum Col {
     /// The path up to its last `/`.
     Dir,
     MusicbrainzAlbumId,
+    /// The title.
+    Title,
+    /// The path after [`Col::Dir`]'s value: the path is the two joined. It starts with the
+    /// `/` before the name, except after the directory `/` itself and the empty one.
+    Rest,
 }
 
 impl Col {
-    pub(crate) const ALL: [Col; 9] = [
+    pub(crate) const ALL: [Col; 11] = [
         Col::Artist,
         Col::Artists,
         Col::Album,
@@ -91,15 +103,24 @@ impl Col {
         Col::Year,
         Col::Dir,
         Col::MusicbrainzAlbumId,
+        Col::Title,
+        Col::Rest,
     ];
 
     fn kind(self) -> u32 {
         match self {
             Col::Artists | Col::Genres => 1,
             Col::Year => 2,
+            Col::Title | Col::Rest => 3,
             _ => 0,
         }
     }
+}
+
+/// The path after its directory ([`dir_of`]), which [`Col::Rest`] holds.
+pub(crate) fn rest_of(p: &[u8]) -> &[u8] {
+    // The directory is a prefix of the path (`/` for `/x` is its first byte).
+    &p[dir_of(p).len()..]
 }
 
 /// The directory part of a path, as the query language's `dir` field has it.
@@ -120,6 +141,8 @@ struct Row<'a> {
     one: [Option<Cow<'a, [u8]>>; 9],
     lists: [Vec<&'a [u8]>; 2],
     year: i32,
+    /// Title and rest of the path.
+    strings: [Option<&'a [u8]>; 2],
 }
 
 fn row_of<'a>(r: &RecordView<'a>) -> Row<'a> {
@@ -140,6 +163,7 @@ fn row_of<'a>(r: &RecordView<'a>) -> Row<'a> {
         ],
         lists: [artists, genres],
         year: r.year().unwrap_or(ABSENT_INT),
+        strings: [r.title().map(str::as_bytes), Some(rest_of(r.path()))],
     }
 }
 
@@ -166,9 +190,13 @@ impl Delta {
         let mut d = Delta::default();
         d.ids.reserve(n);
         for b in &mut d.cols {
-            b.ords.reserve(n);
-            if b.col.kind() == 1 {
-                b.rows.reserve(n);
+            match b.col.kind() {
+                1 => {
+                    b.ords.reserve(n);
+                    b.rows.reserve(n);
+                }
+                3 => b.rows.reserve(n),
+                _ => b.ords.reserve(n),
             }
         }
         d
@@ -207,6 +235,8 @@ impl Delta {
             &mut c[8],
             rec.musicbrainz_album_id.as_deref().map(str::as_bytes),
         );
+        c[9].push_string(rec.title.as_deref().map(str::as_bytes));
+        c[10].push_string(Some(rest_of(&rec.path)));
     }
 
     fn len(&self) -> usize {
@@ -298,7 +328,7 @@ pub(crate) struct Columns {
     committed_len: u64,
     n_ids: u64,
     descs: Vec<Desc>,
-    checked: [OnceLock<bool>; 9],
+    checked: [OnceLock<bool>; NCOLS],
 }
 
 impl std::fmt::Debug for Columns {
@@ -358,6 +388,23 @@ impl<'a> ColView<'a> {
         (v != ABSENT_INT).then_some(v)
     }
 
+    /// `id`'s value, for a string column ([`Col::Title`], [`Col::Rest`]).
+    pub fn string(&self, id: u64) -> Option<&'a [u8]> {
+        let i = id as usize;
+        let (a, b) = (
+            get_u32(self.rows, i * 4) as usize,
+            get_u32(self.rows, i * 4 + 4) as usize,
+        );
+        // Checked on load: offsets ascend within the bytes.
+        (b > a).then(|| &self.dict[a + 1..b])
+    }
+
+    /// `id`'s row as stored, for a string column: empty, or 0x01 and the value.
+    fn string_row(&self, id: u64) -> &'a [u8] {
+        let i = id as usize;
+        &self.dict[get_u32(self.rows, i * 4) as usize..get_u32(self.rows, i * 4 + 4) as usize]
+    }
+
     /// Whether this is a list column.
     pub fn is_list(&self) -> bool {
         self.kind == 1
@@ -373,12 +420,12 @@ impl Columns {
         if len < HEADER_BLOCK {
             return None;
         }
-        let mut h = [0u8; 48 + DESC_LEN * 9 + 4];
+        let mut h = [0u8; HEADER_LEN];
         file.read_exact_at(&mut h, 0).ok()?;
         let crc_at = h.len() - 4;
         if h[..8] != MAGIC
             || get_u32(&h, 8) != VERSION
-            || get_u32(&h, 12) != 9
+            || get_u32(&h, 12) != NCOLS as u32
             || h[16..32] != file_id[..]
             || crc::of(&h[..crc_at]) != get_u32(&h, crc_at)
         {
@@ -389,7 +436,7 @@ impl Columns {
         if covered > committed_len || n_ids > 1 << 40 {
             return None;
         }
-        let mut descs = Vec::with_capacity(9);
+        let mut descs = Vec::with_capacity(NCOLS);
         for (k, col) in Col::ALL.iter().enumerate() {
             let d = &h[48 + k * DESC_LEN..48 + (k + 1) * DESC_LEN];
             let (at, rlen) = (get_u64(d, 8), get_u64(d, 16));
@@ -462,6 +509,14 @@ impl Columns {
                 ords: take(&mut rest, n * 4)?,
                 dict: &[],
             },
+            3 => ColView {
+                kind: 3,
+                ndict: 0,
+                dict_offsets: &[],
+                rows: take(&mut rest, (n + 1) * 4)?,
+                ords: &[],
+                dict: rest,
+            },
             kind => {
                 let dict_offsets = take(&mut rest, (ndict + 1) * 4)?;
                 let (rows, nvals) = if kind == 1 {
@@ -487,10 +542,20 @@ impl Columns {
 
 /// Every offset and ord in bounds, so that the accessors cannot fail.
 fn structure_ok(v: &ColView<'_>, n: usize) -> bool {
-    if v.kind == 2 {
-        return true;
-    }
     let u = |b: &[u8], i: usize| get_u32(b, i * 4) as usize;
+    match v.kind {
+        2 => return true,
+        3 => {
+            // Each row empty or 0x01 and a value, within the bytes.
+            return u(v.rows, 0) == 0
+                && u(v.rows, n) <= v.dict.len()
+                && (0..n).all(|i| {
+                    let (a, b) = (u(v.rows, i), u(v.rows, i + 1));
+                    a == b || (a < b && v.dict[a] == 1)
+                });
+        }
+        _ => {}
+    }
     let offsets_ok = (0..v.ndict).all(|i| u(v.dict_offsets, i) <= u(v.dict_offsets, i + 1))
         && u(v.dict_offsets, v.ndict) <= v.dict.len();
     let rows_ok =
@@ -525,7 +590,7 @@ pub(crate) fn rebrand(
     else {
         return false;
     };
-    let mut h = [0u8; 48 + DESC_LEN * 9 + 4];
+    let mut h = [0u8; HEADER_LEN];
     if file.read_exact_at(&mut h, 0).is_err() || get_u64(&h, 32) != old_len {
         return false;
     }
@@ -741,22 +806,31 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Deltas) -> io::Result<()> {
 struct Builder {
     col: Col,
     dict: Dict,
+    /// A list column's row starts, or a string column's offsets, both from 0.
     rows: Vec<u32>,
     ords: Vec<u32>,
+    /// A string column's rows, back to back (see the module's layout). Its length may pass
+    /// `u32::MAX` (the offsets then wrap): [`region`](Self::region) refuses it.
+    strings: Vec<u8>,
 }
 
 impl Builder {
     fn new(col: Col, n: usize) -> Builder {
         let mut rows = Vec::new();
-        if col.kind() == 1 {
-            rows.reserve(n + 1);
-            rows.push(0);
+        let mut ords = Vec::new();
+        match col.kind() {
+            1 | 3 => {
+                rows.reserve(n + 1);
+                rows.push(0);
+            }
+            _ => ords.reserve(n),
         }
         Builder {
             col,
             dict: Dict::default(),
             rows,
-            ords: Vec::with_capacity(n),
+            ords,
+            strings: Vec::new(),
         }
     }
 
@@ -764,8 +838,24 @@ impl Builder {
         match self.col.kind() {
             1 => self.rows.push(self.ords.len() as u32),
             2 => self.ords.push(ABSENT_INT as u32),
+            3 => self.rows.push(self.strings.len() as u32),
             _ => self.ords.push(ABSENT),
         }
+    }
+
+    /// Appends a row of a string column.
+    fn push_string(&mut self, v: Option<&[u8]>) {
+        if let Some(v) = v {
+            self.strings.push(1);
+            self.strings.extend_from_slice(v);
+        }
+        self.rows.push(self.strings.len() as u32);
+    }
+
+    /// Appends a string column's row as stored (empty, or 0x01 and the value).
+    fn push_string_row(&mut self, row: &[u8]) {
+        self.strings.extend_from_slice(row);
+        self.rows.push(self.strings.len() as u32);
     }
 
     fn push_row(&mut self, row: &Row<'_>) {
@@ -783,6 +873,8 @@ impl Builder {
                 self.rows.push(self.ords.len() as u32);
             }
             Col::Year => self.ords.push(row.year as u32),
+            Col::Title => self.push_string(row.strings[0]),
+            Col::Rest => self.push_string(row.strings[1]),
             _ => {
                 let o = row.one[k].as_ref().map_or(ABSENT, |v| self.dict.ord(v));
                 self.ords.push(o);
@@ -828,6 +920,11 @@ impl Builder {
     /// Appends row `row` of `delta` (a builder of the same column).
     fn push_delta(&mut self, delta: &Builder, row: u32, remap: &mut [u32]) {
         let r = row as usize;
+        if self.col.kind() == 3 {
+            let at = delta.rows[r] as usize..delta.rows[r + 1] as usize;
+            self.push_string_row(&delta.strings[at]);
+            return;
+        }
         let ords = if self.col.kind() == 1 {
             &delta.ords[delta.rows[r] as usize..delta.rows[r + 1] as usize]
         } else {
@@ -841,6 +938,7 @@ impl Builder {
         let value = |o| cv.value(o);
         match self.col.kind() {
             1 => self.push_remapped(cv.many(id), remap, value),
+            3 => self.push_string_row(cv.string_row(id)),
             2 => {
                 let raw = cv.int(id).unwrap_or(ABSENT_INT) as u32;
                 self.push_remapped(std::iter::once(raw), remap, value);
@@ -851,6 +949,15 @@ impl Builder {
 
     /// The column's region bytes.
     fn region(&self) -> Option<Vec<u8>> {
+        if self.col.kind() == 3 {
+            u32::try_from(self.strings.len()).ok()?;
+            let mut out = Vec::with_capacity(self.rows.len() * 4 + self.strings.len());
+            for x in &self.rows {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            out.extend_from_slice(&self.strings);
+            return Some(out);
+        }
         let dict_bytes = self.dict.bytes.len();
         u32::try_from(dict_bytes).ok()?;
         let dicts = self.col.kind() != 2;
@@ -898,10 +1005,10 @@ fn write_file(
     let file = File::create(tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, Pieces(&file));
     out.write_all(&[0u8; HEADER_BLOCK as usize])?;
-    let mut header = Vec::with_capacity(48 + DESC_LEN * 9 + 4);
+    let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(&MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&9u32.to_le_bytes());
+    header.extend_from_slice(&(NCOLS as u32).to_le_bytes());
     header.extend_from_slice(&file_id);
     header.extend_from_slice(&committed_len.to_le_bytes());
     header.extend_from_slice(&n_ids.to_le_bytes());

@@ -451,6 +451,15 @@ pub(crate) fn query(db_path: &Path, args: &QueryArgs) -> Result<Exit, Failure> {
         out(|w| output::write_groups(w, &rows, by, format, sink()))?;
         return Ok(Exit::Ok);
     }
+    if sort.is_empty()
+        && matches!(format, Format::Paths | Format::Print0)
+        && let Some(paths) = eval::select_paths(&snap, &q, args.limit)
+    {
+        // Only paths are printed: the column cache has them without reading the records.
+        let paths = paths.map_err(corrupt)?;
+        out(|w| output::write_paths(w, paths.iter(), format, sink()))?;
+        return Ok(Exit::Ok);
+    }
     let records = eval::select(&snap, &q, &sort, args.limit).map_err(corrupt)?;
     out(|w| output::write_records(w, &records, &fields, format, sink()))?;
     Ok(Exit::Ok)

@@ -2408,6 +2408,10 @@ fn answers(db: &Path, recs: &[Record]) -> Vec<String> {
         let mut a = vec!["query", "--count"];
         a.extend(terms.iter().map(String::as_str));
         out.push(format!("--count {terms:?} -> {}", ok_str(db, &a).trim()));
+        // Paths alone come from the cache's columns where it covers the records.
+        let mut a = vec!["query", "--format", "paths"];
+        a.extend(terms.iter().map(String::as_str));
+        out.push(format!("--format paths {terms:?} -> {}", ok_str(db, &a)));
     }
     for by in [
         "artist",
@@ -2596,6 +2600,19 @@ fn title_name_and_path_terms_on_odd_paths_agree_with_and_without_the_cache() {
                     .collect();
                 selected.sort_unstable();
                 let counted = mediadb::query::eval::count(&snap, &query).expect("count");
+                let in_order: Vec<Vec<u8>> = mediadb::query::eval::select(&snap, &query, &[], None)
+                    .expect("select")
+                    .iter()
+                    .map(|r| r.path().to_vec())
+                    .collect();
+                if let Some(paths) = mediadb::query::eval::select_paths(&snap, &query, None) {
+                    let paths: Vec<Vec<u8>> = paths
+                        .expect("select_paths")
+                        .iter()
+                        .map(<[u8]>::to_vec)
+                        .collect();
+                    assert_eq!(paths, in_order, "{q:?}: select_paths against select");
+                }
                 assert_eq!(selected, brute, "{q:?}: select against every record");
                 assert_eq!(counted, brute.len() as u64, "{q:?}: count");
                 (format!("{q:?}"), selected, counted)

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ReadError;
-use crate::query::eval::{ANY_FIELDS, GroupBy, GroupRow, entry_test, is_entry_field, test_value};
+use crate::query::eval::{
+    ANY_FIELDS, GroupBy, GroupRow, PathList, entry_test, is_entry_field, test_value,
+};
 use crate::query::parse::{Term, Test};
 use crate::query::{Field, Query, Value};
 use crate::record::Kind;
@@ -422,6 +424,68 @@ pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<
         };
         Ok(hit.then_some(id))
     }))
+}
+
+/// The paths of the records matching `query`, in id order, from the cache: a covered record's
+/// path is its directory joined to the rest, and a record the cache does not cover (or whose
+/// row cannot tell) is read. `None` when the query cannot use the cache.
+pub(crate) fn matching_paths(
+    snap: &Snapshot,
+    query: &Query,
+) -> Option<Result<PathList, ReadError>> {
+    use rayon::prelude::*;
+    const BLOCK: u64 = 1 << 14;
+    let plan = Plan::new(snap, query)?;
+    let dir = plan.cols.column(Col::Dir)?;
+    let rest = plan.cols.column(Col::Rest)?;
+    let fresh = plan.cols.committed_len() == snap.stats().committed_bytes;
+    let n_ids = plan.cols.n_ids();
+    let n = snap.stats().next_id;
+    let block = |b: u64| -> Result<PathList, ReadError> {
+        let mut out = PathList::default();
+        for id in b * BLOCK..((b + 1) * BLOCK).min(n) {
+            if fresh && id < n_ids && !plan.could_match(id) {
+                continue;
+            }
+            let Some(e) = snap.entry_by_id(id) else {
+                continue;
+            };
+            let start = out.bytes.len();
+            match plan.matches(id, &e) {
+                Some(false) => continue,
+                Some(true) => {
+                    match dir.one(id) {
+                        ABSENT => {}
+                        o => out.bytes.extend_from_slice(dir.value(o)),
+                    }
+                    out.bytes
+                        .extend_from_slice(rest.string(id).unwrap_or_default());
+                }
+                None => match snap.get_by_id(id)? {
+                    Some(r) if query.matches(&r) => out.bytes.extend_from_slice(r.path()),
+                    _ => continue,
+                },
+            }
+            out.spans.push(start..out.bytes.len());
+        }
+        Ok(out)
+    };
+    let result = (|| {
+        let parts: Vec<PathList> = (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(block)
+            .collect::<Result<_, ReadError>>()?;
+        snap.index_intact()?;
+        let mut all = PathList::default();
+        for p in parts {
+            let base = all.bytes.len();
+            all.bytes.extend_from_slice(&p.bytes);
+            all.spans
+                .extend(p.spans.into_iter().map(|s| s.start + base..s.end + base));
+        }
+        Ok(all)
+    })();
+    Some(result)
 }
 
 /// A map keyed by [`Key`]: counting groups hashes one key per record, and SipHash was a

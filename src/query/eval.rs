@@ -208,6 +208,57 @@ pub fn select<'s>(
     Ok(keyed.into_iter().map(|(_, _, r)| r).collect())
 }
 
+/// The paths of the records matching `query`, in the order [`select`] gives them without sort
+/// keys (natural path order), at most `limit` of them: what `--format paths` and `-0` print.
+/// Answered from the column cache without reading the records it covers; `None` when the
+/// cache cannot answer (then [`select`] the records).
+pub fn select_paths(
+    snap: &Snapshot,
+    query: &Query,
+    limit: Option<usize>,
+) -> Option<Result<PathList, ReadError>> {
+    // One exact path is found through the path index, faster than any column.
+    if single_path(query) {
+        return None;
+    }
+    let mut list = match super::columns::matching_paths(snap, query)? {
+        Ok(list) => list,
+        Err(e) => return Some(Err(e)),
+    };
+    let bytes = &list.bytes;
+    list.spans
+        .sort_by(|a, b| natural_cmp(&bytes[a.clone()], &bytes[b.clone()]));
+    if let Some(n) = limit {
+        list.spans.truncate(n);
+    }
+    Some(Ok(list))
+}
+
+/// Paths side by side, as [`select_paths`] gives them.
+#[derive(Debug, Default)]
+pub struct PathList {
+    pub(crate) bytes: Vec<u8>,
+    /// Path `i` is `bytes[spans[i]]`.
+    pub(crate) spans: Vec<std::ops::Range<usize>>,
+}
+
+impl PathList {
+    /// The paths, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.spans.iter().map(|s| &self.bytes[s.clone()])
+    }
+
+    /// How many paths there are.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
 /// Counts the matching records without sorting them.
 pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
     if query.is_empty() {
@@ -231,10 +282,7 @@ pub fn count(snap: &Snapshot, query: &Query) -> Result<u64, ReadError> {
 /// all cores (each record is verified on its own, so the work splits freely).
 fn matching<'s>(snap: &'s Snapshot, query: &Query) -> Result<Vec<RecordView<'s>>, ReadError> {
     use rayon::prelude::*;
-    let single_path = matches!(query.groups.as_slice(), [group] if group.iter().any(|t| {
-        matches!(&t.test, Test::Exact(Field::Path, _)) && !t.negate
-    }));
-    if single_path {
+    if single_path(query) {
         let mut out = Vec::new();
         for r in candidates(snap, query) {
             let r = r?;
@@ -282,6 +330,14 @@ fn matching<'s>(snap: &'s Snapshot, query: &Query) -> Result<Vec<RecordView<'s>>
         .collect::<Result<_, ReadError>>()?;
     snap.index_intact()?;
     Ok(parts.into_iter().flatten().collect())
+}
+
+/// Whether `query` is one group that pins an exact path (`path:=/a/b`), which the path index
+/// answers.
+fn single_path(query: &Query) -> bool {
+    matches!(query.groups.as_slice(), [group] if group.iter().any(|t| {
+        matches!(&t.test, Test::Exact(Field::Path, _)) && !t.negate
+    }))
 }
 
 /// The records that may match: with a single group that pins an exact path (`path:=/a/b`),

@@ -269,6 +269,27 @@ fn write_csv_row<S: AsRef<str>>(w: &mut dyn Write, cells: &[S]) -> io::Result<()
     w.write_all(b"\r\n")
 }
 
+/// Paths as `--format paths` (a line each) or `-0` (NUL after each, exact bytes) writes them;
+/// another format writes nothing.
+pub fn write_paths<'p>(
+    w: &mut dyn Write,
+    paths: impl Iterator<Item = &'p [u8]>,
+    format: Format,
+    sink: Sink,
+) -> io::Result<()> {
+    for p in paths {
+        match format {
+            Format::Paths => write_path_line(w, p, "", sink)?,
+            Format::Print0 => {
+                w.write_all(p)?;
+                w.write_all(b"\0")?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Writes `path` as a line of `paths`: its exact bytes, or escaped on a terminal; `suffix`
 /// (`/` for a directory) after it.
 pub fn write_path_line(w: &mut dyn Write, path: &[u8], suffix: &str, sink: Sink) -> io::Result<()> {
@@ -341,16 +362,8 @@ pub fn write_records(
                 write_csv_row(w, &row)?;
             }
         }
-        Format::Paths => {
-            for r in records {
-                write_path_line(w, r.path(), "", sink)?;
-            }
-        }
-        Format::Print0 => {
-            for r in records {
-                w.write_all(r.path())?;
-                w.write_all(b"\0")?;
-            }
+        Format::Paths | Format::Print0 => {
+            write_paths(w, records.iter().map(RecordView::path), format, sink)?;
         }
         Format::Table => write_table(w, records, columns, sink.width)?,
     }

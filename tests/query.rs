@@ -2513,6 +2513,75 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
     }
 }
 
+/// A writer leaves a column cache that lags the log by a little as it is (a rescan that changed
+/// a few files does not rewrite it); answers stay exact, since the records past it are read.
+/// `checkpoint()`, a larger change and compaction bring it up to date.
+#[test]
+fn a_cache_that_lags_a_little_is_kept_and_answers_stay_exact() {
+    // Enough records that one more frame (a 4 KiB page at least) is within the slack.
+    let (dir, db, mut recs) = library(3000);
+    let cols = dir.path().join("lib.mediadb.cols");
+    let read = || std::fs::read(&cols).expect("a column cache");
+    let first = read();
+    let retitle = |recs: &mut [Record], which: &[usize], title: &str| {
+        let mut w = open_writer(&db);
+        let mut b = w.batch().expect("batch");
+        for &i in which {
+            recs[i].title = Some(format!("{title} {i}"));
+            recs[i].id = b.upsert(&recs[i]).expect("upsert");
+        }
+        b.commit().expect("commit");
+        w
+    };
+    let oracle = |recs: &[Record], word: &str| -> BTreeSet<u64> {
+        recs.iter()
+            .filter(|r| bare(r, word))
+            .map(|r| r.id)
+            .collect()
+    };
+    drop(retitle(&mut recs, &[3], "Quokka"));
+    assert!(
+        read() == first,
+        "one changed record leaves the cache as it was"
+    );
+    assert_eq!(
+        query_ids(&db, &["quokka".to_owned()]),
+        oracle(&recs, "quokka")
+    );
+    assert_eq!(oracle(&recs, "quokka").len(), 1);
+    // An explicit checkpoint brings it up to date.
+    let mut w = retitle(&mut recs, &[5], "Wombat");
+    w.checkpoint().expect("checkpoint");
+    drop(w);
+    let second = read();
+    assert!(second != first, "checkpoint() rewrites a lagging cache");
+    assert_eq!(
+        query_ids(&db, &["wombat".to_owned()]),
+        oracle(&recs, "wombat")
+    );
+    // A change to a quarter of the records is past the slack.
+    let many: Vec<usize> = (0..recs.len()).step_by(4).collect();
+    drop(retitle(&mut recs, &many, "Numbat"));
+    let third = read();
+    assert!(third != second, "a large change rewrites the cache");
+    assert_eq!(
+        query_ids(&db, &["numbat".to_owned()]),
+        oracle(&recs, "numbat")
+    );
+    // A small lag again, then compaction: the cache is brought up to date and carried over.
+    drop(retitle(&mut recs, &[7], "Bilby"));
+    assert!(read() == third, "a small lag again");
+    open_writer(&db).compact().expect("compact");
+    assert!(read() != third, "compaction updates the cache it carries");
+    for word in ["bilby", "numbat", "wombat", "quokka", "track"] {
+        assert_eq!(
+            query_ids(&db, &[word.to_owned()]),
+            oracle(&recs, word),
+            "{word} after compaction"
+        );
+    }
+}
+
 /// Bare words and terms on the title, name and path are decided on the column cache's rows:
 /// paths the scanner never makes (`/x`, `//y`, relative, not UTF-8, ending in `/`) and
 /// characters that fold (the Kelvin sign) give the answers of reading every record.

@@ -717,6 +717,18 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Deltas) -> io::Result<()> {
         .iter()
         .map(|c| Builder::new(*c, n as usize))
         .collect();
+    // A string column's bytes are about the old cache's plus the delta's: room for them at
+    // once, instead of growing (and copying) a hundred megabytes step by step.
+    for (k, b) in builders.iter_mut().enumerate() {
+        if b.col.kind() == 3 {
+            let old = old_views
+                .as_ref()
+                .and_then(|vs| vs[k].as_ref())
+                .map_or(0, |cv| cv.dict.len());
+            let new: usize = delta.chunks.iter().map(|d| d.cols[k].strings.len()).sum();
+            b.strings.reserve(old + new);
+        }
+    }
     /// Where a row of the new cache comes from.
     #[derive(Clone, Copy)]
     enum Src {
@@ -947,16 +959,15 @@ impl Builder {
         }
     }
 
-    /// The column's region bytes.
-    fn region(&self) -> Option<Vec<u8>> {
+    /// The column's region bytes, in pieces (a string column's bytes are not copied).
+    fn region(&self) -> Option<Vec<Cow<'_, [u8]>>> {
         if self.col.kind() == 3 {
             u32::try_from(self.strings.len()).ok()?;
-            let mut out = Vec::with_capacity(self.rows.len() * 4 + self.strings.len());
+            let mut offsets = Vec::with_capacity(self.rows.len() * 4);
             for x in &self.rows {
-                out.extend_from_slice(&x.to_le_bytes());
+                offsets.extend_from_slice(&x.to_le_bytes());
             }
-            out.extend_from_slice(&self.strings);
-            return Some(out);
+            return Some(vec![Cow::Owned(offsets), Cow::Borrowed(&self.strings[..])]);
         }
         let dict_bytes = self.dict.bytes.len();
         u32::try_from(dict_bytes).ok()?;
@@ -985,7 +996,7 @@ impl Builder {
         }
         put(&mut out, &self.ords);
         out.extend_from_slice(&self.dict.bytes);
-        Some(out)
+        Some(vec![Cow::Owned(out)])
     }
 }
 
@@ -1014,29 +1025,32 @@ fn write_file(
     header.extend_from_slice(&n_ids.to_le_bytes());
     let mut at = HEADER_BLOCK;
     // Each column's bytes and checksum on its own core; written in order.
-    let regions: Vec<Option<(Vec<u8>, u32)>> = {
+    let regions: Vec<Option<(Vec<Cow<'_, [u8]>>, u32)>> = {
         use rayon::prelude::*;
         builders
             .par_iter()
             .map(|b| {
                 b.region().map(|r| {
-                    let crc = crc::of(&r);
+                    let crc = r.iter().fold(0, |c, piece| crc::append(c, piece));
                     (r, crc)
                 })
             })
             .collect()
     };
     for (b, region) in builders.iter().zip(regions) {
-        let (region, crc) = region.ok_or_else(too_big)?;
+        let (pieces, crc) = region.ok_or_else(too_big)?;
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
         header.extend_from_slice(&b.col.kind().to_le_bytes());
         let ndict = u32::try_from(b.dict.len()).map_err(|_| too_big())?;
         header.extend_from_slice(&ndict.to_le_bytes());
         header.extend_from_slice(&at.to_le_bytes());
-        header.extend_from_slice(&(region.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(len as u64).to_le_bytes());
         header.extend_from_slice(&crc.to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
-        out.write_all(&region)?;
-        at += region.len() as u64;
+        for p in &pieces {
+            out.write_all(p)?;
+        }
+        at += len as u64;
     }
     let crc = crc::of(&header);
     header.extend_from_slice(&crc.to_le_bytes());

@@ -884,6 +884,7 @@ impl Database {
             move |source| CompactError::Io { path: p, source }
         };
         let before_bytes = self.storage.len().map_err(io_at(&path))?;
+        self.update_columns();
 
         // Free space: the new file (planned exactly, up to the Batch estimate) and its checkpoint.
         let v = Arc::clone(&self.current);

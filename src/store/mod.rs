@@ -60,6 +60,10 @@ const WRITE_AHEAD_SEGMENT: usize = 2 << 20;
 /// bytes and this much time has passed since it last wrote one (or opened), see
 /// [`Database::set_auto_checkpoint`].
 const AUTO_CHECKPOINT: (u64, Duration) = (64 << 20, Duration::from_secs(30));
+
+/// A writer's checkpoint leaves the column cache as it is while the log past it is at most this
+/// part of the log (see [`Database::checkpoint`]).
+const COLS_SLACK: u64 = 32;
 use format::{
     FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, MAX_FILE_LEN, SLOT_BLOCK, SLOT_LEN,
     SLOT_OFFSETS, SlotProblem,
@@ -642,7 +646,7 @@ impl Database {
             .committed_len
             .saturating_sub(self.checkpointed_len);
         if since > bytes && self.checkpointed_at.elapsed() >= interval {
-            let _ = self.write_checkpoint(true);
+            let _ = self.write_checkpoint(true, false);
         }
     }
 
@@ -721,29 +725,35 @@ impl Database {
         Ok(true)
     }
 
-    /// Writes the index checkpoint now, so the next open replays nothing. Writers do this on
-    /// drop; call it to bound the work of an open after a crash.
+    /// Writes the index checkpoint and the column cache now, so the next open replays nothing
+    /// and queries read no records. Writers write the checkpoint on drop (and the column cache
+    /// when much of the log is past it); call this to bound the work of an open after a crash.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        self.write_checkpoint(true)
+        self.write_checkpoint(true, true)
     }
 
     /// [`checkpoint`](Self::checkpoint); `reload` maps the new column cache for this handle's
-    /// later queries (a handle being dropped has none).
-    fn write_checkpoint(&mut self, reload: bool) -> io::Result<()> {
+    /// later queries (a handle being dropped has none). Without `all_columns`, a column cache
+    /// that lags the log by at most a [`COLS_SLACK`] part of it is left as it is.
+    fn write_checkpoint(&mut self, reload: bool, all_columns: bool) -> io::Result<()> {
         if !self.checkpoints || !self.writable || self.poisoned {
             return Ok(());
         }
         let v = Arc::clone(&self.current);
         let current =
             self.checkpointed_len == v.header.committed_len && self.checkpointed_len != LOG_START;
-        // The column cache is only for queries (without it they read records): rebuilt with each
-        // checkpoint, and when this file has none (deleted, damaged, or a compaction's). The two
-        // files are written side by side, each on its own core.
-        let cols_current = v
-            .columns
-            .as_ref()
-            .is_some_and(|c| c.committed_len() == v.header.committed_len);
-        let write_cols = !current || !cols_current;
+        // The column cache is only for queries (without it they read records), and exact when
+        // it lags: the records past it are read. So it is rebuilt when this file has none
+        // (deleted, damaged, or a compaction's), or when the log past it is more than a
+        // COLS_SLACK part of the log: a rescan that changed 1% of a million files does not
+        // rewrite a hundred megabytes of columns, and queries read a few percent of the
+        // records at most. The two files are written side by side, each on its own core.
+        let len = v.header.committed_len;
+        let cols_current = v.columns.as_ref().is_some_and(|c| {
+            c.committed_len() == len
+                || (!all_columns && len - c.committed_len() <= len / COLS_SLACK)
+        });
+        let write_cols = !cols_current;
         let (cp, cols) = rayon::join(
             || (!current).then(|| checkpoint::write(&self.path, &v.header, &v.index)),
             || write_cols.then(|| columns::write(&self.path, &v, &self.col_delta)),
@@ -763,6 +773,22 @@ impl Database {
             self.checkpointed_len = v.header.committed_len;
         }
         Ok(())
+    }
+
+    /// Rebuilds the column cache when it does not cover the whole log (a writer leaves a small
+    /// lag alone), and maps it for this handle. Compaction needs this: it carries the cache to
+    /// the new file only when it covers every record. A failure leaves the cache as it was.
+    pub(crate) fn update_columns(&mut self) {
+        let v = Arc::clone(&self.current);
+        let len = v.header.committed_len;
+        if !self.checkpoints || v.columns.as_ref().is_some_and(|c| c.committed_len() == len) {
+            return;
+        }
+        if columns::write(&self.path, &v, &self.col_delta).is_ok() {
+            self.col_delta.clear();
+            let fresh = columns::Columns::load(&self.path, &v.header.file_id, len);
+            Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
+        }
     }
 
     pub(crate) fn poison(&mut self) {
@@ -805,7 +831,7 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         // A checkpoint is a cache; failing to write one only makes the next open slower.
-        let _ = self.write_checkpoint(false);
+        let _ = self.write_checkpoint(false, false);
     }
 }
 

@@ -814,6 +814,9 @@ pub(crate) fn write(db: &Path, v: &Version, delta: &Deltas) -> io::Result<()> {
     result
 }
 
+/// A region's bytes, in order.
+type RegionBytes<'a> = Vec<Cow<'a, [u8]>>;
+
 /// One column under construction.
 struct Builder {
     col: Col,
@@ -960,7 +963,7 @@ impl Builder {
     }
 
     /// The column's region bytes, in pieces (a string column's bytes are not copied).
-    fn region(&self) -> Option<Vec<Cow<'_, [u8]>>> {
+    fn region(&self) -> Option<RegionBytes<'_>> {
         if self.col.kind() == 3 {
             u32::try_from(self.strings.len()).ok()?;
             let mut offsets = Vec::with_capacity(self.rows.len() * 4);
@@ -1025,7 +1028,7 @@ fn write_file(
     header.extend_from_slice(&n_ids.to_le_bytes());
     let mut at = HEADER_BLOCK;
     // Each column's bytes and checksum on its own core; written in order.
-    let regions: Vec<Option<(Vec<Cow<'_, [u8]>>, u32)>> = {
+    let regions: Vec<Option<(RegionBytes<'_>, u32)>> = {
         use rayon::prelude::*;
         builders
             .par_iter()

@@ -2582,6 +2582,58 @@ fn a_cache_that_lags_a_little_is_kept_and_answers_stay_exact() {
     }
 }
 
+/// Listing thousands of paths builds them from the cache's `dir` and `rest` columns: the same
+/// bytes, in the same order, as reading the records, fresh cache, lagging cache or none.
+#[test]
+fn many_paths_from_the_cache_are_the_paths_of_the_records() {
+    let (dir, db, mut recs) = library(8000);
+    let cols = dir.path().join("lib.mediadb.cols");
+    let listings = || -> Vec<Vec<u8>> {
+        [
+            &["query", "--format", "paths"][..],
+            &["query", "-0"][..],
+            &["query", "-0", "^straße"][..],
+            &[
+                "query",
+                "-0",
+                "--limit",
+                "4500",
+                "kind:audio",
+                ",",
+                "year:..2000",
+            ][..],
+        ]
+        .iter()
+        .map(|a| ok(&db, a))
+        .collect()
+    };
+    let fresh = listings();
+    let n = fresh[2].iter().filter(|b| **b == 0).count();
+    assert!(
+        n > 4096,
+        "{n} matches: enough to take the paths from the columns"
+    );
+    // A lagging cache: one more record, and one moved to a new path, past it.
+    {
+        let mut w = open_writer(&db);
+        let mut b = w.batch().expect("batch");
+        let mut extra = recs[9].clone();
+        extra.path = b"/music/Zz/new \xff.flac".to_vec();
+        b.upsert(&extra).expect("upsert");
+        b.remove(&recs[10].path).expect("remove");
+        recs[10].path = b"/music/Aa/moved.flac".to_vec();
+        b.upsert(&recs[10]).expect("upsert");
+        b.commit().expect("commit");
+    }
+    let lagging = listings();
+    assert_ne!(lagging, fresh, "the commit changed the listings");
+    std::fs::remove_file(&cols).expect("remove the cache");
+    assert!(listings() == lagging, "without the cache, the same bytes");
+    for want in [&b"/music/Zz/new \xff.flac\0"[..], b"/music/Aa/moved.flac\0"] {
+        assert!(lagging[1].windows(want.len()).any(|w| w == want));
+    }
+}
+
 /// Bare words and terms on the title, name and path are decided on the column cache's rows:
 /// paths the scanner never makes (`/x`, `//y`, relative, not UTF-8, ending in `/`) and
 /// characters that fold (the Kelvin sign) give the answers of reading every record.

@@ -426,34 +426,26 @@ pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<
     }))
 }
 
-/// The paths of the records matching `query`, in id order, from the cache: a covered record's
-/// path is its directory joined to the rest, and a record the cache does not cover (or whose
-/// row cannot tell) is read. `None` when the query cannot use the cache.
-pub(crate) fn matching_paths(
-    snap: &Snapshot,
-    query: &Query,
-) -> Option<Result<PathList, ReadError>> {
+/// Matches up to this many have their paths read from their records: checking the cache's
+/// `rest` column on first use (its checksum and a pass over a million rows) costs more than
+/// reading a few thousand records.
+const PATHS_FROM_RECORDS: usize = 4096;
+
+/// The paths of live records `ids` (matches of a query), in that order: a record the cache
+/// covers has its directory joined to the rest, any other is read. With few ids, all are read.
+pub(crate) fn paths_of(snap: &Snapshot, ids: &[u64]) -> Result<PathList, ReadError> {
     use rayon::prelude::*;
-    const BLOCK: u64 = 1 << 14;
-    let plan = Plan::new(snap, query)?;
-    let dir = plan.cols.column(Col::Dir)?;
-    let rest = plan.cols.column(Col::Rest)?;
-    let fresh = plan.cols.committed_len() == snap.stats().committed_bytes;
-    let n_ids = plan.cols.n_ids();
-    let n = snap.stats().next_id;
-    let block = |b: u64| -> Result<PathList, ReadError> {
+    let cols = snap
+        .columns()
+        .filter(|_| ids.len() > PATHS_FROM_RECORDS)
+        .and_then(|c| Some((c, c.column(Col::Dir)?, c.column(Col::Rest)?)));
+    let chunk = |ids: &[u64]| -> Result<PathList, ReadError> {
         let mut out = PathList::default();
-        for id in b * BLOCK..((b + 1) * BLOCK).min(n) {
-            if fresh && id < n_ids && !plan.could_match(id) {
-                continue;
-            }
-            let Some(e) = snap.entry_by_id(id) else {
-                continue;
-            };
+        for &id in ids {
             let start = out.bytes.len();
-            match plan.matches(id, &e) {
-                Some(false) => continue,
-                Some(true) => {
+            match (&cols, snap.entry_by_id(id)) {
+                (_, None) => continue,
+                (Some((c, dir, rest)), Some(e)) if c.covers(id, &e) => {
                     match dir.one(id) {
                         ABSENT => {}
                         o => out.bytes.extend_from_slice(dir.value(o)),
@@ -461,31 +453,27 @@ pub(crate) fn matching_paths(
                     out.bytes
                         .extend_from_slice(rest.string(id).unwrap_or_default());
                 }
-                None => match snap.get_by_id(id)? {
-                    Some(r) if query.matches(&r) => out.bytes.extend_from_slice(r.path()),
-                    _ => continue,
+                (_, Some(_)) => match snap.get_by_id(id)? {
+                    Some(r) => out.bytes.extend_from_slice(r.path()),
+                    None => continue,
                 },
             }
             out.spans.push(start..out.bytes.len());
         }
         Ok(out)
     };
-    let result = (|| {
-        let parts: Vec<PathList> = (0..n.div_ceil(BLOCK))
-            .into_par_iter()
-            .map(block)
-            .collect::<Result<_, ReadError>>()?;
-        snap.index_intact()?;
-        let mut all = PathList::default();
-        for p in parts {
-            let base = all.bytes.len();
-            all.bytes.extend_from_slice(&p.bytes);
-            all.spans
-                .extend(p.spans.into_iter().map(|s| s.start + base..s.end + base));
-        }
-        Ok(all)
-    })();
-    Some(result)
+    let parts: Vec<PathList> = ids
+        .par_chunks(1 << 14)
+        .map(chunk)
+        .collect::<Result<_, ReadError>>()?;
+    let mut all = PathList::default();
+    for p in parts {
+        let base = all.bytes.len();
+        all.bytes.extend_from_slice(&p.bytes);
+        all.spans
+            .extend(p.spans.into_iter().map(|s| s.start + base..s.end + base));
+    }
+    Ok(all)
 }
 
 /// A map keyed by [`Key`]: counting groups hashes one key per record, and SipHash was a

@@ -221,7 +221,11 @@ pub fn select_paths(
     if single_path(query) {
         return None;
     }
-    let mut list = match super::columns::matching_paths(snap, query)? {
+    let ids = match super::columns::matching_ids(snap, query)? {
+        Ok(ids) => ids,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut list = match super::columns::paths_of(snap, &ids) {
         Ok(list) => list,
         Err(e) => return Some(Err(e)),
     };

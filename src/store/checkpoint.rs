@@ -170,6 +170,8 @@ pub(crate) fn write(db: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
 }
 
 fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
+    let tight = index.tight_table();
+    let table = tight.as_ref().unwrap_or(&index.table);
     let file = File::create(tmp)?;
     let mut h = IdxHeader {
         file_id: hdr.file_id,
@@ -177,12 +179,12 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
         committed_len: hdr.committed_len,
         last_frame_crc: hdr.last_frame_crc,
         next_id: index.next_id(),
-        table_capacity: index.table.capacity() as u64,
+        table_capacity: table.capacity() as u64,
         live_records: index.live_records,
         live_bytes: index.live_bytes,
         entries_crc: 0,
         table_crc: 0,
-        table_used: index.table.used() as u64,
+        table_used: table.used() as u64,
         playlists: index.playlists.len() as u64,
         playlists_crc: 0,
     };
@@ -214,7 +216,7 @@ fn write_to(tmp: &Path, hdr: &Header, index: &Index) -> io::Result<()> {
                 entries.write_chunks_to(split as usize..entries.chunk_count(), &mut out)?;
             let pad = h.table_offset() - IDX_HEADER_BLOCK - entries_len;
             out.write_all(&vec![0u8; pad as usize])?;
-            let (table_crcs, _) = index.table.slots().write_to(&mut out)?;
+            let (table_crcs, _) = table.slots().write_to(&mut out)?;
             out.flush()?;
             Ok::<_, io::Error>((crcs, table_crcs))
         },

@@ -62,7 +62,7 @@ const WRITE_AHEAD_SEGMENT: usize = 2 << 20;
 const AUTO_CHECKPOINT: (u64, Duration) = (64 << 20, Duration::from_secs(30));
 
 /// A writer's checkpoint leaves the column cache as it is while the log past it is at most this
-/// part of the log (see [`Database::checkpoint`]).
+/// part of the log; compaction brings it up to date.
 const COLS_SLACK: u64 = 32;
 use format::{
     FORMAT_VERSION, HEADER_MAGIC, Header, LOG_START, MAX_FILE_LEN, SLOT_BLOCK, SLOT_LEN,
@@ -646,7 +646,7 @@ impl Database {
             .committed_len
             .saturating_sub(self.checkpointed_len);
         if since > bytes && self.checkpointed_at.elapsed() >= interval {
-            let _ = self.write_checkpoint(true, false);
+            let _ = self.write_checkpoint(true);
         }
     }
 
@@ -725,17 +725,16 @@ impl Database {
         Ok(true)
     }
 
-    /// Writes the index checkpoint and the column cache now, so the next open replays nothing
-    /// and queries read no records. Writers write the checkpoint on drop (and the column cache
-    /// when much of the log is past it); call this to bound the work of an open after a crash.
+    /// Writes the index checkpoint now, so the next open replays nothing. Writers do this on
+    /// drop; call it to bound the work of an open after a crash. The column cache is rebuilt
+    /// too when more than a [`COLS_SLACK`] part of the log lies past it.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        self.write_checkpoint(true, true)
+        self.write_checkpoint(true)
     }
 
     /// [`checkpoint`](Self::checkpoint); `reload` maps the new column cache for this handle's
-    /// later queries (a handle being dropped has none). Without `all_columns`, a column cache
-    /// that lags the log by at most a [`COLS_SLACK`] part of it is left as it is.
-    fn write_checkpoint(&mut self, reload: bool, all_columns: bool) -> io::Result<()> {
+    /// later queries (a handle being dropped has none).
+    fn write_checkpoint(&mut self, reload: bool) -> io::Result<()> {
         if !self.checkpoints || !self.writable || self.poisoned {
             return Ok(());
         }
@@ -750,8 +749,7 @@ impl Database {
         // records at most. The two files are written side by side, each on its own core.
         let len = v.header.committed_len;
         let cols_current = v.columns.as_ref().is_some_and(|c| {
-            c.committed_len() == len
-                || (!all_columns && len - c.committed_len() <= len / COLS_SLACK)
+            c.committed_len() == len || len - c.committed_len() <= len / COLS_SLACK
         });
         let write_cols = !cols_current;
         let (cp, cols) = rayon::join(
@@ -831,7 +829,7 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         // A checkpoint is a cache; failing to write one only makes the next open slower.
-        let _ = self.write_checkpoint(false, false);
+        let _ = self.write_checkpoint(false);
     }
 }
 

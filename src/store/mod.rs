@@ -727,7 +727,8 @@ impl Database {
 
     /// Writes the index checkpoint now, so the next open replays nothing. Writers do this on
     /// drop; call it to bound the work of an open after a crash. The column cache is rebuilt
-    /// too when more than a [`COLS_SLACK`] part of the log lies past it.
+    /// too when more than 1/32 of the log lies past it (it is exact anyway: queries read the
+    /// records past it).
     pub fn checkpoint(&mut self) -> io::Result<()> {
         self.write_checkpoint(true)
     }

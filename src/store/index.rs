@@ -859,17 +859,18 @@ mod tests {
     #[test]
     fn a_grown_table_is_written_at_the_capacity_of_its_live_slots_and_finds_every_one() {
         let mut ix = Index::empty();
+        // Ids start at 1.
         let n = 20_000u64;
-        ix.reserve_ids(n);
+        ix.reserve_ids(n + 1);
         // Batches as a bulk load commits them: the table grows with room to spare.
         let hash = |id: u64| id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        for start in (0..n).step_by(2_000) {
+        for start in (1..=n).step_by(2_000) {
             let batch: Vec<(u64, FileEntry)> = (start..start + 2_000)
                 .map(|id| (id, e(hash(id), 4096 + id * 64)))
                 .collect();
             ix.upsert_many(&batch).expect("upsert");
         }
-        for id in (0..n).step_by(7) {
+        for id in (7..=n).step_by(7) {
             assert!(ix.remove(id));
         }
         let live = ix.live_records as usize;
@@ -881,7 +882,7 @@ mod tests {
         let tight = ix.tight_table().expect("a tight table");
         assert_eq!(tight.capacity(), Table::capacity_for(live));
         assert_eq!(tight.used(), live, "no tombstones");
-        for id in 0..n {
+        for id in 1..=n {
             let found: Vec<Slot> = tight
                 .candidates(hash(id))
                 .filter(|s| s.id() == id)

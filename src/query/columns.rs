@@ -87,6 +87,15 @@ enum Decide<'c> {
     AnyOf(Vec<Decide<'c>>),
 }
 
+/// Appends `id`'s path, its directory joined to the rest, to `out`.
+fn push_path(dir: &ColView<'_>, rest: &ColView<'_>, id: u64, out: &mut Vec<u8>) {
+    match dir.one(id) {
+        ABSENT => {}
+        o => out.extend_from_slice(dir.value(o)),
+    }
+    out.extend_from_slice(rest.string(id).unwrap_or_default());
+}
+
 thread_local! {
     /// A path put together from its directory and the rest, for [`Decide::Path`].
     static PATH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -354,17 +363,13 @@ fn decide(d: &Decide<'_>, id: u64, e: Option<&FileEntry>) -> Hit {
             };
             (in_dir || test_value(test, &Value::Bytes(rest.string(id).unwrap_or_default()))).into()
         }
-        Decide::Path { dir, rest, test } => {
-            let (d, r) = (dir.one(id), rest.string(id).unwrap_or_default());
-            let d = if d == ABSENT { &[][..] } else { dir.value(d) };
-            PATH.with_borrow_mut(|p| {
+        Decide::Path { dir, rest, test } => PATH
+            .with_borrow_mut(|p| {
                 p.clear();
-                p.extend_from_slice(d);
-                p.extend_from_slice(r);
+                push_path(dir, rest, id, p);
                 test_value(test, &Value::Bytes(p))
             })
-            .into()
-        }
+            .into(),
         Decide::AnyOf(fields) => {
             let mut read = false;
             for f in fields {
@@ -446,12 +451,7 @@ pub(crate) fn paths_of(snap: &Snapshot, ids: &[u64]) -> Result<PathList, ReadErr
             match (&cols, snap.entry_by_id(id)) {
                 (_, None) => continue,
                 (Some((c, dir, rest)), Some(e)) if c.covers(id, &e) => {
-                    match dir.one(id) {
-                        ABSENT => {}
-                        o => out.bytes.extend_from_slice(dir.value(o)),
-                    }
-                    out.bytes
-                        .extend_from_slice(rest.string(id).unwrap_or_default());
+                    push_path(dir, rest, id, &mut out.bytes);
                 }
                 (_, Some(_)) => match snap.get_by_id(id)? {
                     Some(r) => out.bytes.extend_from_slice(r.path()),

@@ -251,16 +251,6 @@ impl PathList {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         self.spans.iter().map(|s| &self.bytes[s.clone()])
     }
-
-    /// How many paths there are.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
 }
 
 /// Counts the matching records without sorting them.

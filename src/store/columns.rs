@@ -390,13 +390,8 @@ impl<'a> ColView<'a> {
 
     /// `id`'s value, for a string column ([`Col::Title`], [`Col::Rest`]).
     pub fn string(&self, id: u64) -> Option<&'a [u8]> {
-        let i = id as usize;
-        let (a, b) = (
-            get_u32(self.rows, i * 4) as usize,
-            get_u32(self.rows, i * 4 + 4) as usize,
-        );
-        // Checked on load: offsets ascend within the bytes.
-        (b > a).then(|| &self.dict[a + 1..b])
+        // Checked on load: a row is empty or starts with 0x01.
+        self.string_row(id).split_first().map(|(_, v)| v)
     }
 
     /// `id`'s row as stored, for a string column: empty, or 0x01 and the value.

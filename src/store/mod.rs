@@ -760,13 +760,7 @@ impl Database {
             || write_cols.then(|| columns::write(&self.path, &v, &self.col_delta)),
         );
         if let Some(Ok(())) = cols {
-            // The new cache covers every row of the delta.
-            self.col_delta.clear();
-            if reload {
-                let fresh =
-                    columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
-                Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
-            }
+            self.columns_written(&v, reload);
         }
         if let Some(r) = cp {
             self.checkpointed_at = std::time::Instant::now();
@@ -786,8 +780,17 @@ impl Database {
             return;
         }
         if columns::write(&self.path, &v, &self.col_delta).is_ok() {
-            self.col_delta.clear();
-            let fresh = columns::Columns::load(&self.path, &v.header.file_id, len);
+            self.columns_written(&v, true);
+        }
+    }
+
+    /// After the column cache was written for version `v`: it covers every row of the delta,
+    /// and `reload` maps it for this handle's later queries.
+    fn columns_written(&mut self, v: &Version, reload: bool) {
+        self.col_delta.clear();
+        if reload {
+            let fresh =
+                columns::Columns::load(&self.path, &v.header.file_id, v.header.committed_len);
             Arc::make_mut(&mut self.current).columns = fresh.map(Arc::new);
         }
     }

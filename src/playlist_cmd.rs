@@ -181,8 +181,19 @@ fn print_migrate(r: &MigrateReport, secs: f64) {
 // ---------------------------------------------------------------------------------------------
 // playlist
 
+/// What the database's state refuses (a name no playlist has, or one that is taken; an entry
+/// or position a playlist lacks): the command failed (exit 1, as `ls` of a directory that is
+/// neither in the database nor on disk, or `add` of a file that is not indexed). Exit 2 is
+/// kept for arguments wrong whatever the database holds.
+fn failed(message: String) -> Failure {
+    Failure {
+        exit: Exit::Failed,
+        message,
+    }
+}
+
 fn not_found(name: &str) -> Failure {
-    usage(format!(
+    failed(format!(
         "no playlist is named {name:?}; `mediadb playlist list` shows them"
     ))
 }
@@ -244,7 +255,8 @@ pub(crate) fn absolute(p: &Path) -> Vec<u8> {
 fn commit_playlist(db: &mut Database, p: &Playlist) -> Result<u64, Failure> {
     let mut batch = db.batch()?;
     let id = batch.put_playlist(p).map_err(|e| match e {
-        mediadb::CommitError::BadPlaylist { .. } => usage(e.to_string()),
+        // A taken name or a playlist too large: the database's state refuses it (exit 1).
+        mediadb::CommitError::BadPlaylist { .. } => failed(e.to_string()),
         e => e.into(),
     })?;
     batch.commit()?;
@@ -464,8 +476,13 @@ fn remove(db_path: &Path, name: &str, items: &[OsString]) -> Result<Exit, Failur
     let mut drop_at = vec![false; n];
     for item in items {
         if let Some(pos) = item.to_str().and_then(|s| s.parse::<usize>().ok()) {
-            if pos == 0 || pos > n {
+            if pos == 0 {
                 return Err(usage(format!(
+                    "position 0 of playlist {name:?}: positions count from 1"
+                )));
+            }
+            if pos > n {
+                return Err(failed(format!(
                     "position {pos} is outside 1..={n} of playlist {name:?}"
                 )));
             }
@@ -479,7 +496,7 @@ fn remove(db_path: &Path, name: &str, items: &[OsString]) -> Result<Exit, Failur
                 }
             }
             if drop_at.iter().filter(|d| **d).count() == before {
-                return Err(usage(format!(
+                return Err(failed(format!(
                     "playlist {name:?} has no entry {}",
                     String::from_utf8_lossy(&path)
                 )));

@@ -255,11 +255,25 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
     let left = ok(&db, &["playlist", "show", "Road", "-f", "paths"]);
     assert_eq!(lines(&left), [format!("{r}/B/été.mp3")]);
 
-    // Errors: an unknown playlist is a usage error; adding an unindexed file changes nothing.
-    assert_eq!(
-        mediadb(&db, &["playlist", "show", "Nope"]).status.code(),
-        Some(2)
-    );
+    // Errors: what the database lacks or already has fails (exit 1) and changes nothing:
+    // an unknown playlist, an entry or position it does not have, a taken name, an unindexed
+    // file.
+    let before = std::fs::read(&db).expect("read");
+    for args in [
+        &["playlist", "show", "Nope"][..],
+        &["playlist", "delete", "Nope"],
+        &["playlist", "add", "Nope", "/x.mp3"],
+        &["playlist", "export", "Nope"],
+        &["playlist", "remove", "Road", "9"],
+        &["playlist", "remove", "Road", "/not/in/it.mp3"],
+    ] {
+        let o = mediadb(&db, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(std::fs::read(&db).expect("read"), before, "{args:?}");
+    }
+    // An argument wrong whatever the database holds is a usage error.
+    let o = mediadb(&db, &["playlist", "remove", "Road", "0"]);
+    assert_eq!(o.status.code(), Some(2));
     let o = mediadb(&db, &["playlist", "add", "Road", "/not/indexed.mp3"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
@@ -267,7 +281,7 @@ fn a_playlist_survives_rescans_removal_return_and_compaction() {
         1
     );
     let o = mediadb(&db, &["playlist", "create", "Road"]);
-    assert_eq!(o.status.code(), Some(2), "a taken name");
+    assert_eq!(o.status.code(), Some(1), "a taken name");
 
     // A directory adds every indexed file under it, in path order (a trailing slash or not);
     // one with nothing indexed under it is refused like an unindexed file.

@@ -510,7 +510,7 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Fai
                 Format::Table => writeln!(
                     w,
                     "{}/  ({n})",
-                    output::escape_controls(&String::from_utf8_lossy(p))
+                    output::escape_path(p)
                 )?,
                 Format::Paths => output::write_path_line(w, p, "/", sink)?,
                 Format::Print0 => {

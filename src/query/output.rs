@@ -162,18 +162,19 @@ pub fn row_json(r: &RecordView<'_>, columns: &[Column]) -> Json {
     Json::Object(m)
 }
 
-/// Text for a terminal or a table cell: control characters escaped (`\n`, `\t`, `\r`, `\x1b`,
-/// `\u{85}`), everything else as it is.
+/// Text for a terminal or a table cell, unambiguously: control characters escaped (`\n`, `\t`,
+/// `\r`, `\x1b`, `\u{85}`) and a backslash as `\\`, so that a tag holding a backslash and an
+/// `n` never shows as one holding a newline; everything else as it is.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(|c| c.is_control() || c == '\\') {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
-            push_control(&mut out, c);
-        } else {
-            out.push(c);
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => push_control(&mut out, c),
+            c => out.push(c),
         }
     }
     Cow::Owned(out)
@@ -462,7 +463,7 @@ pub fn write_groups(
                 .map(|r| {
                     let mut row = vec![
                         r.count.to_string(),
-                        escape_controls(&String::from_utf8_lossy(&r.name)).into_owned(),
+                        escape_path(&r.name).into_owned(),
                     ];
                     if albums {
                         row.push(
@@ -579,6 +580,9 @@ mod tests {
     fn controls_are_escaped_and_csv_quotes() {
         assert_eq!(escape_controls("a\u{1b}[31mb\n"), "a\\x1b[31mb\\n");
         assert_eq!(escape_controls("c1\u{85}"), "c1\\u{85}");
+        // A backslash is escaped too: a literal `\n` and a newline never look alike.
+        assert_eq!(escape_controls("a\\nb"), "a\\\\nb");
+        assert_ne!(escape_controls("a\\nb"), escape_controls("a\nb"));
         assert_eq!(csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
         assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
         assert_eq!(csv_cell("a\rb"), "\"a\rb\"");

@@ -507,11 +507,7 @@ pub(crate) fn ls(db_path: &Path, args: &LsArgs, quiet: bool) -> Result<Exit, Fai
     out(|w| {
         for (p, n) in &listing.dirs {
             match format {
-                Format::Table => writeln!(
-                    w,
-                    "{}/  ({n})",
-                    output::escape_path(p)
-                )?,
+                Format::Table => writeln!(w, "{}/  ({n})", output::escape_path(p))?,
                 Format::Paths => output::write_path_line(w, p, "/", sink)?,
                 Format::Print0 => {
                     w.write_all(p)?;

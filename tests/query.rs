@@ -2513,6 +2513,90 @@ fn the_column_cache_fresh_stale_damaged_or_missing_gives_the_same_answers() {
     }
 }
 
+/// A cache that lags the log by a few frames: the ids those frames store are found from the
+/// frames themselves (so that the other rows decide without their index entries), and every
+/// answer, `ls` included, is that of no cache. A damaged frame past the cache makes every
+/// entry be read instead, with the same answers.
+#[test]
+fn a_cache_some_frames_behind_answers_as_no_cache_does() {
+    let (dir, db, mut recs) = library(2000);
+    let cols = dir.path().join("lib.mediadb.cols");
+    let old_cache = std::fs::read(&cols).expect("a column cache");
+    let committed = || -> u64 {
+        let stats: Json =
+            serde_json::from_str(&ok_str(&db, &["stats", "--json"])).expect("stats --json");
+        stats["committed_bytes"].as_u64().expect("committed_bytes")
+    };
+    let covered = u64::from_le_bytes(old_cache[32..40].try_into().expect("8 bytes"));
+    // Three frames past the cache: tags changed on one record in 25 (their rows now say what
+    // the records no longer hold), a few removed, and new records, some in new directories.
+    {
+        let mut w = open_writer(&db);
+        let mut b = w.batch().expect("batch");
+        for (i, r) in recs.iter_mut().enumerate().filter(|(i, _)| i % 25 == 0) {
+            r.artists = vec![format!("Zed {i}")];
+            r.genres = vec!["Zydeco".into()];
+            r.album = Some("Later".into());
+            r.year = Some(1801);
+            r.title = Some(format!("Straße {i}"));
+            r.kind = Kind::Video;
+            r.id = b.upsert(r).expect("upsert");
+        }
+        b.commit().expect("commit");
+        let mut b = w.batch().expect("batch");
+        let removed: BTreeSet<Vec<u8>> = recs
+            .iter()
+            .skip(7)
+            .step_by(97)
+            .map(|r| r.path.clone())
+            .collect();
+        for p in &removed {
+            assert!(b.remove(p).expect("remove"));
+        }
+        b.commit().expect("commit");
+        recs.retain(|r| !removed.contains(&r.path));
+        let mut b = w.batch().expect("batch");
+        let mut added = Vec::new();
+        for (i, base) in recs.iter().step_by(211).enumerate() {
+            let mut r = base.clone();
+            let parent = path_of(base)
+                .rsplit_once('/')
+                .expect("a parent")
+                .0
+                .to_owned();
+            let p = if i % 2 == 0 {
+                format!("{parent}/Bonus {i}.flac")
+            } else {
+                format!("{parent}/New Disc/{i}.flac")
+            };
+            r.path = p.into_bytes();
+            r.title = Some(format!("Bonus {i}"));
+            r.id = b.upsert(&r).expect("upsert");
+            added.push(r);
+        }
+        b.commit().expect("commit");
+        drop(w);
+        recs.extend(added);
+    }
+    std::fs::remove_file(&cols).expect("remove the cache");
+    let none = answers(&db, &recs);
+    std::fs::write(&cols, &old_cache).expect("put the old cache back");
+    let end = committed();
+    assert!(
+        (end - covered) * 4 <= end,
+        "the lag ({} of {end} bytes) is one the frames are read for",
+        end - covered
+    );
+    assert_eq!(answers(&db, &recs), none, "a cache three frames behind");
+    // Damage in the last frame's payload (the byte before its trailer): that frame fails its
+    // checksum, so the ids past the cache cannot be told from the frames.
+    let mut file = std::fs::read(&db).expect("read the database");
+    let at = usize::try_from(end).expect("fits") - 9;
+    file[at] ^= 0x5a;
+    std::fs::write(&db, &file).expect("damage the last frame");
+    assert_eq!(answers(&db, &recs), none, "a damaged frame past the cache");
+}
+
 /// A writer leaves a column cache that lags the log by a little as it is (a rescan that changed
 /// a few files does not rewrite it); answers stay exact, since the records past it are read.
 /// A larger change and compaction bring it up to date.

@@ -413,15 +413,63 @@ fn par_ids<T: Send>(
     Ok(parts.into_iter().flatten().collect())
 }
 
+/// The rows below the cache's `n_ids` that may be out of date at a snapshot: those of the ids
+/// stored since the cache was written. Every other row holds its record's current values, or
+/// belongs to an id that is no longer live (which its entry says).
+pub(crate) struct Stale {
+    bits: Vec<u64>,
+}
+
+impl Stale {
+    /// Whether `id`'s row may be out of date (ids at or past the cache's `n_ids` have none).
+    fn contains(&self, id: u64) -> bool {
+        let word = usize::try_from(id / 64).unwrap_or(usize::MAX);
+        self.bits.get(word).is_some_and(|w| w >> (id % 64) & 1 == 1)
+    }
+
+    /// Whether `id` has a row that holds its current values, if it is live: a row that
+    /// cannot match then settles the record without its index entry being read.
+    fn row_current(&self, cols: &Columns, id: u64) -> bool {
+        id < cols.n_ids() && !self.contains(id)
+    }
+}
+
+/// A cache that lags the log by more than this fraction of it is not worth reading the frames
+/// past it for: every index entry is read instead.
+const STALE_WALK: u64 = 4;
+
+/// The [`Stale`] rows of `cols` at `snap`: none when the cache was written at this snapshot's
+/// commit; else the ids stored by the frames past it, when those are at most a quarter of the
+/// log and pass their checks. `None` when they cannot be told: then every entry is read.
+fn stale_rows(snap: &Snapshot, cols: &Columns) -> Option<Stale> {
+    let end = snap.stats().committed_bytes;
+    let lag = end.checked_sub(cols.committed_len())?;
+    let words = usize::try_from(cols.n_ids().div_ceil(64)).ok()?;
+    let mut bits = vec![0u64; words];
+    if lag > 0 {
+        if lag > end / STALE_WALK {
+            return None;
+        }
+        for id in snap.ids_written_since(cols.committed_len())? {
+            if let Some(w) = usize::try_from(id / 64).ok().and_then(|i| bits.get_mut(i)) {
+                *w |= 1 << (id % 64);
+            }
+        }
+    }
+    Some(Stale { bits })
+}
+
 /// The ids of the records matching `query`, in id order, from the cache (records it does not
 /// cover are read and tested); `None` when the query cannot use the cache.
 pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<u64>, ReadError>> {
     let plan = Plan::new(snap, query)?;
-    // A cache written at this snapshot's commit covers every live record below its n_ids: a
-    // row that cannot match settles the record without reading its index entry.
-    let fresh = plan.cols.committed_len() == snap.stats().committed_bytes;
-    let n_ids = plan.cols.n_ids();
-    let keep = |id: u64| !fresh || id >= n_ids || plan.could_match(id);
+    // A row that holds its record's current values and cannot match settles the record
+    // without its index entry being read; the others' entries are read.
+    let stale = stale_rows(snap, plan.cols);
+    let keep = |id: u64| match &stale {
+        Some(s) => !s.row_current(plan.cols, id) || plan.could_match(id),
+        None => true,
+    };
     Some(par_ids(snap, keep, |id, e| {
         let hit = match plan.matches(id, &e) {
             Some(hit) => hit,
@@ -802,12 +850,25 @@ pub(crate) fn list_dir<'s>(
         })
         .collect();
     let want_kind = kind.map(|k| k.to_fb().0);
+    // A row that holds its record's current values and places it outside `dir` settles the
+    // record without its index entry being read.
+    let stale = stale_rows(snap, cols);
+    let outside = |id: u64| {
+        stale.as_ref().is_some_and(|s| s.row_current(cols, id))
+            && match dcol.one(id) {
+                ABSENT => true,
+                o => matches!(places.get(o as usize), Some(Place::Outside)),
+            }
+    };
     let result = (|| {
         let mut subs: HashMap<u32, u64> = HashMap::new();
         let mut file_ids = Vec::new();
         let mut read = Vec::new();
         let n = snap.stats().next_id;
         for id in 0..n {
+            if outside(id) {
+                continue;
+            }
             let Some(e) = snap.entry_by_id(id) else {
                 continue;
             };

@@ -461,10 +461,7 @@ pub fn write_groups(
             let grid: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let mut row = vec![
-                        r.count.to_string(),
-                        escape_path(&r.name).into_owned(),
-                    ];
+                    let mut row = vec![r.count.to_string(), escape_path(&r.name).into_owned()];
                     if albums {
                         row.push(
                             escape_controls(r.album_artist.as_deref().unwrap_or_default())

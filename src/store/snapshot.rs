@@ -61,6 +61,33 @@ impl Snapshot {
         self.v.columns.as_deref()
     }
 
+    /// The ids of the records stored by the frames from absolute log offset `from` to this
+    /// snapshot's end: every id whose index entry may have changed since a state whose log
+    /// ended at `from` (a removed id may be missing; its entry says it is not live). Each frame
+    /// is read whole: its checksum and its Batch are checked, and the frames must follow one
+    /// another up to the end exactly. `None` when they do not, or when `from` is not in the
+    /// log: the caller then cannot tell which entries changed.
+    ///
+    /// The cost is one pass over those frames' bytes (a checksum) plus one id per record: a
+    /// column cache that lags the log by a little uses it instead of reading every entry.
+    pub(crate) fn ids_written_since(&self, from: u64) -> Option<Vec<u64>> {
+        let log = self.v.log.bytes();
+        let end = LOG_START + log.len() as u64;
+        if from < LOG_START || from > end {
+            return None;
+        }
+        let mut ids = Vec::new();
+        let mut offset = from;
+        while offset < end {
+            let frame = super::log::read_frame(log, offset).ok()?;
+            let payload_offset = offset + super::format::FRAME_HEADER_LEN as u64;
+            let batch = super::log::parse_payload(frame.payload, payload_offset).ok()?;
+            ids.extend(batch.records().into_iter().flatten().map(|re| re.id()));
+            offset = offset.checked_add(frame.header.frame_len())?;
+        }
+        (offset == end).then_some(ids)
+    }
+
     /// Sequence number of the commit this snapshot shows (0 for an empty database).
     pub fn seq(&self) -> u64 {
         self.v.header.seq

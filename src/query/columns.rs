@@ -439,15 +439,21 @@ impl Stale {
 const STALE_WALK: u64 = 4;
 
 /// The [`Stale`] rows of `cols` at `snap`: none when the cache was written at this snapshot's
-/// commit; else the ids stored by the frames past it, when those are at most a quarter of the
-/// log and pass their checks. `None` when they cannot be told: then every entry is read.
+/// commit; else the ids stored by the frames past it, when those pass their checks and are
+/// fewer bytes than both a quarter of the log and the index entries (which every id's
+/// [`ENTRY_LEN`](crate::store::format::ENTRY_LEN) bytes would be read instead). `None` when
+/// they cannot be told, or are not worth it: then every entry is read.
 fn stale_rows(snap: &Snapshot, cols: &Columns) -> Option<Stale> {
-    let end = snap.stats().committed_bytes;
+    let stats = snap.stats();
+    let end = stats.committed_bytes;
     let lag = end.checked_sub(cols.committed_len())?;
     let words = usize::try_from(cols.n_ids().div_ceil(64)).ok()?;
     let mut bits = vec![0u64; words];
     if lag > 0 {
-        if lag > end / STALE_WALK {
+        let entries = stats
+            .next_id
+            .saturating_mul(crate::store::format::ENTRY_LEN as u64);
+        if lag > end / STALE_WALK || lag > entries {
             return None;
         }
         for id in snap.ids_written_since(cols.committed_len())? {

@@ -1384,6 +1384,82 @@ fn field_list(db: &Path, args: &[&str], field: &str) -> Vec<Json> {
         .collect()
 }
 
+/// `--limit` with `--sort` keeps only the first matches while it reads them, never sorting
+/// them all: the answer must be the full sorted list cut short, ties in the keys (years,
+/// artists, absent values) and paths that differ only in leading zeros or case included, at
+/// every limit.
+#[test]
+fn a_limited_sort_is_the_full_sort_cut_short() {
+    use mediadb::query::eval::{SortKey, select};
+    use mediadb::query::{Field, parse};
+    let (_dir, db, _recs) = library(3000);
+    // Paths natural order tells apart only by their bytes ("01" and "1", "A" and "a"), under
+    // one directory, with the same tags.
+    {
+        let mut w = open_writer(&db);
+        let mut b = w.batch().expect("batch");
+        for name in [
+            "/tie/a1.mp3",
+            "/tie/a01.mp3",
+            "/tie/a001.mp3",
+            "/tie/A1.mp3",
+        ] {
+            let r = Record {
+                path: name.as_bytes().to_vec(),
+                kind: Kind::Audio,
+                year: Some(1999),
+                ..Record::default()
+            };
+            b.upsert(&r).expect("upsert");
+        }
+        b.commit().expect("commit");
+    }
+    let snap = Database::open_read_only(&db).expect("open").snapshot();
+    let key = |field, descending| SortKey { field, descending };
+    let sorts = [
+        vec![key(Field::Year, true)],
+        vec![key(Field::Year, false)],
+        vec![key(Field::Title, false)],
+        vec![key(Field::Artist, false), key(Field::Year, true)],
+        vec![key(Field::Genres, true), key(Field::Track, false)],
+        vec![key(Field::Path, true)],
+        vec![],
+    ];
+    for terms in [&[][..], &["year:1990..2005"][..], &["^artist:a"][..]] {
+        let query = parse(terms).expect("parses");
+        for sort in &sorts {
+            let all: Vec<u64> = select(&snap, &query, sort, None)
+                .expect("select")
+                .iter()
+                .map(|r| r.id())
+                .collect();
+            for n in [
+                0,
+                1,
+                2,
+                3,
+                7,
+                64,
+                500,
+                all.len().saturating_sub(1),
+                all.len(),
+                all.len() + 5,
+            ] {
+                let first: Vec<u64> = select(&snap, &query, sort, Some(n))
+                    .expect("select")
+                    .iter()
+                    .map(|r| r.id())
+                    .collect();
+                assert_eq!(
+                    first,
+                    all[..n.min(all.len())],
+                    "{terms:?} sorted by {sort:?}, limit {n}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn sort_is_natural_stable_repeatable_and_limited() {
     let (_dir, db, _recs) = titled(&[

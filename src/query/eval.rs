@@ -172,9 +172,11 @@ pub fn select<'s>(
     limit: Option<usize>,
 ) -> Result<Vec<RecordView<'s>>, ReadError> {
     let out = matching(snap, query)?;
-    // Absent values (and empty lists) sort last in either direction.
-    let absent =
-        |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
+    if let Some(n) = limit
+        && n < out.len()
+    {
+        return Ok(first_sorted(out, sort, n));
+    }
     // Each record's keys are read once, not in every comparison, and the paths are copied
     // side by side: compared where they lie in the map, every comparison missed the cache.
     let mut paths = Vec::new();
@@ -188,24 +190,75 @@ pub fn select<'s>(
         })
         .collect();
     keyed.sort_by(|(ka, pa, _), (kb, pb, _)| {
-        for ((va, vb), k) in ka.iter().zip(kb).zip(sort) {
-            let o = match (absent(va), absent(vb)) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                (false, false) if k.descending => va.sort_cmp(vb).reverse(),
-                (false, false) => va.sort_cmp(vb),
-            };
-            if o.is_ne() {
-                return o;
-            }
-        }
-        natural_cmp(&paths[pa.clone()], &paths[pb.clone()])
+        keys_cmp(sort, ka, kb).then_with(|| natural_cmp(&paths[pa.clone()], &paths[pb.clone()]))
     });
-    if let Some(n) = limit {
-        keyed.truncate(n);
-    }
     Ok(keyed.into_iter().map(|(_, _, r)| r).collect())
+}
+
+/// Orders two records' sort keys as [`select`] does: field by field, absent values (and empty
+/// lists) last in either direction.
+fn keys_cmp(sort: &[SortKey], ka: &[Value<'_>], kb: &[Value<'_>]) -> std::cmp::Ordering {
+    let absent =
+        |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
+    for ((va, vb), k) in ka.iter().zip(kb).zip(sort) {
+        let o = match (absent(va), absent(vb)) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (false, false) if k.descending => va.sort_cmp(vb).reverse(),
+            (false, false) => va.sort_cmp(vb),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// A match with its sort keys.
+struct Keyed<'s> {
+    keys: Vec<Value<'s>>,
+    r: RecordView<'s>,
+}
+
+/// The first `n` (fewer than there are) of `out` in [`select`]'s order, without sorting them
+/// all: a match that sorts after the `n`th kept so far is dropped as soon as its keys are read,
+/// and the kept ones are cut back to `n` whenever they reach `2n`, so memory and comparisons
+/// stay near `n` per match. Natural path order ends in a byte comparison, so no two live
+/// records tie: the answer is exactly the sorted list cut short.
+fn first_sorted<'s>(out: Vec<RecordView<'s>>, sort: &[SortKey], n: usize) -> Vec<RecordView<'s>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let cmp = |a: &Keyed<'_>, b: &Keyed<'_>| {
+        keys_cmp(sort, &a.keys, &b.keys).then_with(|| natural_cmp(a.r.path(), b.r.path()))
+    };
+    let mut kept: Vec<Keyed<'s>> = Vec::with_capacity(n.saturating_mul(2).min(out.len()));
+    // The `n`th of the kept ones, once they were first cut back: no later match that sorts
+    // after it can be among the first `n`.
+    let mut nth: Option<Keyed<'s>> = None;
+    for r in out {
+        let k = Keyed {
+            keys: sort.iter().map(|s| value(&r, s.field)).collect(),
+            r,
+        };
+        if nth.as_ref().is_some_and(|w| cmp(&k, w).is_gt()) {
+            continue;
+        }
+        kept.push(k);
+        if kept.len() >= n.saturating_mul(2) {
+            kept.select_nth_unstable_by(n - 1, cmp);
+            kept.truncate(n);
+            let w = &kept[n - 1];
+            nth = Some(Keyed {
+                keys: w.keys.clone(),
+                r: w.r,
+            });
+        }
+    }
+    kept.sort_unstable_by(cmp);
+    kept.truncate(n);
+    kept.into_iter().map(|k| k.r).collect()
 }
 
 /// The paths of the records matching `query`, in the order [`select`] gives them without sort

@@ -1392,12 +1392,21 @@ fn field_list(db: &Path, args: &[&str], field: &str) -> Vec<Json> {
 fn a_limited_sort_is_the_full_sort_cut_short() {
     use mediadb::query::eval::{SortKey, select};
     use mediadb::query::{Field, parse};
-    let (_dir, db, _recs) = library(3000);
-    // Paths natural order tells apart only by their bytes ("01" and "1", "A" and "a"), under
-    // one directory, with the same tags.
+    let (_dir, db, mut recs) = library(3000);
+    let cols = db.with_extension("mediadb.cols");
+    let cache_before = std::fs::read(&cols).expect("the writer left a column cache");
+    // One commit past the cache: every 100th record retagged (its row in the cache now holds
+    // what the record no longer does), and paths natural order tells apart only by their bytes
+    // ("01" and "1", "A" and "a"), under one directory, with the same tags.
     {
         let mut w = open_writer(&db);
         let mut b = w.batch().expect("batch");
+        for (i, r) in recs.iter_mut().enumerate().step_by(100) {
+            r.year = Some(2100 + (i % 3) as i32);
+            r.title = Some(format!("000 retitled {i}"));
+            r.artists = vec!["Aaa".into()];
+            r.id = b.upsert(r).expect("upsert");
+        }
         for name in [
             "/tie/a1.mp3",
             "/tie/a01.mp3",
@@ -1414,47 +1423,53 @@ fn a_limited_sort_is_the_full_sort_cut_short() {
         }
         b.commit().expect("commit");
     }
-    let snap = Database::open_read_only(&db).expect("open").snapshot();
     let key = |field, descending| SortKey { field, descending };
+    // Keys the cache holds (read from its columns and the index entries), keys only records
+    // hold, and both.
     let sorts = [
         vec![key(Field::Year, true)],
         vec![key(Field::Year, false)],
         vec![key(Field::Title, false)],
         vec![key(Field::Artist, false), key(Field::Year, true)],
+        vec![key(Field::Artists, true), key(Field::Album, false)],
+        vec![key(Field::Genre, false), key(Field::AlbumArtist, true)],
+        vec![key(Field::MtimeNs, true)],
+        vec![key(Field::Size, false), key(Field::Id, true)],
         vec![key(Field::Genres, true), key(Field::Track, false)],
         vec![key(Field::Path, true)],
         vec![],
     ];
-    for terms in [&[][..], &["year:1990..2005"][..], &["^artist:a"][..]] {
-        let query = parse(terms).expect("parses");
-        for sort in &sorts {
-            let all: Vec<u64> = select(&snap, &query, sort, None)
-                .expect("select")
-                .iter()
-                .map(|r| r.id())
-                .collect();
-            for n in [
-                0,
-                1,
-                2,
-                3,
-                7,
-                64,
-                500,
-                all.len().saturating_sub(1),
-                all.len(),
-                all.len() + 5,
-            ] {
-                let first: Vec<u64> = select(&snap, &query, sort, Some(n))
+    assert!(
+        std::fs::read(&cols).expect("the cache") == cache_before,
+        "a small commit leaves the cache lagging"
+    );
+    // The cache covers all but the records of the last commit; then there is none.
+    for cache in [true, false] {
+        if !cache {
+            std::fs::remove_file(&cols).expect("remove the cache");
+        }
+        let snap = Database::open_read_only(&db).expect("open").snapshot();
+        for terms in [&[][..], &["year:1990..2005"][..], &["^artist:a"][..]] {
+            let query = parse(terms).expect("parses");
+            for sort in &sorts {
+                let all: Vec<u64> = select(&snap, &query, sort, None)
                     .expect("select")
                     .iter()
                     .map(|r| r.id())
                     .collect();
-                assert_eq!(
-                    first,
-                    all[..n.min(all.len())],
-                    "{terms:?} sorted by {sort:?}, limit {n}"
-                );
+                let len = all.len();
+                for n in [0, 1, 2, 3, 7, 64, 500, len.saturating_sub(1), len, len + 5] {
+                    let first: Vec<u64> = select(&snap, &query, sort, Some(n))
+                        .expect("select")
+                        .iter()
+                        .map(|r| r.id())
+                        .collect();
+                    assert_eq!(
+                        first,
+                        all[..n.min(len)],
+                        "{terms:?} sorted by {sort:?}, limit {n}, cache {cache}"
+                    );
+                }
             }
         }
     }

@@ -12,10 +12,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ReadError;
 use crate::query::eval::{
-    ANY_FIELDS, GroupBy, GroupRow, PathList, entry_test, is_entry_field, test_value,
+    ANY_FIELDS, GroupBy, GroupRow, PathList, SortKey, entry_test, is_entry_field, keys_cmp,
+    test_value,
 };
 use crate::query::parse::{Term, Test};
-use crate::query::{Field, Query, Value};
+use crate::query::{Field, Query, Value, natural_cmp};
 use crate::record::Kind;
 use crate::store::columns::{ABSENT, Col, ColView, Columns};
 use crate::store::{FileEntry, Snapshot};
@@ -483,6 +484,187 @@ pub(crate) fn matching_ids(snap: &Snapshot, query: &Query) -> Option<Result<Vec<
         };
         Ok(hit.then_some(id))
     }))
+}
+
+/// Where a sort key's value comes from without its record: the index entry, or a column.
+enum KeySrc<'c> {
+    Id,
+    Size,
+    MtimeNs,
+    /// An int column (the year).
+    Int(ColView<'c>),
+    /// A string column (the title).
+    Text(ColView<'c>),
+    /// A dictionary column of one value per record (artist and genre as joined for display,
+    /// album, album artist, MusicBrainz album id).
+    One(ColView<'c>),
+    /// A dictionary column of lists (artists, genres).
+    List(ColView<'c>),
+}
+
+impl<'c> KeySrc<'c> {
+    /// The source of `f`'s values; `None` when only the record holds them.
+    fn of(cols: &'c Columns, f: Field) -> Option<KeySrc<'c>> {
+        Some(match f {
+            Field::Id => KeySrc::Id,
+            Field::Size => KeySrc::Size,
+            Field::MtimeNs => KeySrc::MtimeNs,
+            Field::Year => KeySrc::Int(cols.column(Col::Year)?),
+            Field::Title => KeySrc::Text(cols.column(Col::Title)?),
+            Field::Artists | Field::Genres => KeySrc::List(cols.column(column_of(f)?)?),
+            Field::Artist
+            | Field::Album
+            | Field::AlbumArtist
+            | Field::Genre
+            | Field::MusicbrainzAlbumId => KeySrc::One(cols.column(column_of(f)?)?),
+            _ => return None,
+        })
+    }
+
+    /// The value [`crate::query::value`] gives for the record of live `id` (entry `e`),
+    /// which the cache covers (entry fields need no cover).
+    fn value(&self, id: u64, e: &FileEntry) -> Value<'c> {
+        match self {
+            KeySrc::Id => Value::Int(id as i64),
+            KeySrc::Size => Value::Int(e.size as i64),
+            KeySrc::MtimeNs => Value::Int(e.mtime_ns),
+            KeySrc::Int(c) => c.int(id).map_or(Value::Null, |y| Value::Int(i64::from(y))),
+            KeySrc::Text(c) => c
+                .string(id)
+                .map_or(Value::Null, |t| Value::Text(Cow::Borrowed(text(t)))),
+            KeySrc::One(c) => match c.one(id) {
+                ABSENT => Value::Null,
+                o => Value::Text(Cow::Borrowed(text(c.value(o)))),
+            },
+            KeySrc::List(c) => Value::List(c.many(id).map(|o| text(c.value(o))).collect()),
+        }
+    }
+}
+
+/// A match with its sort keys and its path, for [`first_sorted_ids`].
+struct KeyedId<'c> {
+    keys: Vec<Value<'c>>,
+    path: Vec<u8>,
+    id: u64,
+}
+
+/// The ids of the first `n` matches of `query` in the order [`crate::query::eval::select`]
+/// gives for `sort`, with the sort keys (and the paths that break ties) read from the cache's
+/// columns and the index entries, so that only a record the cache does not cover is read.
+/// Each core takes a block of ids at a time and keeps its first `n`: a match that sorts after
+/// the `n`th kept so far is dropped as soon as its keys are read, and the kept ones are cut
+/// back to `n` whenever they reach `2n`; the blocks' firsts are then merged. `None` when a
+/// sort field has no column (or its column failed its checks) or the query cannot use the
+/// cache.
+pub(crate) fn first_sorted_ids(
+    snap: &Snapshot,
+    query: &Query,
+    sort: &[SortKey],
+    n: usize,
+) -> Option<Result<Vec<u64>, ReadError>> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 14;
+    let cols = snap.columns()?;
+    let srcs: Vec<KeySrc<'_>> = sort
+        .iter()
+        .map(|k| KeySrc::of(cols, k.field))
+        .collect::<Option<_>>()?;
+    let (dir, rest) = (cols.column(Col::Dir)?, cols.column(Col::Rest)?);
+    // Every live id for a query that matches everything, else the matches.
+    let ids = if query.is_empty() {
+        None
+    } else {
+        match matching_ids(snap, query)? {
+            Ok(ids) => Some(ids),
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    if n == 0 {
+        return Some(Ok(Vec::new()));
+    }
+    let cmp = |a: &KeyedId<'_>, b: &KeyedId<'_>| {
+        keys_cmp(sort, &a.keys, &b.keys).then_with(|| natural_cmp(&a.path, &b.path))
+    };
+    let block = |ids: &mut dyn Iterator<Item = u64>| -> Result<Vec<KeyedId<'_>>, ReadError> {
+        let mut kept: Vec<KeyedId<'_>> = Vec::new();
+        let mut nth: Option<KeyedId<'_>> = None;
+        let mut keys: Vec<Value<'_>> = Vec::with_capacity(srcs.len());
+        for id in ids {
+            let Some(e) = snap.entry_by_id(id) else {
+                continue;
+            };
+            let k = if cols.covers(id, &e) {
+                keys.clear();
+                keys.extend(srcs.iter().map(|s| s.value(id, &e)));
+                // The path is put together only when the keys alone cannot drop the match.
+                if let Some(w) = &nth
+                    && keys_cmp(sort, &keys, &w.keys).is_gt()
+                {
+                    continue;
+                }
+                let mut path = Vec::new();
+                push_path(&dir, &rest, id, &mut path);
+                KeyedId {
+                    keys: keys.clone(),
+                    path,
+                    id,
+                }
+            } else {
+                let Some(r) = snap.get_by_id(id)? else {
+                    continue;
+                };
+                KeyedId {
+                    keys: sort
+                        .iter()
+                        .map(|k| crate::query::value(&r, k.field))
+                        .collect(),
+                    path: r.path().to_vec(),
+                    id,
+                }
+            };
+            if nth.as_ref().is_some_and(|w| cmp(&k, w).is_gt()) {
+                continue;
+            }
+            kept.push(k);
+            if kept.len() >= n.saturating_mul(2) {
+                kept.select_nth_unstable_by(n - 1, cmp);
+                kept.truncate(n);
+                let w = &kept[n - 1];
+                nth = Some(KeyedId {
+                    keys: w.keys.clone(),
+                    path: w.path.clone(),
+                    id: w.id,
+                });
+            }
+        }
+        kept.sort_unstable_by(cmp);
+        kept.truncate(n);
+        Ok(kept)
+    };
+    let result = (|| {
+        let parts: Vec<Vec<KeyedId<'_>>> = match &ids {
+            Some(ids) => ids
+                .par_chunks(BLOCK)
+                .map(|c| block(&mut c.iter().copied()))
+                .collect::<Result<_, ReadError>>()?,
+            None => {
+                let next = snap.stats().next_id;
+                (0..next.div_ceil(BLOCK as u64))
+                    .into_par_iter()
+                    .map(|b| {
+                        let start = b * BLOCK as u64;
+                        block(&mut (start..(start + BLOCK as u64).min(next)))
+                    })
+                    .collect::<Result<_, ReadError>>()?
+            }
+        };
+        snap.index_intact()?;
+        let mut firsts: Vec<KeyedId<'_>> = parts.into_iter().flatten().collect();
+        firsts.sort_unstable_by(cmp);
+        firsts.truncate(n);
+        Ok(firsts.into_iter().map(|k| k.id).collect())
+    })();
+    Some(result)
 }
 
 /// Matches up to this many have their paths read from their records: checking the cache's

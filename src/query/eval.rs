@@ -171,6 +171,18 @@ pub fn select<'s>(
     sort: &[SortKey],
     limit: Option<usize>,
 ) -> Result<Vec<RecordView<'s>>, ReadError> {
+    // The first few by keys the cache holds: only they (and records it does not cover) are
+    // read. One exact path is found through the path index instead.
+    if let Some(n) = limit
+        && !sort.is_empty()
+        && !single_path(query)
+        && let Some(ids) = super::columns::first_sorted_ids(snap, query, sort, n)
+    {
+        return ids?
+            .into_iter()
+            .filter_map(|id| snap.get_by_id(id).transpose())
+            .collect();
+    }
     let out = matching(snap, query)?;
     if let Some(n) = limit
         && n < out.len()
@@ -197,7 +209,7 @@ pub fn select<'s>(
 
 /// Orders two records' sort keys as [`select`] does: field by field, absent values (and empty
 /// lists) last in either direction.
-fn keys_cmp(sort: &[SortKey], ka: &[Value<'_>], kb: &[Value<'_>]) -> std::cmp::Ordering {
+pub(crate) fn keys_cmp(sort: &[SortKey], ka: &[Value<'_>], kb: &[Value<'_>]) -> std::cmp::Ordering {
     let absent =
         |v: &Value<'_>| matches!(v, Value::Null) || matches!(v, Value::List(l) if l.is_empty());
     for ((va, vb), k) in ka.iter().zip(kb).zip(sort) {

@@ -12,7 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ReadError;
 use crate::query::eval::{
-    ANY_FIELDS, GroupBy, GroupRow, PathList, SortKey, entry_test, is_entry_field, keys_cmp,
+    ANY_FIELDS, FirstN, GroupBy, GroupRow, PathList, SortKey, entry_test, is_entry_field, keys_cmp,
     test_value,
 };
 use crate::query::parse::{Term, Test};
@@ -542,6 +542,7 @@ impl<'c> KeySrc<'c> {
 }
 
 /// A match with its sort keys and its path, for [`first_sorted_ids`].
+#[derive(Clone)]
 struct KeyedId<'c> {
     keys: Vec<Value<'c>>,
     path: Vec<u8>,
@@ -586,8 +587,7 @@ pub(crate) fn first_sorted_ids(
         keys_cmp(sort, &a.keys, &b.keys).then_with(|| natural_cmp(&a.path, &b.path))
     };
     let block = |ids: &mut dyn Iterator<Item = u64>| -> Result<Vec<KeyedId<'_>>, ReadError> {
-        let mut kept: Vec<KeyedId<'_>> = Vec::new();
-        let mut nth: Option<KeyedId<'_>> = None;
+        let mut first = FirstN::new(n, cmp);
         let mut keys: Vec<Value<'_>> = Vec::with_capacity(srcs.len());
         for id in ids {
             let Some(e) = snap.entry_by_id(id) else {
@@ -597,7 +597,7 @@ pub(crate) fn first_sorted_ids(
                 keys.clear();
                 keys.extend(srcs.iter().map(|s| s.value(id, &e)));
                 // The path is put together only when the keys alone cannot drop the match.
-                if let Some(w) = &nth
+                if let Some(w) = first.nth()
                     && keys_cmp(sort, &keys, &w.keys).is_gt()
                 {
                     continue;
@@ -622,24 +622,9 @@ pub(crate) fn first_sorted_ids(
                     id,
                 }
             };
-            if nth.as_ref().is_some_and(|w| cmp(&k, w).is_gt()) {
-                continue;
-            }
-            kept.push(k);
-            if kept.len() >= n.saturating_mul(2) {
-                kept.select_nth_unstable_by(n - 1, cmp);
-                kept.truncate(n);
-                let w = &kept[n - 1];
-                nth = Some(KeyedId {
-                    keys: w.keys.clone(),
-                    path: w.path.clone(),
-                    id: w.id,
-                });
-            }
+            first.push(k);
         }
-        kept.sort_unstable_by(cmp);
-        kept.truncate(n);
-        Ok(kept)
+        Ok(first.finish())
     };
     let result = (|| {
         let parts: Vec<Vec<KeyedId<'_>>> = match &ids {

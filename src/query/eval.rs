@@ -228,49 +228,79 @@ pub(crate) fn keys_cmp(sort: &[SortKey], ka: &[Value<'_>], kb: &[Value<'_>]) -> 
 }
 
 /// A match with its sort keys.
+#[derive(Clone)]
 struct Keyed<'s> {
     keys: Vec<Value<'s>>,
     r: RecordView<'s>,
 }
 
-/// The first `n` (fewer than there are) of `out` in [`select`]'s order, without sorting them
-/// all: a match that sorts after the `n`th kept so far is dropped as soon as its keys are read,
-/// and the kept ones are cut back to `n` whenever they reach `2n`, so memory and comparisons
-/// stay near `n` per match. Natural path order ends in a byte comparison, so no two live
-/// records tie: the answer is exactly the sorted list cut short.
-fn first_sorted<'s>(out: Vec<RecordView<'s>>, sort: &[SortKey], n: usize) -> Vec<RecordView<'s>> {
-    if n == 0 {
-        return Vec::new();
+/// The first `n` of a stream of items in the order of `cmp` (a total order), without sorting
+/// them all: the kept ones are cut back to `n` whenever they reach `2n`, and an item that
+/// sorts after the `n`th kept then ([`FirstN::nth`]) cannot be among the first `n`, so memory
+/// and comparisons stay near `n` per item.
+pub(crate) struct FirstN<T, F> {
+    n: usize,
+    kept: Vec<T>,
+    nth: Option<T>,
+    cmp: F,
+}
+
+impl<T: Clone, F: Fn(&T, &T) -> std::cmp::Ordering> FirstN<T, F> {
+    pub(crate) fn new(n: usize, cmp: F) -> FirstN<T, F> {
+        FirstN {
+            n,
+            kept: Vec::new(),
+            nth: None,
+            cmp,
+        }
     }
-    let cmp = |a: &Keyed<'_>, b: &Keyed<'_>| {
+
+    /// The `n`th item kept when they were last cut back: no item that sorts after it can be
+    /// among the first `n`.
+    pub(crate) fn nth(&self) -> Option<&T> {
+        self.nth.as_ref()
+    }
+
+    /// Offers `item`.
+    pub(crate) fn push(&mut self, item: T) {
+        if self.n == 0
+            || self
+                .nth
+                .as_ref()
+                .is_some_and(|w| (self.cmp)(&item, w).is_gt())
+        {
+            return;
+        }
+        self.kept.push(item);
+        if self.kept.len() >= self.n.saturating_mul(2) {
+            self.kept.select_nth_unstable_by(self.n - 1, &self.cmp);
+            self.kept.truncate(self.n);
+            self.nth = Some(self.kept[self.n - 1].clone());
+        }
+    }
+
+    /// The first `n` items offered, in order.
+    pub(crate) fn finish(mut self) -> Vec<T> {
+        self.kept.sort_unstable_by(&self.cmp);
+        self.kept.truncate(self.n);
+        self.kept
+    }
+}
+
+/// The first `n` of `out` in [`select`]'s order (see [`FirstN`]). Natural path order ends in a
+/// byte comparison, so no two live records tie: the answer is exactly the sorted list cut
+/// short.
+fn first_sorted<'s>(out: Vec<RecordView<'s>>, sort: &[SortKey], n: usize) -> Vec<RecordView<'s>> {
+    let mut first = FirstN::new(n, |a: &Keyed<'_>, b: &Keyed<'_>| {
         keys_cmp(sort, &a.keys, &b.keys).then_with(|| natural_cmp(a.r.path(), b.r.path()))
-    };
-    let mut kept: Vec<Keyed<'s>> = Vec::with_capacity(n.saturating_mul(2).min(out.len()));
-    // The `n`th of the kept ones, once they were first cut back: no later match that sorts
-    // after it can be among the first `n`.
-    let mut nth: Option<Keyed<'s>> = None;
+    });
     for r in out {
-        let k = Keyed {
+        first.push(Keyed {
             keys: sort.iter().map(|s| value(&r, s.field)).collect(),
             r,
-        };
-        if nth.as_ref().is_some_and(|w| cmp(&k, w).is_gt()) {
-            continue;
-        }
-        kept.push(k);
-        if kept.len() >= n.saturating_mul(2) {
-            kept.select_nth_unstable_by(n - 1, cmp);
-            kept.truncate(n);
-            let w = &kept[n - 1];
-            nth = Some(Keyed {
-                keys: w.keys.clone(),
-                r: w.r,
-            });
-        }
+        });
     }
-    kept.sort_unstable_by(cmp);
-    kept.truncate(n);
-    kept.into_iter().map(|k| k.r).collect()
+    first.finish().into_iter().map(|k| k.r).collect()
 }
 
 /// The paths of the records matching `query`, in the order [`select`] gives them without sort

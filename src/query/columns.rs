@@ -417,7 +417,7 @@ fn par_ids<T: Send>(
 /// The rows below the cache's `n_ids` that may be out of date at a snapshot: those of the ids
 /// stored since the cache was written. Every other row holds its record's current values, or
 /// belongs to an id that is no longer live (which its entry says).
-pub(crate) struct Stale {
+struct Stale {
     bits: Vec<u64>,
 }
 
@@ -448,9 +448,10 @@ fn stale_rows(snap: &Snapshot, cols: &Columns) -> Option<Stale> {
     let stats = snap.stats();
     let end = stats.committed_bytes;
     let lag = end.checked_sub(cols.committed_len())?;
-    let words = usize::try_from(cols.n_ids().div_ceil(64)).ok()?;
-    let mut bits = vec![0u64; words];
+    // A cache written at this commit has no stale rows: no bits at all.
+    let mut bits = Vec::new();
     if lag > 0 {
+        bits = vec![0u64; usize::try_from(cols.n_ids().div_ceil(64)).ok()?];
         let entries = stats
             .next_id
             .saturating_mul(crate::store::format::ENTRY_LEN as u64);
